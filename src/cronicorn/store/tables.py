@@ -1,0 +1,320 @@
+"""The whole data model as SQLAlchemy Core tables.
+
+Core (not the ORM) because every hot path is a hand-written statement (claims, batch run
+writes, compare-and-set updates) and the repositories want to see exactly what runs.
+Alembic migrations must produce exactly this metadata: `tests/store/test_migration_drift.py`
+compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TIMESTAMP
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+TZ = TIMESTAMP(timezone=True)
+NOW = text("now()")
+
+
+def _id() -> Column[str]:
+    return Column("id", Text, primary_key=True)
+
+
+def _created() -> Column[object]:
+    return Column("created_at", TZ, nullable=False, server_default=NOW)
+
+
+def _updated() -> Column[object]:
+    return Column("updated_at", TZ, nullable=False, server_default=NOW)
+
+
+def _user_fk(nullable: bool = False) -> Column[str]:
+    return Column(
+        "user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=nullable
+    )
+
+
+users = Table(
+    "users",
+    metadata,
+    _id(),
+    Column("email", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("password_hash", Text),
+    Column("is_admin", Boolean, nullable=False, server_default=text("false")),
+    Column("github_id", Text),
+    Column("disabled_at", TZ),
+    _created(),
+    _updated(),
+    Index("ux_users_email_lower", text("lower(email)"), unique=True),
+    Index("ux_users_github_id", "github_id", unique=True),
+)
+
+# Server-side login sessions (browser cookies and device-flow bearer tokens). Only a hash of
+# the token is stored, so a leaked table cannot be replayed.
+sessions = Table(
+    "sessions",
+    metadata,
+    _id(),
+    _user_fk(),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False, server_default="browser"),
+    Column("user_agent", Text),
+    Column("ip_address", Text),
+    _created(),
+    Column("last_seen_at", TZ),
+    Column("expires_at", TZ, nullable=False),
+    Column("revoked_at", TZ),
+    CheckConstraint("kind IN ('browser', 'device')", name="kind"),
+    Index("ix_sessions_user_id", "user_id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    _id(),
+    _user_fk(),
+    Column("name", Text, nullable=False),
+    Column("prefix", Text, nullable=False),
+    Column("key_hash", Text, nullable=False, unique=True),
+    _created(),
+    Column("last_used_at", TZ),
+    Column("expires_at", TZ),
+    Column("revoked_at", TZ),
+    Index("ix_api_keys_user_id", "user_id"),
+)
+
+# OAuth device authorization grant (RFC 8628) for the CLI and MCP clients.
+device_codes = Table(
+    "device_codes",
+    metadata,
+    _id(),
+    Column("device_code_hash", Text, nullable=False, unique=True),
+    Column("user_code", Text, nullable=False, unique=True),
+    Column("client_id", Text, nullable=False),
+    Column("scope", Text),
+    Column("status", Text, nullable=False, server_default="pending"),
+    _user_fk(nullable=True),
+    Column("interval_s", Integer, nullable=False, server_default=text("5")),
+    Column("last_polled_at", TZ),
+    _created(),
+    Column("expires_at", TZ, nullable=False),
+    CheckConstraint(
+        "status IN ('pending', 'approved', 'denied', 'consumed')", name="status"
+    ),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    _id(),
+    _user_fk(),
+    Column("name", Text, nullable=False),
+    Column("description", Text),
+    Column("status", Text, nullable=False, server_default="active"),
+    _created(),
+    _updated(),
+    Column("archived_at", TZ),
+    CheckConstraint("status IN ('active', 'paused', 'archived')", name="status"),
+    Index("ix_jobs_user_id", "user_id"),
+)
+
+# The schedulable unit. Hint columns have one expiry per hint kind (the reference shared one
+# TTL between both kinds, reference defect 10). `lease_owner`/`lease_until` are only set while
+# a run is in flight; whether an endpoint is due is decided by `next_run_at` alone.
+endpoints = Table(
+    "endpoints",
+    metadata,
+    _id(),
+    Column("job_id", Text, ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    _user_fk(),
+    Column("name", Text, nullable=False),
+    Column("description", Text),
+    # request
+    Column("url", Text, nullable=False),
+    Column("method", Text, nullable=False, server_default="GET"),
+    Column("headers_json", JSONB),
+    Column("body_json", JSONB),
+    Column("timeout_ms", Integer),
+    Column("max_execution_time_ms", Integer),
+    Column("max_response_size_kb", Integer),
+    # baseline schedule
+    Column("baseline_cron", Text),
+    Column("baseline_interval_ms", BigInteger),
+    Column("timezone", Text, nullable=False, server_default="UTC"),
+    Column("min_interval_ms", BigInteger),
+    Column("max_interval_ms", BigInteger),
+    # hints (user, AI planner or rules), each kind with its own expiry
+    Column("hint_interval_ms", BigInteger),
+    Column("hint_interval_expires_at", TZ),
+    Column("hint_oneshot_at", TZ),
+    Column("hint_oneshot_expires_at", TZ),
+    Column("hint_reason", Text),
+    Column("hint_source", Text),
+    # state
+    Column("paused_until", TZ),
+    Column("archived_at", TZ),
+    Column("next_run_at", TZ, nullable=False),
+    Column("next_run_source", Text, nullable=False, server_default="baseline-interval"),
+    Column("last_due_at", TZ),
+    Column("last_run_at", TZ),
+    Column("failure_count", Integer, nullable=False, server_default=text("0")),
+    Column("lease_owner", Text),
+    Column("lease_until", TZ),
+    Column("version", BigInteger, nullable=False, server_default=text("1")),
+    _created(),
+    _updated(),
+    CheckConstraint(
+        "method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"
+    ),
+    CheckConstraint(
+        "(baseline_cron IS NULL) <> (baseline_interval_ms IS NULL)", name="one_baseline"
+    ),
+    CheckConstraint("failure_count >= 0", name="failure_count"),
+    Index("ix_endpoints_job_id", "job_id"),
+    Index("ix_endpoints_user_id", "user_id"),
+    # The claim query: due, not archived, no live lease, oldest first.
+    Index(
+        "ix_endpoints_due",
+        "next_run_at",
+        postgresql_where=text("archived_at IS NULL"),
+    ),
+    Index(
+        "ix_endpoints_lease_until",
+        "lease_until",
+        postgresql_where=text("lease_until IS NOT NULL"),
+    ),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    _id(),
+    Column(
+        "endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False
+    ),
+    _user_fk(),
+    Column("status", Text, nullable=False, server_default="running"),
+    Column("source", Text, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("1")),
+    # The slot this run served (NULL for manual test runs); unique per endpoint so a due slot
+    # can never be executed twice, whatever the number of workers.
+    Column("due_at", TZ),
+    Column("started_at", TZ, nullable=False),
+    Column("finished_at", TZ),
+    Column("duration_ms", Integer),
+    Column("status_code", Integer),
+    Column("response_body", JSONB),
+    Column("response_text", Text),
+    Column("response_size", Integer),
+    Column("response_truncated", Boolean, nullable=False, server_default=text("false")),
+    Column("error_message", Text),
+    Column("worker", Text),
+    CheckConstraint("status IN ('running', 'success', 'failed')", name="status"),
+    Index("ix_runs_endpoint_id_started_at", "endpoint_id", "started_at"),
+    Index("ix_runs_user_id_started_at", "user_id", "started_at"),
+    Index("ix_runs_started_at", "started_at"),
+    Index("ix_runs_running", "started_at", postgresql_where=text("status = 'running'")),
+    Index("ux_runs_endpoint_id_due_at", "endpoint_id", "due_at", unique=True),
+)
+
+ai_sessions = Table(
+    "ai_sessions",
+    metadata,
+    _id(),
+    Column(
+        "endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False
+    ),
+    _user_fk(),
+    Column("analyzed_at", TZ, nullable=False),
+    Column("model", Text),
+    Column("tool_calls", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("reasoning", Text),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("token_usage", Integer),
+    Column("duration_ms", Integer),
+    Column("next_analysis_at", TZ),
+    Column("endpoint_failure_count", Integer),
+    Column("warnings", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("error", Text),
+    Index("ix_ai_sessions_endpoint_id_analyzed_at", "endpoint_id", "analyzed_at"),
+    Index("ix_ai_sessions_user_id_analyzed_at", "user_id", "analyzed_at"),
+)
+
+# Outbound HMAC keys, encrypted at rest. After a rotation the previous key keeps signing
+# until `retire_at` (grace period), so receivers can switch without dropping requests.
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    _id(),
+    _user_fk(),
+    Column("key_encrypted", LargeBinary, nullable=False),
+    Column("key_prefix", Text, nullable=False),
+    _created(),
+    Column("rotated_at", TZ),
+    Column("retire_at", TZ),
+    Index("ix_signing_keys_user_id", "user_id"),
+    Index(
+        "ux_signing_keys_user_id_current",
+        "user_id",
+        unique=True,
+        postgresql_where=text("retire_at IS NULL"),
+    ),
+)
+
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", JSONB, nullable=False),
+    _updated(),
+)
+
+# Fixed-window request counters shared by every API process.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("bucket", Text, primary_key=True),
+    Column("window_start", TZ, primary_key=True),
+    Column("count", Integer, nullable=False, server_default=text("0")),
+)
+
+# What `cronicorn backup` knows about backups it made or verified.
+backups = Table(
+    "backups",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("location", Text, nullable=False),
+    Column("format", Text, nullable=False),
+    _created(),
+    Column("size_bytes", BigInteger),
+    Column("revision", Text),
+    Column("verified_at", TZ),
+    Column("verify_ok", Boolean),
+    Column("verify_report", JSONB),
+    Column("offsite_url", Text),
+)
