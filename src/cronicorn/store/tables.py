@@ -52,9 +52,7 @@ def _updated() -> Column[object]:
 
 
 def _user_fk(nullable: bool = False) -> Column[str]:
-    return Column(
-        "user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=nullable
-    )
+    return Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), nullable=nullable)
 
 
 users = Table(
@@ -122,9 +120,7 @@ device_codes = Table(
     Column("last_polled_at", TZ),
     _created(),
     Column("expires_at", TZ, nullable=False),
-    CheckConstraint(
-        "status IN ('pending', 'approved', 'denied', 'consumed')", name="status"
-    ),
+    CheckConstraint("status IN ('pending', 'approved', 'denied', 'consumed')", name="status"),
 )
 
 jobs = Table(
@@ -187,9 +183,7 @@ endpoints = Table(
     Column("version", BigInteger, nullable=False, server_default=text("1")),
     _created(),
     _updated(),
-    CheckConstraint(
-        "method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"
-    ),
+    CheckConstraint("method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"),
     CheckConstraint(
         "(baseline_cron IS NULL) <> (baseline_interval_ms IS NULL)", name="one_baseline"
     ),
@@ -213,9 +207,7 @@ runs = Table(
     "runs",
     metadata,
     _id(),
-    Column(
-        "endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False),
     _user_fk(),
     Column("status", Text, nullable=False, server_default="running"),
     Column("source", Text, nullable=False),
@@ -245,9 +237,7 @@ ai_sessions = Table(
     "ai_sessions",
     metadata,
     _id(),
-    Column(
-        "endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False),
     _user_fk(),
     Column("analyzed_at", TZ, nullable=False),
     Column("model", Text),

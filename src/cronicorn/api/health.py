@@ -1,0 +1,56 @@
+"""`GET /api/health`: database reachable (2 s budget) and schema at the code's revision.
+
+Other roles add their own probes to `Runtime.health_probes`; a probe reports, it never fails
+the endpoint by raising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from cronicorn import __version__
+from cronicorn.runtime import Runtime
+
+router = APIRouter(tags=["health"])
+
+DB_TIMEOUT_S = 2.0
+
+
+async def _database_revision(runtime: Runtime) -> str | None:
+    async with runtime.engine.connect() as conn:
+        exists = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
+        if exists is None:
+            return None
+        row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+        return str(row[0]) if row else None
+
+
+@router.get("/health", summary="Liveness and readiness of this API process")
+async def health(request: Request) -> JSONResponse:
+    runtime: Runtime = request.app.state.runtime
+    body: dict[str, Any] = {"status": "ok", "version": __version__}
+    ok = True
+    try:
+        async with asyncio.timeout(DB_TIMEOUT_S):
+            revision = await _database_revision(runtime)
+        body["database"] = "ok"
+        current = revision == runtime.code_revision
+        body["migrations"] = "current" if current else "pending"
+        ok = current
+    except Exception:
+        body["database"] = "unreachable"
+        body["migrations"] = "unknown"
+        ok = False
+    for name, probe in runtime.health_probes.items():
+        try:
+            body[name] = await probe()
+        except Exception as exc:
+            body[name] = {"status": "error", "error": type(exc).__name__}
+    if not ok:
+        body["status"] = "unavailable"
+    return JSONResponse(body, status_code=200 if ok else 503)

@@ -1,0 +1,68 @@
+"""Compose the ASGI application: the API under `/api` (the web UI joins later), and the
+background roles (scheduler, planner) that `cronicorn up` runs in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from fastapi import FastAPI
+
+from cronicorn.api.app import create_api
+from cronicorn.api.errors import envelope
+from cronicorn.api.middleware import RequestIdMiddleware
+from cronicorn.logs import get_logger
+from cronicorn.runtime import Runtime
+
+log = get_logger("cronicorn.app")
+
+Role = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+"""A background role: runs until the event is set, then drains and returns."""
+
+RESTART_DELAY_S = 2.0
+
+
+async def supervise(name: str, role: Role, runtime: Runtime, stop: asyncio.Event) -> None:
+    """Keep a role alive: a crash is logged and the role restarts, the process stays up."""
+    while not stop.is_set():
+        try:
+            await role(runtime, stop)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("role_crashed", role=name, restart_in_s=RESTART_DELAY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RESTART_DELAY_S)
+
+
+def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(supervise(name, role, runtime, stop), name=f"role:{name}")
+            for name, role in roles
+        ]
+        try:
+            yield
+        finally:
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=runtime.settings.shutdown_timeout_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.close()
+
+    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.runtime = runtime
+    app.mount("/api", create_api(runtime))
+
+    @app.exception_handler(404)
+    async def _not_found(*_: object) -> object:
+        return envelope(404, "not_found", "Not found")
+
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,268 @@
+"""The `cronicorn` command line (Typer). Commands stay thin: they parse, call, print.
+
+Every error is one line on stderr naming the problem and the fix, exit status non-zero;
+`--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from cronicorn import __version__
+from cronicorn.config import ConfigError, Settings, load_settings
+from cronicorn.embedded import EmbeddedError, EmbeddedPostgres
+from cronicorn.logs import configure as configure_logs
+from cronicorn.serve import StartupError, check_database, database, install_sigterm, serve
+
+app = typer.Typer(
+    help="Cronicorn: a self-hosted scheduler for HTTP jobs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the embedded PostgreSQL server.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, bool] = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def friendly(func: F) -> F:
+    """Map known failures to one line and an exit status."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(f"configuration error: {exc}", EXIT_CONFIG)
+        except (StartupError, EmbeddedError) as exc:
+            _fail(str(exc), EXIT_FAILURE)
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(message: str, code: int) -> None:
+    if _state["debug"]:
+        raise
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    loaded = load_settings()
+    configure_logs(loaded.log_level, loaded.log_format)
+    return loaded
+
+
+@app.callback()
+def main_options(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def _migrate_and_seed(cfg: Settings, url: str) -> None:
+    from cronicorn.store.migrate import upgrade
+
+    check_database(url, cfg.db_connect_timeout_s)
+    result = upgrade(url)
+    if result.applied:
+        out.print(f"Applied {len(result.applied)} migration(s): now at revision {result.after}")
+    else:
+        out.print(f"No pending migrations (database at revision {result.after})")
+    _ensure_admin(cfg, url)
+
+
+def _ensure_admin(cfg: Settings, url: str) -> None:
+    from cronicorn.auth.admin import ensure_admin
+    from cronicorn.store.db import make_async_engine
+
+    async def _run() -> Any:
+        engine = make_async_engine(url, pool_size=1, max_overflow=0)
+        try:
+            return await ensure_admin(engine, cfg)
+        finally:
+            await engine.dispose()
+
+    outcome = asyncio.run(_run())
+    if outcome.created and outcome.generated_password:
+        out.print(
+            f"Created admin user [bold]{outcome.email}[/] with password "
+            f"[bold]{outcome.generated_password}[/] (shown once; change it after logging in)"
+        )
+    elif outcome.created:
+        out.print(f"Created admin user {outcome.email}")
+
+
+@app.command()
+@friendly
+def migrate() -> None:
+    """Apply pending database migrations (safe to run from several processes at once)."""
+    cfg = settings()
+    install_sigterm()
+    with database(cfg) as url:
+        _migrate_and_seed(cfg, url)
+
+
+@app.command()
+@friendly
+def up() -> None:
+    """Run every role in one process: migrate, then serve the API with the background roles.
+
+    With no DATABASE_URL an embedded PostgreSQL is started under CRONICORN_HOME.
+    """
+    cfg = settings()
+    install_sigterm()
+    with database(cfg) as url:
+        _migrate_and_seed(cfg, url)
+        out.print(f"Cronicorn {__version__} on http://{_display_host(cfg.host)}:{cfg.port}")
+        serve(cfg, url, _background_roles(), role="up")
+
+
+@app.command()
+@friendly
+def api() -> None:
+    """Serve only the REST API (run `cronicorn migrate` first)."""
+    cfg = settings()
+    install_sigterm()
+    with database(cfg) as url:
+        check_database(url, cfg.db_connect_timeout_s)
+        serve(cfg, url, (), role="api")
+
+
+def _background_roles() -> list[tuple[str, Any]]:
+    """The roles `up` runs beside the API; the scheduler and planner register here."""
+    return []
+
+
+def _display_host(host: str) -> str:
+    return "localhost" if host in {"0.0.0.0", "::", ""} else host
+
+
+# -- cronicorn db ---------------------------------------------------------------------------
+def _embedded(cfg: Settings) -> EmbeddedPostgres:
+    if not cfg.embedded:
+        raise StartupError(
+            "DATABASE_URL is set, so the database is external; manage it with its own tools"
+        )
+    return EmbeddedPostgres(cfg.home)
+
+
+@db_app.command("start")
+@friendly
+def db_start() -> None:
+    """Start the embedded server and keep it up until `cronicorn db stop`."""
+    embedded = _embedded(settings())
+    embedded.start(pin=True)
+    out.print(f"Embedded PostgreSQL running: {embedded.url()}")
+
+
+@db_app.command("stop")
+@friendly
+def db_stop(
+    force: bool = typer.Option(False, "--force", help="Stop even while cronicorn uses it."),
+) -> None:
+    """Stop the embedded server (refuses while cronicorn processes use it)."""
+    _embedded(settings()).stop(force=force)
+    out.print("Embedded PostgreSQL stopped")
+
+
+@db_app.command("status")
+@friendly
+def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show whether the embedded server runs, who uses it, and where it lives."""
+    status = _embedded(settings()).status()
+    data = {
+        "running": status.running,
+        "pid": status.pid,
+        "pinned": status.pinned,
+        "clients": status.clients,
+        "pgdata": str(status.pgdata),
+        "socketDir": str(status.socket_dir),
+    }
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        for key, value in data.items():
+            out.print(f"{key}: {value}", highlight=False)
+    if not status.running:
+        raise typer.Exit(3)
+
+
+@db_app.command("url")
+@friendly
+def db_url() -> None:
+    """Print a libpq URL that psql and pg_dump accept as is."""
+    cfg = settings()
+    if cfg.database_url is not None:
+        from cronicorn.store.db import libpq_url
+
+        print(libpq_url(cfg.database_url))
+    else:
+        print(EmbeddedPostgres(cfg.home).url())
+
+
+@db_app.command("env")
+@friendly
+def db_env() -> None:
+    """Print shell exports (PATH, PGHOST, PGPORT) so plain `psql -U user -d db` works."""
+    for key, value in _embedded(settings()).env().items():
+        print(f"export {key}={_shell_quote(value)}")
+
+
+@db_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@friendly
+def db_psql(ctx: typer.Context) -> None:
+    """Open psql on the database (extra arguments are passed to psql)."""
+    import shutil
+
+    from cronicorn.embedded import bin_dir
+
+    cfg = settings()
+    if cfg.database_url is not None:
+        from cronicorn.store.db import libpq_url
+
+        url = libpq_url(cfg.database_url)
+        psql = shutil.which("psql") or str(bin_dir() / "psql")
+    else:
+        embedded = EmbeddedPostgres(cfg.home)
+        embedded.start(pin=False)
+        url, psql = embedded.url(), str(embedded.tool("psql"))
+    os.execv(psql, [psql, url, *ctx.args])  # noqa: S606 - replaces this process by design
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit as exc:
+        sys.exit(exc.code)

@@ -1,0 +1,140 @@
+"""Settings: one pydantic-settings class read from the environment and `.env`.
+
+Fail fast: an invalid value stops the process at start with one line naming the variable
+(`ConfigError`), never later in a request. Secrets are `SecretStr` so they never appear in
+logs or reprs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEV_ENVIRONMENTS = {"development", "dev", "test"}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    cronicorn_home: Path = Field(default=Path(".cronicorn"), alias="CRONICORN_HOME")
+    host: str = Field(default="0.0.0.0", alias="HOST")
+    port: int = Field(default=3333, ge=1, le=65535, alias="PORT")
+    environment: str = Field(default="development", alias="CRONICORN_ENV")
+    auth_secret: SecretStr | None = Field(default=None, alias="AUTH_SECRET")
+    admin_user_email: str | None = Field(default=None, alias="ADMIN_USER_EMAIL")
+    admin_user_password: SecretStr | None = Field(default=None, alias="ADMIN_USER_PASSWORD")
+    admin_user_name: str = Field(default="Admin", alias="ADMIN_USER_NAME")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", alias="LOG_LEVEL"
+    )
+    log_format: Literal["json", "console"] = Field(default="json", alias="LOG_FORMAT")
+    db_pool_size: int = Field(default=10, ge=1, le=500, alias="DB_POOL_SIZE")
+    db_pool_max_overflow: int = Field(default=10, ge=0, le=500, alias="DB_POOL_MAX_OVERFLOW")
+    db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, alias="DB_CONNECT_TIMEOUT_S")
+    shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600, alias="SHUTDOWN_TIMEOUT_S")
+    allow_networks_raw: str = Field(default="", alias="CRONICORN_ALLOW_NETWORKS")
+    web_url: str = Field(default="http://localhost:3333", alias="WEB_URL")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            raise ValueError("must start with postgresql:// (e.g. postgresql://user:pw@host/db)")
+        return value
+
+    @field_validator("allow_networks_raw")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        _parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _secret_outside_dev(self) -> Settings:
+        if not self.is_dev and self.auth_secret is None:
+            raise ValueError(
+                "AUTH_SECRET is required when CRONICORN_ENV is not development "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
+            raise ValueError("AUTH_SECRET must be at least 32 characters")
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.environment.lower() in DEV_ENVIRONMENTS
+
+    @property
+    def embedded(self) -> bool:
+        """No DATABASE_URL means the CLI runs its own PostgreSQL under CRONICORN_HOME."""
+        return self.database_url is None
+
+    @cached_property
+    def allow_networks(self) -> tuple[IPNetwork, ...]:
+        return _parse_networks(self.allow_networks_raw)
+
+    @property
+    def home(self) -> Path:
+        return self.cronicorn_home.expanduser().resolve()
+
+    def resolved_auth_secret(self) -> str:
+        """AUTH_SECRET, or in development one generated once and kept under the home."""
+        if self.auth_secret is not None:
+            return self.auth_secret.get_secret_value()
+        path = self.home / "auth_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(value)
+        return value
+
+
+def _parse_networks(raw: str) -> tuple[IPNetwork, ...]:
+    items = [part.strip() for part in raw.replace(";", ",").split(",") if part.strip()]
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"not a CIDR list (e.g. 10.0.0.0/8,192.168.1.0/24): {exc}") from exc
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    fields = Settings.model_fields
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"][0] if err["loc"] else ""
+        field = fields.get(str(loc))
+        name = field.alias if field is not None and field.alias else str(loc).upper()
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"invalid {name}: {message}" if name else message)
+    return "; ".join(lines)

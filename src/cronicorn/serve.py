@@ -1,0 +1,106 @@
+"""Process lifecycle shared by the CLI commands: the database a command uses (embedded or
+external), start-up checks that fail fast with one clear line, and serving the ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import signal
+import socket
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from urllib.parse import urlsplit
+
+import psycopg
+import uvicorn
+
+from cronicorn.app import Role, create_app
+from cronicorn.config import Settings
+from cronicorn.embedded import EmbeddedPostgres
+from cronicorn.logs import get_logger
+from cronicorn.runtime import Runtime
+from cronicorn.store.db import libpq_url
+
+log = get_logger("cronicorn")
+
+
+class StartupError(Exception):
+    """Something outside the code prevents starting; the message says what and how to fix."""
+
+
+def install_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `finally` blocks (embedded release) run."""
+
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """Yield the libpq URL to use; with no DATABASE_URL, run the embedded server meanwhile."""
+    if settings.database_url is not None:
+        yield libpq_url(settings.database_url)
+        return
+    embedded = EmbeddedPostgres(settings.home)
+    with embedded.session():
+        yield embedded.url()
+
+
+def describe_target(url: str) -> str:
+    """Host and database of a URL, without credentials, for error messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p).get(
+        "host", "local socket"
+    )
+    return f"{host}{':' + str(parts.port) if parts.port else ''}/{parts.path.lstrip('/')}"
+
+
+def check_database(url: str, timeout_s: float) -> None:
+    try:
+        with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StartupError(
+            f"cannot connect to the database at {describe_target(url)}: {reason}. "
+            "Check DATABASE_URL and that PostgreSQL is running."
+        ) from None
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(
+                f"port {port} on {host} is already in use; stop the other process or set PORT"
+            ) from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(
+    settings: Settings, database_url: str, roles: Sequence[tuple[str, Role]], *, role: str
+) -> None:
+    sock = bind_socket(settings.host, settings.port)
+    runtime = Runtime.create(settings, database_url, role=role)
+    app = create_app(runtime, roles)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    log.info("listening", host=settings.host, port=settings.port, roles=[n for n, _ in roles])
+    asyncio.run(server.serve(sockets=[sock]))

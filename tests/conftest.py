@@ -1,0 +1,135 @@
+"""Shared test infrastructure: one PostgreSQL for the whole run, one database per test.
+
+With no TEST_DATABASE_URL, an embedded server under a per-checkout temp home is shared by every
+pytest process (xdist workers and helpers alike) through the same reference counting the CLI
+uses. The schema is migrated once into a template database named after a hash of the schema
+sources; each test gets `CREATE DATABASE … TEMPLATE …`, so tests are isolated and parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronicorn.embedded import EmbeddedPostgres
+from cronicorn.store.db import make_async_engine
+from cronicorn.store.migrate import MIGRATIONS_DIR, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_SOURCES = [ROOT / "src/cronicorn/store/tables.py", *sorted(MIGRATIONS_DIR.rglob("*.py"))]
+
+# Tests must never pick up an operator's settings from the environment or a .env file.
+for _name in ("DATABASE_URL", "CRONICORN_HOME", "AUTH_SECRET", "ADMIN_USER_EMAIL"):
+    os.environ.pop(_name, None)
+
+
+def _schema_hash() -> str:
+    digest = hashlib.sha1(usedforsecurity=False)
+    for path in SCHEMA_SOURCES:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at another database (query string kept)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass
+class PgServer:
+    admin_url: str  # a maintenance database on the server
+    template: str
+
+    def create_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return with_database(self.admin_url, name)
+
+    def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def empty_database(self) -> str:
+        """A database with no schema at all (for migration tests)."""
+        name = f"e_{uuid.uuid4().hex[:16]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return with_database(self.admin_url, name)
+
+
+def _test_home() -> Path:
+    tag = hashlib.sha1(str(ROOT).encode(), usedforsecurity=False).hexdigest()[:8]
+    return Path(f"/tmp/cronicorn-tests-{os.geteuid()}-{tag}")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ensure_template(admin_url: str, lock_path: Path) -> str:
+    template = f"tpl_{_schema_hash()}"
+    with _file_lock(lock_path), psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (template,)
+        ).fetchone()
+        if not exists:
+            building = f"{template}_build"
+            conn.execute(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{building}"')
+            upgrade(with_database(admin_url, building))
+            conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{template}"')
+    return template
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        lock = Path(f"/tmp/cronicorn-tests-{os.geteuid()}-external.lock")
+        yield PgServer(admin_url=external, template=_ensure_template(external, lock))
+        return
+    home = _test_home()
+    embedded = EmbeddedPostgres(home)
+    with embedded.session():
+        admin = embedded.url("postgres")
+        yield PgServer(admin_url=admin, template=_ensure_template(admin, home / "template.lock"))
+
+
+@pytest.fixture
+def database_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated database for this test alone (libpq URL)."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = make_async_engine(database_url, pool_size=5, max_overflow=5)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()

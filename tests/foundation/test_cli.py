@@ -1,0 +1,207 @@
+"""The real `cronicorn` CLI as a subprocess, talking HTTP to it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import PgServer
+from support import cli_env, free_port, run_cli, start_cli, wait_sync
+
+pytestmark = pytest.mark.slow
+
+SECRET = "x" * 40
+
+
+def _health(port: int) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=3) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, {}
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen[str]) -> None:
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early ({proc.returncode}): {proc.communicate()}")
+        return _health(port)[0] == 200
+
+    wait_sync(ready, timeout=60, what=f"health on port {port}")
+
+
+def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    return proc.returncode
+
+
+def test_up_serves_health_and_stops_cleanly_on_sigterm(database_url: str) -> None:
+    port = free_port()
+    env = cli_env(DATABASE_URL=database_url, PORT=str(port), AUTH_SECRET=SECRET, HOST="127.0.0.1")
+    proc = start_cli("up", env=env)
+    _wait_healthy(port, proc)
+    _, body = _health(port)
+    assert body["migrations"] == "current"
+    assert _stop(proc) == 0
+    assert _health(port)[0] == 0, "nothing listens after shutdown"
+
+
+def test_unreachable_database_is_one_line_and_non_zero(tmp_path: Path) -> None:
+    dead = f"postgresql://user:secretpw@127.0.0.1:{free_port()}/db"
+    result = run_cli("up", env=cli_env(DATABASE_URL=dead, AUTH_SECRET=SECRET), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "cannot connect to the database at 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "secretpw" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_port_in_use_is_reported(database_url: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = cli_env(
+            DATABASE_URL=database_url, PORT=str(port), HOST="127.0.0.1", AUTH_SECRET=SECRET
+        )
+        result = run_cli("up", env=env)
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "value"), [("PORT", "abc"), ("LOG_LEVEL", "chatty")])
+def test_invalid_environment_exits_2_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    result = run_cli("migrate", env=cli_env(**{variable: value}), cwd=tmp_path)
+    assert result.returncode == 2
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_reports_nothing_pending_the_second_time(pg_server: PgServer) -> None:
+    url = pg_server.empty_database()
+    try:
+        env = cli_env(DATABASE_URL=url, AUTH_SECRET=SECRET)
+        first = run_cli("migrate", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "Applied" in first.stdout
+        second = run_cli("migrate", env=env)
+        assert second.returncode == 0, second.stderr
+        assert "No pending migrations" in second.stdout
+    finally:
+        pg_server.drop_database(url)
+
+
+def test_two_migrate_processes_at_once(pg_server: PgServer) -> None:
+    url = pg_server.empty_database()
+    try:
+        env = cli_env(DATABASE_URL=url, AUTH_SECRET=SECRET)
+        procs = [start_cli("migrate", env=env) for _ in range(2)]
+        outputs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outputs
+        stdout = [o[0] for o in outputs]
+        assert sum("Applied" in s for s in stdout) == 1
+        assert sum("No pending migrations" in s for s in stdout) == 1
+    finally:
+        pg_server.drop_database(url)
+
+
+def test_admin_user_is_created_once_and_never_overwritten(database_url: str) -> None:
+    env = cli_env(
+        DATABASE_URL=database_url,
+        AUTH_SECRET=SECRET,
+        ADMIN_USER_EMAIL="Ops@Example.com",
+        ADMIN_USER_PASSWORD="first-password",
+    )
+    assert run_cli("migrate", env=env).returncode == 0
+    with psycopg.connect(database_url) as conn:
+        before = conn.execute("SELECT password_hash, is_admin FROM users").fetchall()
+    assert len(before) == 1
+    assert before[0][1] is True
+    assert before[0][0].startswith("$argon2id$")
+    env["ADMIN_USER_PASSWORD"] = "second-password"
+    env["ADMIN_USER_EMAIL"] = "ops@example.com"
+    assert run_cli("migrate", env=env).returncode == 0
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT password_hash FROM users").fetchall() == [(before[0][0],)]
+
+
+def _db_status(env: dict[str, str]) -> dict[str, object]:
+    result = run_cli("db", "status", "--json", env=env)
+    return dict(json.loads(result.stdout))
+
+
+def test_embedded_up_survives_sigkill_and_stops_the_server_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"), PORT=str(port), HOST="127.0.0.1")
+    first = start_cli("up", env=env)
+    _wait_healthy(port, first)
+    _stop(first, signal.SIGKILL)
+    assert _db_status(env)["running"] is True, "PostgreSQL outlives a SIGKILLed app"
+
+    second = start_cli("up", env=env)
+    _wait_healthy(port, second)
+    url = run_cli("db", "url", env=env).stdout.strip()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT email FROM users").fetchall() == [("admin@example.com",)]
+    assert _stop(second) == 0
+    status = _db_status(env)
+    assert status["running"] is False
+    assert status["clients"] == []
+
+
+def test_embedded_server_is_shared_and_stops_with_its_last_user(tmp_path: Path) -> None:
+    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"), HOST="127.0.0.1")
+    port_a, port_b = free_port(), free_port()
+    a = start_cli("up", env={**env, "PORT": str(port_a)})
+    _wait_healthy(port_a, a)
+    b = start_cli("api", env={**env, "PORT": str(port_b)})
+    _wait_healthy(port_b, b)
+    assert sorted(_db_status(env)["clients"]) == sorted([a.pid, b.pid])  # type: ignore[type-var]
+    assert _stop(a) == 0
+    assert _db_status(env)["running"] is True
+    assert _health(port_b)[0] == 200
+    assert _stop(b) == 0
+    assert _db_status(env)["running"] is False
+
+
+def test_db_start_keeps_the_server_for_operators_until_db_stop(tmp_path: Path) -> None:
+    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"))
+    started = run_cli("db", "start", env=env)
+    assert started.returncode == 0, started.stderr
+    try:
+        status = _db_status(env)
+        assert status["running"] is True
+        assert status["pinned"] is True
+        url = run_cli("db", "url", env=env).stdout.strip()
+        assert url.startswith("postgresql://user@/db?host=")
+        psql = run_cli("db", "psql", "-tAc", "SELECT current_database()", env=env)
+        assert psql.stdout.strip() == "db", psql.stderr
+    finally:
+        stopped = run_cli("db", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    result = run_cli("db", "status", env=env)
+    assert result.returncode == 3
+    assert "running: False" in result.stdout
