@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from cronicorn import __version__
+from cronicorn.app import Role
 from cronicorn.config import ConfigError, Settings, load_settings
 from cronicorn.embedded import EmbeddedError, EmbeddedPostgres
 from cronicorn.logs import configure as configure_logs
@@ -154,9 +155,19 @@ def api() -> None:
         serve(cfg, url, (), role="api")
 
 
-def _background_roles() -> list[tuple[str, Any]]:
-    """The roles `up` runs beside the API; the scheduler and planner register here."""
+def _scheduler_roles() -> list[tuple[str, Role]]:
+    """Roles a lone `cronicorn scheduler` runs (the scheduler loop, scheduled backups)."""
     return []
+
+
+def _planner_roles() -> list[tuple[str, Role]]:
+    """Roles a lone `cronicorn planner` runs."""
+    return []
+
+
+def _background_roles() -> list[tuple[str, Role]]:
+    """Everything `cronicorn up` runs beside the API."""
+    return [*_scheduler_roles(), *_planner_roles()]
 
 
 def _display_host(host: str) -> str:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import psycopg
 import uvicorn
 
-from cronicorn.app import Role, create_app
+from cronicorn.app import Role, create_app, supervise
 from cronicorn.config import Settings
 from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.logs import get_logger
@@ -104,3 +104,34 @@ def serve(
     server = uvicorn.Server(config)
     log.info("listening", host=settings.host, port=settings.port, roles=[n for n, _ in roles])
     asyncio.run(server.serve(sockets=[sock]))
+
+
+def run_roles(
+    settings: Settings, database_url: str, roles: Sequence[tuple[str, Role]], *, role: str
+) -> None:
+    """Run background roles without an HTTP server (e.g. `cronicorn scheduler`) until
+    SIGINT/SIGTERM, then give them `SHUTDOWN_TIMEOUT_S` to drain."""
+
+    async def main() -> None:
+        runtime = Runtime.create(settings, database_url, role=role)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [
+            asyncio.create_task(supervise(name, r, runtime, stop), name=f"role:{name}")
+            for name, r in roles
+        ]
+        log.info("roles_started", roles=[name for name, _ in roles])
+        try:
+            await stop.wait()
+        finally:
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=settings.shutdown_timeout_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.close()
+
+    asyncio.run(main())
