@@ -1,0 +1,32 @@
+"""Typed errors raised by the resource repositories.
+
+The API maps each to one status (404/409/422) in `api/errors.py`-style handlers, the CLI maps
+them to one line on stderr; neither edge parses message text.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of the errors a repository raises on purpose."""
+
+
+class NotFound(StoreError):
+    """The resource does not exist or belongs to another user (the two look the same)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found")
+        self.what = what
+
+
+class Conflict(StoreError):
+    """The request is valid but the resource's state forbids it (e.g. resuming an archived job)."""
+
+
+class Invalid(StoreError):
+    """A value breaks a rule that needs the stored row to check (field is the snake_case name)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
