@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cronicorn up
+	LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/cronicorn up
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
