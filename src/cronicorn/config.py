@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600, alias="SHUTDOWN_TIMEOUT_S")
     allow_networks_raw: str = Field(default="", alias="CRONICORN_ALLOW_NETWORKS")
     web_url: str = Field(default="http://localhost:3333", alias="WEB_URL")
+    signing_key_grace_hours: float = Field(
+        default=24, ge=0, le=24 * 90, alias="SIGNING_KEY_GRACE_HOURS"
+    )
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
