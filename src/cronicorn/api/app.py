@@ -5,7 +5,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from cronicorn import __version__
-from cronicorn.api import errors, health
+from cronicorn.api import (
+    dashboard,
+    docs,
+    endpoints,
+    errors,
+    health,
+    hints,
+    jobs,
+    runs,
+    sessions,
+    signing_keys,
+    usage,
+)
+from cronicorn.api.schemas.common import install_error_mapping
 from cronicorn.runtime import Runtime
 
 
@@ -20,4 +33,8 @@ def create_api(runtime: Runtime) -> FastAPI:
     api.state.runtime = runtime
     errors.install(api)
     api.include_router(health.router)
+    install_error_mapping(api)
+    docs.install(api)
+    for module in (jobs, endpoints, hints, runs, sessions, dashboard, signing_keys, usage, docs):
+        api.include_router(module.router)
     return api

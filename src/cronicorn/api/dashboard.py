@@ -1,0 +1,99 @@
+"""`/api/dashboard/stats` and `/api/dashboard/activity` (UTC buckets)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.errors import ApiError
+from cronicorn.api.schemas.common import InDatetime, NowDep, require_id
+from cronicorn.api.schemas.dashboard import ActivityTimeline, DashboardStats
+from cronicorn.store import stats
+
+router = APIRouter(tags=["Dashboard"])
+
+MAX_RANGE = timedelta(days=400)
+
+StartDate = Annotated[InDatetime, Query(alias="startDate")]
+EndDate = Annotated[InDatetime, Query(alias="endDate")]
+JobFilter = Annotated[str | None, Query(alias="jobId", max_length=64)]
+
+
+def _check_range(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise ApiError(
+            422,
+            "endDate must be after startDate",
+            details=[{"path": "endDate", "in": "query", "message": "must be after startDate"}],
+        )
+    if end - start > MAX_RANGE:
+        raise ApiError(
+            422,
+            "the range may span at most 400 days",
+            details=[{"path": "startDate", "in": "query", "message": "range over 400 days"}],
+        )
+
+
+def _job(job_id: str | None) -> str | None:
+    """An unknown or malformed job id simply matches nothing."""
+    if job_id is None:
+        return None
+    try:
+        return require_id(job_id, "Job")
+    except ApiError:
+        return "-"
+
+
+@router.get("/dashboard/stats", response_model=DashboardStats, summary="Dashboard numbers")
+async def dashboard_stats(
+    user: UserDep,
+    conn: ConnDep,
+    now: NowDep,
+    start: StartDate,
+    end: EndDate,
+    job_id: JobFilter = None,
+    source: Annotated[str | None, Query(max_length=64)] = None,
+    endpoint_limit: Annotated[int, Query(alias="endpointLimit", ge=1, le=100)] = 20,
+) -> DashboardStats:
+    _check_range(start, end)
+    query = stats.StatsQuery(
+        user_id=user.user_id,
+        start=start,
+        end=end,
+        now=now,
+        job_id=_job(job_id),
+        source=source,
+        endpoint_limit=endpoint_limit,
+    )
+    return DashboardStats.model_validate(await stats.dashboard(conn, query))
+
+
+@router.get(
+    "/dashboard/activity",
+    response_model=ActivityTimeline,
+    summary="Runs and AI sessions merged, newest first",
+)
+async def dashboard_activity(
+    user: UserDep,
+    conn: ConnDep,
+    start: StartDate,
+    end: EndDate,
+    job_id: JobFilter = None,
+    event_type: Annotated[Literal["all", "runs", "sessions"], Query(alias="eventType")] = "all",
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> ActivityTimeline:
+    _check_range(start, end)
+    query = stats.ActivityQuery(
+        user_id=user.user_id,
+        start=start,
+        end=end,
+        job_id=_job(job_id),
+        event_type=event_type,
+        limit=limit,
+        offset=offset,
+    )
+    return ActivityTimeline.model_validate(await stats.activity(conn, query))

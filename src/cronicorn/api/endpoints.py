@@ -1,0 +1,132 @@
+"""`/api/jobs/{jobId}/endpoints…`: create, list, read, edit, archive, delete endpoints.
+
+The `jobId` in the path must be the endpoint's job (the reference ignored it). URLs pass the
+dispatcher's SSRF check when they are set, so a URL that could never run is a 422 now rather
+than a failed run later.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
+from cronicorn.api.schemas.common import NowDep, require_id
+from cronicorn.api.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
+from cronicorn.runtime import Runtime
+from cronicorn.store import endpoints as endpoint_store
+from cronicorn.store.errors import Invalid
+
+router = APIRouter(tags=["Endpoints"])
+
+JobIdPath = Annotated[str, Path(alias="jobId")]
+
+
+async def ensure_url_allowed(runtime: Runtime, url: str, field: str = "url") -> None:
+    """The dispatcher's SSRF check at create/edit time: a refused URL is a 422 on `url`."""
+    reason = await url_refusal(runtime, url)
+    if reason is not None:
+        raise Invalid(field, f"URL not allowed: {reason}")
+
+
+async def url_refusal(runtime: Runtime, url: str) -> str | None:
+    """Why the dispatcher would refuse this URL, or None (provisional until dispatch lands)."""
+    return None
+
+
+@router.post(
+    "/jobs/{jobId}/endpoints", status_code=201, response_model=Endpoint, summary="Add an endpoint"
+)
+async def create_endpoint(
+    job: JobIdPath,
+    body: EndpointCreate,
+    user: UserDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    now: NowDep,
+) -> Endpoint:
+    job_id = require_id(job, "Job")
+    await ensure_url_allowed(runtime, body.url)
+    row = await endpoint_store.create(conn, user.user_id, job_id, body.model_dump(), now)
+    return Endpoint.of(row)
+
+
+@router.get(
+    "/jobs/{jobId}/endpoints",
+    response_model=EndpointList,
+    summary="List a job's endpoints (archived ones included)",
+)
+async def list_endpoints(job: JobIdPath, user: UserDep, conn: ConnDep) -> EndpointList:
+    rows = await endpoint_store.list_for_job(conn, user.user_id, require_id(job, "Job"))
+    return EndpointList(endpoints=[Endpoint.of(row) for row in rows])
+
+
+@router.get("/jobs/{jobId}/endpoints/{id}", response_model=Endpoint, summary="Get an endpoint")
+async def get_endpoint(job: JobIdPath, id: str, user: UserDep, conn: ConnDep) -> Endpoint:
+    row = await endpoint_store.get(
+        conn, user.user_id, require_id(id, "Endpoint"), job_id=require_id(job, "Endpoint")
+    )
+    return Endpoint.of(row)
+
+
+@router.patch(
+    "/jobs/{jobId}/endpoints/{id}",
+    response_model=Endpoint,
+    summary="Edit an endpoint",
+    description=(
+        "Only the fields sent change; `null` clears a field. Setting `baselineCron` clears "
+        "`baselineIntervalMs` and vice versa. The next run is replanned when the schedule "
+        "changes."
+    ),
+)
+async def patch_endpoint(
+    job: JobIdPath,
+    id: str,
+    body: EndpointPatch,
+    user: UserDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    now: NowDep,
+) -> Endpoint:
+    changes = body.changes()
+    endpoint_id = require_id(id, "Endpoint")
+    job_id = require_id(job, "Endpoint")
+    await endpoint_store.get(conn, user.user_id, endpoint_id, job_id=job_id)
+    if changes.get("url") is not None:
+        await ensure_url_allowed(runtime, changes["url"])
+    row = await endpoint_store.update_config(
+        conn, user.user_id, endpoint_id, changes, now, job_id=job_id
+    )
+    return Endpoint.of(row)
+
+
+@router.delete(
+    "/jobs/{jobId}/endpoints/{id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete an endpoint and its history",
+)
+async def delete_endpoint(job: JobIdPath, id: str, user: UserDep, conn: ConnDep) -> Response:
+    await endpoint_store.delete_endpoint(
+        conn, user.user_id, require_id(id, "Endpoint"), job_id=require_id(job, "Endpoint")
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/jobs/{jobId}/endpoints/{id}/archive",
+    response_model=Endpoint,
+    summary="Archive an endpoint (it stops running; its history stays)",
+)
+async def archive_endpoint(
+    job: JobIdPath,
+    id: str,
+    user: UserDep,
+    conn: ConnDep,
+    now: NowDep,
+) -> Endpoint:
+    row = await endpoint_store.archive(
+        conn, user.user_id, require_id(id, "Endpoint"), now, job_id=require_id(job, "Endpoint")
+    )
+    return Endpoint.of(row)

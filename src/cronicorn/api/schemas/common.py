@@ -1,0 +1,109 @@
+"""Shared pieces of the schema layer: base models, time types, ids, the clock, error mapping."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    WithJsonSchema,
+)
+from pydantic.alias_generators import to_camel
+
+from cronicorn.api.errors import ApiError, envelope
+from cronicorn.store.errors import Conflict, Invalid, NotFound
+
+MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000  # a year: keeps every planned instant representable
+MAX_TTL_MINUTES = 30 * 24 * 60
+
+
+class In(BaseModel):
+    """A request body: camelCase only, unknown fields rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", populate_by_name=False)
+
+
+class Out(BaseModel):
+    """A response body: camelCase, every field present."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+def _iso_ms(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+UtcDatetime = Annotated[
+    datetime,
+    PlainSerializer(_iso_ms, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+"""A response timestamp, as JavaScript's `toISOString()` writes it."""
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if not 1970 <= value.year <= 9000:
+        raise ValueError("must be between the years 1970 and 9000")
+    return value
+
+
+InDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+"""A request timestamp: ISO-8601 (a date alone is midnight); without an offset it is UTC."""
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def require_id(value: str, what: str) -> str:
+    """Path ids that cannot exist are a 404 like any unknown id (not a 422 or a 500)."""
+    if _ID.fullmatch(value) is None:
+        raise ApiError(404, f"{what} not found")
+    return value
+
+
+def get_now(request: Request) -> datetime:
+    """The request's clock: `app.state.clock` when a test installs one, else the wall clock."""
+    clock = getattr(request.app.state, "clock", None)
+    now: datetime = clock() if clock is not None else datetime.now(UTC)
+    return now
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def camel(field: str) -> str:
+    return to_camel(field)
+
+
+def install_error_mapping(app: FastAPI) -> None:
+    """Map the store's typed errors to the one envelope (done once, for every router)."""
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return envelope(404, "not_found", f"{exc.what} not found")
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return envelope(409, "conflict", str(exc))
+
+    @app.exception_handler(Invalid)
+    async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
+        return invalid_response(exc.field, exc.message)
+
+
+def invalid_response(field: str, message: str, where: str = "body") -> JSONResponse:
+    path = camel(field)
+    details: list[dict[str, Any]] = [
+        {"path": path, "in": where, "message": message, "type": "value_error"}
+    ]
+    return envelope(422, "validation_error", f"{message} at '{path}'", details)

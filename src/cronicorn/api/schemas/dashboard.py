@@ -1,0 +1,147 @@
+"""Dashboard, usage and signing keys: query and response models."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, JsonValue
+
+from cronicorn.api.schemas.common import Out, UtcDatetime
+
+
+class Counts(Out):
+    total: int
+    active: int
+    paused: int
+
+
+class SuccessRate(Out):
+    overall: float
+    trend: Literal["up", "down", "stable"]
+
+
+class RecentActivity(Out):
+    runs24h: int = Field(alias="runs24h")
+    success24h: int = Field(alias="success24h")
+    failure24h: int = Field(alias="failure24h")
+
+
+class JobHealth(Out):
+    job_id: str
+    job_name: str
+    success_count: int
+    failure_count: int
+
+
+class FilteredMetrics(Out):
+    total_runs: int
+    success_count: int
+    failure_count: int
+    avg_duration_ms: float | None
+
+
+class SourceCount(Out):
+    source: str
+    count: int
+
+
+class RunPoint(Out):
+    date: str
+    success: int
+    failure: int
+
+
+class EndpointPoint(Out):
+    date: str
+    endpoint_id: str
+    endpoint_name: str
+    success: int
+    failure: int
+    total_duration_ms: int
+
+
+class SessionPoint(Out):
+    date: str
+    endpoint_id: str
+    endpoint_name: str
+    session_count: int
+    total_tokens: int
+
+
+class DashboardStats(Out):
+    jobs: Counts
+    endpoints: Counts
+    success_rate: SuccessRate
+    recent_activity: RecentActivity
+    job_health: list[JobHealth]
+    filtered_metrics: FilteredMetrics
+    source_distribution: list[SourceCount]
+    run_time_series: list[RunPoint]
+    endpoint_time_series: list[EndpointPoint]
+    endpoint_time_series_max_stacked: float
+    ai_session_time_series: list[SessionPoint]
+    ai_session_time_series_max_stacked: float
+    granularity: Literal["hour", "day"]
+    bucket_size_seconds: int
+
+
+class ActivityEvent(Out):
+    type: Literal["run", "session"]
+    id: str
+    endpoint_id: str
+    endpoint_name: str
+    timestamp: UtcDatetime
+    status: str | None = None
+    duration_ms: int | None = None
+    source: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[JsonValue] | None = None
+    token_usage: int | None = None
+    warnings: list[JsonValue] | None = None
+
+
+class ActivitySummary(Out):
+    runs_count: int
+    sessions_count: int
+    success_rate: float
+
+
+class ActivityTimeline(Out):
+    events: list[ActivityEvent]
+    total: int
+    summary: ActivitySummary
+
+
+class Usage(Out):
+    """This calendar month (UTC). No billing: every `…Limit` is null (unlimited)."""
+
+    period_start: UtcDatetime
+    endpoints_used: int
+    endpoints_limit: int | None = None
+    runs_this_month: int
+    total_runs: int = Field(description="Same as runsThisMonth (reference name)")
+    total_runs_limit: int | None = None
+    ai_tokens_this_month: int
+    ai_calls_used: int = Field(description="Same as aiTokensThisMonth (reference name)")
+    ai_calls_limit: int | None = None
+
+
+class GraceKey(Out):
+    key_prefix: str
+    retire_at: UtcDatetime
+
+
+class KeyInfo(Out):
+    has_key: bool
+    key_prefix: str | None
+    created_at: UtcDatetime | None
+    rotated_at: UtcDatetime | None
+    grace_keys: list[GraceKey]
+
+
+class NewKey(Out):
+    """The raw key is shown once; store it on the receiving side."""
+
+    raw_key: str
+    key_prefix: str
+    previous_key_retire_at: UtcDatetime | None = None

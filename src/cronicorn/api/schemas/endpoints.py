@@ -1,0 +1,250 @@
+"""Endpoints and the routes that steer them (hints, pause, preview, run now).
+
+Column names differ from the reference's JSON names; this module is the one place that maps
+them (`hint_oneshot_at` → `aiHintNextRunAt`, …).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, JsonValue, WithJsonSchema, field_validator
+
+from cronicorn.api.schemas.common import (
+    MAX_INTERVAL_MS,
+    MAX_TTL_MINUTES,
+    In,
+    InDatetime,
+    Out,
+    UtcDatetime,
+)
+from cronicorn.store.endpoints import EndpointRow
+
+Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+MAX_BODY_BYTES = 64 * 1024
+MAX_HEADERS = 50
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    return value
+
+
+def _check_headers(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    for name, header in value.items():
+        if _TOKEN.fullmatch(name) is None:
+            raise ValueError(f"invalid header name {name[:40]!r}")
+        if len(header) > 8192 or any(ch in header for ch in "\r\n\0"):
+            raise ValueError(f"invalid value for header {name!r}")
+    return value
+
+
+def _check_body(value: Any) -> Any:
+    if len(json.dumps(value, separators=(",", ":"))) > MAX_BODY_BYTES:
+        raise ValueError(f"must serialise to at most {MAX_BODY_BYTES} bytes")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Url = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
+Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
+Body = Annotated[JsonValue, AfterValidator(_check_body)]
+Description = Annotated[str, Field(max_length=2000)]
+Cron = Annotated[str, Field(min_length=1, max_length=255)]
+Timezone = Annotated[str, Field(min_length=1, max_length=64)]
+IntervalMs = Annotated[int, Field(ge=1000, le=MAX_INTERVAL_MS)]
+TimeoutMs = Annotated[int, Field(ge=1, le=1_800_000)]
+SizeKb = Annotated[int, Field(ge=1, le=10 * 1024)]
+
+
+class EndpointCreate(In):
+    """A new endpoint: exactly one of `baselineCron` / `baselineIntervalMs`."""
+
+    name: Name
+    url: Url
+    description: Description | None = None
+    method: Method = "GET"
+    headers_json: Headers | None = None
+    body_json: Body | None = None
+    timeout_ms: TimeoutMs | None = None
+    max_execution_time_ms: TimeoutMs | None = None
+    max_response_size_kb: SizeKb | None = None
+    baseline_cron: Cron | None = None
+    baseline_interval_ms: IntervalMs | None = None
+    timezone: Timezone = "UTC"
+    min_interval_ms: IntervalMs | None = None
+    max_interval_ms: IntervalMs | None = None
+
+
+_NOT_NULL = ("name", "url")
+
+
+class EndpointPatch(In):
+    """Only the fields sent change. `null` clears a field (`method` → GET, `timezone` → UTC);
+    setting one baseline kind clears the other."""
+
+    name: Annotated[
+        Name | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255})
+    ] = None
+    url: Annotated[
+        Url | None,
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 2048, "format": "uri"}),
+    ] = None
+    description: Description | None = None
+    method: Method | None = None
+    headers_json: Headers | None = None
+    body_json: Body | None = None
+    timeout_ms: TimeoutMs | None = None
+    max_execution_time_ms: TimeoutMs | None = None
+    max_response_size_kb: SizeKb | None = None
+    baseline_cron: Cron | None = None
+    baseline_interval_ms: IntervalMs | None = None
+    timezone: Timezone | None = None
+    min_interval_ms: IntervalMs | None = None
+    max_interval_ms: IntervalMs | None = None
+
+    @field_validator(*_NOT_NULL)
+    @classmethod
+    def _not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class Endpoint(Out):
+    id: str
+    job_id: str
+    name: str
+    description: str | None
+    url: str
+    method: str
+    headers_json: dict[str, str] | None
+    body_json: JsonValue
+    timeout_ms: int | None
+    max_execution_time_ms: int | None
+    max_response_size_kb: int | None
+    baseline_cron: str | None
+    baseline_interval_ms: int | None
+    timezone: str
+    min_interval_ms: int | None
+    max_interval_ms: int | None
+    next_run_at: UtcDatetime
+    next_run_source: str
+    last_run_at: UtcDatetime | None
+    failure_count: int
+    paused_until: UtcDatetime | None
+    archived_at: UtcDatetime | None
+    ai_hint_interval_ms: int | None
+    ai_hint_interval_expires_at: UtcDatetime | None
+    ai_hint_next_run_at: UtcDatetime | None
+    ai_hint_next_run_expires_at: UtcDatetime | None
+    ai_hint_expires_at: UtcDatetime | None = Field(
+        description="The later of the two hint expiries (for clients of the reference API)"
+    )
+    ai_hint_reason: str | None
+    ai_hint_source: str | None
+    version: int
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+    @classmethod
+    def of(cls, row: EndpointRow) -> Endpoint:
+        expiries = [
+            e for e in (row.hint_interval_expires_at, row.hint_oneshot_expires_at) if e is not None
+        ]
+        return cls(
+            id=row.id,
+            job_id=row.job_id,
+            name=row.name,
+            description=row.description,
+            url=row.url,
+            method=row.method,
+            headers_json=row.headers_json,
+            body_json=row.body_json,
+            timeout_ms=row.timeout_ms,
+            max_execution_time_ms=row.max_execution_time_ms,
+            max_response_size_kb=row.max_response_size_kb,
+            baseline_cron=row.baseline_cron,
+            baseline_interval_ms=row.baseline_interval_ms,
+            timezone=row.timezone,
+            min_interval_ms=row.min_interval_ms,
+            max_interval_ms=row.max_interval_ms,
+            next_run_at=row.next_run_at,
+            next_run_source=row.next_run_source,
+            last_run_at=row.last_run_at,
+            failure_count=row.failure_count,
+            paused_until=row.paused_until,
+            archived_at=row.archived_at,
+            ai_hint_interval_ms=row.hint_interval_ms,
+            ai_hint_interval_expires_at=row.hint_interval_expires_at,
+            ai_hint_next_run_at=row.hint_oneshot_at,
+            ai_hint_next_run_expires_at=row.hint_oneshot_expires_at,
+            ai_hint_expires_at=max(expiries) if expiries else None,
+            ai_hint_reason=row.hint_reason,
+            ai_hint_source=row.hint_source,
+            version=row.version,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class EndpointList(Out):
+    endpoints: list[Endpoint]
+
+
+# -- steering -------------------------------------------------------------------------------
+Ttl = Annotated[int, Field(ge=1, le=MAX_TTL_MINUTES)]
+Reason = Annotated[str, Field(max_length=1000)]
+
+
+class IntervalHintIn(In):
+    interval_ms: IntervalMs
+    ttl_minutes: Ttl = 60
+    reason: Reason | None = None
+
+
+class OneshotHintIn(In):
+    """Exactly one of `nextRunAt` (an instant) or `nextRunInMs` (from now)."""
+
+    next_run_at: InDatetime | None = None
+    next_run_in_ms: Annotated[int, Field(ge=1, le=MAX_INTERVAL_MS)] | None = None
+    ttl_minutes: Ttl = 60
+    reason: Reason | None = None
+
+
+class PauseIn(In):
+    """`pausedUntil: null` resumes. `reason` is accepted for compatibility and not stored."""
+
+    paused_until: InDatetime | None
+    reason: Reason | None = None
+
+
+class PlannedRun(Out):
+    at: UtcDatetime
+    source: str
+    reason: str
+
+
+class Preview(Out):
+    endpoint_id: str
+    runs: list[PlannedRun]
+
+
+class TestResult(Out):
+    run_id: str
+    status: Literal["success", "failed"]
+    duration_ms: int
+    status_code: int | None
+    response_body: JsonValue
+    error_message: str | None

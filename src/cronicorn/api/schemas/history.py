@@ -1,0 +1,182 @@
+"""Runs, endpoint health and AI sessions: response models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, JsonValue
+
+from cronicorn.api.schemas.common import Out, UtcDatetime
+from cronicorn.store.ai_sessions import SessionRow
+from cronicorn.store.runs import HealthSummary, RunDetail, RunSummary
+
+
+class RunListItem(Out):
+    run_id: str
+    endpoint_id: str
+    status: str
+    source: str
+    attempt: int
+    due_at: UtcDatetime | None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    duration_ms: int | None
+    status_code: int | None
+    error_message: str | None
+
+    @classmethod
+    def of(cls, run: RunSummary) -> RunListItem:
+        return cls(
+            run_id=run.id,
+            endpoint_id=run.endpoint_id,
+            status=run.status,
+            source=run.source,
+            attempt=run.attempt,
+            due_at=run.due_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            duration_ms=run.duration_ms,
+            status_code=run.status_code,
+            error_message=run.error_message,
+        )
+
+
+class RunList(Out):
+    runs: list[RunListItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunEndpoint(Out):
+    id: str
+    name: str
+    url: str
+    method: str
+
+
+class RunDetails(Out):
+    id: str
+    endpoint_id: str
+    status: str
+    source: str
+    attempt: int
+    due_at: UtcDatetime | None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
+    duration_ms: int | None
+    status_code: int | None
+    error_message: str | None
+    response_body: JsonValue
+    response_text: str | None
+    response_size: int | None
+    response_truncated: bool
+    worker: str | None
+    endpoint: RunEndpoint
+
+    @classmethod
+    def of(cls, run: RunDetail) -> RunDetails:
+        return cls(
+            id=run.id,
+            endpoint_id=run.endpoint_id,
+            status=run.status,
+            source=run.source,
+            attempt=run.attempt,
+            due_at=run.due_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            duration_ms=run.duration_ms,
+            status_code=run.status_code,
+            error_message=run.error_message,
+            response_body=run.response_body,
+            response_text=run.response_text,
+            response_size=run.response_size,
+            response_truncated=run.response_truncated,
+            worker=run.worker,
+            endpoint=RunEndpoint(
+                id=run.endpoint_id,
+                name=run.endpoint_name,
+                url=run.endpoint_url,
+                method=run.endpoint_method,
+            ),
+        )
+
+
+class LastRun(Out):
+    status: str
+    at: UtcDatetime
+
+
+class Health(Out):
+    since_hours: int
+    success_count: int
+    failure_count: int
+    avg_duration_ms: float | None
+    last_run: LastRun | None
+    failure_streak: int
+
+    @classmethod
+    def of(cls, summary: HealthSummary, since_hours: int) -> Health:
+        last = None
+        if summary.last_status is not None and summary.last_at is not None:
+            last = LastRun(status=summary.last_status, at=summary.last_at)
+        return cls(
+            since_hours=since_hours,
+            success_count=summary.success_count,
+            failure_count=summary.failure_count,
+            avg_duration_ms=summary.avg_duration_ms,
+            last_run=last,
+            failure_streak=summary.failure_streak,
+        )
+
+
+class Session(Out):
+    id: str
+    analyzed_at: UtcDatetime
+    model: str | None
+    tool_calls: list[JsonValue]
+    reasoning: str | None
+    token_usage: int | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    duration_ms: int | None
+    next_analysis_at: UtcDatetime | None
+    warnings: list[JsonValue]
+    error: str | None
+
+    @classmethod
+    def fields_of(cls, row: SessionRow) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "analyzed_at": row.analyzed_at,
+            "model": row.model,
+            "tool_calls": row.tool_calls or [],
+            "reasoning": row.reasoning,
+            "token_usage": row.token_usage,
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "duration_ms": row.duration_ms,
+            "next_analysis_at": row.next_analysis_at,
+            "warnings": row.warnings or [],
+            "error": row.error,
+        }
+
+    @classmethod
+    def of(cls, row: SessionRow) -> Session:
+        return cls(**cls.fields_of(row))
+
+
+class SessionDetail(Session):
+    endpoint_id: str
+    endpoint_name: str
+
+    @classmethod
+    def of(cls, row: SessionRow) -> SessionDetail:
+        return cls(
+            **cls.fields_of(row), endpoint_id=row.endpoint_id, endpoint_name=row.endpoint_name
+        )
+
+
+class SessionList(Out):
+    sessions: list[Session]
+    total: int = Field(ge=0)

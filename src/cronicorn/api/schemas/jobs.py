@@ -1,0 +1,66 @@
+"""Jobs: request and response models."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, WithJsonSchema, field_validator
+
+from cronicorn.api.schemas.common import In, Out, UtcDatetime
+from cronicorn.store.jobs import JobRow
+
+JobName = Annotated[str, Field(min_length=1, max_length=255)]
+JobDescription = Annotated[str, Field(max_length=1000)]
+
+
+class JobCreate(In):
+    name: JobName
+    description: JobDescription | None = None
+
+
+class JobPatch(In):
+    """Both fields optional; `description: null` clears it, `name` cannot be cleared."""
+
+    name: Annotated[
+        JobName | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255})
+    ] = None
+    description: JobDescription | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("name cannot be null")
+        return value
+
+
+class Job(Out):
+    id: str
+    user_id: str
+    name: str
+    description: str | None
+    status: Literal["active", "paused", "archived"]
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+    archived_at: UtcDatetime | None
+
+    @classmethod
+    def of(cls, row: JobRow) -> Job:
+        return cls(
+            id=row.id,
+            user_id=row.user_id,
+            name=row.name,
+            description=row.description,
+            status=row.status,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            archived_at=row.archived_at,
+        )
+
+
+class JobWithCount(Job):
+    endpoint_count: int
+
+
+class JobList(Out):
+    jobs: list[JobWithCount]

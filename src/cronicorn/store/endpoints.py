@@ -1,0 +1,477 @@
+"""Endpoints: create, edit, archive, delete, hints, pause, failure reset. Scoped by user.
+
+Every write is one transaction step: the row is locked (`SELECT … FOR UPDATE`), the new values
+are checked as a whole (exactly one baseline, min ≤ max, valid cron and time zone), the next
+run is planned by the domain governor when anything that steers scheduling changed, and one
+UPDATE writes everything and bumps `version`. Concurrent edits therefore serialise: the last
+one wins and nothing is ever half-written. When `next_run_at` moves earlier the schedulers
+are woken (NOTIFY, delivered on commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronicorn.domain.ids import new_id
+from cronicorn.store import jobs as job_store
+from cronicorn.store.errors import Conflict, Invalid, NotFound
+from cronicorn.store.notify import wake_schedulers
+from cronicorn.store.tables import endpoints
+
+# What a user configures (snake_case, as the columns). Everything else is state.
+CONFIG_FIELDS = (
+    "name",
+    "description",
+    "url",
+    "method",
+    "headers_json",
+    "body_json",
+    "timeout_ms",
+    "max_execution_time_ms",
+    "max_response_size_kb",
+    "baseline_cron",
+    "baseline_interval_ms",
+    "timezone",
+    "min_interval_ms",
+    "max_interval_ms",
+)
+# Config fields whose change moves `next_run_at`.
+SCHEDULE_FIELDS = frozenset(
+    {"baseline_cron", "baseline_interval_ms", "timezone", "min_interval_ms", "max_interval_ms"}
+)
+# Config fields that have a default instead of NULL when cleared.
+DEFAULTS: dict[str, Any] = {"method": "GET", "timezone": "UTC"}
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    id: str
+    job_id: str
+    user_id: str
+    name: str
+    description: str | None
+    url: str
+    method: str
+    headers_json: dict[str, str] | None
+    body_json: Any
+    timeout_ms: int | None
+    max_execution_time_ms: int | None
+    max_response_size_kb: int | None
+    baseline_cron: str | None
+    baseline_interval_ms: int | None
+    timezone: str
+    min_interval_ms: int | None
+    max_interval_ms: int | None
+    hint_interval_ms: int | None
+    hint_interval_expires_at: datetime | None
+    hint_oneshot_at: datetime | None
+    hint_oneshot_expires_at: datetime | None
+    hint_reason: str | None
+    hint_source: str | None
+    paused_until: datetime | None
+    archived_at: datetime | None
+    next_run_at: datetime
+    next_run_source: str
+    last_due_at: datetime | None
+    last_run_at: datetime | None
+    failure_count: int
+    lease_owner: str | None
+    lease_until: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_NAMES = tuple(f.name for f in fields(EndpointRow))
+
+
+def endpoint_from(m: RowMapping) -> EndpointRow:
+    return EndpointRow(**{name: m[name] for name in _NAMES})
+
+
+def config_of(row: EndpointRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in CONFIG_FIELDS}
+
+
+# -- planning (the domain governor) ---------------------------------------------------------
+def _plan(row: EndpointRow, now: datetime, *, initial: bool) -> tuple[datetime, str]:
+    """Next run and its source, from the domain governor (provisional until domain lands)."""
+    from datetime import timedelta
+
+    if row.paused_until is not None and row.paused_until > now:
+        return row.paused_until, "paused"
+    if row.baseline_interval_ms is not None:
+        return now + timedelta(milliseconds=row.baseline_interval_ms), "baseline-interval"
+    return now + timedelta(minutes=1), "baseline-cron"
+
+
+def _check_schedule(values: dict[str, Any]) -> None:
+    """Rules the domain owns: cron syntax and IANA time zone (provisional)."""
+
+
+# -- reads ----------------------------------------------------------------------------------
+async def get(
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    *,
+    job_id: str | None = None,
+    for_update: bool = False,
+) -> EndpointRow:
+    """The caller's endpoint; with `job_id`, it must also belong to that job (else 404)."""
+    query = select(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.user_id == user_id)
+    if job_id is not None:
+        query = query.where(endpoints.c.job_id == job_id)
+    if for_update:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound("Endpoint")
+    return endpoint_from(row._mapping)
+
+
+async def list_for_job(conn: AsyncConnection, user_id: str, job_id: str) -> list[EndpointRow]:
+    """Every endpoint of the caller's job, archived ones included, oldest first."""
+    await job_store.get(conn, user_id, job_id)
+    rows = await conn.execute(
+        select(endpoints)
+        .where(endpoints.c.job_id == job_id, endpoints.c.user_id == user_id)
+        .order_by(endpoints.c.created_at, endpoints.c.id)
+    )
+    return [endpoint_from(r._mapping) for r in rows]
+
+
+# -- validation -----------------------------------------------------------------------------
+def check_config(values: dict[str, Any]) -> None:
+    """Whole-row rules (request models check each field alone)."""
+    has_cron = values.get("baseline_cron") is not None
+    has_interval = values.get("baseline_interval_ms") is not None
+    if has_cron == has_interval:
+        raise Invalid(
+            "baseline_cron", "exactly one of baselineCron or baselineIntervalMs must be set"
+        )
+    interval = values.get("baseline_interval_ms")
+    if interval is not None and interval < MIN_INTERVAL_MS:
+        raise Invalid("baseline_interval_ms", f"must be at least {MIN_INTERVAL_MS} ms")
+    low, high = values.get("min_interval_ms"), values.get("max_interval_ms")
+    if low is not None and high is not None and low > high:
+        raise Invalid("min_interval_ms", "minIntervalMs must not exceed maxIntervalMs")
+    _check_schedule(values)
+
+
+MIN_INTERVAL_MS = 1000
+
+
+def merge_changes(before: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply a PATCH: explicit nulls clear (or restore the default); setting one baseline
+    kind clears the other unless the same request sets both (reference defect 13)."""
+    values = dict(before)
+    for key, value in changes.items():
+        values[key] = DEFAULTS.get(key) if value is None and key in DEFAULTS else value
+    if changes.get("baseline_cron") is not None and "baseline_interval_ms" not in changes:
+        values["baseline_interval_ms"] = None
+    if changes.get("baseline_interval_ms") is not None and "baseline_cron" not in changes:
+        values["baseline_cron"] = None
+    return values
+
+
+# -- writes ---------------------------------------------------------------------------------
+async def create(
+    conn: AsyncConnection, user_id: str, job_id: str, config: dict[str, Any], now: datetime
+) -> EndpointRow:
+    """Add an endpoint to the caller's (non-archived) job; its first run is planned now."""
+    job = await job_store.get(conn, user_id, job_id, for_update=True)
+    if job.status == "archived":
+        raise Conflict("Job is archived; endpoints cannot be added to it")
+    values = {name: config.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
+    check_config(values)
+    draft = _draft(values, user_id=user_id, job_id=job_id, now=now)
+    next_run_at, source = _plan(draft, now, initial=True)
+    row = (
+        await conn.execute(
+            insert(endpoints)
+            .values(
+                id=draft.id,
+                job_id=job_id,
+                user_id=user_id,
+                **values,
+                next_run_at=next_run_at,
+                next_run_source=source,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(endpoints)
+        )
+    ).one()
+    await wake_schedulers(conn, next_run_at)
+    return endpoint_from(row._mapping)
+
+
+def _draft(values: dict[str, Any], *, user_id: str, job_id: str, now: datetime) -> EndpointRow:
+    """An endpoint as it would be stored, for the governor to plan before the INSERT."""
+    return EndpointRow(
+        id=new_id(),
+        job_id=job_id,
+        user_id=user_id,
+        **values,
+        hint_interval_ms=None,
+        hint_interval_expires_at=None,
+        hint_oneshot_at=None,
+        hint_oneshot_expires_at=None,
+        hint_reason=None,
+        hint_source=None,
+        paused_until=None,
+        archived_at=None,
+        next_run_at=now,
+        next_run_source="baseline-interval",
+        last_due_at=None,
+        last_run_at=None,
+        failure_count=0,
+        lease_owner=None,
+        lease_until=None,
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+Change = Callable[[EndpointRow], dict[str, Any]]
+
+
+async def mutate(
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    change: Change,
+    now: datetime,
+    *,
+    job_id: str | None = None,
+    replan: bool = True,
+) -> EndpointRow:
+    """Lock the row, compute the new column values from it, replan, write in one UPDATE.
+
+    `change` returns the columns to write (it may raise `Invalid`/`Conflict`); with `replan`,
+    the governor plans the next run from the changed row."""
+    before = await get(conn, user_id, endpoint_id, job_id=job_id, for_update=True)
+    values = change(before)
+    if replan:
+        after = replace(before, **values)
+        next_run_at, source = _plan(after, now, initial=False)
+        values = {**values, "next_run_at": next_run_at, "next_run_source": source}
+    row = (
+        await conn.execute(
+            update(endpoints)
+            .where(endpoints.c.id == endpoint_id, endpoints.c.user_id == user_id)
+            .values(**values, version=endpoints.c.version + 1, updated_at=now)
+            .returning(endpoints)
+        )
+    ).one()
+    result = endpoint_from(row._mapping)
+    if result.next_run_at < before.next_run_at:
+        await wake_schedulers(conn, result.next_run_at)
+    return result
+
+
+async def update_config(
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    changes: dict[str, Any],
+    now: datetime,
+    *,
+    job_id: str | None = None,
+) -> EndpointRow:
+    """PATCH: merge, check the whole row, replan only if a scheduling field changed."""
+    before = await get(conn, user_id, endpoint_id, job_id=job_id, for_update=True)
+    current = config_of(before)
+    values = merge_changes(current, changes)
+    check_config(values)
+    diff = {k: v for k, v in values.items() if v != current[k]}
+    replan = bool(SCHEDULE_FIELDS & diff.keys())
+    return await mutate(
+        conn, user_id, endpoint_id, lambda _row: diff, now, job_id=job_id, replan=replan
+    )
+
+
+async def archive(
+    conn: AsyncConnection, user_id: str, endpoint_id: str, now: datetime, *, job_id: str
+) -> EndpointRow:
+    """Soft delete: the scheduler stops claiming it; runs stay readable. Idempotent."""
+
+    def change(row: EndpointRow) -> dict[str, Any]:
+        return {} if row.archived_at is not None else {"archived_at": now}
+
+    return await mutate(conn, user_id, endpoint_id, change, now, job_id=job_id, replan=False)
+
+
+async def delete_endpoint(
+    conn: AsyncConnection, user_id: str, endpoint_id: str, *, job_id: str
+) -> None:
+    """Hard delete; runs and AI sessions cascade."""
+    result = await conn.execute(
+        delete(endpoints)
+        .where(
+            endpoints.c.id == endpoint_id,
+            endpoints.c.user_id == user_id,
+            endpoints.c.job_id == job_id,
+        )
+        .returning(endpoints.c.id)
+    )
+    if result.first() is None:
+        raise NotFound("Endpoint")
+
+
+# -- steering: hints, pause, failures -------------------------------------------------------
+HINT_SOURCE_USER = "user"
+
+
+async def set_interval_hint(
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    *,
+    interval_ms: int,
+    expires_at: datetime,
+    reason: str | None,
+    now: datetime,
+    source: str = HINT_SOURCE_USER,
+) -> EndpointRow:
+    """A temporary interval (inside the endpoint's min/max), with its own expiry; a one-shot
+    hint already set keeps its own expiry (reference defect 10)."""
+
+    def change(row: EndpointRow) -> dict[str, Any]:
+        if row.min_interval_ms is not None and interval_ms < row.min_interval_ms:
+            raise Invalid("interval_ms", f"below the endpoint's minimum ({row.min_interval_ms} ms)")
+        if row.max_interval_ms is not None and interval_ms > row.max_interval_ms:
+            raise Invalid(
+                "interval_ms", f"exceeds the endpoint's maximum ({row.max_interval_ms} ms)"
+            )
+        return {
+            "hint_interval_ms": interval_ms,
+            "hint_interval_expires_at": expires_at,
+            "hint_reason": reason,
+            "hint_source": source,
+        }
+
+    return await mutate(conn, user_id, endpoint_id, change, now)
+
+
+async def set_oneshot_hint(
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    *,
+    at: datetime,
+    expires_at: datetime,
+    reason: str | None,
+    now: datetime,
+    source: str = HINT_SOURCE_USER,
+) -> EndpointRow:
+    """Run once at `at` (strictly in the future, before the hint expires)."""
+    if at <= now:
+        raise Invalid("next_run_at", "must be in the future")
+    if at > expires_at:
+        raise Invalid("ttl_minutes", "the hint would expire before it runs; raise ttlMinutes")
+
+    def change(_row: EndpointRow) -> dict[str, Any]:
+        return {
+            "hint_oneshot_at": at,
+            "hint_oneshot_expires_at": expires_at,
+            "hint_reason": reason,
+            "hint_source": source,
+        }
+
+    return await mutate(conn, user_id, endpoint_id, change, now)
+
+
+async def clear_hints(
+    conn: AsyncConnection, user_id: str, endpoint_id: str, now: datetime
+) -> EndpointRow:
+    """Drop both hint kinds and replan from the baseline (the reference kept a next run
+    that a cleared hint had set)."""
+
+    def change(_row: EndpointRow) -> dict[str, Any]:
+        return {
+            "hint_interval_ms": None,
+            "hint_interval_expires_at": None,
+            "hint_oneshot_at": None,
+            "hint_oneshot_expires_at": None,
+            "hint_reason": None,
+            "hint_source": None,
+        }
+
+    return await mutate(conn, user_id, endpoint_id, change, now)
+
+
+async def set_paused_until(
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    paused_until: datetime | None,
+    now: datetime,
+) -> EndpointRow:
+    """Pause until an instant (None resumes). Resuming replans with the misfire rule: an
+    endpoint overdue during the pause runs once, then returns to its grid."""
+    return await mutate(
+        conn, user_id, endpoint_id, lambda _row: {"paused_until": paused_until}, now
+    )
+
+
+async def reset_failures(
+    conn: AsyncConnection, user_id: str, endpoint_id: str, now: datetime
+) -> EndpointRow:
+    """Zero the failure streak; replanning drops the backoff it caused."""
+    return await mutate(conn, user_id, endpoint_id, lambda _row: {"failure_count": 0}, now)
+
+
+async def reschedule_job(
+    conn: AsyncConnection, user_id: str, job_id: str, now: datetime
+) -> list[EndpointRow]:
+    """After a job resumes: replan each live endpoint (misfire rule, so every endpoint that
+    missed slots while paused runs at most once, not once per slot)."""
+    rows = await conn.execute(
+        select(endpoints.c.id)
+        .where(
+            endpoints.c.job_id == job_id,
+            endpoints.c.user_id == user_id,
+            endpoints.c.archived_at.is_(None),
+        )
+        .order_by(endpoints.c.id)
+    )
+    return [
+        await mutate(conn, user_id, endpoint_id, lambda _row: {}, now)
+        for (endpoint_id,) in rows.all()
+    ]
+
+
+async def find_by_name(
+    conn: AsyncConnection, user_id: str, job_id: str, name: str
+) -> EndpointRow | None:
+    """The job's newest endpoint with this name (import matches endpoints by name)."""
+    row = (
+        await conn.execute(
+            select(endpoints)
+            .where(
+                endpoints.c.job_id == job_id,
+                endpoints.c.user_id == user_id,
+                endpoints.c.name == name,
+            )
+            .order_by(endpoints.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return endpoint_from(row._mapping) if row is not None else None
+
+
+async def preview(
+    conn: AsyncConnection, user_id: str, endpoint_id: str, now: datetime, count: int
+) -> list[dict[str, Any]]:
+    """The next `count` planned runs (instant, source, why) if nothing changes."""
+    row = await get(conn, user_id, endpoint_id)
+    return [{"at": row.next_run_at, "source": row.next_run_source, "reason": "planned"}][:count]
