@@ -1,1 +1,52 @@
-"""domain"""
+"""Pure scheduling rules: plans, cron in time zones, backoff, ids. No I/O, no other imports."""
+
+from cronicorn.domain.backoff import backoff_ms, backoff_multiplier
+from cronicorn.domain.constants import (
+    BACKOFF_CAP,
+    DEFAULT_INTERVAL_MS,
+    DEFAULT_TIMEZONE,
+    MIN_GAP_MS,
+    SOURCES,
+    Source,
+)
+from cronicorn.domain.cron import next_cron_time, validate_cron, validate_timezone
+from cronicorn.domain.errors import CronError, DomainError, ScheduleError, TimezoneError
+from cronicorn.domain.ids import id_time, new_id
+from cronicorn.domain.schedule import (
+    Plan,
+    RunDecision,
+    ScheduleState,
+    apply_run,
+    plan_after_run,
+    plan_initial,
+    plan_on_change,
+    preview,
+)
+
+__all__ = [
+    "BACKOFF_CAP",
+    "DEFAULT_INTERVAL_MS",
+    "DEFAULT_TIMEZONE",
+    "MIN_GAP_MS",
+    "SOURCES",
+    "CronError",
+    "DomainError",
+    "Plan",
+    "RunDecision",
+    "ScheduleError",
+    "ScheduleState",
+    "Source",
+    "TimezoneError",
+    "apply_run",
+    "backoff_ms",
+    "backoff_multiplier",
+    "id_time",
+    "new_id",
+    "next_cron_time",
+    "plan_after_run",
+    "plan_initial",
+    "plan_on_change",
+    "preview",
+    "validate_cron",
+    "validate_timezone",
+]

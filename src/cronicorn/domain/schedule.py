@@ -1,0 +1,359 @@
+"""The governor: pure rules deciding when an endpoint runs next.
+
+Three entry points, one per moment a plan is needed:
+
+* `plan_initial`: a new endpoint or an edit of its schedule (cron, interval, timezone,
+  clamps). No catch-up run.
+* `plan_after_run`: the scheduler, after a run, with the endpoint re-read so that hints and
+  pauses set meanwhile count.
+* `plan_on_change`: anything else out of band (hint set or cleared, pause, resume, job
+  resume). Moves `next_run_at` either way, so changes take effect at once; if a baseline
+  slot was missed (overdue, or slots passed during a pause) it plans ONE catch-up run now
+  (source `misfire`), never one per missed slot.
+
+Rules:
+
+* No drift. Interval schedules live on a grid anchored at `last_due_at` (which the caller
+  stores from `RunDecision.last_due_at`): the next due time is a slot of that grid, never
+  "finish + interval". Runs that were off the grid (one-shot, catch-up, end of a pause) are
+  mapped to the grid slot at or before their due time, so the grid survives them. A slow run
+  skips the slots it overlapped (next slot strictly after it finished), as cron does.
+* Backoff (x2 per consecutive failure, at most x32) stretches only the baseline interval,
+  counts from the failed run's slot with the failure count INCLUDING that failure, and ends
+  with the first success. Cron never backs off.
+* Hints. A fresh interval hint (its own expiry) overrides the baseline, cron included; its
+  slots count from the due time of the last run. A fresh one-shot (its own expiry) wins when
+  it is not later than the other candidate. A one-shot at or before a run's start was
+  consumed by that run: it is reported for clearing and not planned again.
+* Clamps (min/max interval) are relative to `now` between runs; after a run the minimum
+  counts from the run's due time and the maximum from its start, so scheduling jitter never
+  drifts the grid and a late run is not followed by an immediate one. Comparisons are
+  strict. An explicit one-shot ("run now") is never held back by the minimum.
+* Pause (`paused_until > now`) wins over everything and returns `paused_until`.
+* A plan is never earlier than `now`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cronicorn.domain.backoff import backoff_multiplier
+from cronicorn.domain.constants import DEFAULT_INTERVAL_MS, DEFAULT_TIMEZONE, MIN_GAP_MS, Source
+from cronicorn.domain.cron import next_cron_time
+from cronicorn.domain.errors import ScheduleError
+
+_INSTANTS = (
+    "hint_interval_expires_at",
+    "hint_oneshot_at",
+    "hint_oneshot_expires_at",
+    "paused_until",
+    "last_due_at",
+    "next_run_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """The scheduling columns of one `endpoints` row (same names). Instants are aware UTC."""
+
+    baseline_cron: str | None = None
+    baseline_interval_ms: int | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    min_interval_ms: int | None = None
+    max_interval_ms: int | None = None
+    hint_interval_ms: int | None = None
+    hint_interval_expires_at: datetime | None = None
+    hint_oneshot_at: datetime | None = None
+    hint_oneshot_expires_at: datetime | None = None
+    paused_until: datetime | None = None
+    failure_count: int = 0
+    last_due_at: datetime | None = None
+    next_run_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in _INSTANTS:
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ScheduleError(f"{name} must be timezone-aware")
+        if self.failure_count < 0:
+            raise ScheduleError("failure_count cannot be negative")
+
+    @classmethod
+    def from_mapping(cls, row: Mapping[str, Any]) -> ScheduleState:
+        """Build from a DB row mapping; columns other than the schedule's are ignored."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        return cls(**{name: row[name] for name in names if name in row})
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """When an endpoint is due next, and why (a `Source` label)."""
+
+    at: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunDecision:
+    """What the caller writes after a run: the plan, counters, grid anchor and hint clears."""
+
+    plan: Plan
+    failure_count: int
+    last_due_at: datetime
+    clear_interval_hint: bool  # interval hint expired (or unusable): clear its columns
+    clear_oneshot: bool  # one-shot consumed or expired: clear its columns
+    oneshot_consumed: bool  # this run served the one-shot (for logs and run labels)
+
+
+def plan_initial(state: ScheduleState, now: datetime) -> Plan:
+    """First due time of a new endpoint, or after an edit of its schedule (no catch-up)."""
+    return _plan_between_runs(state, now, catch_up=False)
+
+
+def plan_on_change(state: ScheduleState, now: datetime) -> Plan:
+    """Re-plan after an out-of-band change; one catch-up run if a baseline slot was missed."""
+    return _plan_between_runs(state, now, catch_up=True)
+
+
+def plan_after_run(
+    state: ScheduleState,
+    *,
+    due_at: datetime,
+    started_at: datetime,
+    finished_at: datetime,
+    succeeded: bool,
+    now: datetime,
+) -> RunDecision:
+    """Next plan after a run that was due at `due_at`; `state` is re-read after the run."""
+    _require_aware(due_at, started_at, finished_at, now)
+    failures = 0 if succeeded else state.failure_count + 1
+    consumed = state.hint_oneshot_at is not None and state.hint_oneshot_at <= started_at
+    hint_step = _hint_step(state, now)
+    oneshot_at = None if consumed else _oneshot_at(state, now)
+    after = max(finished_at, now)
+    baseline, slot = _baseline_after_run(state, due_at, after, failures)
+    if _is_paused(state, now):
+        plan = _paused(state)
+    else:
+        interval_at = None if hint_step is None else _grid_after(due_at, hint_step, after)
+        chosen = _select(baseline, interval_at, oneshot_at)
+        plan = _clamp(chosen, state, min_base=due_at, max_base=started_at, floor=now)
+    return RunDecision(
+        plan=plan,
+        failure_count=failures,
+        last_due_at=due_at if state.baseline_cron or hint_step else slot,
+        clear_interval_hint=_has_interval_hint(state) and hint_step is None,
+        clear_oneshot=_has_oneshot(state) and (consumed or oneshot_at is None),
+        oneshot_consumed=consumed,
+    )
+
+
+def apply_run(state: ScheduleState, decision: RunDecision) -> ScheduleState:
+    """The state after writing `decision` (for in-memory callers, previews and tests)."""
+    hint_interval: dict[str, Any] = {}
+    if decision.clear_interval_hint:
+        hint_interval = {"hint_interval_ms": None, "hint_interval_expires_at": None}
+    oneshot: dict[str, Any] = {}
+    if decision.clear_oneshot:
+        oneshot = {"hint_oneshot_at": None, "hint_oneshot_expires_at": None}
+    return dataclasses.replace(
+        state,
+        failure_count=decision.failure_count,
+        last_due_at=decision.last_due_at,
+        next_run_at=decision.plan.at,
+        **hint_interval,
+        **oneshot,
+    )
+
+
+def preview(
+    state: ScheduleState, now: datetime, count: int, *, next_source: str | None = None
+) -> list[Plan]:
+    """The next `count` due times assuming every run succeeds instantly.
+
+    The first entry is the stored `next_run_at` when it is set, not past and not paused
+    (labelled `next_source`, the stored `next_run_source`, if given); otherwise it is
+    `plan_on_change(state, now)`. Later entries simulate runs with `plan_after_run`.
+    """
+    if count < 0:
+        raise ScheduleError("preview count cannot be negative")
+    if count == 0:
+        return []
+    first = plan_on_change(state, now)
+    stored = state.next_run_at
+    if stored is not None and stored >= now and first.source != Source.PAUSED:
+        first = Plan(stored, next_source or first.source)
+    plans = [first]
+    while len(plans) < count:
+        at = plans[-1].at
+        decision = plan_after_run(
+            state, due_at=at, started_at=at, finished_at=at, succeeded=True, now=at
+        )
+        state = apply_run(state, decision)
+        plans.append(decision.plan)
+    return plans
+
+
+# --- between runs -------------------------------------------------------------------------
+
+
+def _plan_between_runs(state: ScheduleState, now: datetime, *, catch_up: bool) -> Plan:
+    _require_aware(now)
+    if _is_paused(state, now):
+        return _paused(state)
+    baseline = _baseline_between_runs(state, now, catch_up=catch_up)
+    step = _hint_step(state, now)
+    interval_at = None
+    if step is not None:
+        anchor = state.last_due_at
+        interval_at = now + step if anchor is None else _grid_after(anchor, step, now)
+    chosen = _select(baseline, interval_at, _oneshot_at(state, now))
+    return _clamp(chosen, state, min_base=now, max_base=now, floor=now)
+
+
+def _baseline_between_runs(state: ScheduleState, now: datetime, *, catch_up: bool) -> Plan:
+    anchor = state.last_due_at
+    first_due: datetime | None = None  # the first baseline slot owed after the last run
+    if state.baseline_cron:
+        source = Source.BASELINE_CRON
+        expected = next_cron_time(state.baseline_cron, state.timezone, now)
+        if catch_up and anchor is not None:
+            first_due = next_cron_time(state.baseline_cron, state.timezone, anchor)
+    else:
+        source = Source.BASELINE_INTERVAL
+        step = _baseline_step(state)
+        times = backoff_multiplier(state.failure_count)
+        if anchor is None:
+            expected = now + times * step
+        else:
+            expected = _grid_after(anchor, step, now, min_slots=times)
+            first_due = anchor + times * step
+    if catch_up and _missed(state, now, expected, first_due):
+        return Plan(now, Source.MISFIRE)
+    return Plan(expected, source)
+
+
+def _missed(
+    state: ScheduleState, now: datetime, expected: datetime, first_due: datetime | None
+) -> bool:
+    """Overdue, or a slot passed and the stored plan is not the grid's next slot.
+
+    A slot can pass legitimately when a slow run skipped it (the stored plan is then the
+    next grid slot); otherwise it was missed during a pause or while nothing ran.
+    """
+    planned = state.next_run_at
+    if planned is not None and planned <= now:
+        return True
+    return first_due is not None and first_due <= now and planned != expected
+
+
+# --- after a run --------------------------------------------------------------------------
+
+
+def _baseline_after_run(
+    state: ScheduleState, due_at: datetime, after: datetime, failures: int
+) -> tuple[Plan, datetime]:
+    """The baseline candidate strictly after `after`, and the grid slot the run stood for."""
+    if state.baseline_cron:
+        at = next_cron_time(state.baseline_cron, state.timezone, after)
+        return Plan(at, Source.BASELINE_CRON), due_at
+    step = _baseline_step(state)
+    anchor = state.last_due_at
+    slot = due_at if anchor is None else anchor + ((due_at - anchor) // step) * step
+    at = _grid_after(slot, step, after, min_slots=backoff_multiplier(failures))
+    return Plan(at, Source.BASELINE_INTERVAL), slot
+
+
+# --- shared rules -------------------------------------------------------------------------
+
+
+def _select(baseline: Plan, interval_at: datetime | None, oneshot_at: datetime | None) -> Plan:
+    """Fresh interval hint replaces the baseline; a one-shot wins unless later (ties too).
+
+    Ties go to the one-shot (the reference gave them to the other candidate) so that an
+    explicit run is never labelled, and clamped, as something else.
+    """
+    chosen = baseline if interval_at is None else Plan(interval_at, Source.AI_INTERVAL)
+    if oneshot_at is not None and oneshot_at <= chosen.at:
+        return Plan(oneshot_at, Source.AI_ONESHOT)
+    return chosen
+
+
+def _clamp(
+    plan: Plan, state: ScheduleState, *, min_base: datetime, max_base: datetime, floor: datetime
+) -> Plan:
+    at, source = plan.at, plan.source
+    low, high = _positive(state.min_interval_ms), _positive(state.max_interval_ms)
+    if low is not None and source != Source.AI_ONESHOT and at < min_base + _ms(low):
+        at, source = min_base + _ms(low), Source.CLAMPED_MIN
+    if high is not None and at > max_base + _ms(high):
+        at, source = max_base + _ms(high), Source.CLAMPED_MAX
+    return Plan(max(at, floor), source)
+
+
+def _grid_after(
+    anchor: datetime, step: timedelta, after: datetime, *, min_slots: int = 1
+) -> datetime:
+    """The first slot `anchor + k*step` strictly after `after`, with k >= min_slots."""
+    slots = max(min_slots, (after - anchor) // step + 1)
+    return anchor + slots * step
+
+
+def _baseline_step(state: ScheduleState) -> timedelta:
+    interval = _positive(state.baseline_interval_ms) or DEFAULT_INTERVAL_MS
+    return _ms(max(interval, MIN_GAP_MS))
+
+
+def _hint_step(state: ScheduleState, now: datetime) -> timedelta | None:
+    """The fresh interval hint's step, or None (absent, expired or not positive)."""
+    interval = _positive(state.hint_interval_ms)
+    if interval is None or not _fresh(state.hint_interval_expires_at, now):
+        return None
+    return _ms(max(interval, MIN_GAP_MS))
+
+
+def _oneshot_at(state: ScheduleState, now: datetime) -> datetime | None:
+    """A fresh one-shot's time, floored to `now` (an overdue one-shot runs at once)."""
+    at = state.hint_oneshot_at
+    if at is None or not _fresh(state.hint_oneshot_expires_at, now):
+        return None
+    return max(at, now)
+
+
+def _has_interval_hint(state: ScheduleState) -> bool:
+    return state.hint_interval_ms is not None or state.hint_interval_expires_at is not None
+
+
+def _has_oneshot(state: ScheduleState) -> bool:
+    return state.hint_oneshot_at is not None or state.hint_oneshot_expires_at is not None
+
+
+def _is_paused(state: ScheduleState, now: datetime) -> bool:
+    return state.paused_until is not None and state.paused_until > now
+
+
+def _paused(state: ScheduleState) -> Plan:
+    assert state.paused_until is not None
+    return Plan(state.paused_until, Source.PAUSED)
+
+
+def _fresh(expires_at: datetime | None, now: datetime) -> bool:
+    """A hint without an expiry, or whose expiry is not after `now`, is ignored."""
+    return expires_at is not None and expires_at > now
+
+
+def _positive(value: int | None) -> int | None:
+    return value if value is not None and value > 0 else None
+
+
+def _ms(milliseconds: int) -> timedelta:
+    return timedelta(milliseconds=milliseconds)
+
+
+def _require_aware(*instants: datetime) -> None:
+    if any(instant.tzinfo is None for instant in instants):
+        raise ScheduleError("scheduling needs timezone-aware datetimes")
