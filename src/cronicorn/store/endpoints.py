@@ -18,6 +18,18 @@ from typing import Any
 from sqlalchemy import RowMapping, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronicorn.domain import (
+    DEFAULT_TIMEZONE,
+    MIN_GAP_MS,
+    CronError,
+    ScheduleState,
+    TimezoneError,
+    plan_initial,
+    plan_on_change,
+    validate_cron,
+    validate_timezone,
+)
+from cronicorn.domain import preview as preview_plans
 from cronicorn.domain.ids import new_id
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
@@ -100,19 +112,41 @@ def config_of(row: EndpointRow) -> dict[str, Any]:
 
 
 # -- planning (the domain governor) ---------------------------------------------------------
-def _plan(row: EndpointRow, now: datetime, *, initial: bool) -> tuple[datetime, str]:
-    """Next run and its source, from the domain governor (provisional until domain lands)."""
-    from datetime import timedelta
+def schedule_state(row: EndpointRow, *, fresh: bool = False) -> ScheduleState:
+    """The governor's view of a row (`fresh`: a new endpoint, nothing planned yet)."""
+    values = {name: getattr(row, name) for name in _STATE_FIELDS}
+    if fresh:
+        values["next_run_at"] = None
+    return ScheduleState(**values)
 
-    if row.paused_until is not None and row.paused_until > now:
-        return row.paused_until, "paused"
-    if row.baseline_interval_ms is not None:
-        return now + timedelta(milliseconds=row.baseline_interval_ms), "baseline-interval"
-    return now + timedelta(minutes=1), "baseline-cron"
+
+_STATE_FIELDS = tuple(f.name for f in fields(ScheduleState))
+
+
+def _plan(
+    row: EndpointRow, now: datetime, *, initial: bool, fresh: bool = False
+) -> tuple[datetime, str]:
+    """`plan_initial` for a new or re-scheduled endpoint (no catch-up run), `plan_on_change`
+    for every other change (one catch-up run if a slot was missed, never one per slot)."""
+    if initial:
+        plan = plan_initial(schedule_state(row, fresh=fresh), now)
+    else:
+        plan = plan_on_change(schedule_state(row), now)
+    return plan.at, plan.source
 
 
 def _check_schedule(values: dict[str, Any]) -> None:
-    """Rules the domain owns: cron syntax and IANA time zone (provisional)."""
+    """Cron syntax and IANA time zone, as the domain defines them."""
+    try:
+        validate_timezone(values.get("timezone") or DEFAULT_TIMEZONE)
+    except TimezoneError as exc:
+        raise Invalid("timezone", str(exc)) from None
+    cron = values.get("baseline_cron")
+    if cron is not None:
+        try:
+            validate_cron(cron)
+        except CronError as exc:
+            raise Invalid("baseline_cron", str(exc)) from None
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -165,7 +199,7 @@ def check_config(values: dict[str, Any]) -> None:
     _check_schedule(values)
 
 
-MIN_INTERVAL_MS = 1000
+MIN_INTERVAL_MS = MIN_GAP_MS
 
 
 def merge_changes(before: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +226,7 @@ async def create(
     values = {name: config.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
     check_config(values)
     draft = _draft(values, user_id=user_id, job_id=job_id, now=now)
-    next_run_at, source = _plan(draft, now, initial=True)
+    next_run_at, source = _plan(draft, now, initial=True, fresh=True)
     row = (
         await conn.execute(
             insert(endpoints)
@@ -253,16 +287,18 @@ async def mutate(
     *,
     job_id: str | None = None,
     replan: bool = True,
+    schedule_edit: bool = False,
 ) -> EndpointRow:
     """Lock the row, compute the new column values from it, replan, write in one UPDATE.
 
     `change` returns the columns to write (it may raise `Invalid`/`Conflict`); with `replan`,
-    the governor plans the next run from the changed row."""
+    the governor plans the next run from the changed row (as a fresh schedule, without a
+    catch-up run, when `schedule_edit`)."""
     before = await get(conn, user_id, endpoint_id, job_id=job_id, for_update=True)
     values = change(before)
     if replan:
         after = replace(before, **values)
-        next_run_at, source = _plan(after, now, initial=False)
+        next_run_at, source = _plan(after, now, initial=schedule_edit)
         values = {**values, "next_run_at": next_run_at, "next_run_source": source}
     row = (
         await conn.execute(
@@ -295,7 +331,14 @@ async def update_config(
     diff = {k: v for k, v in values.items() if v != current[k]}
     replan = bool(SCHEDULE_FIELDS & diff.keys())
     return await mutate(
-        conn, user_id, endpoint_id, lambda _row: diff, now, job_id=job_id, replan=replan
+        conn,
+        user_id,
+        endpoint_id,
+        lambda _row: diff,
+        now,
+        job_id=job_id,
+        replan=replan,
+        schedule_edit=replan,
     )
 
 
@@ -450,10 +493,10 @@ async def reschedule_job(
     ]
 
 
-async def find_by_name(
+async def find_live_by_name(
     conn: AsyncConnection, user_id: str, job_id: str, name: str
 ) -> EndpointRow | None:
-    """The job's newest endpoint with this name (import matches endpoints by name)."""
+    """The job's newest non-archived endpoint with this name (import matches by name)."""
     row = (
         await conn.execute(
             select(endpoints)
@@ -461,6 +504,7 @@ async def find_by_name(
                 endpoints.c.job_id == job_id,
                 endpoints.c.user_id == user_id,
                 endpoints.c.name == name,
+                endpoints.c.archived_at.is_(None),
             )
             .order_by(endpoints.c.created_at.desc())
             .limit(1)
@@ -472,6 +516,24 @@ async def find_by_name(
 async def preview(
     conn: AsyncConnection, user_id: str, endpoint_id: str, now: datetime, count: int
 ) -> list[dict[str, Any]]:
-    """The next `count` planned runs (instant, source, why) if nothing changes."""
+    """The next `count` planned runs (instant, source, why) if nothing changes and every run
+    succeeds."""
     row = await get(conn, user_id, endpoint_id)
-    return [{"at": row.next_run_at, "source": row.next_run_source, "reason": "planned"}][:count]
+    if row.archived_at is not None:
+        return []
+    plans = preview_plans(schedule_state(row), now, count, next_source=row.next_run_source)
+    return [
+        {"at": p.at, "source": p.source, "reason": REASONS.get(p.source, p.source)} for p in plans
+    ]
+
+
+REASONS = {
+    "baseline-cron": "next slot of the cron schedule",
+    "baseline-interval": "next slot of the baseline interval (with backoff after failures)",
+    "ai-interval": "interval hint in force",
+    "ai-oneshot": "one-shot hint (run once at this time)",
+    "clamped-min": "held back to the minimum interval",
+    "clamped-max": "brought forward to the maximum interval",
+    "paused": "paused until this time",
+    "misfire": "one catch-up run for missed slots",
+}

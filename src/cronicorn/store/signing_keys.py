@@ -6,6 +6,7 @@ invalidated the old key at once). Keys are stored encrypted; callers pass cipher
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -156,7 +157,6 @@ async def load_signing_keys(
 
 def _default_decrypt() -> Decrypt:
     """The dispatcher's key decryption (imported late: store does not depend on dispatch)."""
-    from cronicorn.dispatch import signing  # type: ignore[attr-defined]
-
-    decrypt: Decrypt = signing.decrypt_signing_key
+    module = importlib.import_module("cronicorn.dispatch.signing")
+    decrypt: Decrypt = module.decrypt_signing_key
     return decrypt

@@ -82,7 +82,8 @@ NowDep = Annotated[datetime, Depends(get_now)]
 
 
 def camel(field: str) -> str:
-    return to_camel(field)
+    """A snake_case field path as clients see it (`jobs.0.base_url` → `jobs.0.baseUrl`)."""
+    return ".".join(to_camel(part) for part in field.split("."))
 
 
 def install_error_mapping(app: FastAPI) -> None:

@@ -1,0 +1,94 @@
+"""Helpers for the REST resource tests: users, seeded rows, a fixed instant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cronicorn.domain.ids import new_id
+from cronicorn.store import users
+from cronicorn.store.tables import ai_sessions, runs
+
+NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+
+
+async def make_user(engine: AsyncEngine, email: str) -> str:
+    async with engine.begin() as conn:
+        row = await users.create(conn, email=email, name=email, password_hash=None)
+    return row.id
+
+
+def interval_endpoint(**overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "name": "ping",
+        "url": "https://example.com/ping",
+        "baseline_interval_ms": 60_000,
+    }
+    config.update(overrides)
+    return config
+
+
+async def add_run(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    endpoint_id: str,
+    started_at: datetime,
+    status: str = "success",
+    source: str = "baseline-interval",
+    duration_ms: int | None = 100,
+    response_body: Any = None,
+) -> str:
+    run_id = new_id()
+    await conn.execute(
+        insert(runs).values(
+            id=run_id,
+            endpoint_id=endpoint_id,
+            user_id=user_id,
+            status=status,
+            source=source,
+            attempt=1,
+            due_at=started_at,
+            started_at=started_at,
+            finished_at=None if status == "running" else started_at + timedelta(milliseconds=100),
+            duration_ms=None if status == "running" else duration_ms,
+            status_code=200 if status == "success" else 500,
+            response_body=response_body,
+        )
+    )
+    return run_id
+
+
+async def add_session(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    endpoint_id: str,
+    analyzed_at: datetime,
+    tokens: int = 100,
+    warnings: list[Any] | None = None,
+) -> str:
+    session_id = new_id()
+    await conn.execute(
+        insert(ai_sessions).values(
+            id=session_id,
+            endpoint_id=endpoint_id,
+            user_id=user_id,
+            analyzed_at=analyzed_at,
+            tool_calls=[
+                {"tool": "propose_interval", "args": {"intervalMs": 30000}, "result": "ok"}
+            ],
+            reasoning="steady",
+            token_usage=tokens,
+            duration_ms=1200,
+            warnings=warnings or [],
+        )
+    )
+    return session_id
+
+
+Clock = Callable[[], datetime]
