@@ -19,6 +19,7 @@ from rich.console import Console
 
 from cronicorn import __version__
 from cronicorn.app import Role
+from cronicorn.commands import transfer as transfer_commands
 from cronicorn.config import ConfigError, Settings, load_settings
 from cronicorn.embedded import EmbeddedError, EmbeddedPostgres
 from cronicorn.logs import configure as configure_logs
@@ -270,6 +271,9 @@ def _shell_quote(value: str) -> str:
     import shlex
 
     return shlex.quote(value)
+
+
+transfer_commands.register(app)  # export, import
 
 
 def main() -> None:

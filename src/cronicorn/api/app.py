@@ -16,6 +16,7 @@ from cronicorn.api import (
     runs,
     sessions,
     signing_keys,
+    transfer,
     usage,
 )
 from cronicorn.api.schemas.common import install_error_mapping
@@ -35,6 +36,17 @@ def create_api(runtime: Runtime) -> FastAPI:
     api.include_router(health.router)
     install_error_mapping(api)
     docs.install(api)
-    for module in (jobs, endpoints, hints, runs, sessions, dashboard, signing_keys, usage, docs):
+    for module in (
+        jobs,
+        endpoints,
+        hints,
+        runs,
+        sessions,
+        dashboard,
+        signing_keys,
+        usage,
+        transfer,
+        docs,
+    ):
         api.include_router(module.router)
     return api

@@ -170,9 +170,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _operation_md(
-    method: str, path: str, op: dict[str, Any], schemas: dict[str, Any]
-) -> list[str]:
+def _operation_md(method: str, path: str, op: dict[str, Any], schemas: dict[str, Any]) -> list[str]:
     lines = [f"### {method} {path}", ""]
     if op.get("summary"):
         lines += [op["summary"], ""]

@@ -36,13 +36,13 @@ class Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-def _iso_ms(value: datetime) -> str:
+def iso_ms(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 UtcDatetime = Annotated[
     datetime,
-    PlainSerializer(_iso_ms, return_type=str),
+    PlainSerializer(iso_ms, return_type=str),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
 ]
 """A response timestamp, as JavaScript's `toISOString()` writes it."""

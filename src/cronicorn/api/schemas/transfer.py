@@ -1,0 +1,64 @@
+"""The import/export document: jobs with their endpoints, in the API's own JSON shapes."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from cronicorn.api.schemas.common import In, Out, UtcDatetime
+from cronicorn.api.schemas.endpoints import EndpointCreate
+from cronicorn.api.schemas.jobs import JobDescription, JobName
+
+MAX_JOBS = 1000
+MAX_ENDPOINTS_PER_JOB = 1000
+
+
+class TransferJob(In):
+    name: JobName
+    description: JobDescription | None = None
+    status: Literal["active", "paused"] = "active"
+    endpoints: Annotated[list[EndpointCreate], Field(max_length=MAX_ENDPOINTS_PER_JOB)] = []
+
+    @model_validator(mode="after")
+    def _unique_endpoints(self) -> TransferJob:
+        names = [e.name for e in self.endpoints]
+        if len(names) != len(set(names)):
+            raise ValueError("endpoint names must be unique within a job")
+        return self
+
+
+class TransferDocument(In):
+    """`version` 1. Jobs are matched by name, endpoints by name within their job."""
+
+    version: Literal[1] = 1
+    exported_at: UtcDatetime | None = None
+    jobs: Annotated[list[TransferJob], Field(max_length=MAX_JOBS)]
+
+    @model_validator(mode="after")
+    def _unique_jobs(self) -> TransferDocument:
+        names = [j.name for j in self.jobs]
+        if len(names) != len(set(names)):
+            raise ValueError("job names must be unique in the document")
+        return self
+
+
+class Action(Out):
+    kind: Literal["job", "endpoint"]
+    job: str
+    name: str
+    action: Literal["create", "update", "unchanged"]
+    changes: list[str] = Field(description="Fields that change (camelCase), for updates")
+
+
+class Tally(Out):
+    jobs: int = 0
+    endpoints: int = 0
+
+
+class ImportReport(Out):
+    dry_run: bool
+    created: Tally
+    updated: Tally
+    unchanged: Tally
+    actions: list[Action]
