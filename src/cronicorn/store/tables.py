@@ -307,4 +307,8 @@ backups = Table(
     Column("verify_ok", Boolean),
     Column("verify_report", JSONB),
     Column("offsite_url", Text),
+    # manual (an operator), scheduled (BACKUP_SCHEDULE) or safety (taken by a restore); 0002
+    Column("kind", Text, nullable=False, server_default="manual"),
+    CheckConstraint("kind IN ('manual', 'scheduled', 'safety')", name="kind"),
+    Index("ix_backups_created_at", "created_at"),
 )
