@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 _RAND_BITS = 74
 _RAND_B_BITS = 62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_clock = time.time_ns  # module attribute so tests can step the clock back
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
@@ -35,7 +36,7 @@ def _next_stamp() -> tuple[int, int]:
     """(milliseconds, random part), strictly increasing as a pair within this process."""
     global _last_ms, _last_rand
     with _lock:
-        ms = time.time_ns() // 1_000_000
+        ms = _clock() // 1_000_000
         if ms > _last_ms:
             rand = secrets.randbits(_RAND_BITS - 1)  # top bit clear: room to increment
         else:

@@ -17,7 +17,10 @@ Rules:
   stores from `RunDecision.last_due_at`): the next due time is a slot of that grid, never
   "finish + interval". Runs that were off the grid (one-shot, catch-up, end of a pause) are
   mapped to the grid slot at or before their due time, so the grid survives them. A slow run
-  skips the slots it overlapped (next slot strictly after it finished), as cron does.
+  skips the slots it overlapped (next slot strictly after it finished), as cron does. While
+  an interval hint governs, the anchor is the run's own due time, so the baseline resumes
+  one interval after the last hinted run. A run late past its slot (downtime) is the one
+  catch-up run; the next due time is the next grid slot after it finished.
 * Backoff (x2 per consecutive failure, at most x32) stretches only the baseline interval,
   counts from the failed run's slot with the failure count INCLUDING that failure, and ends
   with the first success. Cron never backs off.
@@ -240,15 +243,17 @@ def _baseline_between_runs(state: ScheduleState, now: datetime, *, catch_up: boo
 def _missed(
     state: ScheduleState, now: datetime, expected: datetime, first_due: datetime | None
 ) -> bool:
-    """Overdue, or a slot passed and the stored plan is not the grid's next slot.
+    """Overdue, or a slot passed and the stored plan would skip the grid's next slot too.
 
-    A slot can pass legitimately when a slow run skipped it (the stored plan is then the
-    next grid slot); otherwise it was missed during a pause or while nothing ran.
+    A slot can pass legitimately: a slow run skipped it, or a one-shot ran instead; the
+    stored plan is then no later than the next grid slot. A stored plan beyond it (the end
+    of a pause, a long hint) means slots were missed and one catch-up is owed.
     """
     planned = state.next_run_at
     if planned is not None and planned <= now:
         return True
-    return first_due is not None and first_due <= now and planned != expected
+    owed = first_due is not None and first_due <= now
+    return owed and (planned is None or planned > expected)
 
 
 # --- after a run --------------------------------------------------------------------------
