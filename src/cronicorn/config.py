@@ -52,6 +52,19 @@ class Settings(BaseSettings):
     signing_key_grace_hours: float = Field(
         default=24, ge=0, le=24 * 90, alias="SIGNING_KEY_GRACE_HOURS"
     )
+    # accounts and limits
+    allow_signup: bool = Field(default=False, alias="ALLOW_SIGNUP")
+    session_ttl_days: float = Field(default=30, gt=0, le=3650, alias="SESSION_TTL_DAYS")
+    github_client_id: str | None = Field(default=None, alias="GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr | None = Field(default=None, alias="GITHUB_CLIENT_SECRET")
+    github_oauth_url: str = Field(default="https://github.com", alias="GITHUB_OAUTH_URL")
+    github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
+    github_allowed_users_raw: str = Field(default="", alias="GITHUB_ALLOWED_USERS")
+    rate_limit_read_rpm: int = Field(default=600, ge=1, le=1_000_000, alias="RATE_LIMIT_READ_RPM")
+    rate_limit_write_rpm: int = Field(
+        default=120, ge=1, le=1_000_000, alias="RATE_LIMIT_WRITE_RPM"
+    )
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_BODY_BYTES")
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -83,6 +96,17 @@ class Settings(BaseSettings):
         if self.auth_secret is not None and len(self.auth_secret.get_secret_value()) < 32:
             raise ValueError("AUTH_SECRET must be at least 32 characters")
         return self
+
+    @property
+    def github_enabled(self) -> bool:
+        secret = self.github_client_secret
+        return bool(self.github_client_id) and bool(secret and secret.get_secret_value())
+
+    @property
+    def github_allowed_users(self) -> frozenset[str]:
+        """GitHub logins allowed to sign in (lower case); empty means no allow-list."""
+        parts = self.github_allowed_users_raw.replace(";", ",").split(",")
+        return frozenset(part.strip().lower() for part in parts if part.strip())
 
     @property
     def is_dev(self) -> bool:

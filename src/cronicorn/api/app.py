@@ -14,6 +14,7 @@ from cronicorn.api import (
     hints,
     jobs,
     runs,
+    security,
     sessions,
     signing_keys,
     transfer,
@@ -33,6 +34,7 @@ def create_api(runtime: Runtime) -> FastAPI:
     )
     api.state.runtime = runtime
     errors.install(api)
+    security.install(api, runtime.settings)
     api.include_router(health.router)
     install_error_mapping(api)
     docs.install(api)

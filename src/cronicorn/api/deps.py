@@ -3,19 +3,34 @@
 `current_user` is THE authentication gate (session cookie, `Authorization: Bearer`, `x-api-key`);
 routers never look at credentials themselves. Resource routers depend on `current_user` and
 scope every query by `principal.user_id`: another user's resource is a 404.
+
+One connection per request. `current_user` authenticates, counts the request against the rate
+limit and commits that work on the request's connection before the route runs, so the rate
+counter's row lock is held for one statement, and a request that later fails still counts.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.routing import Mount
 
+from cronicorn.api.cookies import CSRF_HEADER, session_cookies, session_token
 from cronicorn.api.errors import ApiError
+from cronicorn.api.ratelimit import RateLimiter, request_bucket
+from cronicorn.api.security import add_response_header
+from cronicorn.auth import credentials
+from cronicorn.auth.tokens import csrf_token, same_secret
 from cronicorn.runtime import Runtime
+
+Clock = Callable[[], datetime]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+UNAUTHORIZED = "Authentication required: session cookie, Bearer token or x-api-key"
 
 
 @dataclass(frozen=True)
@@ -26,22 +41,134 @@ class Principal:
     credential_id: str  # session id or API key id (rate limits are keyed by it)
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
+def get_clock(request: Request) -> Clock:
+    """The app's clock (`set_clock` in tests), else the wall clock."""
+    clock: Clock = getattr(request.app.state, "clock", utcnow)
+    return clock
+
+
+def set_clock(app: FastAPI, clock: Clock) -> None:
+    """Drive time for the app and every FastAPI app mounted in it (tests, simulations)."""
+    app.state.clock = clock
+    for route in app.routes:
+        if isinstance(route, Mount) and isinstance(route.app, FastAPI):
+            set_clock(route.app, clock)
+
+
 async def get_conn(
     runtime: Annotated[Runtime, Depends(get_runtime)],
 ) -> AsyncIterator[AsyncConnection]:
-    """One transaction per request: committed on success, rolled back on any error."""
-    async with runtime.engine.begin() as conn:
-        yield conn
+    """One connection per request: committed on success, rolled back on any error."""
+    async with runtime.engine.connect() as conn:
+        try:
+            yield conn
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
 
-async def current_user(request: Request) -> Principal:
-    """Authenticate the caller or raise 401. Implemented by the accounts work (auth/)."""
-    raise ApiError(401, "Authentication required: session cookie, Bearer token or x-api-key")
+def _rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.rate_limiter = RateLimiter()
+    return limiter
+
+
+async def _identify(
+    request: Request, conn: AsyncConnection, runtime: Runtime, now: datetime
+) -> credentials.Identity:
+    """Explicit headers win over the cookie: a caller that sends a key means that key."""
+    ttl = timedelta(days=runtime.settings.session_ttl_days)
+    api_key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization")
+    identity: credentials.Identity | None = None
+    if api_key:
+        identity = await credentials.from_api_key(conn, api_key.strip(), now=now)
+    elif authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            identity = await credentials.from_bearer(conn, value.strip(), now=now, ttl=ttl)
+    elif (token := session_token(request)) is not None:
+        identity = await credentials.from_session_token(
+            conn, token, via="session", now=now, ttl=ttl
+        )
+        if identity is not None:
+            _check_csrf(request, runtime, token)
+            if identity.refreshed and identity.expires_at is not None:
+                _resend_cookies(request, runtime, token, identity.expires_at, now)
+    if identity is None:
+        raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    return identity
+
+
+def _check_csrf(request: Request, runtime: Runtime, token: str) -> None:
+    """Cookie-authenticated writes must echo the session's CSRF token in `X-CSRF-Token`."""
+    if request.method.upper() in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER, "")
+    expected = csrf_token(runtime.auth_secret, token)
+    if not sent or not same_secret(sent, expected):
+        raise ApiError(
+            403,
+            "Missing or wrong X-CSRF-Token header (copy it from the cronicorn_csrf cookie)",
+            code="csrf_failed",
+        )
+
+
+def _resend_cookies(
+    request: Request, runtime: Runtime, token: str, expires_at: datetime, now: datetime
+) -> None:
+    csrf = csrf_token(runtime.auth_secret, token)
+    for value in session_cookies(runtime.settings, token, csrf, expires_at, now):
+        add_response_header(request, "set-cookie", value)
+
+
+async def _limit(
+    request: Request, conn: AsyncConnection, runtime: Runtime, identity: credentials.Identity
+) -> None:
+    settings = runtime.settings
+    method = request.method.upper()
+    is_read = method in SAFE_METHODS
+    limit = settings.rate_limit_read_rpm if is_read else settings.rate_limit_write_rpm
+    if identity.via == "api_key":
+        bucket = request_bucket("key", identity.credential_id, method)
+    else:
+        bucket = request_bucket("user", identity.user_id, method)
+    verdict = await _rate_limiter(request).check(conn, bucket, limit, get_clock(request)())
+    if not verdict.allowed:
+        await conn.commit()
+        raise ApiError(
+            429,
+            f"Too many requests: at most {limit} per minute; retry in {verdict.reset_s} s",
+            details={"retryAfter": verdict.reset_s},
+            headers=verdict.headers(),
+        )
+    for name, value in verdict.headers().items():
+        add_response_header(request, name, value)
+
+
+async def current_user(
+    request: Request,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    conn: Annotated[AsyncConnection, Depends(get_conn)],
+) -> Principal:
+    """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
+    request against the caller's rate limit (429 with Retry-After once it is spent)."""
+    now = get_clock(request)()
+    identity = await _identify(request, conn, runtime, now)
+    await _limit(request, conn, runtime, identity)
+    await conn.commit()
+    return Principal(identity.user_id, identity.is_admin, identity.via, identity.credential_id)
 
 
 async def require_admin(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
@@ -54,3 +181,4 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
 UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
