@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     signing_key_grace_hours: float = Field(
         default=24, ge=0, le=24 * 90, alias="SIGNING_KEY_GRACE_HOURS"
     )
+    scheduler_concurrency: int = Field(default=200, ge=1, le=10_000, alias="SCHEDULER_CONCURRENCY")
+    scheduler_batch_size: int = Field(default=100, ge=1, le=5_000, alias="SCHEDULER_BATCH_SIZE")
+    scheduler_lease_s: float = Field(default=30.0, ge=1, le=3_600, alias="SCHEDULER_LEASE_S")
+    scheduler_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, alias="SCHEDULER_METRICS_PORT"
+    )
+    run_retention_days: float = Field(default=30, ge=0, le=36_500, alias="RUN_RETENTION_DAYS")
+    run_retention_per_endpoint: int = Field(
+        default=1000, ge=0, le=10_000_000, alias="RUN_RETENTION_PER_ENDPOINT"
+    )
     # accounts and limits
     allow_signup: bool = Field(default=False, alias="ALLOW_SIGNUP")
     session_ttl_days: float = Field(default=30, gt=0, le=3650, alias="SESSION_TTL_DAYS")
