@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import InDatetime, NowDep, require_id
+from cronicorn.api.schemas.common import InDatetime, NowDep, Text, require_id
 from cronicorn.api.schemas.dashboard import ActivityTimeline, DashboardStats
 from cronicorn.store import stats
 
@@ -55,7 +55,7 @@ async def dashboard_stats(
     start: StartDate,
     end: EndDate,
     job_id: JobFilter = None,
-    source: Annotated[str | None, Query(max_length=64)] = None,
+    source: Annotated[Text | None, Query(max_length=64)] = None,
     endpoint_limit: Annotated[int, Query(alias="endpointLimit", ge=1, le=100)] = 20,
 ) -> DashboardStats:
     _check_range(start, end)

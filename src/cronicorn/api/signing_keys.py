@@ -18,15 +18,11 @@ router = APIRouter(tags=["Signing Keys"])
 
 
 def _new_key(runtime: Runtime) -> tuple[str, bytes, str]:
-    """(raw hex key, ciphertext, display prefix) from the dispatcher's key functions."""
-    from cronicorn.dispatch.signing import (  # type: ignore[import-not-found]
-        encrypt_signing_key,
-        generate_signing_key,
-    )
+    """(the key as shown once: 64 hex characters, its ciphertext, display prefix)."""
+    from cronicorn.dispatch.signing import encrypt_signing_key, generate_signing_key
 
-    raw: str = generate_signing_key()
-    encrypted: bytes = encrypt_signing_key(raw, runtime.auth_secret)
-    return raw, encrypted, "sk_" + raw[:8]
+    raw, shown, prefix = generate_signing_key()
+    return shown, encrypt_signing_key(raw, runtime.auth_secret), prefix
 
 
 @router.get("/signing-keys", response_model=KeyInfo, summary="The signing key (never the raw key)")

@@ -61,6 +61,36 @@ InDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 """A request timestamp: ISO-8601 (a date alone is midnight); without an offset it is UTC."""
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+"""Any request string: PostgreSQL cannot store NUL characters or lone surrogates, so they
+are a 422 here rather than a database error."""
+
+
+def json_without_nul(value: Any) -> Any:
+    """JSON values (keys and strings, at any depth) without NUL characters."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            _no_nul(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
+
+
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

@@ -19,7 +19,9 @@ from cronicorn.api.schemas.common import (
     In,
     InDatetime,
     Out,
+    Text,
     UtcDatetime,
+    json_without_nul,
 )
 from cronicorn.store.endpoints import EndpointRow
 
@@ -36,30 +38,38 @@ def _check_url(value: str) -> str:
     return value
 
 
+def _control(ch: str) -> bool:
+    return (ord(ch) < 32 and ch != "\t") or ord(ch) == 127
+
+
 def _check_headers(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_HEADERS:
         raise ValueError(f"at most {MAX_HEADERS} headers")
+    json_without_nul(value)
     for name, header in value.items():
         if _TOKEN.fullmatch(name) is None:
             raise ValueError(f"invalid header name {name[:40]!r}")
-        if len(header) > 8192 or any(ch in header for ch in "\r\n\0"):
+        if len(header) > 8192 or any(
+            (ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in header
+        ):
             raise ValueError(f"invalid value for header {name!r}")
     return value
 
 
 def _check_body(value: Any) -> Any:
+    json_without_nul(value)
     if len(json.dumps(value, separators=(",", ":"))) > MAX_BODY_BYTES:
         raise ValueError(f"must serialise to at most {MAX_BODY_BYTES} bytes")
     return value
 
 
-Name = Annotated[str, Field(min_length=1, max_length=255)]
-Url = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
+Name = Annotated[Text, Field(min_length=1, max_length=255)]
+Url = Annotated[Text, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
 Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
 Body = Annotated[JsonValue, AfterValidator(_check_body)]
-Description = Annotated[str, Field(max_length=2000)]
-Cron = Annotated[str, Field(min_length=1, max_length=255)]
-Timezone = Annotated[str, Field(min_length=1, max_length=64)]
+Description = Annotated[Text, Field(max_length=2000)]
+Cron = Annotated[Text, Field(min_length=1, max_length=255)]
+Timezone = Annotated[Text, Field(min_length=1, max_length=64)]
 IntervalMs = Annotated[int, Field(ge=1000, le=MAX_INTERVAL_MS)]
 TimeoutMs = Annotated[int, Field(ge=1, le=1_800_000)]
 SizeKb = Annotated[int, Field(ge=1, le=10 * 1024)]
@@ -205,7 +215,7 @@ class EndpointList(Out):
 
 # -- steering -------------------------------------------------------------------------------
 Ttl = Annotated[int, Field(ge=1, le=MAX_TTL_MINUTES)]
-Reason = Annotated[str, Field(max_length=1000)]
+Reason = Annotated[Text, Field(max_length=1000)]
 
 
 class IntervalHintIn(In):

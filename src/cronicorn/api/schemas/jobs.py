@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from cronicorn.api.schemas.common import In, Out, UtcDatetime
+from cronicorn.api.schemas.common import In, Out, Text, UtcDatetime
 from cronicorn.store.jobs import JobRow
 
-JobName = Annotated[str, Field(min_length=1, max_length=255)]
-JobDescription = Annotated[str, Field(max_length=1000)]
+JobName = Annotated[Text, Field(min_length=1, max_length=255)]
+JobDescription = Annotated[Text, Field(max_length=1000)]
 
 
 class JobCreate(In):
