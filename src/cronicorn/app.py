@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
 
+from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import create_api
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
@@ -59,6 +60,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
     app.mount("/api", create_api(runtime))
+    app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
 
     @app.exception_handler(404)
     async def _not_found(*_: object) -> object:

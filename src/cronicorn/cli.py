@@ -19,11 +19,20 @@ from rich.console import Console
 
 from cronicorn import __version__
 from cronicorn.app import Role
+from cronicorn.commands import apikeys as apikey_commands
 from cronicorn.commands import transfer as transfer_commands
+from cronicorn.commands import users as users_commands
 from cronicorn.config import ConfigError, Settings, load_settings
 from cronicorn.embedded import EmbeddedError, EmbeddedPostgres
 from cronicorn.logs import configure as configure_logs
-from cronicorn.serve import StartupError, check_database, database, install_sigterm, serve
+from cronicorn.serve import (
+    StartupError,
+    check_database,
+    database,
+    install_sigterm,
+    run_roles,
+    serve,
+)
 
 app = typer.Typer(
     help="Cronicorn: a self-hosted scheduler for HTTP jobs.",
@@ -156,9 +165,57 @@ def api() -> None:
         serve(cfg, url, (), role="api")
 
 
+@app.command()
+@friendly
+def scheduler(
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve Prometheus /metrics on this port (default: SCHEDULER_METRICS_PORT; "
+        "unset: no listener).",
+    ),
+) -> None:
+    """Run only the scheduler: claim due endpoints and call them (run `cronicorn migrate`
+    first). Any number may run at once, on any machines, against one database.
+
+    Examples:
+
+      cronicorn scheduler
+
+      SCHEDULER_CONCURRENCY=500 cronicorn scheduler --metrics-port 9464
+    """
+    from cronicorn.scheduler.metrics import MetricsServerError, serve_metrics
+
+    cfg = settings()
+    install_sigterm()
+    with database(cfg) as url:
+        check_database(url, cfg.db_connect_timeout_s)
+        port = metrics_port or cfg.scheduler_metrics_port
+        if port is not None:
+            try:
+                serve_metrics(cfg.host, port)
+            except MetricsServerError as exc:
+                raise StartupError(str(exc)) from None
+        _use_uvloop()
+        run_roles(cfg, url, _scheduler_roles(), role="scheduler")
+
+
+def _use_uvloop() -> None:
+    """uvloop makes the scheduler's many small awaits cheaper (used when installed)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a declared dependency on Linux/macOS
+        return
+    uvloop.install()
+
+
 def _scheduler_roles() -> list[tuple[str, Role]]:
     """Roles a lone `cronicorn scheduler` runs (the scheduler loop, scheduled backups)."""
-    return []
+    from cronicorn.scheduler.role import scheduler_role
+
+    return [("scheduler", scheduler_role)]
 
 
 def _planner_roles() -> list[tuple[str, Role]]:
@@ -274,6 +331,8 @@ def _shell_quote(value: str) -> str:
 
 
 transfer_commands.register(app)  # export, import
+app.add_typer(users_commands.app, name="users")
+app.add_typer(apikey_commands.app, name="apikey")
 
 
 def main() -> None:

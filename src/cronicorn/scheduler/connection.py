@@ -1,0 +1,51 @@
+"""One PostgreSQL connection that comes back after it is lost.
+
+The scheduler's hot statements run on a few long-lived autocommit connections (no pool
+checkout or ping per statement). When PostgreSQL restarts or terminates the backend, the
+failing operation raises, the holder forgets the connection, and the next `get()` opens a
+new one; callers back off and retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+
+APPLICATION_NAME = "cronicorn-scheduler"
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when the connection itself is unusable (lost, terminated, closed)."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+class ReconnectingConnection:
+    def __init__(self, url: str, *, purpose: str, connect_timeout_s: float = 5.0) -> None:
+        self._url = url
+        self._purpose = purpose
+        self._timeout = max(1, int(connect_timeout_s))
+        self._conn: AsyncConnection[Any] | None = None
+
+    async def get(self) -> AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=self._timeout,
+                application_name=f"{APPLICATION_NAME}:{self._purpose}",
+                options="-c TimeZone=UTC",
+            )
+        return self._conn
+
+    async def discard(self) -> None:
+        """Forget the current connection (after an error); the next `get` reconnects."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def close(self) -> None:
+        await self.discard()

@@ -1,0 +1,402 @@
+"""The scheduler loop: claim due endpoints in batches, call them concurrently, write back.
+
+    claim loop ──claims──▶ one task per slot: sleep until due, call (≤ CONCURRENCY at once)
+        ▲                                  │
+        │ wake: earliest due time,         ▼ result
+        │ NOTIFY, freed capacity     RunWriter (batched writes, releases leases)
+        │
+    maintenance: lease heartbeat, take over expired leases (dead workers); retention
+
+Claims look `claim_ahead_s` ahead so the database round trip happens before the slot is
+due, and each slot then waits on the event loop until its due time by the scheduler's clock
+(never early). Capacity counts every held lease (waiting, running or not yet written), so a
+slow database slows claiming instead of piling up work. Any one slot's failure (bad stored
+schedule, unexpected exception) becomes that run's error; the loop never stops for it.
+Database errors are retried on fresh connections with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+import time
+from collections.abc import Awaitable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import psycopg
+
+from cronicorn.domain.ids import new_id
+from cronicorn.logs import get_logger
+from cronicorn.scheduler import metrics
+from cronicorn.scheduler.clock import Clock, utc_now
+from cronicorn.scheduler.connection import ReconnectingConnection
+from cronicorn.scheduler.outcome import Execute, HttpOutcome
+from cronicorn.scheduler.planning import schedule_problem
+from cronicorn.scheduler.retention import RetentionPolicy, run_retention
+from cronicorn.scheduler.wakeup import listen_for_wakeups
+from cronicorn.scheduler.writer import Done, Kind, RunWriter
+from cronicorn.store.claims import (
+    Claimed,
+    claim_due,
+    lease_token,
+    next_due_at,
+    release_unstarted,
+    renew_leases,
+    take_over_expired,
+)
+
+log = get_logger("cronicorn.scheduler")
+
+MIN_WAIT_S = 0.005
+MAX_BACKOFF_S = 2.0
+
+
+class KeySource(Protocol):
+    def keys_for(
+        self, user_ids: Iterable[str], now: datetime
+    ) -> Awaitable[dict[str, list[bytes]]]: ...
+
+
+def default_worker_id() -> str:
+    """host:pid:random, so runs name the process that made them."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    worker_id: str = field(default_factory=default_worker_id)
+    concurrency: int = 200
+    batch_size: int = 100
+    lease_s: float = 30.0
+    claim_ahead_s: float = 0.25
+    idle_wake_s: float = 5.0  # safety net: re-check at least this often without NOTIFY
+    write_delay_s: float = 0.01
+    shutdown_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+
+    @property
+    def max_held(self) -> int:
+        """Leases held at once: the calls in flight plus one batch claimed ahead."""
+        return self.concurrency + self.batch_size
+
+    @property
+    def maintenance_every_s(self) -> float:
+        return max(0.2, min(self.lease_s / 3, 10.0))
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        database_url: str,
+        *,
+        execute: Execute,
+        keys: KeySource | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.config = config
+        self._url = database_url
+        self._execute = execute
+        self._keys = keys
+        self._clock = clock
+        timeout = config.connect_timeout_s
+        self._claim_db = ReconnectingConnection(
+            database_url, purpose="claim", connect_timeout_s=timeout
+        )
+        self._write_db = ReconnectingConnection(
+            database_url, purpose="write", connect_timeout_s=timeout
+        )
+        self._maint_db = ReconnectingConnection(
+            database_url, purpose="lease", connect_timeout_s=timeout
+        )
+        self._prune_db = ReconnectingConnection(
+            database_url, purpose="prune", connect_timeout_s=timeout
+        )
+        self._writer = RunWriter(
+            self._write_db,
+            clock=clock,
+            on_released=self._released,
+            max_batch=max(config.batch_size, 50),
+            max_delay_s=config.write_delay_s,
+        )
+        self._sequence = itertools.count(1)
+        self._held: dict[str, str] = {}  # endpoint id -> lease, until written back
+        self._waiting: dict[asyncio.Task[None], Claimed] = {}  # claimed, not yet started
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unstarted: list[Claimed] = []
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._wake = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._draining = False
+        self.started_at = time.monotonic()
+
+    # -- public -----------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Schedule until `stop` is set, then drain within the shutdown timeout."""
+        quiet = asyncio.Event()  # stops the helpers once the drain is over
+        writer = asyncio.create_task(self._writer.run(), name="scheduler:writer")
+        helpers = [
+            asyncio.create_task(
+                listen_for_wakeups(self._url, self._wake.set, quiet), name="scheduler:listen"
+            ),
+            asyncio.create_task(self._maintain(quiet), name="scheduler:leases"),
+            asyncio.create_task(
+                run_retention(
+                    self._prune_db, self.config.retention, self._clock, self._take_touched, stop
+                ),
+                name="scheduler:retention",
+            ),
+        ]
+        log.info("scheduler_started", worker=self.config.worker_id)
+        try:
+            await self._claim_loop(stop)
+        finally:
+            await self._drain(writer)
+            quiet.set()
+            for task in helpers:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), 2.0)
+                task.cancel()
+            await asyncio.gather(*helpers, writer, return_exceptions=True)
+            for holder in (self._claim_db, self._write_db, self._maint_db, self._prune_db):
+                await holder.close()
+            metrics.IN_FLIGHT.set(0)
+            log.info("scheduler_stopped", worker=self.config.worker_id)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "worker": self.config.worker_id,
+            "inFlight": len(self._held),
+            "writeBacklog": self._writer.backlog,
+        }
+
+    # -- claiming ---------------------------------------------------------------------------
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        backoff = 0.05
+        while not stop.is_set():
+            limit = min(self.config.batch_size, self.config.max_held - len(self._held))
+            if limit <= 0:
+                self._capacity.clear()
+                await _wait_any((self._capacity, stop), self.config.idle_wake_s)
+                continue
+            self._wake.clear()
+            now = self._clock()
+            try:
+                conn = await self._claim_db.get()
+                claims = await claim_due(
+                    conn,
+                    worker=self.config.worker_id,
+                    lease=self._new_lease(),
+                    now=now,
+                    horizon=now + timedelta(seconds=self.config.claim_ahead_s),
+                    limit=limit,
+                    lease_s=self.config.lease_s,
+                )
+                full = len(claims) == limit
+                next_due = None if full else await next_due_at(conn)
+                backoff = 0.05
+            except (psycopg.Error, OSError) as exc:
+                metrics.DB_ERRORS.labels("claim").inc()
+                await self._claim_db.discard()
+                log.warning("claim_failed", error=str(exc).strip()[:200], retry_in_s=backoff)
+                await _wait_any((stop,), backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            metrics.CLAIM_BATCH.observe(len(claims))
+            if claims:
+                await self._start(claims, now)
+            if full:
+                await asyncio.sleep(0)
+                continue
+            await _wait_any((self._wake, stop), self._idle_delay(next_due))
+
+    def _idle_delay(self, next_due: datetime | None) -> float:
+        if next_due is None:
+            return self.config.idle_wake_s
+        ahead = timedelta(seconds=self.config.claim_ahead_s)
+        delay = (next_due - ahead - self._clock()).total_seconds()
+        return min(max(delay, MIN_WAIT_S), self.config.idle_wake_s)
+
+    def _new_lease(self) -> str:
+        return lease_token(self.config.worker_id, next(self._sequence))
+
+    async def _start(self, claims: Sequence[Claimed], now: datetime) -> None:
+        keys, key_error = await self._signing_keys(claims, now)
+        for claim in claims:
+            self._held[claim.endpoint_id] = claim.lease
+            if claim.run_id is None:
+                log.warning(
+                    "slot_already_ran", endpoint=claim.endpoint_id, due_at=str(claim.due_at)
+                )
+                self._writer.submit(
+                    Done(Kind.CONFLICT, claim.endpoint_id, claim.lease, claim.due_at)
+                )
+                continue
+            task = asyncio.create_task(self._run_one(claim, keys.get(claim.user_id, []), key_error))
+            self._waiting[task] = claim
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        metrics.IN_FLIGHT.set(len(self._held))
+
+    async def _signing_keys(
+        self, claims: Sequence[Claimed], now: datetime
+    ) -> tuple[dict[str, list[bytes]], str | None]:
+        if self._keys is None:
+            return {}, None
+        users = {c.user_id for c in claims if c.run_id is not None}
+        if not users:
+            return {}, None
+        try:
+            return await self._keys.keys_for(users, now), None
+        except Exception as exc:
+            log.warning("signing_keys_unavailable", error=str(exc)[:200])
+            return {}, f"signing keys unavailable, request not sent: {type(exc).__name__}"
+
+    # -- one slot ---------------------------------------------------------------------------
+    async def _run_one(self, claim: Claimed, keys: list[bytes], key_error: str | None) -> None:
+        assert claim.run_id is not None
+        task = asyncio.current_task()
+        started: datetime | None = None
+        try:
+            await self._sleep_until(claim.due_at)
+            async with self._slots:
+                if task is not None:
+                    self._waiting.pop(task, None)
+                started = self._clock()
+                metrics.LATENESS.observe(max(0.0, (started - claim.due_at).total_seconds()))
+                problem = key_error or schedule_problem(claim.baseline_cron, claim.timezone)
+                if problem is not None:
+                    outcome = HttpOutcome.failed(problem)
+                else:
+                    outcome = await self._execute(claim, keys)
+        except asyncio.CancelledError:
+            if started is None:  # shutdown before it began: give the slot back
+                self._unstarted.append(claim)
+                return
+            outcome = HttpOutcome.failed("cancelled: the scheduler shut down during the call")
+        except Exception as exc:
+            log.exception("execution_crashed", endpoint=claim.endpoint_id)
+            outcome = HttpOutcome.failed(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if task is not None:
+                self._waiting.pop(task, None)
+        finished = self._clock()
+        started = started or finished
+        metrics.EXECUTIONS.labels("success" if outcome.succeeded else "failed").inc()
+        self._writer.submit(
+            Done(
+                Kind.FINISHED,
+                claim.endpoint_id,
+                claim.lease,
+                claim.due_at,
+                started,
+                outcome.run(claim.run_id, started, finished),
+            )
+        )
+
+    async def _sleep_until(self, due: datetime) -> None:
+        """Wait until `due` by the scheduler's clock (re-read after every wake-up)."""
+        while True:
+            delay = (due - self._clock()).total_seconds()
+            if delay <= 0:
+                return
+            await asyncio.sleep(delay)
+
+    def _released(self, items: Sequence[Done]) -> None:
+        for item in items:
+            if self._held.get(item.endpoint_id) == item.lease:
+                del self._held[item.endpoint_id]
+        metrics.IN_FLIGHT.set(len(self._held))
+        self._capacity.set()
+
+    def _take_touched(self) -> set[str]:
+        touched, self._writer.touched = self._writer.touched, set()
+        return touched
+
+    # -- leases -----------------------------------------------------------------------------
+    async def _maintain(self, quiet: asyncio.Event) -> None:
+        """Heartbeat the held leases; take over expired ones (dead workers)."""
+        while not quiet.is_set():
+            try:
+                conn = await self._maint_db.get()
+                await renew_leases(conn, list(self._held.items()), lease_s=self.config.lease_s)
+                if not self._draining:
+                    await self._take_over(conn)
+            except (psycopg.Error, OSError) as exc:
+                metrics.DB_ERRORS.labels("lease").inc()
+                await self._maint_db.discard()
+                log.warning("lease_maintenance_failed", error=str(exc).strip()[:200])
+            await _wait_any((quiet,), self.config.maintenance_every_s)
+
+    async def _take_over(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        lost = await take_over_expired(
+            conn, lease=self._new_lease(), now=self._clock(), lease_s=self.config.lease_s
+        )
+        for item in lost:
+            self._held[item.endpoint_id] = item.lease
+            if item.run_id is None or item.due_at is None:
+                self._writer.submit(Done(Kind.RELEASE, item.endpoint_id, item.lease))
+                continue
+            metrics.WORKER_LOST.inc()
+            log.warning("worker_lost", endpoint=item.endpoint_id, lease=item.dead_lease)
+            self._writer.submit(
+                Done(Kind.LOST, item.endpoint_id, item.lease, item.due_at, item.started_at)
+            )
+
+    # -- shutdown ---------------------------------------------------------------------------
+    async def _drain(self, writer: asyncio.Task[None]) -> None:
+        """Give back slots not started, let running calls finish (then cancel them), and
+        write every result, all within the shutdown timeout."""
+        self._draining = True
+        budget = self.config.shutdown_timeout_s
+        deadline = time.monotonic() + budget
+        waiting = list(self._waiting)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await self._release_unstarted()
+        running = list(self._tasks)
+        if running:
+            log.info("draining", running=len(running))
+            _, late = await asyncio.wait(running, timeout=budget * 0.6)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self._writer.close(within_s=max(0.5, deadline - time.monotonic() - 0.5))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(writer), max(0.5, deadline - time.monotonic()))
+
+    async def _release_unstarted(self) -> None:
+        claims, self._unstarted = self._unstarted, []
+        if not claims:
+            return
+        try:
+            conn = await self._claim_db.get()
+            await release_unstarted(conn, worker=self.config.worker_id, claims=claims)
+        except (psycopg.Error, OSError) as exc:  # their leases expire; others take over
+            log.warning("release_failed", error=str(exc).strip()[:200], slots=len(claims))
+        for claim in claims:
+            if self._held.get(claim.endpoint_id) == claim.lease:
+                del self._held[claim.endpoint_id]
+
+
+async def _wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:
+    """Return when any event is set or after `timeout` seconds."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,72 @@
+"""What one execution produced, in the shape the run row stores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cronicorn.store.claims import Claimed
+from cronicorn.store.run_writes import RunOutcome
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOutcome:
+    succeeded: bool
+    duration_ms: int | None = None
+    status_code: int | None = None
+    body_json: str | None = None  # JSON text of a JSON body (stored as jsonb)
+    body_text: str | None = None  # any other body, as text
+    size: int | None = None
+    truncated: bool = False
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str) -> HttpOutcome:
+        return cls(succeeded=False, error=error)
+
+    def run(self, run_id: str, started_at: datetime, finished_at: datetime) -> RunOutcome:
+        return RunOutcome(
+            run_id=run_id,
+            status="success" if self.succeeded else "failed",
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_ms=self.duration_ms,
+            status_code=self.status_code,
+            body_json=self.body_json,
+            body_text=self.body_text,
+            size=self.size,
+            truncated=self.truncated,
+            error=self.error,
+        )
+
+
+Execute = Callable[[Claimed, list[bytes]], Awaitable[HttpOutcome]]
+"""Performs one claimed call with the user's signing keys; never raises for HTTP problems."""
+
+
+def json_text(value: Any) -> str:
+    """JSON text PostgreSQL's jsonb accepts (it refuses \\u0000 in strings)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if "\\u0000" in text:
+        text = json.dumps(_without_nul(value), ensure_ascii=False, separators=(",", ":"))
+    return text
+
+
+def clean_text(value: str) -> str:
+    """Text PostgreSQL accepts (no NUL characters, no lone surrogates)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value

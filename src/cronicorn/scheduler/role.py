@@ -1,0 +1,50 @@
+"""The scheduler as a background role (`cronicorn scheduler`, and inside `cronicorn up`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cronicorn.config import Settings
+from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.runtime import Runtime
+from cronicorn.scheduler.execute import dispatching
+from cronicorn.scheduler.loop import Scheduler, SchedulerConfig
+from cronicorn.scheduler.retention import RetentionPolicy
+from cronicorn.scheduler.signing import SigningKeyCache
+
+
+def scheduler_config(settings: Settings) -> SchedulerConfig:
+    return SchedulerConfig(
+        concurrency=settings.scheduler_concurrency,
+        batch_size=settings.scheduler_batch_size,
+        lease_s=settings.scheduler_lease_s,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        connect_timeout_s=settings.db_connect_timeout_s,
+        retention=RetentionPolicy(
+            days=settings.run_retention_days, per_endpoint=settings.run_retention_per_endpoint
+        ),
+    )
+
+
+def dispatch_config(settings: Settings) -> DispatchConfig:
+    return DispatchConfig(
+        allow_networks=settings.allow_networks,
+        max_connections=max(settings.scheduler_concurrency, 10),
+    )
+
+
+async def scheduler_role(runtime: Runtime, stop: asyncio.Event) -> None:
+    """Run one scheduler until `stop`, then drain (SHUTDOWN_TIMEOUT_S)."""
+    settings = runtime.settings
+    async with Dispatcher(dispatch_config(settings)) as dispatcher:
+        scheduler = Scheduler(
+            scheduler_config(settings),
+            runtime.database_url,
+            execute=dispatching(dispatcher),
+            keys=SigningKeyCache(runtime.engine, runtime.auth_secret),
+        )
+        runtime.health_probes["scheduler"] = scheduler.health
+        try:
+            await scheduler.run(stop)
+        finally:
+            runtime.health_probes.pop("scheduler", None)

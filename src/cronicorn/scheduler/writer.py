@@ -1,0 +1,220 @@
+"""Writes finished runs back in batches, on one connection, in the background.
+
+Executions hand their result to `RunWriter.submit` and move on; the writer gathers results
+for a few milliseconds (or until a batch is full) and writes the whole batch in one
+transaction (`store.run_writes`: lock + re-read, plan with the governor, one UPDATE). A lost
+connection is retried with backoff; the write is idempotent because it only touches runs
+still `running` and endpoints still held under the same lease. A batch the database rejects
+for its data (a body PostgreSQL refuses) is split, so one bad row cannot block the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import psycopg
+
+from cronicorn.logs import get_logger
+from cronicorn.scheduler import metrics
+from cronicorn.scheduler.clock import Clock
+from cronicorn.scheduler.connection import ReconnectingConnection, is_connection_error
+from cronicorn.scheduler.planning import plan_after
+from cronicorn.store.run_writes import (
+    EndpointUpdate,
+    Leased,
+    RunOutcome,
+    lock_leased,
+    write_finished,
+)
+
+log = get_logger("cronicorn.scheduler")
+
+MAX_BACKOFF_S = 2.0
+
+
+class Kind(enum.Enum):
+    FINISHED = "finished"  # a run ended: write it and plan the next one
+    LOST = "lost"  # a dead worker's run, already closed: plan after a failure
+    RELEASE = "release"  # nothing ran: keep the plan, drop the lease
+    CONFLICT = "conflict"  # the slot already had a run: move on to the next slot
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    kind: Kind
+    endpoint_id: str
+    lease: str
+    due_at: datetime | None = None
+    started_at: datetime | None = None
+    outcome: RunOutcome | None = None
+
+
+Released = Callable[[Sequence[Done]], None]
+
+
+class RunWriter:
+    def __init__(
+        self,
+        db: ReconnectingConnection,
+        *,
+        clock: Clock,
+        on_released: Released,
+        max_batch: int,
+        max_delay_s: float,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._on_released = on_released
+        self._max_batch = max(1, max_batch)
+        self._max_delay_s = max_delay_s
+        self._pending: list[Done] = []
+        self._ready = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._give_up_at: float | None = None
+        self.touched: set[str] = set()  # endpoints written since retention last looked
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def submit(self, item: Done) -> None:
+        self._pending.append(item)
+        self._ready.set()
+        if len(self._pending) >= self._max_batch:
+            self._full.set()
+
+    def close(self, within_s: float) -> None:
+        """Write what is pending, then stop; give up retrying after `within_s` seconds."""
+        self._closing = True
+        self._give_up_at = time.monotonic() + within_s
+        self._ready.set()
+        self._full.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._ready.wait()
+            if not self._pending:
+                if self._closing:
+                    return
+                self._ready.clear()
+                continue
+            if len(self._pending) < self._max_batch and not self._closing:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self._max_delay_s)
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            if len(self._pending) < self._max_batch:
+                self._full.clear()
+            if not await self._write_with_retry(batch):
+                return
+            self._on_released(batch)
+
+    async def _write_with_retry(self, batch: list[Done]) -> bool:
+        backoff = 0.05
+        while True:
+            try:
+                try:
+                    await self._write(batch)
+                except psycopg.Error as exc:
+                    if is_connection_error(exc):
+                        raise
+                    log.warning("run_batch_rejected", error=str(exc).strip()[:300], size=len(batch))
+                    for item in batch:
+                        await self._write_alone(item)
+                return True
+            except (psycopg.Error, OSError) as exc:
+                metrics.DB_ERRORS.labels("write").inc()
+                await self._db.discard()
+                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                    log.error("run_writes_abandoned", size=len(batch), error=str(exc)[:200])
+                    return False
+                log.warning("run_write_retry", error=str(exc).strip()[:200], retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    async def _write_alone(self, item: Done) -> None:
+        """Write one item; if the database still rejects it, drop what it refused (the body)
+        and say so on the run, so the endpoint is rescheduled all the same."""
+        try:
+            await self._write([item])
+            return
+        except psycopg.Error as exc:
+            if is_connection_error(exc) or item.outcome is None:
+                raise
+            reason = str(exc).strip().splitlines()[0][:200]
+        stripped = replace(
+            item.outcome,
+            body_json=None,
+            body_text=None,
+            error=_join(item.outcome.error, f"response not stored: {reason}"),
+        )
+        await self._write([replace(item, outcome=stripped)])
+
+    async def _write(self, batch: Sequence[Done]) -> None:
+        conn = await self._db.get()
+        async with conn.transaction():
+            leased = await lock_leased(conn, [(d.endpoint_id, d.lease) for d in batch])
+            now = self._clock()
+            outcomes: list[RunOutcome] = []
+            updates: list[EndpointUpdate] = []
+            for item in batch:
+                outcome, update = self._plan(item, leased.get(item.endpoint_id), now)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                if update is not None:
+                    updates.append(update)
+            await write_finished(conn, outcomes=outcomes, updates=updates)
+        metrics.WRITE_BATCH.observe(len(batch))
+        self.touched.update(d.endpoint_id for d in batch if d.outcome is not None)
+
+    def _plan(
+        self, item: Done, row: Leased | None, now: datetime
+    ) -> tuple[RunOutcome | None, EndpointUpdate | None]:
+        outcome = item.outcome
+        if row is None:  # lease lost: another worker took the endpoint over
+            return outcome, None
+        state = row.state
+        if item.kind is Kind.RELEASE or item.due_at is None:
+            keep = EndpointUpdate(
+                item.endpoint_id,
+                item.lease,
+                state.next_run_at or now,
+                row.next_run_source,
+                state.failure_count,
+            )
+            return outcome, keep
+        started = item.started_at or now
+        succeeded = item.kind is Kind.CONFLICT or (
+            outcome is not None and outcome.status == "success"
+        )
+        planned = plan_after(
+            item.endpoint_id,
+            item.lease,
+            state,
+            due_at=item.due_at,
+            started_at=started,
+            finished_at=outcome.finished_at if outcome is not None else now,
+            succeeded=succeeded,
+            now=now,
+        )
+        update = planned.update
+        if item.kind is Kind.CONFLICT:  # nothing ran: the failure streak stands
+            update = replace(update, failure_count=state.failure_count, last_run_at=None)
+        if planned.error is not None and outcome is not None:
+            outcome = replace(
+                outcome,
+                status="failed",
+                error=outcome.error if outcome.error else planned.error,
+            )
+        return outcome, update
+
+
+def _join(first: str | None, second: str) -> str:
+    return second if not first else f"{first}; {second}"

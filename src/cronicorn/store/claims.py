@@ -1,0 +1,289 @@
+"""Claims and leases: how schedulers share endpoints without ever running a slot twice.
+
+A claim is ONE statement: it picks due endpoints (`FOR UPDATE SKIP LOCKED`, so concurrent
+workers never wait on each other and never pick the same row), sets a lease on them and
+inserts one `running` run per claimed slot. The run's `due_at` is the claimed `next_run_at`,
+unique per endpoint, so a slot that has a run can never be claimed into a second one, even by
+a worker that lost its lease. The reference selected and locked in two autocommitted
+statements, which let two workers run the same endpoint (reference defect 1).
+
+A lease lives only while a run is in flight: it is renewed by a heartbeat, released by the
+statement that writes the next `next_run_at` (see `run_writes`), and an expired one means its
+worker died: `take_over_expired` closes the dead worker's run ("worker lost") and hands the
+endpoint to the caller, who reschedules it.
+
+Time: `now`/`horizon` come from the scheduler's clock (what "due" means), lease expiry from
+the database's `now()` (one clock for every worker, so skewed machines never steal leases).
+The SQL is plain psycopg text: this is the hot path and it must be obvious what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from cronicorn.domain.ids import new_id
+
+WORKER_LOST = "worker lost"
+"""Error message of a run whose worker died (its lease expired) before it finished."""
+
+_CLAIMABLE = """
+    e2.archived_at IS NULL
+    AND e2.lease_until IS NULL
+    AND (e2.paused_until IS NULL OR e2.paused_until <= %(now)s)
+    AND j.status = 'active'
+"""
+
+CLAIM_SQL = f"""
+WITH picked AS (
+    SELECT e2.id
+    FROM endpoints e2 JOIN jobs j ON j.id = e2.job_id
+    WHERE e2.next_run_at <= %(horizon)s AND {_CLAIMABLE}
+    ORDER BY e2.next_run_at
+    LIMIT %(limit)s
+    FOR UPDATE OF e2 SKIP LOCKED
+), claimed AS (
+    UPDATE endpoints e
+    SET lease_owner = %(lease)s,
+        lease_until = now() + make_interval(secs => %(lease_s)s)
+    WHERE e.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING e.id, e.user_id, e.url, e.method, e.headers_json, e.body_json, e.timeout_ms,
+              e.max_response_size_kb, e.baseline_cron, e.timezone, e.next_run_at,
+              e.next_run_source, e.failure_count
+), numbered AS (
+    SELECT c.*, row_number() OVER (ORDER BY c.next_run_at, c.id) AS ord FROM claimed c
+), started AS (
+    INSERT INTO runs (id, endpoint_id, user_id, status, source, attempt, due_at, started_at,
+                      worker)
+    SELECT u.run_id, n.id, n.user_id, 'running', n.next_run_source, n.failure_count + 1,
+           n.next_run_at, greatest(n.next_run_at, %(now)s), %(worker)s
+    FROM numbered n
+    JOIN unnest(%(run_ids)s::text[]) WITH ORDINALITY AS u(run_id, ord) ON u.ord = n.ord
+    ON CONFLICT (endpoint_id, due_at) DO NOTHING
+    RETURNING id, endpoint_id
+)
+SELECT n.id, n.user_id, n.url, n.method, n.headers_json, n.body_json, n.timeout_ms,
+       n.max_response_size_kb, n.baseline_cron, n.timezone, n.next_run_at, n.next_run_source,
+       n.failure_count, s.id AS run_id
+FROM numbered n LEFT JOIN started s ON s.endpoint_id = n.id
+ORDER BY n.next_run_at, n.id
+"""
+
+NEXT_DUE_SQL = f"""
+SELECT e2.next_run_at
+FROM endpoints e2 JOIN jobs j ON j.id = e2.job_id
+WHERE {_CLAIMABLE.replace("%(now)s", "e2.next_run_at")}
+ORDER BY e2.next_run_at
+LIMIT 1
+"""
+# A paused endpoint is planned at its `paused_until` (the governor's rule), so its
+# `next_run_at` is already the instant it becomes claimable; rows paused beyond their
+# `next_run_at` (edited by hand) are left to the loop's periodic safety wake-up.
+
+RENEW_SQL = """
+UPDATE endpoints e
+SET lease_until = now() + make_interval(secs => %(lease_s)s)
+FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS v(id, lease)
+WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(%(ids)s::text[])
+"""
+
+RELEASE_UNSTARTED_SQL = """
+WITH dropped AS (
+    DELETE FROM runs
+    WHERE id = ANY(%(run_ids)s::text[]) AND status = 'running' AND worker = %(worker)s
+    RETURNING endpoint_id
+)
+UPDATE endpoints e
+SET lease_owner = NULL, lease_until = NULL
+FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS v(id, lease)
+WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(%(ids)s::text[])
+"""
+
+TAKE_OVER_SQL = """
+WITH lost AS (
+    SELECT e2.id, e2.lease_owner
+    FROM endpoints e2
+    WHERE e2.lease_until < now()
+    ORDER BY e2.lease_until
+    LIMIT %(limit)s
+    FOR UPDATE OF e2 SKIP LOCKED
+), taken AS (
+    UPDATE endpoints e
+    SET lease_owner = %(lease)s,
+        lease_until = now() + make_interval(secs => %(lease_s)s)
+    WHERE e.id = ANY(ARRAY(SELECT id FROM lost))
+    RETURNING e.id
+), closed AS (
+    UPDATE runs r
+    SET status = 'failed', finished_at = %(now)s, error_message = %(error)s
+    WHERE r.endpoint_id = ANY(ARRAY(SELECT id FROM lost)) AND r.status = 'running'
+    RETURNING r.id, r.endpoint_id, r.due_at, r.started_at, r.attempt
+)
+SELECT t.id AS endpoint_id, l.lease_owner AS dead_lease,
+       c.id AS run_id, c.due_at, c.started_at
+FROM taken t
+JOIN lost l ON l.id = t.id
+LEFT JOIN closed c ON c.endpoint_id = t.id
+ORDER BY t.id, c.due_at
+"""
+
+
+def lease_token(worker: str, sequence: int) -> str:
+    """The `lease_owner` of one claim statement: the worker id plus a per-claim number.
+
+    Unique per claim, so a write retried after a lost acknowledgement can never touch a
+    later lease of the same worker on the same endpoint.
+    """
+    return f"{worker}#{sequence}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """One claimed slot: what to call, and the run row that records it.
+
+    `run_id` is None when the slot already had a run (it must not run again); the caller
+    then only reschedules the endpoint.
+    """
+
+    endpoint_id: str
+    lease: str
+    user_id: str
+    run_id: str | None
+    due_at: datetime
+    source: str
+    attempt: int
+    url: str
+    method: str
+    headers: dict[str, Any] | None
+    body: Any
+    timeout_ms: int | None
+    max_response_size_kb: int | None
+    baseline_cron: str | None
+    timezone: str
+
+
+@dataclass(frozen=True, slots=True)
+class LostRun:
+    """An endpoint taken over from a dead worker; `run_id` is its closed run, if any."""
+
+    endpoint_id: str
+    lease: str
+    dead_lease: str | None
+    run_id: str | None
+    due_at: datetime | None
+    started_at: datetime | None
+
+
+async def claim_due(
+    conn: AsyncConnection[Any],
+    *,
+    worker: str,
+    lease: str,
+    now: datetime,
+    horizon: datetime,
+    limit: int,
+    lease_s: float,
+) -> list[Claimed]:
+    """Claim up to `limit` endpoints due by `horizon`, oldest first, and start their runs."""
+    params = {
+        "worker": worker,
+        "lease": lease,
+        "now": now,
+        "horizon": horizon,
+        "limit": limit,
+        "lease_s": lease_s,
+        "run_ids": [new_id() for _ in range(limit)],
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(CLAIM_SQL, params)
+        rows = await cur.fetchall()
+    return [_claimed(row, lease) for row in rows]
+
+
+def _claimed(row: dict[str, Any], lease: str) -> Claimed:
+    return Claimed(
+        endpoint_id=row["id"],
+        lease=lease,
+        user_id=row["user_id"],
+        run_id=row["run_id"],
+        due_at=row["next_run_at"],
+        source=row["next_run_source"],
+        attempt=row["failure_count"] + 1,
+        url=row["url"],
+        method=row["method"],
+        headers=row["headers_json"],
+        body=row["body_json"],
+        timeout_ms=row["timeout_ms"],
+        max_response_size_kb=row["max_response_size_kb"],
+        baseline_cron=row["baseline_cron"],
+        timezone=row["timezone"],
+    )
+
+
+async def next_due_at(conn: AsyncConnection[Any]) -> datetime | None:
+    """The earliest `next_run_at` a claim could pick up (None: nothing is scheduled)."""
+    cur = await conn.execute(NEXT_DUE_SQL)
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def renew_leases(
+    conn: AsyncConnection[Any], leases: Sequence[tuple[str, str]], *, lease_s: float
+) -> int:
+    """Heartbeat: push out the leases still held, given as (endpoint id, lease) pairs."""
+    if not leases:
+        return 0
+    cur = await conn.execute(
+        RENEW_SQL,
+        {"ids": [i for i, _ in leases], "leases": [t for _, t in leases], "lease_s": lease_s},
+    )
+    return cur.rowcount
+
+
+async def release_unstarted(
+    conn: AsyncConnection[Any], *, worker: str, claims: Sequence[Claimed]
+) -> int:
+    """Give back claimed slots that never started (shutdown): their run rows go, their leases
+    are cleared and `next_run_at` is untouched, so another worker runs the slot."""
+    if not claims:
+        return 0
+    cur = await conn.execute(
+        RELEASE_UNSTARTED_SQL,
+        {
+            "worker": worker,
+            "ids": [c.endpoint_id for c in claims],
+            "leases": [c.lease for c in claims],
+            "run_ids": [c.run_id for c in claims if c.run_id is not None],
+        },
+    )
+    return cur.rowcount
+
+
+async def take_over_expired(
+    conn: AsyncConnection[Any], *, lease: str, now: datetime, lease_s: float, limit: int = 500
+) -> list[LostRun]:
+    """Take over endpoints whose lease expired (their worker died): close their running run
+    as failed ("worker lost") and lease the endpoint under `lease`; the caller must then
+    reschedule it (and release the lease) like after any other run."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            TAKE_OVER_SQL,
+            {"lease": lease, "now": now, "lease_s": lease_s, "limit": limit, "error": WORKER_LOST},
+        )
+        rows = await cur.fetchall()
+    latest: dict[str, LostRun] = {}
+    for row in rows:  # ordered by due_at: the last run of an endpoint wins
+        latest[row["endpoint_id"]] = LostRun(
+            endpoint_id=row["endpoint_id"],
+            lease=lease,
+            dead_lease=row["dead_lease"],
+            run_id=row["run_id"],
+            due_at=row["due_at"],
+            started_at=row["started_at"],
+        )
+    return list(latest.values())
