@@ -15,6 +15,7 @@ from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
+from cronicorn.web import device as device_page
 
 log = get_logger("cronicorn.app")
 
@@ -61,6 +62,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
     app.state.runtime = runtime
     app.mount("/api", create_api(runtime))
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
+    app.include_router(device_page.router, prefix="/device")
 
     @app.exception_handler(404)
     async def _not_found(*_: object) -> object:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cronicorn.api.deps import set_clock
 from cronicorn.app import create_app
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime
@@ -21,14 +22,16 @@ ServeFactory = Callable[..., AbstractAsyncContextManager[str]]
 
 @pytest.fixture
 def serve(database_url: str) -> ServeFactory:
-    """`async with serve(**settings) as base:` runs the whole app with these settings."""
+    """`async with serve(clock=…, **settings) as base:` runs the whole app over HTTP."""
 
     @asynccontextmanager
-    async def _serve(**overrides: Any) -> AsyncIterator[str]:
+    async def _serve(clock: Callable[[], Any] | None = None, **overrides: Any) -> AsyncIterator[str]:
         values: dict[str, Any] = {"DATABASE_URL": database_url, "AUTH_SECRET": SECRET}
         values.update(overrides)
         settings = load_settings(**values)
         app = create_app(Runtime.create(settings, database_url))
+        if clock is not None:
+            set_clock(app, clock)
         async with serve_app(app) as base:
             yield base
 

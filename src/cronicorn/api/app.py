@@ -6,10 +6,15 @@ from fastapi import FastAPI
 
 from cronicorn import __version__
 from cronicorn.api import (
+    api_key_routes,
+    auth_routes,
     dashboard,
+    device_routes,
+    devices,
     docs,
     endpoints,
     errors,
+    github_routes,
     health,
     hints,
     jobs,
@@ -19,6 +24,7 @@ from cronicorn.api import (
     signing_keys,
     transfer,
     usage,
+    users,
 )
 from cronicorn.api.schemas.common import install_error_mapping
 from cronicorn.runtime import Runtime
@@ -39,6 +45,12 @@ def create_api(runtime: Runtime) -> FastAPI:
     install_error_mapping(api)
     docs.install(api)
     for module in (
+        auth_routes,
+        api_key_routes,
+        device_routes,
+        github_routes,
+        users,
+        devices,
         jobs,
         endpoints,
         hints,

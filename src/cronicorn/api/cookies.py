@@ -31,6 +31,11 @@ def _cookie(name: str, value: str, max_age: int, *, http_only: bool, secure: boo
     return morsel.OutputString()
 
 
+def session_cookie_attributes(settings: Settings, name: str, value: str, max_age: int) -> str:
+    """A short-lived HttpOnly cookie with the session cookie's attributes (OAuth state)."""
+    return _cookie(name, value, max_age, http_only=True, secure=not settings.is_dev)
+
+
 def session_cookies(
     settings: Settings, token: str, csrf: str, expires_at: datetime, now: datetime
 ) -> list[str]:

@@ -22,7 +22,7 @@ from starlette.routing import Mount
 
 from cronicorn.api.cookies import CSRF_HEADER, session_cookies, session_token
 from cronicorn.api.errors import ApiError
-from cronicorn.api.ratelimit import RateLimiter, request_bucket
+from cronicorn.api.ratelimit import limiter_for, request_bucket
 from cronicorn.api.security import add_response_header
 from cronicorn.auth import credentials
 from cronicorn.auth.tokens import csrf_token, same_secret
@@ -75,13 +75,6 @@ async def get_conn(
             await conn.rollback()
             raise
         await conn.commit()
-
-
-def _rate_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
-    if limiter is None:
-        limiter = request.app.state.rate_limiter = RateLimiter()
-    return limiter
 
 
 async def _identify(
@@ -144,7 +137,7 @@ async def _limit(
         bucket = request_bucket("key", identity.credential_id, method)
     else:
         bucket = request_bucket("user", identity.user_id, method)
-    verdict = await _rate_limiter(request).check(conn, bucket, limit, get_clock(request)())
+    verdict = await limiter_for(request).check(conn, bucket, limit, get_clock(request)())
     if not verdict.allowed:
         await conn.commit()
         raise ApiError(
@@ -155,6 +148,19 @@ async def _limit(
         )
     for name, value in verdict.headers().items():
         add_response_header(request, name, value)
+
+
+async def optional_identity(
+    request: Request, conn: AsyncConnection, runtime: Runtime
+) -> credentials.Identity | None:
+    """The caller's identity, or None where `current_user` would answer 401 (no rate limit:
+    for routes such as `get-session` that answer anonymous callers too)."""
+    try:
+        return await _identify(request, conn, runtime, get_clock(request)())
+    except ApiError as exc:
+        if exc.status == 401:
+            return None
+        raise
 
 
 async def current_user(
@@ -177,8 +183,16 @@ async def require_admin(principal: Annotated[Principal, Depends(current_user)]) 
     return principal
 
 
+async def require_session(principal: Annotated[Principal, Depends(current_user)]) -> Principal:
+    """Only a signed-in browser (cookie) may do this: approving devices, for instance."""
+    if principal.via != "session":
+        raise ApiError(403, "This action needs a browser session (sign in on the web page)")
+    return principal
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
 UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+SessionDep = Annotated[Principal, Depends(require_session)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

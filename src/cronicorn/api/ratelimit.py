@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
 
 from cronicorn.store import rate_limits
 
@@ -70,3 +71,11 @@ class RateLimiter:
 def request_bucket(kind: str, credential: str, method: str) -> str:
     """`user:<id>:read`, `key:<id>:write`, …"""
     return f"{kind}:{credential}:{'read' if method.upper() in READ_METHODS else 'write'}"
+
+
+def limiter_for(request: Request) -> RateLimiter:
+    """The app's limiter (one per app, created on first use)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        limiter = request.app.state.rate_limiter = RateLimiter()
+    return limiter

@@ -1,0 +1,129 @@
+"""`/api/auth/*`: email sign-in and sign-up, sign-out, the current session, and what sign-in
+methods exist. Paths follow better-auth's so the reference's web client keeps working.
+
+Session tokens never appear in a response body: the browser keeps them in an HttpOnly cookie,
+and scripts and CLIs use API keys or the device flow instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from cronicorn.api.auth_common import (
+    ANONYMOUS_CALLS_PER_MINUTE,
+    LOGIN_ATTEMPTS_PER_MINUTE,
+    client_ip,
+    invalid_input,
+    json_with_cookies,
+    login_bucket,
+    open_browser_session,
+    throttle,
+    user_json,
+)
+from cronicorn.api.cookies import cleared_cookies, session_token
+from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep, UserDep, optional_identity
+from cronicorn.api.errors import ApiError
+from cronicorn.api.schemas.common import iso_ms
+from cronicorn.auth import service
+from cronicorn.auth.errors import InvalidCredentials, InvalidInput, SignupDisabled, UserExists
+from cronicorn.auth.tokens import csrf_token
+from cronicorn.store import sessions, users
+
+router = APIRouter(prefix="/auth", tags=["Auth"])
+
+
+class _Body(BaseModel):
+    # better-auth clients send extra fields (rememberMe, callbackURL): accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+
+
+class SignIn(_Body):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class SignUp(SignIn):
+    name: str | None = Field(default=None, max_length=200)
+
+
+@router.get("/config", include_in_schema=False)
+async def auth_config(runtime: RuntimeDep) -> dict[str, bool]:
+    """Which sign-in methods the login page should offer."""
+    settings = runtime.settings
+    return {
+        "hasEmailPassword": True,
+        "hasGitHubOAuth": settings.github_enabled,
+        "allowSignup": settings.allow_signup,
+    }
+
+
+@router.post("/sign-in/email", summary="Sign in with email and password (sets the cookie)")
+async def sign_in(
+    body: SignIn, request: Request, conn: ConnDep, runtime: RuntimeDep, clock: ClockDep
+) -> JSONResponse:
+    now = clock()
+
+    await throttle(
+        conn, request, login_bucket(body.email, client_ip(request)), LOGIN_ATTEMPTS_PER_MINUTE, now
+    )
+    try:
+        user = await service.authenticate_password(conn, body.email, body.password, now)
+    except InvalidCredentials as exc:
+        raise ApiError(401, str(exc), code="invalid_credentials") from None
+    cookies, payload = await open_browser_session(conn, request, runtime, user, now)
+    return json_with_cookies(payload, cookies)
+
+
+@router.post("/sign-up/email", summary="Create an account (only when ALLOW_SIGNUP=true)")
+async def sign_up(
+    body: SignUp, request: Request, conn: ConnDep, runtime: RuntimeDep, clock: ClockDep
+) -> JSONResponse:
+    now = clock()
+    if not runtime.settings.allow_signup:
+        raise ApiError(403, str(SignupDisabled()), code="signup_disabled")
+
+    await throttle(conn, request, f"signup:{client_ip(request)}", ANONYMOUS_CALLS_PER_MINUTE, now)
+    try:
+        user = await service.create_user(
+            conn, email=body.email, password=body.password, name=body.name
+        )
+    except InvalidInput as exc:
+        raise invalid_input(exc) from None
+    except UserExists as exc:
+        raise ApiError(409, str(exc), code="user_exists") from None
+    cookies, payload = await open_browser_session(conn, request, runtime, user, now)
+    return json_with_cookies(payload, cookies)
+
+
+@router.post("/sign-out", summary="End this session (revokes it and clears the cookie)")
+async def sign_out(
+    principal: UserDep, request: Request, conn: ConnDep, runtime: RuntimeDep, clock: ClockDep
+) -> JSONResponse:
+    if principal.via in ("session", "bearer"):
+        await sessions.revoke(conn, principal.user_id, principal.credential_id, clock())
+    return json_with_cookies({"success": True}, cleared_cookies(runtime.settings))
+
+
+@router.get("/get-session", summary="The signed-in user and session, or null")
+async def get_session(request: Request, conn: ConnDep, runtime: RuntimeDep) -> JSONResponse:
+    identity = await optional_identity(request, conn, runtime)
+    if identity is None:
+        return JSONResponse(None)
+    user = await users.get_by_id(conn, identity.user_id)
+    assert user is not None
+    body: dict[str, Any] = {
+        "user": user_json(user),
+        "session": {
+            "id": identity.credential_id,
+            "via": identity.via,
+            "expiresAt": iso_ms(identity.expires_at) if identity.expires_at else None,
+        },
+    }
+    token = session_token(request)
+    if identity.via == "session" and token is not None:
+        body["csrfToken"] = csrf_token(runtime.auth_secret, token)
+    return JSONResponse(body)
