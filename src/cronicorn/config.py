@@ -75,6 +75,19 @@ class Settings(BaseSettings):
         default=120, ge=1, le=1_000_000, alias="RATE_LIMIT_WRITE_RPM"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_BODY_BYTES")
+    # backups (cronicorn.backup)
+    backup_schedule: str = Field(default="0 2 * * *", alias="BACKUP_SCHEDULE")
+    backup_verify: bool = Field(default=True, alias="BACKUP_VERIFY")
+    backup_keep_daily: int = Field(default=30, ge=0, le=100_000, alias="BACKUP_KEEP_DAILY")
+    backup_keep_weekly: int = Field(default=52, ge=0, le=100_000, alias="BACKUP_KEEP_WEEKLY")
+    backup_keep_monthly: int = Field(default=12, ge=0, le=100_000, alias="BACKUP_KEEP_MONTHLY")
+    backup_passphrase: SecretStr | None = Field(default=None, alias="BACKUP_PASSPHRASE")
+    backup_dir_raw: Path | None = Field(default=None, alias="BACKUP_DIR")
+    backup_target: str | None = Field(default=None, alias="BACKUP_TARGET")
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+    aws_access_key_id: str | None = Field(default=None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(default=None, alias="AWS_SECRET_ACCESS_KEY")
+    aws_region: str | None = Field(default=None, alias="AWS_REGION")
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -88,6 +101,44 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
             raise ValueError("must start with postgresql:// (e.g. postgresql://user:pw@host/db)")
+        return value
+
+    @field_validator(
+        "backup_passphrase",
+        "backup_dir_raw",
+        "backup_target",
+        "s3_endpoint_url",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_region",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("backup_schedule")
+    @classmethod
+    def _check_backup_schedule(cls, value: str) -> str:
+        from cronicorn.domain.cron import validate_cron
+
+        text = value.strip()
+        if text:
+            validate_cron(text)  # CronError is a ValueError: reported naming BACKUP_SCHEDULE
+        return text
+
+    @field_validator("backup_passphrase")
+    @classmethod
+    def _check_backup_passphrase(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 12:
+            raise ValueError("must be at least 12 characters (it protects .env in backups)")
+        return value
+
+    @field_validator("backup_target")
+    @classmethod
+    def _check_backup_target(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith("s3://") and len(value) <= len("s3://"):
+            raise ValueError("must name a bucket, e.g. s3://my-bucket/cronicorn")
         return value
 
     @field_validator("allow_networks_raw")
@@ -117,6 +168,12 @@ class Settings(BaseSettings):
         """GitHub logins allowed to sign in (lower case); empty means no allow-list."""
         parts = self.github_allowed_users_raw.replace(";", ",").split(",")
         return frozenset(part.strip().lower() for part in parts if part.strip())
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where backups are written: BACKUP_DIR, default CRONICORN_HOME/backups."""
+        raw = self.backup_dir_raw if self.backup_dir_raw is not None else self.home / "backups"
+        return raw.expanduser().resolve()
 
     @property
     def is_dev(self) -> bool:
