@@ -25,7 +25,9 @@ def serve(database_url: str) -> ServeFactory:
     """`async with serve(clock=…, **settings) as base:` runs the whole app over HTTP."""
 
     @asynccontextmanager
-    async def _serve(clock: Callable[[], Any] | None = None, **overrides: Any) -> AsyncIterator[str]:
+    async def _serve(
+        clock: Callable[[], Any] | None = None, **overrides: Any
+    ) -> AsyncIterator[str]:
         values: dict[str, Any] = {"DATABASE_URL": database_url, "AUTH_SECRET": SECRET}
         values.update(overrides)
         settings = load_settings(**values)

@@ -41,7 +41,10 @@ async def test_sign_in_sets_session_cookie_and_get_session(
     token = cookies["cronicorn_session"].value
 
     status, me = await call(
-        http, "GET", f"{base}/api/auth/get-session", headers={"Cookie": f"cronicorn_session={token}"}
+        http,
+        "GET",
+        f"{base}/api/auth/get-session",
+        headers={"Cookie": f"cronicorn_session={token}"},
     )
     assert status == 200
     assert me["user"]["email"] == "ann@example.com"
@@ -60,15 +63,17 @@ async def test_secure_cookie_and_hsts_outside_development(
     engine: AsyncEngine, serve: ServeFactory, http: aiohttp.ClientSession
 ) -> None:
     await make_user(engine, "prod@example.com")
-    async with serve(CRONICORN_ENV="production") as base:
-        async with http.post(
+    async with (
+        serve(CRONICORN_ENV="production") as base,
+        http.post(
             f"{base}/api/auth/sign-in/email",
             json={"email": "prod@example.com", "password": PASSWORD},
-        ) as resp:
-            assert resp.status == 200
-            assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
-            for cookie in raw_set_cookies(resp):
-                assert "Secure" in cookie
+        ) as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+        for cookie in raw_set_cookies(resp):
+            assert "Secure" in cookie
 
 
 async def test_wrong_password_and_unknown_email_look_the_same(
@@ -76,8 +81,12 @@ async def test_wrong_password_and_unknown_email_look_the_same(
 ) -> None:
     await make_user(engine, "bea@example.com")
     url = f"{base}/api/auth/sign-in/email"
-    wrong = await call(http, "POST", url, json={"email": "bea@example.com", "password": "nope-nope"})
-    unknown = await call(http, "POST", url, json={"email": "zed@example.com", "password": "nope-nope"})
+    wrong = await call(
+        http, "POST", url, json={"email": "bea@example.com", "password": "nope-nope"}
+    )
+    unknown = await call(
+        http, "POST", url, json={"email": "zed@example.com", "password": "nope-nope"}
+    )
     assert wrong[0] == unknown[0] == 401
     for _, body in (wrong, unknown):
         del body["error"]["requestId"]

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronicorn.auth.passwords import hash_password, random_password
-from cronicorn.config import Settings
+from cronicorn.auth.errors import InvalidInput
+from cronicorn.auth.passwords import random_password
+from cronicorn.auth.service import create_user
+from cronicorn.config import ConfigError, Settings
 from cronicorn.store import users
 
 DEV_ADMIN_EMAIL = "admin@example.com"
@@ -36,11 +38,11 @@ async def ensure_admin(engine: AsyncEngine, settings: Settings) -> AdminOutcome:
             password = generated
         if await users.get_by_email(conn, email) is not None:
             return AdminOutcome(email=email, created=False)
-        await users.create(
-            conn,
-            email=email,
-            name=settings.admin_user_name,
-            password_hash=hash_password(password) if password else None,
-            is_admin=True,
-        )
+        try:
+            await create_user(
+                conn, email=email, password=password, name=settings.admin_user_name, is_admin=True
+            )
+        except InvalidInput as exc:
+            variable = "ADMIN_USER_PASSWORD" if exc.field == "password" else "ADMIN_USER_EMAIL"
+            raise ConfigError(f"invalid {variable}: {exc}") from None
     return AdminOutcome(email=email, created=True, generated_password=generated)
