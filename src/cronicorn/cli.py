@@ -20,6 +20,7 @@ from rich.console import Console
 from cronicorn import __version__
 from cronicorn.app import Role
 from cronicorn.commands import apikeys as apikey_commands
+from cronicorn.commands import backup as backup_commands
 from cronicorn.commands import transfer as transfer_commands
 from cronicorn.commands import users as users_commands
 from cronicorn.config import ConfigError, Settings, load_settings
@@ -213,9 +214,10 @@ def _use_uvloop() -> None:
 
 def _scheduler_roles() -> list[tuple[str, Role]]:
     """Roles a lone `cronicorn scheduler` runs (the scheduler loop, scheduled backups)."""
+    from cronicorn.backup.scheduled import backup_role
     from cronicorn.scheduler.role import scheduler_role
 
-    return [("scheduler", scheduler_role)]
+    return [("scheduler", scheduler_role), ("backups", backup_role)]
 
 
 def _planner_roles() -> list[tuple[str, Role]]:
@@ -333,6 +335,7 @@ def _shell_quote(value: str) -> str:
 transfer_commands.register(app)  # export, import
 app.add_typer(users_commands.app, name="users")
 app.add_typer(apikey_commands.app, name="apikey")
+app.add_typer(backup_commands.app, name="backup")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from cronicorn.api import (
     usage,
     users,
 )
+from cronicorn.api.backups import router as backups_router
 from cronicorn.api.schemas.common import install_error_mapping
 from cronicorn.runtime import Runtime
 
@@ -63,4 +64,5 @@ def create_api(runtime: Runtime) -> FastAPI:
         docs,
     ):
         api.include_router(module.router)
+    api.include_router(backups_router)  # admin-only; backup work goes through backup.service
     return api
