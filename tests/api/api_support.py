@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cronicorn.auth.service import create_user_with_api_key
 from cronicorn.domain.ids import new_id
 from cronicorn.store import users
 from cronicorn.store.tables import ai_sessions, runs
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+# Tests and fuzzing send far more requests a minute than a person would.
+NO_RATE_LIMITS = {"RATE_LIMIT_READ_RPM": 1_000_000, "RATE_LIMIT_WRITE_RPM": 1_000_000}
 
 
 async def make_user(engine: AsyncEngine, email: str) -> str:
@@ -92,3 +97,39 @@ async def add_session(
 
 
 Clock = Callable[[], datetime]
+
+
+async def credentials(engine: AsyncEngine, email: str) -> tuple[str, dict[str, str]]:
+    """A new user and the headers that authenticate as them (a real API key)."""
+    user_id, key = await create_user_with_api_key(engine, email)
+    return user_id, {"x-api-key": key}
+
+
+@dataclass
+class Client:
+    """One user talking to the served API."""
+
+    base: str
+    http: aiohttp.ClientSession
+    headers: dict[str, str]
+    user_id: str
+
+    async def call(
+        self, method: str, path: str, body: Any = None, **params: Any
+    ) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"headers": self.headers, "params": params or None}
+        if body is not None:
+            kwargs["json"] = body
+        async with self.http.request(method, f"{self.base}/api{path}", **kwargs) as resp:
+            text = await resp.text()
+            if resp.content_type == "application/json" and text:
+                return resp.status, await resp.json()
+            return resp.status, text
+
+
+@dataclass
+class Served:
+    base: str
+    a: Client
+    b: Client
+    app: Any

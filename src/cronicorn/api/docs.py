@@ -13,13 +13,15 @@ import json
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, routing
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
+from cronicorn.api.deps import current_user
+
 router = APIRouter(include_in_schema=False)
 
-PUBLIC_PATHS = frozenset({"/health"})
 TAGS = [
     {"name": "Jobs", "description": "Containers of endpoints; pausing a job pauses them all."},
     {"name": "Endpoints", "description": "HTTP calls on a cron or interval schedule."},
@@ -90,10 +92,31 @@ def build_openapi(api: FastAPI) -> dict[str, Any]:
     components["securitySchemes"] = SECURITY_SCHEMES
     for name in ("HTTPValidationError", "ValidationError"):
         components["schemas"].pop(name, None)
-    for path, operations in doc.get("paths", {}).items():
+    protected = protected_operation_ids(api)
+    for operations in doc.get("paths", {}).values():
         for operation in operations.values():
-            _complete(operation, public=path in PUBLIC_PATHS)
+            _complete(operation, public=operation.get("operationId") not in protected)
     return doc
+
+
+def protected_operation_ids(api: FastAPI) -> set[str]:
+    """Operation ids of every route whose dependencies include the auth gate."""
+    out: set[str] = set()
+    for context in routing.iter_route_contexts(api.routes):
+        route = context.original_route
+        if isinstance(route, routing.APIRoute) and _needs_user(route.dependant):
+            out.add(route.operation_id or route.unique_id)
+    return out
+
+
+def _needs_user(dependant: Dependant) -> bool:
+    stack = [dependant]
+    while stack:
+        item = stack.pop()
+        if item.call is current_user:
+            return True
+        stack.extend(item.dependencies)
+    return False
 
 
 def _complete(operation: dict[str, Any], *, public: bool) -> None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Path, Response
 from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
 from cronicorn.api.schemas.common import NowDep, require_id
 from cronicorn.api.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
+from cronicorn.dispatch import UrlNotAllowed, check_url
 from cronicorn.runtime import Runtime
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store.errors import Invalid
@@ -31,8 +32,16 @@ async def ensure_url_allowed(runtime: Runtime, url: str, field: str = "url") -> 
 
 
 async def url_refusal(runtime: Runtime, url: str) -> str | None:
-    """Why the dispatcher would refuse this URL, or None (provisional until dispatch lands)."""
+    """Why the dispatcher would refuse this URL (scheme, blocked address, a name resolving to
+    one), or None. A name that does not resolve yet passes: the service may not be up."""
+    try:
+        await check_url(url, runtime.settings.allow_networks, dns_timeout_s=DNS_TIMEOUT_S)
+    except UrlNotAllowed as exc:
+        return exc.reason
     return None
+
+
+DNS_TIMEOUT_S = 2.0
 
 
 @router.post(

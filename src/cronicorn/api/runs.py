@@ -1,16 +1,26 @@
-"""`/api/endpoints/{id}/runs`, `/api/runs/{id}`, `/api/endpoints/{id}/health`: run history."""
+"""Run history (`/api/endpoints/{id}/runs`, `/api/runs/{id}`, `/api/endpoints/{id}/health`)
+and run now (`POST /api/endpoints/{id}/test`), which calls the endpoint through the
+dispatcher at once and records a `test` run."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
 from cronicorn.api.schemas.common import InDatetime, NowDep, require_id
+from cronicorn.api.schemas.endpoints import TestResult
 from cronicorn.api.schemas.history import Health, RunDetails, RunList, RunListItem
+from cronicorn.dispatch import DispatchConfig, Dispatcher, HttpRequest
+from cronicorn.dispatch.signing import SigningKeyError
+from cronicorn.runtime import Runtime
+from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import runs as run_store
+from cronicorn.store import signing_keys as key_store
+from cronicorn.store.endpoints import EndpointRow
+from cronicorn.store.errors import Conflict
 
 router = APIRouter(tags=["Execution"])
 
@@ -67,3 +77,102 @@ async def endpoint_health(
         conn, user.user_id, require_id(id, "Endpoint"), now - timedelta(hours=since_hours)
     )
     return Health.of(summary, since_hours)
+
+
+# -- run now --------------------------------------------------------------------------------
+async def get_dispatcher(request: Request) -> Dispatcher:
+    """The API process's one dispatcher, created on first use and kept on the app state."""
+    state = request.app.state
+    dispatcher: Dispatcher | None = getattr(state, "dispatcher", None)
+    if dispatcher is not None:
+        return dispatcher
+    runtime: Runtime = state.runtime
+    fresh = Dispatcher(DispatchConfig(allow_networks=runtime.settings.allow_networks))
+    await fresh.start()
+    current: Dispatcher | None = getattr(state, "dispatcher", None)
+    if current is not None:  # another request won the race meanwhile
+        await fresh.close()
+        return current
+    state.dispatcher = fresh
+    return fresh
+
+
+async def close_dispatcher(app: Any) -> None:
+    """Close the dispatcher `get_dispatcher` made, if any (process shutdown)."""
+    dispatcher: Dispatcher | None = getattr(app.state, "dispatcher", None)
+    app.state.dispatcher = None
+    if dispatcher is not None:
+        await dispatcher.close()
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+
+
+@router.post(
+    "/endpoints/{id}/test",
+    response_model=TestResult,
+    summary="Run now: call the endpoint at once and record a `test` run",
+    description="Goes through the same SSRF guard and signing as scheduled runs. The schedule, "
+    "failure count and hints are untouched. A failed call is still a 200 with "
+    '`status: "failed"`. Archived endpoints cannot be run (409).',
+)
+async def run_now(
+    id: str,
+    user: UserDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
+    now: NowDep,
+) -> TestResult:
+    endpoint = await endpoint_store.get(conn, user.user_id, require_id(id, "Endpoint"))
+    if endpoint.archived_at is not None:
+        raise Conflict("Cannot run an archived endpoint")
+    try:
+        keys = await key_store.load_signing_keys(conn, [user.user_id], now, runtime.auth_secret)
+    except SigningKeyError:
+        raise Conflict(
+            "Your signing key cannot be decrypted with this server's AUTH_SECRET; "
+            "rotate it with POST /api/signing-keys/rotate"
+        ) from None
+    await conn.commit()  # no transaction stays open while the call is in flight
+    result = await dispatcher.execute(_request_for(endpoint, keys.get(user.user_id, [])))
+    finished = now + timedelta(milliseconds=result.duration_ms)
+    run_id = await run_store.record_test_run(
+        conn,
+        user_id=user.user_id,
+        endpoint_id=endpoint.id,
+        started_at=now,
+        finished_at=finished,
+        outcome={
+            "status": result.status,
+            "duration_ms": result.duration_ms,
+            "status_code": result.status_code,
+            "response_body": result.response_json,
+            "response_text": result.response_text,
+            "response_size": result.response_size,
+            "response_truncated": result.truncated,
+            "error_message": result.error_message,
+        },
+    )
+    return TestResult(
+        run_id=run_id,
+        status=result.status,
+        duration_ms=result.duration_ms,
+        status_code=result.status_code,
+        response_body=result.response_json
+        if result.response_json is not None
+        else result.response_text,
+        error_message=result.error_message,
+    )
+
+
+def _request_for(endpoint: EndpointRow, keys: list[bytes]) -> HttpRequest:
+    return HttpRequest(
+        url=endpoint.url,
+        method=endpoint.method,
+        headers=endpoint.headers_json or {},
+        body_json=endpoint.body_json,
+        timeout_ms=endpoint.timeout_ms,
+        max_response_size_kb=endpoint.max_response_size_kb,
+        signing_keys=keys,
+    )
