@@ -197,7 +197,7 @@ async def target() -> AsyncIterator[Target]:
         yield served
 
 
-class TestClock:
+class MovableClock:
     """The wall clock plus an offset that tests move (clock jumps)."""
 
     def __init__(self) -> None:

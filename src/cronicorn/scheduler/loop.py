@@ -129,11 +129,11 @@ class Scheduler:
         self._held: dict[str, str] = {}  # endpoint id -> lease, until written back
         self._waiting: dict[asyncio.Task[None], Claimed] = {}  # claimed, not yet started
         self._tasks: set[asyncio.Task[None]] = set()
-        self._unstarted: list[Claimed] = []
         self._slots = asyncio.Semaphore(config.concurrency)
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
         self._draining = False
+        self._wake_at: datetime | None = None  # when the idle claim loop next looks
         self.started_at = time.monotonic()
 
     # -- public -----------------------------------------------------------------------------
@@ -218,7 +218,10 @@ class Scheduler:
             if full:
                 await asyncio.sleep(0)
                 continue
-            await _wait_any((self._wake, stop), self._idle_delay(next_due))
+            delay = self._idle_delay(next_due)
+            self._wake_at = self._clock() + timedelta(seconds=delay)
+            await _wait_any((self._wake, stop), delay)
+            self._wake_at = None
 
     def _idle_delay(self, next_due: datetime | None) -> float:
         if next_due is None:
@@ -226,6 +229,12 @@ class Scheduler:
         ahead = timedelta(seconds=self.config.claim_ahead_s)
         delay = (next_due - ahead - self._clock()).total_seconds()
         return min(max(delay, MIN_WAIT_S), self.config.idle_wake_s)
+
+    def _wake_for(self, due: datetime) -> None:
+        """Wake the idle claim loop if `due` comes before its planned look."""
+        wake_at = self._wake_at
+        if wake_at is not None and due - timedelta(seconds=self.config.claim_ahead_s) < wake_at:
+            self._wake.set()
 
     def _new_lease(self) -> str:
         return lease_token(self.config.worker_id, next(self._sequence))
@@ -280,8 +289,7 @@ class Scheduler:
                 else:
                     outcome = await self._execute(claim, keys)
         except asyncio.CancelledError:
-            if started is None:  # shutdown before it began: give the slot back
-                self._unstarted.append(claim)
+            if started is None:  # shutdown before it began: `_drain` gives the slot back
                 return
             outcome = HttpOutcome.failed("cancelled: the scheduler shut down during the call")
         except Exception as exc:
@@ -312,12 +320,14 @@ class Scheduler:
                 return
             await asyncio.sleep(delay)
 
-    def _released(self, items: Sequence[Done]) -> None:
+    def _released(self, items: Sequence[Done], earliest: datetime | None) -> None:
         for item in items:
             if self._held.get(item.endpoint_id) == item.lease:
                 del self._held[item.endpoint_id]
         metrics.IN_FLIGHT.set(len(self._held))
         self._capacity.set()
+        if earliest is not None:
+            self._wake_for(earliest)
 
     def _take_touched(self) -> set[str]:
         touched, self._writer.touched = self._writer.touched, set()
@@ -360,11 +370,11 @@ class Scheduler:
         self._draining = True
         budget = self.config.shutdown_timeout_s
         deadline = time.monotonic() + budget
-        waiting = list(self._waiting)
+        waiting = dict(self._waiting)  # tasks cancelled before they ever ran do not see it
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
-        await self._release_unstarted()
+        await self._release_unstarted(list(waiting.values()))
         running = list(self._tasks)
         if running:
             log.info("draining", running=len(running))
@@ -376,8 +386,7 @@ class Scheduler:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(writer), max(0.5, deadline - time.monotonic()))
 
-    async def _release_unstarted(self) -> None:
-        claims, self._unstarted = self._unstarted, []
+    async def _release_unstarted(self, claims: list[Claimed]) -> None:
         if not claims:
             return
         try:

@@ -60,3 +60,7 @@ def serve_metrics(host: str, port: int) -> None:
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
             "choose another --metrics-port / SCHEDULER_METRICS_PORT"
         ) from None
+
+
+for _outcome in ("success", "failed"):  # export zeros before the first execution
+    EXECUTIONS.labels(_outcome)

@@ -55,7 +55,8 @@ class Done:
     outcome: RunOutcome | None = None
 
 
-Released = Callable[[Sequence[Done]], None]
+Released = Callable[[Sequence[Done], datetime | None], None]
+"""Called after a batch is written, with the earliest `next_run_at` it planned."""
 
 
 class RunWriter:
@@ -78,6 +79,7 @@ class RunWriter:
         self._full = asyncio.Event()
         self._closing = False
         self._give_up_at: float | None = None
+        self._earliest: datetime | None = None
         self.touched: set[str] = set()  # endpoints written since retention last looked
 
     @property
@@ -112,9 +114,10 @@ class RunWriter:
             del self._pending[: self._max_batch]
             if len(self._pending) < self._max_batch:
                 self._full.clear()
+            self._earliest = None
             if not await self._write_with_retry(batch):
                 return
-            self._on_released(batch)
+            self._on_released(batch, self._earliest)
 
     async def _write_with_retry(self, batch: list[Done]) -> bool:
         backoff = 0.05
@@ -171,6 +174,10 @@ class RunWriter:
                 if update is not None:
                     updates.append(update)
             await write_finished(conn, outcomes=outcomes, updates=updates)
+        if updates:
+            earliest = min(u.next_run_at for u in updates)
+            if self._earliest is None or earliest < self._earliest:
+                self._earliest = earliest
         metrics.WRITE_BATCH.observe(len(batch))
         self.touched.update(d.endpoint_id for d in batch if d.outcome is not None)
 

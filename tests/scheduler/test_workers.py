@@ -1,0 +1,197 @@
+"""Real `cronicorn scheduler` processes against one database: several share the work without
+running a slot twice; a SIGKILLed one loses its runs to the others; SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+from aiohttp import web
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronicorn.store.claims import WORKER_LOST
+from cronicorn.store.tables import jobs
+from scheduler.conftest import Rows, running_scheduler, serve_target, utc
+from support import cli_env, free_port, start_cli, until
+
+pytestmark = pytest.mark.slow
+
+
+def _env(database_url: str, home: Path, **extra: str) -> dict[str, str]:
+    return cli_env(
+        DATABASE_URL=database_url,
+        CRONICORN_HOME=str(home),
+        AUTH_SECRET="s" * 40,
+        CRONICORN_ALLOW_NETWORKS="127.0.0.0/8",
+        SHUTDOWN_TIMEOUT_S="5",
+        **extra,
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+
+
+async def _connected(database_url: str, count: int) -> bool:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'cronicorn-scheduler:listen'"
+        )
+        row = await cur.fetchone()
+    return row is not None and row[0] >= count
+
+
+async def _stop(*procs: subprocess.Popen[str]) -> None:
+    """SIGTERM, then wait without blocking the event loop (the target server lives in it)."""
+    for proc in procs:
+        os.killpg(proc.pid, signal.SIGTERM)
+    await until(
+        lambda: all(p.poll() is not None for p in procs), timeout=30, what="schedulers to exit"
+    )
+    for proc in procs:
+        _, err = proc.communicate(timeout=5)
+        assert proc.returncode == 0, err
+
+
+async def test_three_workers_run_every_slot_once(
+    rows: Rows,
+    database_url: str,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    rows.job_id = await rows.job(status="paused")
+    async with serve_target() as target:
+        ids = await rows.endpoints([target.url(f"/ok/{i}") for i in range(200)])
+        env = _env(database_url, tmp_path)
+        processes += [start_cli("scheduler", env=env) for _ in range(3)]
+        await until(lambda: _connected(database_url, 3), timeout=60, what="3 schedulers up")
+        start = utc(seconds=1)
+        async with engine.begin() as conn:  # due times spread over one second
+            await conn.execute(
+                text(
+                    "UPDATE endpoints SET next_run_at = :start "
+                    "+ (abs(hashtext(id)) % 1000) * interval '1 millisecond'"
+                ),
+                {"start": start},
+            )
+            await conn.execute(update(jobs).values(status="active"))
+            await conn.execute(text("NOTIFY cronicorn_wakeup"))
+        await asyncio.sleep(9)  # the measured window
+        async with engine.begin() as conn:
+            await conn.execute(update(jobs).values(status="paused"))
+        await _stop(*processes)
+    runs = await rows.runs()
+    assert {r["status"] for r in runs} == {"success"}
+    slots = Counter((h.path, h.due_at) for h in target.hits)
+    assert max(slots.values()) == 1, "no due slot ran twice"
+    assert len(target.hits) == len(runs)
+    by_path: dict[str, list[Any]] = defaultdict(list)
+    for hit in target.hits:
+        by_path[hit.path].append(hit)
+    for hits in by_path.values():
+        hits.sort(key=lambda h: h.started)
+        for before, after in itertools.pairwise(hits):
+            assert after.started >= before.finished, "an endpoint never overlaps itself"
+    window = [r for r in runs if start <= r["due_at"] < start + timedelta(seconds=7)]
+    per_endpoint = Counter(r["endpoint_id"] for r in window)
+    assert set(per_endpoint) == set(ids)
+    assert min(per_endpoint.values()) >= 6, f"each ran ~once a second: {per_endpoint}"
+    assert sum(per_endpoint.values()) >= 0.95 * 7 * len(ids)
+    assert len({r["worker"] for r in runs}) == 3, "the work spread over the workers"
+
+
+async def test_a_killed_workers_runs_are_closed_as_lost_and_run_again(
+    rows: Rows,
+    database_url: str,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    calls: Counter[str] = Counter()
+
+    async def first_hangs(request: web.Request) -> web.StreamResponse:
+        calls[request.path] += 1
+        if calls[request.path] == 1:
+            await asyncio.sleep(5)
+        return web.json_response({"call": calls[request.path]})
+
+    async with serve_target({"/first-hangs/{n}": first_hangs}) as target:
+        ids = await rows.endpoints([target.url(f"/first-hangs/{i}") for i in range(10)])
+        victim = start_cli("scheduler", env=_env(database_url, tmp_path, SCHEDULER_LEASE_S="2"))
+        processes.append(victim)
+
+        async def all_hanging() -> bool:
+            return await rows.run_count(status="running") == 10 and len(calls) == 10
+
+        await until(all_hanging, timeout=60, what="ten calls in flight")
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.communicate(timeout=10)
+        async with running_scheduler(database_url, engine, lease_s=2, worker_id="rescuer"):
+
+            async def rescued() -> bool:
+                done = [r for r in await rows.runs() if r["status"] == "success"]
+                return {r["endpoint_id"] for r in done} == set(ids)
+
+            await until(rescued, timeout=30, what="every endpoint to run again")
+    for endpoint in ids:
+        lost, *later = await rows.runs(endpoint)
+        assert lost["status"] == "failed"
+        assert lost["error_message"] == WORKER_LOST
+        assert lost["worker"] != "rescuer"
+        assert later
+        assert later[0]["worker"] == "rescuer"
+        assert later[0]["attempt"] == 2, "the lost run counted as a failure"
+        assert later[0]["due_at"] > lost["due_at"]
+        row = await rows.endpoint_row(endpoint)
+        assert row["failure_count"] == 0
+
+
+async def test_sigterm_drains_and_metrics_are_served(
+    rows: Rows,
+    database_url: str,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    async with serve_target() as target:
+        endpoint = await rows.endpoint(target.url("/hang/2/drain"))
+        port = free_port()
+        proc = start_cli(
+            "scheduler",
+            "--metrics-port",
+            str(port),
+            env=_env(database_url, tmp_path, HOST="127.0.0.1"),
+        )
+        processes.append(proc)
+        await until(lambda: target.count("/hang/") >= 1, timeout=60, what="the call to start")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+        ):
+            body = await resp.text()
+        assert "cronicorn_scheduler_in_flight_runs 1.0" in body
+        assert "cronicorn_scheduler_lateness_seconds_bucket" in body
+        await _stop(proc)
+    (run,) = await rows.runs(endpoint)
+    assert run["status"] == "success", "the in-flight call finished before exit"
+    row = await rows.endpoint_row(endpoint)
+    assert row["lease_owner"] is None
