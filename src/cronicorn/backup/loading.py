@@ -45,7 +45,7 @@ def require_intact(path: Path, manifest: Manifest) -> None:
     for check in check_files(path, manifest):
         if check.ok is False:
             raise CorruptBackup(
-                f"{manifest.name}: {check.name} is {check.detail}; this backup cannot be "
+                f"{manifest.name}: {check.name}: {check.detail}; this backup cannot be "
                 "trusted: use another one (`cronicorn backup list`)"
             )
 

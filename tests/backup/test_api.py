@@ -1,0 +1,93 @@
+"""Admin-only `/api/backups` over real HTTP, with real API keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronicorn.app import create_app
+from cronicorn.auth.service import create_user_with_api_key
+from cronicorn.backup import pg
+from cronicorn.config import load_settings
+from cronicorn.runtime import Runtime
+from support import serve_app, until
+
+
+@dataclass
+class Api:
+    base: str
+    http: aiohttp.ClientSession
+    admin: dict[str, str]
+    user: dict[str, str]
+
+    async def call(self, method: str, path: str, headers: dict[str, str] | None) -> tuple[int, Any]:
+        async with self.http.request(method, self.base + path, headers=headers or {}) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def api(seeded: str, engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = load_settings(
+        DATABASE_URL=seeded,
+        AUTH_SECRET="s" * 40,
+        BACKUP_DIR=str(tmp_path / "api-backups"),
+        RATE_LIMIT_READ_RPM=1_000_000,
+        RATE_LIMIT_WRITE_RPM=1_000_000,
+    )
+    _, admin_key = await create_user_with_api_key(engine, "root@example.com", is_admin=True)
+    _, user_key = await create_user_with_api_key(engine, "someone@example.com")
+    app = create_app(Runtime.create(settings, seeded))
+    async with serve_app(app) as base, aiohttp.ClientSession() as http:
+        yield Api(base, http, {"x-api-key": admin_key}, {"x-api-key": user_key})
+
+
+async def test_only_admins_reach_backups(api: Api) -> None:
+    assert (await api.call("GET", "/api/backups", None))[0] == 401
+    for method, path in [
+        ("GET", "/api/backups"),
+        ("POST", "/api/backups"),
+        ("POST", "/api/backups/cronicorn-20260101T000000Z/verify"),
+    ]:
+        status, body = await api.call(method, path, api.user)
+        assert status == 403, (method, path)
+        assert body["error"]["code"] == "forbidden"
+
+
+async def test_admin_starts_lists_and_verifies_a_backup(api: Api) -> None:
+    status, body = await api.call("POST", "/api/backups", api.admin)
+    assert status == 202
+    name = body["name"]
+    assert name.startswith("cronicorn-")
+
+    async def listed() -> bool:
+        _, listing = await api.call("GET", "/api/backups", api.admin)
+        return any(b["name"] == name for b in listing["backups"])
+
+    await until(listed, timeout=60, what="the background backup to appear")
+    status, report = await api.call("POST", f"/api/backups/{name}/verify", api.admin)
+    assert status == 200
+    assert report["ok"] is True
+    assert {c["name"] for c in report["checks"]} >= {"row counts", "SELECT count(*) FROM jobs"}
+    _, listing = await api.call("GET", "/api/backups", api.admin)
+    [item] = listing["backups"]
+    assert item["verified"] is True
+    assert item["kind"] == "manual"
+
+
+async def test_busy_and_unknown(api: Api, seeded: str) -> None:
+    held = pg.try_backup_lock(seeded)
+    try:
+        status, body = await api.call("POST", "/api/backups", api.admin)
+    finally:
+        pg.release_backup_lock(held)
+    assert status == 409
+    assert "another backup or restore" in body["error"]["message"]
+    for name in ("cronicorn-19990101T000000Z", "..", "a%2Fb"):
+        status, _ = await api.call("POST", f"/api/backups/{name}/verify", api.admin)
+        assert status == 404, name
