@@ -4,13 +4,15 @@
 routers never look at credentials themselves. Resource routers depend on `current_user` and
 scope every query by `principal.user_id`: another user's resource is a 404.
 
-One connection per request. `current_user` authenticates, counts the request against the rate
-limit and commits that work on the request's connection before the route runs, so the rate
-counter's row lock is held for one statement, and a request that later fails still counts.
+One connection per request. `current_user` authenticates and counts the request against the
+rate limit in one statement, in autocommit mode on the request's connection, before the
+route's transaction begins: the counter's row lock lasts one statement, and a request that
+later fails still counts.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,7 +24,7 @@ from starlette.routing import Mount
 
 from cronicorn.api.cookies import CSRF_HEADER, session_cookies, session_token
 from cronicorn.api.errors import ApiError
-from cronicorn.api.ratelimit import limiter_for, request_bucket
+from cronicorn.api.ratelimit import access_of, limiter_for
 from cronicorn.api.security import add_response_header
 from cronicorn.auth import credentials
 from cronicorn.auth.tokens import csrf_token, same_secret
@@ -81,27 +83,42 @@ async def _identify(
     request: Request, conn: AsyncConnection, runtime: Runtime, now: datetime
 ) -> credentials.Identity:
     """Explicit headers win over the cookie: a caller that sends a key means that key."""
-    ttl = timedelta(days=runtime.settings.session_ttl_days)
-    api_key = request.headers.get("x-api-key")
-    authorization = request.headers.get("authorization")
+    api_key = request.headers.get("x-api-key", "").strip()
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    cookie = session_token(request)
     identity: credentials.Identity | None = None
     if api_key:
-        identity = await credentials.from_api_key(conn, api_key.strip(), now=now)
-    elif authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            identity = await credentials.from_bearer(conn, value.strip(), now=now, ttl=ttl)
-    elif (token := session_token(request)) is not None:
-        identity = await credentials.from_session_token(
-            conn, token, via="session", now=now, ttl=ttl
-        )
+        identity = await _authenticate(request, conn, runtime, now, api_key, "api_key")
+    elif scheme:
+        if scheme.lower() == "bearer" and bearer.strip():
+            identity = await _authenticate(request, conn, runtime, now, bearer.strip(), "bearer")
+    elif cookie is not None:
+        identity = await _authenticate(request, conn, runtime, now, cookie, "session")
         if identity is not None:
-            _check_csrf(request, runtime, token)
+            _check_csrf(request, runtime, cookie)
             if identity.refreshed and identity.expires_at is not None:
-                _resend_cookies(request, runtime, token, identity.expires_at, now)
+                _resend_cookies(request, runtime, cookie, identity.expires_at, now)
     if identity is None:
         raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     return identity
+
+
+async def _authenticate(
+    request: Request,
+    conn: AsyncConnection,
+    runtime: Runtime,
+    now: datetime,
+    secret: str,
+    via: credentials.Via,
+) -> credentials.Identity | None:
+    return await credentials.authenticate(
+        conn,
+        secret,
+        via=via,
+        access=access_of(request.method),
+        now=now,
+        ttl=timedelta(days=runtime.settings.session_ttl_days),
+    )
 
 
 def _check_csrf(request: Request, runtime: Runtime, token: str) -> None:
@@ -127,19 +144,18 @@ def _resend_cookies(
 
 
 async def _limit(
-    request: Request, conn: AsyncConnection, runtime: Runtime, identity: credentials.Identity
+    request: Request,
+    conn: AsyncConnection,
+    runtime: Runtime,
+    identity: credentials.Identity,
+    now: datetime,
 ) -> None:
+    """Judge the count the lookup took; 429 with Retry-After once the budget is spent."""
     settings = runtime.settings
-    method = request.method.upper()
-    is_read = method in SAFE_METHODS
+    is_read = access_of(request.method) == "read"
     limit = settings.rate_limit_read_rpm if is_read else settings.rate_limit_write_rpm
-    if identity.via == "api_key":
-        bucket = request_bucket("key", identity.credential_id, method)
-    else:
-        bucket = request_bucket("user", identity.user_id, method)
-    verdict = await limiter_for(request).check(conn, bucket, limit, get_clock(request)())
+    verdict = await limiter_for(request).judge(conn, identity.count, limit, now)
     if not verdict.allowed:
-        await conn.commit()
         raise ApiError(
             429,
             f"Too many requests: at most {limit} per minute; retry in {verdict.reset_s} s",
@@ -153,10 +169,12 @@ async def _limit(
 async def optional_identity(
     request: Request, conn: AsyncConnection, runtime: Runtime
 ) -> credentials.Identity | None:
-    """The caller's identity, or None where `current_user` would answer 401 (no rate limit:
-    for routes such as `get-session` that answer anonymous callers too)."""
+    """The caller's identity, or None where `current_user` would answer 401 (for routes
+    such as `get-session` that answer anonymous callers too; the request is counted but
+    not refused by the rate limit)."""
     try:
-        return await _identify(request, conn, runtime, get_clock(request)())
+        async with _autocommit(conn):
+            return await _identify(request, conn, runtime, get_clock(request)())
     except ApiError as exc:
         if exc.status == 401:
             return None
@@ -171,10 +189,23 @@ async def current_user(
     """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
     request against the caller's rate limit (429 with Retry-After once it is spent)."""
     now = get_clock(request)()
-    identity = await _identify(request, conn, runtime, now)
-    await _limit(request, conn, runtime, identity)
-    await conn.commit()
+    async with _autocommit(conn):
+        identity = await _identify(request, conn, runtime, now)
+        await _limit(request, conn, runtime, identity, now)
     return Principal(identity.user_id, identity.is_admin, identity.via, identity.credential_id)
+
+
+@contextlib.asynccontextmanager
+async def _autocommit(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Run the gate's statements in autocommit: each commits as it ends, so the rate-limit
+    counter row (shared by every request of one credential) is locked only while the
+    statement runs, not for a further round trip. The route then gets a transaction again."""
+    await conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield
+    finally:
+        await conn.commit()  # ends SQLAlchemy's bookkeeping; nothing is pending
+        await conn.execution_options(isolation_level=conn.default_isolation_level)
 
 
 async def require_admin(principal: Annotated[Principal, Depends(current_user)]) -> Principal:

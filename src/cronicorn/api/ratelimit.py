@@ -6,6 +6,7 @@ twice the limit across a window boundary; in exchange it costs one indexed upser
 exact across any number of processes. Reads (GET/HEAD/OPTIONS) and writes have separate
 budgets. Browser and device sessions count against the user; each API key has its own
 budget, so a runaway script exhausts its key, not its owner's browser session.
+For authenticated requests the upsert rides in the credential lookup (`store.auth_gate`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from cronicorn.store import rate_limits
+from cronicorn.store.auth_gate import Access
+from cronicorn.store.rate_limits import window_start
 
 WINDOW = timedelta(seconds=60)
 PRUNE_EVERY_S = 60.0
@@ -43,8 +46,9 @@ class Verdict:
         return out
 
 
-def window_start(now: datetime) -> datetime:
-    return now.replace(second=0, microsecond=0)
+def verdict(count: int, limit: int, now: datetime) -> Verdict:
+    reset = max(1, math.ceil((window_start(now) + WINDOW - now).total_seconds()))
+    return Verdict(count <= limit, limit, max(0, limit - count), reset)
 
 
 class RateLimiter:
@@ -54,23 +58,30 @@ class RateLimiter:
         self._last_prune = 0.0
 
     async def check(self, conn: AsyncConnection, bucket: str, limit: int, now: datetime) -> Verdict:
-        start = window_start(now)
-        count = await rate_limits.hit(conn, bucket, start)
-        await self._maybe_prune(conn, start)
-        reset = max(1, math.ceil((start + WINDOW - now).total_seconds()))
-        return Verdict(count <= limit, limit, max(0, limit - count), reset)
+        """Count one request in `bucket` (anonymous routes; the gate counts in its lookup)."""
+        count = await rate_limits.hit(conn, bucket, window_start(now))
+        return await self.judge(conn, count, limit, now)
 
-    async def _maybe_prune(self, conn: AsyncConnection, start: datetime) -> None:
+    async def judge(self, conn: AsyncConnection, count: int, limit: int, now: datetime) -> Verdict:
+        """The verdict for a window count; now and then also delete old windows."""
+        await self._maybe_prune(conn, now)
+        return verdict(count, limit, now)
+
+    async def _maybe_prune(self, conn: AsyncConnection, now: datetime) -> None:
         clock = time.monotonic()
         if clock - self._last_prune < PRUNE_EVERY_S:
             return
         self._last_prune = clock
-        await rate_limits.prune(conn, start - WINDOW)
+        await rate_limits.prune(conn, window_start(now) - WINDOW)
+
+
+def access_of(method: str) -> Access:
+    return "read" if method.upper() in READ_METHODS else "write"
 
 
 def request_bucket(kind: str, credential: str, method: str) -> str:
-    """`user:<id>:read`, `key:<id>:write`, …"""
-    return f"{kind}:{credential}:{'read' if method.upper() in READ_METHODS else 'write'}"
+    """`user:<id>:read`, `key:<id>:write`, … (the names `store.auth_gate` writes)."""
+    return f"{kind}:{credential}:{access_of(method)}"
 
 
 def limiter_for(request: Request) -> RateLimiter:

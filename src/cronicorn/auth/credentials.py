@@ -1,4 +1,6 @@
-"""Who is calling: turns a session token, bearer token or API key into an identity.
+"""Who is calling: turns a session token, bearer token or API key into an identity, and
+counts the request against the credential's rate-limit window in the same statement
+(`store.auth_gate`).
 
 This is the only place that reads credential tables for authentication; `api.deps.current_user`
 calls it once per request. Sessions slide: a use more than `REFRESH_AFTER` after the last
@@ -15,7 +17,9 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.auth.tokens import hash_token, is_api_key
-from cronicorn.store import api_keys, sessions
+from cronicorn.store import api_keys, auth_gate, sessions
+from cronicorn.store.auth_gate import Access
+from cronicorn.store.rate_limits import window_start
 
 REFRESH_AFTER = timedelta(hours=1)
 KEY_TOUCH_AFTER = timedelta(minutes=1)
@@ -31,36 +35,70 @@ class Identity:
     credential_id: str
     expires_at: datetime | None = None
     refreshed: bool = False  # the session's expiry moved (the cookie should be re-sent)
+    count: int = 0  # requests in this rate-limit window, this one included
+
+
+async def authenticate(
+    conn: AsyncConnection,
+    secret: str,
+    *,
+    via: Via,
+    access: Access,
+    now: datetime,
+    ttl: timedelta,
+) -> Identity | None:
+    """The identity behind `secret` (sent as `via`) and its window count, or None.
+
+    A Bearer value starting `cron_` is an API key; any other is a session token.
+    """
+    window = window_start(now)
+    if via == "api_key" or (via == "bearer" and is_api_key(secret)):
+        key = await auth_gate.api_key_hit(conn, hash_token(secret), access, now, window)
+        if key is None:
+            return None
+        if key.last_used_at is None or now - key.last_used_at >= KEY_TOUCH_AFTER:
+            await api_keys.touch(conn, key.credential_id, now)
+        return Identity(
+            key.user_id,
+            key.is_admin,
+            "api_key",
+            key.credential_id,
+            key.expires_at,
+            False,
+            key.count,
+        )
+    hit = await auth_gate.session_hit(conn, hash_token(secret), access, now, window)
+    if hit is None or hit.expires_at is None:
+        return None
+    expires_at, refreshed = await _slide(
+        conn, hit.credential_id, hit.last_used_at, hit.expires_at, now, ttl
+    )
+    return Identity(
+        hit.user_id, hit.is_admin, via, hit.credential_id, expires_at, refreshed, hit.count
+    )
 
 
 async def from_session_token(
     conn: AsyncConnection, token: str, *, via: Via, now: datetime, ttl: timedelta
 ) -> Identity | None:
+    """A session's identity without counting the request (server-rendered pages)."""
     found = await sessions.find_active(conn, hash_token(token), now)
     if found is None:
         return None
     row = found.session
-    expires_at, refreshed = row.expires_at, False
-    if row.last_seen_at is None or now - row.last_seen_at >= REFRESH_AFTER:
-        expires_at, refreshed = now + ttl, True
-        await sessions.extend(conn, row.id, now=now, expires_at=expires_at)
+    expires_at, refreshed = await _slide(conn, row.id, row.last_seen_at, row.expires_at, now, ttl)
     return Identity(row.user_id, found.is_admin, via, row.id, expires_at, refreshed)
 
 
-async def from_api_key(conn: AsyncConnection, key: str, *, now: datetime) -> Identity | None:
-    found = await api_keys.find_active(conn, hash_token(key), now)
-    if found is None:
-        return None
-    row = found.key
-    if row.last_used_at is None or now - row.last_used_at >= KEY_TOUCH_AFTER:
-        await api_keys.touch(conn, row.id, now)
-    return Identity(row.user_id, found.is_admin, "api_key", row.id, row.expires_at)
-
-
-async def from_bearer(
-    conn: AsyncConnection, token: str, *, now: datetime, ttl: timedelta
-) -> Identity | None:
-    """`Authorization: Bearer` carries an API key (`cron_…`) or a session token."""
-    if is_api_key(token):
-        return await from_api_key(conn, token, now=now)
-    return await from_session_token(conn, token, via="bearer", now=now, ttl=ttl)
+async def _slide(
+    conn: AsyncConnection,
+    session_id: str,
+    last_seen_at: datetime | None,
+    expires_at: datetime,
+    now: datetime,
+    ttl: timedelta,
+) -> tuple[datetime, bool]:
+    if last_seen_at is not None and now - last_seen_at < REFRESH_AFTER:
+        return expires_at, False
+    await sessions.extend(conn, session_id, now=now, expires_at=now + ttl)
+    return now + ttl, True

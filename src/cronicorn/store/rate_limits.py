@@ -20,6 +20,11 @@ _HIT = text(
 )
 
 
+def window_start(now: datetime) -> datetime:
+    """Windows are calendar minutes (UTC), the same in every process."""
+    return now.replace(second=0, microsecond=0)
+
+
 async def hit(conn: AsyncConnection, bucket: str, window_start: datetime) -> int:
     """Count one request in `bucket`'s window; the count including it."""
     result = await conn.execute(_HIT, {"bucket": bucket, "window_start": window_start})
