@@ -80,7 +80,7 @@ async def get_conn(
 
 
 async def _identify(
-    request: Request, conn: AsyncConnection, runtime: Runtime, now: datetime
+    request: Request, conn: AsyncConnection, runtime: Runtime, now: datetime, isolated: bool
 ) -> credentials.Identity:
     """Explicit headers win over the cookie: a caller that sends a key means that key."""
     api_key = request.headers.get("x-api-key", "").strip()
@@ -88,12 +88,14 @@ async def _identify(
     cookie = session_token(request)
     identity: credentials.Identity | None = None
     if api_key:
-        identity = await _authenticate(request, conn, runtime, now, api_key, "api_key")
+        identity = await _authenticate(request, conn, runtime, now, api_key, "api_key", isolated)
     elif scheme:
         if scheme.lower() == "bearer" and bearer.strip():
-            identity = await _authenticate(request, conn, runtime, now, bearer.strip(), "bearer")
+            identity = await _authenticate(
+                request, conn, runtime, now, bearer.strip(), "bearer", isolated
+            )
     elif cookie is not None:
-        identity = await _authenticate(request, conn, runtime, now, cookie, "session")
+        identity = await _authenticate(request, conn, runtime, now, cookie, "session", isolated)
         if identity is not None:
             _check_csrf(request, runtime, cookie)
             if identity.refreshed and identity.expires_at is not None:
@@ -110,6 +112,7 @@ async def _authenticate(
     now: datetime,
     secret: str,
     via: credentials.Via,
+    isolated: bool,
 ) -> credentials.Identity | None:
     return await credentials.authenticate(
         conn,
@@ -118,6 +121,7 @@ async def _authenticate(
         access=access_of(request.method),
         now=now,
         ttl=timedelta(days=runtime.settings.session_ttl_days),
+        async_commit=isolated,
     )
 
 
@@ -173,8 +177,8 @@ async def optional_identity(
     such as `get-session` that answer anonymous callers too; the request is counted but
     not refused by the rate limit)."""
     try:
-        async with _autocommit(conn):
-            return await _identify(request, conn, runtime, get_clock(request)())
+        async with _autocommit(conn) as isolated:
+            return await _identify(request, conn, runtime, get_clock(request)(), isolated)
     except ApiError as exc:
         if exc.status == 401:
             return None
@@ -189,20 +193,24 @@ async def current_user(
     """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
     request against the caller's rate limit (429 with Retry-After once it is spent)."""
     now = get_clock(request)()
-    async with _autocommit(conn):
-        identity = await _identify(request, conn, runtime, now)
+    async with _autocommit(conn) as isolated:
+        identity = await _identify(request, conn, runtime, now, isolated)
         await _limit(request, conn, runtime, identity, now)
     return Principal(identity.user_id, identity.is_admin, identity.via, identity.credential_id)
 
 
 @contextlib.asynccontextmanager
-async def _autocommit(conn: AsyncConnection) -> AsyncIterator[None]:
+async def _autocommit(conn: AsyncConnection) -> AsyncIterator[bool]:
     """Run the gate's statements in autocommit: each commits as it ends, so the rate-limit
     counter row (shared by every request of one credential) is locked only while the
-    statement runs, not for a further round trip. The route then gets a transaction again."""
+    statement runs, not for a further round trip. The route then gets a transaction again.
+    (If a dependency already opened a transaction, the gate simply joins it.)"""
+    if conn.in_transaction():
+        yield False
+        return
     await conn.execution_options(isolation_level="AUTOCOMMIT")
     try:
-        yield
+        yield True
     finally:
         await conn.commit()  # ends SQLAlchemy's bookkeeping; nothing is pending
         await conn.execution_options(isolation_level=conn.default_isolation_level)

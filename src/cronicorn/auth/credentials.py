@@ -46,14 +46,18 @@ async def authenticate(
     access: Access,
     now: datetime,
     ttl: timedelta,
+    async_commit: bool = True,
 ) -> Identity | None:
     """The identity behind `secret` (sent as `via`) and its window count, or None.
 
     A Bearer value starting `cron_` is an API key; any other is a session token.
+    `async_commit=False` when the caller's transaction holds other writes.
     """
     window = window_start(now)
     if via == "api_key" or (via == "bearer" and is_api_key(secret)):
-        key = await auth_gate.api_key_hit(conn, hash_token(secret), access, now, window)
+        key = await auth_gate.api_key_hit(
+            conn, hash_token(secret), access, now, window, async_commit=async_commit
+        )
         if key is None:
             return None
         if key.last_used_at is None or now - key.last_used_at >= KEY_TOUCH_AFTER:
@@ -67,7 +71,9 @@ async def authenticate(
             False,
             key.count,
         )
-    hit = await auth_gate.session_hit(conn, hash_token(secret), access, now, window)
+    hit = await auth_gate.session_hit(
+        conn, hash_token(secret), access, now, window, async_commit=async_commit
+    )
     if hit is None or hit.expires_at is None:
         return None
     expires_at, refreshed = await _slide(

@@ -1,11 +1,12 @@
 """The authentication gate's database work as ONE statement per request.
 
 Looks the credential up (joined with its enabled user) and bumps its rate-limit counter in
-the same round trip, and marks the transaction `synchronous_commit = off`: the counter,
-`last_used_at` and the sliding session expiry are worth nothing after a crash, so committing
-them need not wait for the WAL flush. That keeps the counter row's lock (every request of one
-credential updates the same row) held for microseconds rather than an fsync, and roughly
-halves the gate's cost. A miss (unknown, revoked, expired, disabled) counts nothing.
+the same round trip. With `async_commit` (the statement is its own transaction) it also sets
+`synchronous_commit = off` for that transaction: the counter, `last_used_at` and the sliding
+session expiry are worth nothing after a crash, so committing them need not wait for the WAL
+flush. That keeps the counter row's lock (every request of one credential updates the same
+row) short, and roughly doubles the gate's throughput on one hot credential. A miss (unknown,
+revoked, expired, disabled) counts nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ _KEY_HIT = text(
     )
     SELECT k.id, k.user_id, k.expires_at, k.last_used_at, k.is_admin,
            (SELECT count FROM hit) AS count,
-           set_config('synchronous_commit', 'off', true) AS async_commit
+           CASE WHEN :async_commit THEN set_config('synchronous_commit', 'off', true) END
+               AS async_commit
     FROM k
     """
 )
@@ -54,7 +56,8 @@ _SESSION_HIT = text(
     )
     SELECT s.id, s.user_id, s.expires_at, s.last_seen_at, s.is_admin,
            (SELECT count FROM hit) AS count,
-           set_config('synchronous_commit', 'off', true) AS async_commit
+           CASE WHEN :async_commit THEN set_config('synchronous_commit', 'off', true) END
+               AS async_commit
     FROM s
     """
 )
@@ -79,8 +82,15 @@ async def _hit(
     access: Access,
     now: datetime,
     window_start: datetime,
+    async_commit: bool,
 ) -> Hit | None:
-    params = {"hash": token_hash, "now": now, "access": access, "window_start": window_start}
+    params = {
+        "hash": token_hash,
+        "now": now,
+        "access": access,
+        "window_start": window_start,
+        "async_commit": async_commit,
+    }
     row = (await conn.execute(stmt, params)).first()
     if row is None:
         return None
@@ -89,14 +99,26 @@ async def _hit(
 
 
 async def api_key_hit(
-    conn: AsyncConnection, key_hash: str, access: Access, now: datetime, window_start: datetime
+    conn: AsyncConnection,
+    key_hash: str,
+    access: Access,
+    now: datetime,
+    window_start: datetime,
+    *,
+    async_commit: bool = True,
 ) -> Hit | None:
     """The key's owner and the key's count (each API key has its own budget)."""
-    return await _hit(conn, _KEY_HIT, key_hash, access, now, window_start)
+    return await _hit(conn, _KEY_HIT, key_hash, access, now, window_start, async_commit)
 
 
 async def session_hit(
-    conn: AsyncConnection, token_hash: str, access: Access, now: datetime, window_start: datetime
+    conn: AsyncConnection,
+    token_hash: str,
+    access: Access,
+    now: datetime,
+    window_start: datetime,
+    *,
+    async_commit: bool = True,
 ) -> Hit | None:
     """The session's user and the user's count (browser and device sessions share it)."""
-    return await _hit(conn, _SESSION_HIT, token_hash, access, now, window_start)
+    return await _hit(conn, _SESSION_HIT, token_hash, access, now, window_start, async_commit)
