@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -247,21 +248,21 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     if not items:
         out.print(f"No backups in {cfg.backup_dir}", highlight=False)
         return
-    table = Table(title=str(cfg.backup_dir), title_justify="left")
-    for column in ("name", "created (UTC)", "age", "size", "format", "kind", "revision"):
-        table.add_column(column)
-    table.add_column("verified")
-    table.add_column("off-site")
+    table = Table(title=str(cfg.backup_dir), title_justify="left", box=box.SIMPLE_HEAD)
+    columns = ("name", "created (UTC)", "age", "size", "format", "kind", "revision", "verified")
+    for column in (*columns, "off-site"):
+        table.add_column(column, no_wrap=column != "off-site")
     for item in items:
         table.add_row(*_list_row(item))
-    out.print(table)
+    # piped output keeps whole rows (grep-able) instead of wrapping at 80 columns
+    (out if out.is_terminal else Console(width=240)).print(table)
 
 
 def _list_row(item: dict[str, Any]) -> list[str]:
     if item.get("problem"):
         return [item["name"], "-", "-", "-", "-", "-", "-", "DAMAGED", item["problem"][:60]]
     verified = {True: "yes", False: "FAILED", None: "no"}[item["verified"]]
-    created = item["createdAt"][:19].replace("T", " ")
+    created = item["createdAt"][:16].replace("T", " ")
     return [
         item["name"],
         created,

@@ -1,0 +1,201 @@
+"""The real `cronicorn backup` CLI against an embedded home (subprocesses, bundled tools)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from backup.backup_support import counts, seed
+from support import cli_env, free_port, run_cli, start_cli, wait_sync
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backup-cli")]
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@dataclass
+class Home:
+    env: dict[str, str]
+    cwd: Path
+    url: str
+
+    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env=self.env, cwd=cwd or self.cwd, timeout=180)
+
+    def json(self, *args: str) -> Any:
+        result = self.run(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    """An embedded server kept up with `cronicorn db start`, migrated and seeded; shared by
+    this module's tests (each leaves the data as it found it)."""
+    tmp_path = tmp_path_factory.mktemp("cli")
+    cwd = tmp_path / "deploy"
+    cwd.mkdir()
+    (cwd / ".env").write_text(f"AUTH_SECRET={'k' * 40}\nBACKUP_PASSPHRASE={PASSPHRASE}\n")
+    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"), HOST="127.0.0.1")
+    started = run_cli("db", "start", env=env, cwd=cwd)
+    assert started.returncode == 0, started.stderr
+    try:
+        migrated = run_cli("migrate", env=env, cwd=cwd)
+        assert migrated.returncode == 0, migrated.stderr
+        url = run_cli("db", "url", env=env, cwd=cwd).stdout.strip()
+        seed(url)
+        yield Home(env=env, cwd=cwd, url=url)
+    finally:
+        run_cli("db", "stop", "--force", env=env, cwd=cwd)
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    for needle in needles:
+        assert needle in text, result.stderr
+    assert text.startswith("error:")
+
+
+def test_create_list_verify_restore_and_config(home: Home, tmp_path: Path) -> None:
+    created = home.json("backup", "create")
+    name = created["name"]
+    assert created["configIncluded"] is True
+    assert created["rowCounts"]["runs"] == 60
+    listing = home.json("backup", "list")
+    assert listing["backups"][0]["name"] == name
+    human = home.run("backup", "list")
+    assert name in human.stdout
+    assert "no" in human.stdout, "not verified yet"
+
+    verified = home.run("backup", "verify", name)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "PASSED" in verified.stdout
+    assert "SELECT count(*) FROM jobs: 3 jobs" in verified.stdout
+    listed = {b["name"]: b for b in home.json("backup", "list")["backups"]}
+    assert listed[name]["verified"] is True
+
+    with psycopg.connect(home.url) as conn:
+        conn.execute("DELETE FROM runs")
+    restored = home.run("backup", "restore", name)
+    assert restored.returncode == 0, restored.stderr
+    assert "no migrations pending" in restored.stdout
+    assert counts(home.url)["runs"] == 60
+
+    new_machine = tmp_path / "new-machine"
+    new_machine.mkdir()
+    no_pass = home.run("backup", "restore", name, "--config", cwd=new_machine)
+    _one_line_error(no_pass, "BACKUP_PASSPHRASE is not set")
+    home.env["BACKUP_PASSPHRASE"] = "not the right one!"
+    wrong = home.run("backup", "restore", name, "--config", cwd=new_machine)
+    _one_line_error(wrong, "does not decrypt")
+    home.env["BACKUP_PASSPHRASE"] = PASSPHRASE
+    written = home.run("backup", "restore", name, "--config", cwd=new_machine)
+    assert written.returncode == 0, written.stderr
+    assert (new_machine / ".env").read_text() == (home.cwd / ".env").read_text()
+    (new_machine / ".env").write_text("changed\n")
+    refused = home.run("backup", "restore", name, "--config", cwd=new_machine)
+    _one_line_error(refused, "already exists", "--overwrite")
+    del home.env["BACKUP_PASSPHRASE"]
+
+    _one_line_error(home.run("backup", "verify", "cronicorn-19990101T000000Z"), "no backup named")
+
+
+def test_restore_is_refused_while_the_app_runs(home: Home) -> None:
+    name = home.json("backup", "create", "--no-config")["name"]
+    port = free_port()
+    app = start_cli("up", env={**home.env, "PORT": str(port)}, cwd=home.cwd)
+    try:
+        wait_sync(lambda: _connected(home.url, "cronicorn-up"), timeout=60, what="cronicorn up")
+        refused = home.run("backup", "restore", name)
+        _one_line_error(refused, "cronicorn-up (pid", "Stop them first", "--force")
+    finally:
+        app.send_signal(signal.SIGTERM)
+        app.communicate(timeout=30)
+    assert home.run("backup", "restore", name).returncode == 0
+
+
+def _connected(url: str, application: str) -> bool:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_an_interrupted_restore_says_how_to_recover(home: Home) -> None:
+    seed(home.url, jobs=1, endpoints=2, runs=150_000, tag="bulk-")
+    name = home.json("backup", "create", "--no-config")["name"]
+    with psycopg.connect(home.url) as conn:
+        conn.execute("DELETE FROM runs WHERE id LIKE 'bulk-%'")
+    before = counts(home.url)
+
+    restore = start_cli("backup", "restore", name, env=home.env, cwd=home.cwd)
+    maintenance = home.url.replace("/db?", "/postgres?")
+    wait_sync(
+        lambda: _loading(maintenance) or restore.poll() is not None,
+        timeout=120,
+        what="pg_restore to start loading",
+    )
+    restore.send_signal(signal.SIGINT)
+    _, stderr = restore.communicate(timeout=60)
+    text = " ".join(stderr.split())
+    assert restore.returncode == 1, stderr
+    assert "stopped halfway" in text
+    safety = text.split("safety backup ")[1].split(":")[0]
+    assert safety.startswith("cronicorn-")
+    assert f"cronicorn backup restore {safety} --force" in text
+
+    listed = home.run("backup", "list")
+    assert "did not finish" in " ".join(listed.stderr.split())
+    recovered = home.run("backup", "restore", safety, "--force", "--no-safety-backup")
+    assert recovered.returncode == 0, recovered.stderr
+    assert counts(home.url) == before
+    assert "did not finish" not in home.run("backup", "list").stderr
+
+
+def _loading(maintenance_url: str) -> bool:
+    with psycopg.connect(maintenance_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cronicorn-restore' "
+            "AND datname = 'db' AND state = 'active'"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_off_site_with_s3_from_the_command_line(
+    home: Home, s3_endpoint: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    bucket = "cli-offsite"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    home.env.update(
+        S3_ENDPOINT_URL=s3_endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+    )
+    created = home.json("backup", "create", "--to", f"s3://{bucket}/site-a", "--format", "sql-gz")
+    assert created["offsiteUrl"] == f"s3://{bucket}/site-a/{created['name']}"
+    elsewhere = {**home.env, "BACKUP_DIR": str(tmp_path / "fetched")}
+    fetched = run_cli(
+        "backup", "download", created["name"], "--from", f"s3://{bucket}/site-a", env=elsewhere
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "fetched" / created["name"] / "db.sql.gz").is_file()
