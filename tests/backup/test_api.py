@@ -91,3 +91,25 @@ async def test_busy_and_unknown(api: Api, seeded: str) -> None:
     for name in ("cronicorn-19990101T000000Z", "..", "a%2Fb"):
         status, _ = await api.call("POST", f"/api/backups/{name}/verify", api.admin)
         assert status == 404, name
+
+
+def test_the_api_reaches_backups_only_through_the_service() -> None:
+    """Architecture rule: `api` may use `backup.service`, no other backup module."""
+    import ast
+    from pathlib import Path
+
+    import cronicorn.api
+
+    offenders = []
+    for path in Path(cronicorn.api.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                inside = name.startswith("cronicorn.backup.")
+                if inside and not name.startswith("cronicorn.backup.service"):
+                    offenders.append(f"{path.name}: {name}")
+    assert offenders == []

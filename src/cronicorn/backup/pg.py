@@ -223,10 +223,14 @@ def other_clients(url: str, database: str) -> list[Client]:
     ]
 
 
+def _is_cronicorn(application_name: str) -> bool:
+    """Cronicorn's engines name themselves `cronicorn-<role>` (plain `cronicorn` for the
+    short-lived admin seeding at start)."""
+    return application_name == "cronicorn" or application_name.startswith("cronicorn-")
+
+
 def refuse_if_busy(url: str, database: str) -> None:
-    clients = [
-        c for c in other_clients(url, database) if c.application_name.startswith("cronicorn-")
-    ]
+    clients = [c for c in other_clients(url, database) if _is_cronicorn(c.application_name)]
     if clients:
         listed = "; ".join(
             f"{c.application_name} (pid {c.pid}, from {c.client}, since {c.since})" for c in clients
