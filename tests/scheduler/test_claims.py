@@ -161,7 +161,7 @@ async def test_finishing_writes_runs_and_plans_in_one_statement(
                 finished_at=now,
                 duration_ms=3,
                 status_code=200,
-                body_json=json.dumps({"ok": True}),
+                body_json={"ok": True},
                 size=11,
             ),
             RunOutcome(
@@ -253,7 +253,7 @@ async def test_claim_uses_the_due_index_with_ten_thousand_endpoints(
         "horizon": now + timedelta(seconds=0.25),
         "limit": 100,
         "lease_s": 30,
-        "run_ids": [str(i) for i in range(100)],
+        "run_ids": ",".join(str(i) for i in range(100)),
     }
     async with conn.transaction(force_rollback=True):
         cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {CLAIM_SQL}", params)
@@ -298,33 +298,23 @@ async def test_finish_statements_use_primary_keys(
     )
     await conn.execute("ANALYZE endpoints")
     await conn.execute("ANALYZE runs")
-    ids = [f"e{i}" for i in range(1, 101)]
-    leases = ["w#1"] * 100
-    now = utc()
+    now = utc().isoformat()
+    leases = json.dumps([{"id": f"e{i}", "lease": "w#1"} for i in range(1, 101)])
     write = {
-        **{k: [] for k in ("statuses", "durations", "codes", "bodies", "texts", "sizes")},
-        "run_ids": [f"r{i}" for i in range(1, 101)],
-        "statuses": ["success"] * 100,
-        "started": [now] * 100,
-        "finished": [now] * 100,
-        "durations": [1] * 100,
-        "codes": [200] * 100,
-        "bodies": [None] * 100,
-        "texts": [None] * 100,
-        "sizes": [None] * 100,
-        "truncated": [False] * 100,
-        "errors": [None] * 100,
-        "ids": ids,
-        "leases": leases,
-        "next_run_at": [now] * 100,
-        "sources": ["baseline-interval"] * 100,
-        "failures": [0] * 100,
-        "last_due_at": [now] * 100,
-        "last_run_at": [now] * 100,
-        "clear_interval": [False] * 100,
-        "clear_oneshot": [False] * 100,
+        "runs": json.dumps(
+            [
+                {"id": f"r{i}", "status": "success", "started_at": now, "finished_at": now}
+                for i in range(1, 101)
+            ]
+        ),
+        "endpoints": json.dumps(
+            [
+                {"id": f"e{i}", "lease": "w#1", "next_run_at": now, "source": "x", "failures": 0}
+                for i in range(1, 101)
+            ]
+        ),
     }
-    for sql, params in ((LOCK_SQL, {"ids": ids, "leases": leases}), (WRITE_SQL, write)):
+    for sql, params in ((LOCK_SQL, {"leases": leases}), (WRITE_SQL, write)):
         async with conn.transaction(force_rollback=True):
             cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             row = await cur.fetchone()

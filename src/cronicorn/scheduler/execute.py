@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cronicorn.dispatch import Dispatcher, HttpRequest, HttpResult
-from cronicorn.scheduler.outcome import Execute, HttpOutcome, clean_text, json_text
+from cronicorn.scheduler.outcome import Execute, HttpOutcome, clean_text
 from cronicorn.store.claims import Claimed
 
 RUN_ID_HEADER = "X-Cronicorn-Run-Id"
@@ -43,13 +43,12 @@ def _headers(stored: Any) -> dict[str, str]:
 
 
 def outcome_of(result: HttpResult) -> HttpOutcome:
-    body_json = None if result.response_json is None else json_text(result.response_json)
     body_text = None if result.response_text is None else clean_text(result.response_text)
     return HttpOutcome(
         succeeded=result.ok,
         duration_ms=result.duration_ms,
         status_code=result.status_code,
-        body_json=body_json,
+        body_json=result.response_json,
         body_text=body_text,
         size=result.response_size,
         truncated=result.truncated,

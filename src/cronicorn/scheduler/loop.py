@@ -76,14 +76,16 @@ class SchedulerConfig:
     claim_ahead_s: float = 0.25
     idle_wake_s: float = 5.0  # safety net: re-check at least this often without NOTIFY
     write_delay_s: float = 0.01
+    writers: int = 2  # connections writing results in parallel
     shutdown_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     @property
     def max_held(self) -> int:
-        """Leases held at once: the calls in flight plus one batch claimed ahead."""
-        return self.concurrency + self.batch_size
+        """Leases held at once: the calls in flight plus a few batches claimed ahead (only
+        slots due within `claim_ahead_s` are claimed, so this bounds memory, not fairness)."""
+        return self.concurrency + 4 * self.batch_size
 
     @property
     def maintenance_every_s(self) -> float:
@@ -109,9 +111,10 @@ class Scheduler:
         self._claim_db = ReconnectingConnection(
             database_url, purpose="claim", connect_timeout_s=timeout
         )
-        self._write_db = ReconnectingConnection(
-            database_url, purpose="write", connect_timeout_s=timeout
-        )
+        self._write_dbs = [
+            ReconnectingConnection(database_url, purpose="write", connect_timeout_s=timeout)
+            for _ in range(max(1, config.writers))
+        ]
         self._maint_db = ReconnectingConnection(
             database_url, purpose="lease", connect_timeout_s=timeout
         )
@@ -119,10 +122,11 @@ class Scheduler:
             database_url, purpose="prune", connect_timeout_s=timeout
         )
         self._writer = RunWriter(
-            self._write_db,
+            self._write_dbs,
             clock=clock,
             on_released=self._released,
-            max_batch=max(config.batch_size, 50),
+            gather=min(config.batch_size, 50),
+            max_batch=config.max_held,
             max_delay_s=config.write_delay_s,
         )
         self._sequence = itertools.count(1)
@@ -164,7 +168,7 @@ class Scheduler:
                     await asyncio.wait_for(asyncio.shield(task), 2.0)
                 task.cancel()
             await asyncio.gather(*helpers, writer, return_exceptions=True)
-            for holder in (self._claim_db, self._write_db, self._maint_db, self._prune_db):
+            for holder in (self._claim_db, *self._write_dbs, self._maint_db, self._prune_db):
                 await holder.close()
             metrics.IN_FLIGHT.set(0)
             log.info("scheduler_stopped", worker=self.config.worker_id)
@@ -300,7 +304,7 @@ class Scheduler:
                 self._waiting.pop(task, None)
         finished = self._clock()
         started = started or finished
-        metrics.EXECUTIONS.labels("success" if outcome.succeeded else "failed").inc()
+        (metrics.SUCCEEDED if outcome.succeeded else metrics.FAILED).inc()
         self._writer.submit(
             Done(
                 Kind.FINISHED,

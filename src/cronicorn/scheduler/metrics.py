@@ -10,6 +10,8 @@ EXECUTIONS = Counter(
     "Scheduled HTTP executions, by outcome.",
     ["outcome"],
 )
+SUCCEEDED = EXECUTIONS.labels("success")  # bound once: the hot path skips the label lookup
+FAILED = EXECUTIONS.labels("failed")
 LATENESS = Histogram(
     "cronicorn_scheduler_lateness_seconds",
     "Actual start of a run minus its due time.",
@@ -60,7 +62,3 @@ def serve_metrics(host: str, port: int) -> None:
             f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; "
             "choose another --metrics-port / SCHEDULER_METRICS_PORT"
         ) from None
-
-
-for _outcome in ("success", "failed"):  # export zeros before the first execution
-    EXECUTIONS.labels(_outcome)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ class HttpOutcome:
     succeeded: bool
     duration_ms: int | None = None
     status_code: int | None = None
-    body_json: str | None = None  # JSON text of a JSON body (stored as jsonb)
+    body_json: Any = None  # a JSON body, parsed (stored as jsonb); None: see body_text
     body_text: str | None = None  # any other body, as text
     size: int | None = None
     truncated: bool = False
@@ -47,26 +46,8 @@ Execute = Callable[[Claimed, list[bytes]], Awaitable[HttpOutcome]]
 """Performs one claimed call with the user's signing keys; never raises for HTTP problems."""
 
 
-def json_text(value: Any) -> str:
-    """JSON text PostgreSQL's jsonb accepts (it refuses \\u0000 in strings)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if "\\u0000" in text:
-        text = json.dumps(_without_nul(value), ensure_ascii=False, separators=(",", ":"))
-    return text
-
-
 def clean_text(value: str) -> str:
     """Text PostgreSQL accepts (no NUL characters, no lone surrogates)."""
     if "\x00" in value:
         value = value.replace("\x00", "\ufffd")
     return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def _without_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    return value

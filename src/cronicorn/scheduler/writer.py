@@ -60,26 +60,30 @@ Released = Callable[[Sequence[Done], datetime | None], None]
 
 
 class RunWriter:
+    """Batches results and writes them on `len(dbs)` connections in parallel (batches hold
+    disjoint endpoints, so parallel writers never wait on each other's locks)."""
+
     def __init__(
         self,
-        db: ReconnectingConnection,
+        dbs: Sequence[ReconnectingConnection],
         *,
         clock: Clock,
         on_released: Released,
+        gather: int,
         max_batch: int,
         max_delay_s: float,
     ) -> None:
-        self._db = db
+        self._dbs = list(dbs)
         self._clock = clock
         self._on_released = on_released
-        self._max_batch = max(1, max_batch)
+        self._gather = max(1, gather)
+        self._max_batch = max(self._gather, max_batch)
         self._max_delay_s = max_delay_s
         self._pending: list[Done] = []
         self._ready = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
         self._give_up_at: float | None = None
-        self._earliest: datetime | None = None
         self.touched: set[str] = set()  # endpoints written since retention last looked
 
     @property
@@ -89,7 +93,7 @@ class RunWriter:
     def submit(self, item: Done) -> None:
         self._pending.append(item)
         self._ready.set()
-        if len(self._pending) >= self._max_batch:
+        if len(self._pending) >= self._gather:
             self._full.set()
 
     def close(self, within_s: float) -> None:
@@ -100,6 +104,9 @@ class RunWriter:
         self._full.set()
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._flush(db) for db in self._dbs))
+
+    async def _flush(self, db: ReconnectingConnection) -> None:
         while True:
             await self._ready.wait()
             if not self._pending:
@@ -107,47 +114,54 @@ class RunWriter:
                     return
                 self._ready.clear()
                 continue
-            if len(self._pending) < self._max_batch and not self._closing:
+            if len(self._pending) < self._gather and not self._closing:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self._max_delay_s)
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            if len(self._pending) < self._max_batch:
+            if len(self._pending) < self._gather:
                 self._full.clear()
-            self._earliest = None
-            if not await self._write_with_retry(batch):
+            if not batch:
+                continue
+            written, earliest = await self._write_with_retry(db, batch)
+            if not written:
                 return
-            self._on_released(batch, self._earliest)
+            self._on_released(batch, earliest)
 
-    async def _write_with_retry(self, batch: list[Done]) -> bool:
+    async def _write_with_retry(
+        self, db: ReconnectingConnection, batch: list[Done]
+    ) -> tuple[bool, datetime | None]:
+        """(written, the earliest next run written); (False, None) after giving up."""
         backoff = 0.05
         while True:
             try:
                 try:
-                    await self._write(batch)
+                    return True, await self._write(db, batch)
                 except psycopg.Error as exc:
                     if is_connection_error(exc):
                         raise
                     log.warning("run_batch_rejected", error=str(exc).strip()[:300], size=len(batch))
+                    earliest: datetime | None = None
                     for item in batch:
-                        await self._write_alone(item)
-                return True
+                        at = await self._write_alone(db, item)
+                        if at is not None and (earliest is None or at < earliest):
+                            earliest = at
+                    return True, earliest
             except (psycopg.Error, OSError) as exc:
                 metrics.DB_ERRORS.labels("write").inc()
-                await self._db.discard()
+                await db.discard()
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     log.error("run_writes_abandoned", size=len(batch), error=str(exc)[:200])
-                    return False
+                    return False, None
                 log.warning("run_write_retry", error=str(exc).strip()[:200], retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    async def _write_alone(self, item: Done) -> None:
+    async def _write_alone(self, db: ReconnectingConnection, item: Done) -> datetime | None:
         """Write one item; if the database still rejects it, drop what it refused (the body)
         and say so on the run, so the endpoint is rescheduled all the same."""
         try:
-            await self._write([item])
-            return
+            return await self._write(db, [item])
         except psycopg.Error as exc:
             if is_connection_error(exc) or item.outcome is None:
                 raise
@@ -158,10 +172,10 @@ class RunWriter:
             body_text=None,
             error=_join(item.outcome.error, f"response not stored: {reason}"),
         )
-        await self._write([replace(item, outcome=stripped)])
+        return await self._write(db, [replace(item, outcome=stripped)])
 
-    async def _write(self, batch: Sequence[Done]) -> None:
-        conn = await self._db.get()
+    async def _write(self, db: ReconnectingConnection, batch: Sequence[Done]) -> datetime | None:
+        conn = await db.get()
         async with conn.transaction():
             leased = await lock_leased(conn, [(d.endpoint_id, d.lease) for d in batch])
             now = self._clock()
@@ -174,12 +188,9 @@ class RunWriter:
                 if update is not None:
                     updates.append(update)
             await write_finished(conn, outcomes=outcomes, updates=updates)
-        if updates:
-            earliest = min(u.next_run_at for u in updates)
-            if self._earliest is None or earliest < self._earliest:
-                self._earliest = earliest
         metrics.WRITE_BATCH.observe(len(batch))
         self.touched.update(d.endpoint_id for d in batch if d.outcome is not None)
+        return min((u.next_run_at for u in updates), default=None)
 
     def _plan(
         self, item: Done, row: Leased | None, now: datetime

@@ -63,7 +63,8 @@ WITH picked AS (
     SELECT u.run_id, n.id, n.user_id, 'running', n.next_run_source, n.failure_count + 1,
            n.next_run_at, greatest(n.next_run_at, %(now)s), %(worker)s
     FROM numbered n
-    JOIN unnest(%(run_ids)s::text[]) WITH ORDINALITY AS u(run_id, ord) ON u.ord = n.ord
+    JOIN unnest(string_to_array(%(run_ids)s, ',')) WITH ORDINALITY AS u(run_id, ord)
+      ON u.ord = n.ord
     ON CONFLICT (endpoint_id, due_at) DO NOTHING
     RETURNING id, endpoint_id
 )
@@ -197,7 +198,7 @@ async def claim_due(
         "horizon": horizon,
         "limit": limit,
         "lease_s": lease_s,
-        "run_ids": [new_id() for _ in range(limit)],
+        "run_ids": ",".join(new_id() for _ in range(limit)),
     }
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(CLAIM_SQL, params)
