@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -9,10 +10,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import NO_RATE_LIMITS, Client, Served, credentials, make_user
+from conftest import PgServer
 from cronicorn.api.runs import close_dispatcher
 from cronicorn.app import create_app
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime
+from cronicorn.store.db import make_async_engine
 from support import serve_app
 
 
@@ -26,8 +29,8 @@ async def bob(engine: AsyncEngine) -> str:
     return await make_user(engine, "bob@example.com")
 
 
-@pytest.fixture
-async def served(database_url: str, engine: AsyncEngine) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def serving(database_url: str, engine: AsyncEngine) -> AsyncIterator[Served]:
     """The whole app served over real HTTP, with two users holding API keys."""
     settings = load_settings(
         DATABASE_URL=database_url,
@@ -46,3 +49,22 @@ async def served(database_url: str, engine: AsyncEngine) -> AsyncIterator[Served
             app=app,
         )
     await close_dispatcher(app.routes[0].app)
+
+
+@pytest.fixture
+async def served(database_url: str, engine: AsyncEngine) -> AsyncIterator[Served]:
+    async with serving(database_url, engine) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+async def shared(pg_server: PgServer) -> AsyncIterator[tuple[Served, AsyncEngine]]:
+    """One served app and database for a whole module (tests that seed their own rows)."""
+    url = pg_server.create_database()
+    engine = make_async_engine(url, pool_size=5, max_overflow=5)
+    try:
+        async with serving(url, engine) as served:
+            yield served, engine
+    finally:
+        await engine.dispose()
+        pg_server.drop_database(url)

@@ -99,7 +99,8 @@ async def _seed(a: Client, engine: AsyncEngine) -> dict[str, str]:
     async with engine.begin() as conn:
         run = await add_run(conn, user_id=a.user_id, endpoint_id=ep["id"], started_at=now)
         session = await add_session(conn, user_id=a.user_id, endpoint_id=ep["id"], analyzed_at=now)
-        await key_store.create(conn, a.user_id, encrypted=b"k", prefix="sk_aaaa", now=now)
+        if not await key_store.list_live(conn, a.user_id, now):
+            await key_store.create(conn, a.user_id, encrypted=b"k", prefix="sk_aaaa", now=now)
         api_key = await conn.scalar(select(api_keys.c.id).where(api_keys.c.user_id == a.user_id))
         _, browser = await start_session(
             conn, a.user_id, kind="browser", now=now, ttl=timedelta(days=1)
@@ -144,8 +145,9 @@ def _paths(path: str, ids: dict[str, str], b_job: str) -> list[str]:
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 async def test_other_user_cannot_touch(
-    served: Served, engine: AsyncEngine, method: str, path: str
+    shared: tuple[Served, AsyncEngine], method: str, path: str
 ) -> None:
+    served, engine = shared
     a, b = served.a, served.b
     ids = await _seed(a, engine)
     b_job = (await b.call("POST", "/jobs", {"name": "b-own"}))[1]["id"]

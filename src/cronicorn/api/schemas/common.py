@@ -51,10 +51,9 @@ UtcDatetime = Annotated[
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    if not 1970 <= value.year <= 9000:
+    if not 1970 <= value.year <= 9000:  # checked first: converting year 1 could underflow
         raise ValueError("must be between the years 1970 and 9000")
-    return value
+    return value.astimezone(UTC)
 
 
 InDatetime = Annotated[datetime, AfterValidator(_as_utc)]
