@@ -10,7 +10,14 @@ statements, which let two workers run the same endpoint (reference defect 1).
 A lease lives only while a run is in flight: it is renewed by a heartbeat, released by the
 statement that writes the next `next_run_at` (see `run_writes`), and an expired one means its
 worker died: `take_over_expired` closes the dead worker's run ("worker lost") and hands the
-endpoint to the caller, who reschedules it.
+endpoint to the caller, who reschedules it. `lease_owner` holds a token per claim statement
+(`lease_token`), not just the worker id, so a write retried after a lost acknowledgement never
+touches a later lease of the same worker.
+
+The run row is inserted at claim time (possibly a little before its due time, when the
+scheduler claims ahead): its `started_at` is the expected start until the finish write
+records the real one. A worker that dies before starting the call therefore leaves a
+"worker lost" run and the slot is not retried: at most once per slot, never twice.
 
 Time: `now`/`horizon` come from the scheduler's clock (what "due" means), lease expiry from
 the database's `now()` (one clock for every worker, so skewed machines never steal leases).
