@@ -117,18 +117,16 @@ async def test_a_pause_set_during_a_run_is_honoured(
     assert row["next_run_source"] == "paused"
 
 
-async def test_requests_are_signed_with_the_users_keys(
+async def test_requests_are_signed_and_a_broken_key_fails_only_its_owner(
     rows: Rows, database_url: str, engine: AsyncEngine
 ) -> None:
     raw, _, prefix = generate_signing_key()
+    other_user = await rows.user()
     async with engine.begin() as conn:
-        await key_store.create(
-            conn,
-            rows.user_id,
-            encrypted=encrypt_signing_key(raw, "t" * 40),
-            prefix=prefix,
-            now=utc(),
-        )
+        for user, secret in ((rows.user_id, "t" * 40), (other_user, "another-secret" * 3)):
+            await key_store.create(
+                conn, user, encrypted=encrypt_signing_key(raw, secret), prefix=prefix, now=utc()
+            )
     seen: list[tuple[str, str]] = []
 
     async def signed(request: web.Request) -> web.StreamResponse:
@@ -138,10 +136,21 @@ async def test_requests_are_signed_with_the_users_keys(
 
     async with serve_target({"/signed": signed}) as target:
         await rows.endpoint(target.url("/signed"), first_at=utc())
+        rows.user_id, owner = other_user, rows.user_id
+        rows.job_id = await rows.job()
+        broken = await rows.endpoint(target.url("/ok/unsigned"), first_at=utc())
+        rows.user_id = owner
+
+        async def both_ran() -> bool:
+            return bool(seen) and await rows.run_count(broken, status="failed") >= 1
+
         async with running_scheduler(database_url, engine):
-            await until(lambda: bool(seen), timeout=5, what="a signed call")
+            await until(both_ran, timeout=5, what="a signed call and a refused one")
     signature, stamp = seen[0]
     assert signature == f"sha256={compute_signature(raw, int(stamp), b'')}"
+    run = (await rows.runs(broken))[0]
+    assert "signing keys unavailable" in run["error_message"]
+    assert target.count("/ok/unsigned") == 0, "never sent unsigned"
 
 
 async def test_stop_drains_running_calls_and_gives_back_waiting_ones(

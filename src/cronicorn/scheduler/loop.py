@@ -38,6 +38,7 @@ from cronicorn.scheduler.connection import ReconnectingConnection
 from cronicorn.scheduler.outcome import Execute, HttpOutcome
 from cronicorn.scheduler.planning import schedule_problem
 from cronicorn.scheduler.retention import RetentionPolicy, run_retention
+from cronicorn.scheduler.signing import BatchKeys
 from cronicorn.scheduler.wakeup import listen_for_wakeups
 from cronicorn.scheduler.writer import Done, Kind, RunWriter
 from cronicorn.store.claims import (
@@ -57,9 +58,7 @@ MAX_BACKOFF_S = 2.0
 
 
 class KeySource(Protocol):
-    def keys_for(
-        self, user_ids: Iterable[str], now: datetime
-    ) -> Awaitable[dict[str, list[bytes]]]: ...
+    def keys_for(self, user_ids: Iterable[str], now: datetime) -> Awaitable[BatchKeys]: ...
 
 
 def default_worker_id() -> str:
@@ -244,7 +243,7 @@ class Scheduler:
         return lease_token(self.config.worker_id, next(self._sequence))
 
     async def _start(self, claims: Sequence[Claimed], now: datetime) -> None:
-        keys, key_error = await self._signing_keys(claims, now)
+        keys = await self._signing_keys(claims, now)
         for claim in claims:
             self._held[claim.endpoint_id] = claim.lease
             if claim.run_id is None:
@@ -255,25 +254,25 @@ class Scheduler:
                     Done(Kind.CONFLICT, claim.endpoint_id, claim.lease, claim.due_at)
                 )
                 continue
-            task = asyncio.create_task(self._run_one(claim, keys.get(claim.user_id, []), key_error))
+            problem = keys.errors.get(claim.user_id)
+            if problem is not None:
+                problem = f"signing keys unavailable, request not sent: {problem}"
+            user_keys = keys.keys.get(claim.user_id, [])
+            task = asyncio.create_task(self._run_one(claim, user_keys, problem))
             self._waiting[task] = claim
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         metrics.IN_FLIGHT.set(len(self._held))
 
-    async def _signing_keys(
-        self, claims: Sequence[Claimed], now: datetime
-    ) -> tuple[dict[str, list[bytes]], str | None]:
-        if self._keys is None:
-            return {}, None
+    async def _signing_keys(self, claims: Sequence[Claimed], now: datetime) -> BatchKeys:
         users = {c.user_id for c in claims if c.run_id is not None}
-        if not users:
-            return {}, None
+        if self._keys is None or not users:
+            return BatchKeys()
         try:
-            return await self._keys.keys_for(users, now), None
+            return await self._keys.keys_for(users, now)
         except Exception as exc:
             log.warning("signing_keys_unavailable", error=str(exc)[:200])
-            return {}, f"signing keys unavailable, request not sent: {type(exc).__name__}"
+            return BatchKeys(errors={u: type(exc).__name__ for u in users})
 
     # -- one slot ---------------------------------------------------------------------------
     async def _run_one(self, claim: Claimed, keys: list[bytes], key_error: str | None) -> None:
