@@ -100,7 +100,7 @@ INSERT INTO endpoints (id, job_id, user_id, name, url, baseline_interval_ms, nex
                        max_response_size_kb, timeout_ms)
 SELECT 'e' || lpad(g::text, 7, '0'), 'bench-job', 'bench-user', 'e' || g,
        %(base)s || '/t/' || g, %(interval_ms)s,
-       %(start)s::timestamptz + (g * %(interval_ms)s / %(n)s) * interval '1 millisecond',
+       %(start)s::timestamptz + (g::bigint * %(interval_ms)s / %(n)s) * interval '1 millisecond',
        16, 5000
 FROM generate_series(0, %(n)s - 1) AS g
 """

@@ -4,6 +4,7 @@ paused and archived endpoints skipped, expired leases taken over, the due index 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -321,3 +322,9 @@ async def test_finish_statements_use_primary_keys(
         assert row is not None
         scans = _scans(row[0][0]["Plan"])
         assert not any(kind == "Seq Scan" for kind, _ in scans), scans
+
+
+def test_the_finish_reread_covers_every_field_of_the_governors_state() -> None:
+    from cronicorn.store.run_writes import _STATE_COLUMNS
+
+    assert set(_STATE_COLUMNS) == {f.name for f in dataclasses.fields(ScheduleState)}
