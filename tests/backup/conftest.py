@@ -16,6 +16,11 @@ PASSPHRASE = "correct horse battery staple"
 S3_CREDENTIALS = S3Config(access_key_id="testing", secret_access_key="testing", region="us-east-1")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers this marker; declare it too so `-p no:xdist` runs still collect.
+    config.addinivalue_line("markers", "xdist_group(name): keep these tests on one worker")
+
+
 @pytest.fixture
 def backup_dir(tmp_path: Path) -> Path:
     return tmp_path / "backups"

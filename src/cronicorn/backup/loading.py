@@ -91,7 +91,7 @@ class Contents:
 
 
 def inspect(url: str) -> Contents:
-    with pg.connect(url) as conn:
+    with pg.connect(url) as conn, pg.database_errors("reading the restored database"):
         tables = pg.user_tables(conn)
         counts = pg.row_counts(conn, tables)
         revision = pg.revision(conn)

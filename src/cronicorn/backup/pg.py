@@ -69,6 +69,16 @@ def connect_maintenance(url: str) -> psycopg.Connection[tuple[object, ...]]:
     raise last
 
 
+@contextlib.contextmanager
+def database_errors(what: str, fix: str = "") -> Iterator[None]:
+    """Turn a PostgreSQL error into one BackupError line: what failed, why, and the fix."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackupError(f"{what} failed: {reason}" + (f"; {fix}" if fix else "")) from None
+
+
 def server_version(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[str, int]:
     row = conn.execute(
         "SELECT current_setting('server_version'), current_setting('server_version_num')::int"
@@ -253,29 +263,36 @@ def has_tables(url: str) -> bool:
         return bool(user_tables(conn))
 
 
+_CREATEDB_FIX = "the database user needs the CREATEDB privilege (or use --target-db on one it owns)"
+
+
 def recreate_database(url: str, database: str, *, force: bool) -> None:
+    drop = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if force else "DROP DATABASE IF EXISTS {}"
     with connect_maintenance(url) as conn:
-        drop = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if force else "DROP DATABASE IF EXISTS {}"
         try:
             conn.execute(sql.SQL(drop).format(sql.Identifier(database)))
         except psycopg.errors.ObjectInUse:
             raise ActiveClients(
                 f"database {database!r} is in use by other sessions; close them or pass --force"
             ) from None
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
-        )
+        except psycopg.Error as exc:
+            raise BackupError(f"dropping database {database!r} failed: {exc}") from None
+        with database_errors(f"creating database {database!r}", _CREATEDB_FIX):
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
+            )
 
 
 def create_database(url: str, database: str) -> None:
-    with connect_maintenance(url) as conn:
+    fix = "grant CREATEDB to the database user, or verify with --scratch embedded"
+    with connect_maintenance(url) as conn, database_errors(f"creating database {database}", fix):
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
         )
 
 
 def drop_database(url: str, database: str) -> None:
-    with connect_maintenance(url) as conn:
+    with connect_maintenance(url) as conn, database_errors(f"dropping database {database}"):
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )

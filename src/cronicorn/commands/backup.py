@@ -16,6 +16,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import psycopg
 import typer
 from rich import box
 from rich.console import Console
@@ -28,6 +29,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichBar
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from cronicorn.backup.context import BackupContext
 from cronicorn.backup.create import CreateOptions, create_backup
@@ -86,6 +88,9 @@ def friendly(func: F) -> F:
             _fail(f"configuration error: {exc}", 2)
         except (BackupError, StartupError, EmbeddedError) as exc:
             _fail(str(exc), 1)
+        except (psycopg.Error, SQLAlchemyError) as exc:  # last resort: still one line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _fail(f"database error: {first}; check that PostgreSQL is up and reachable", 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
 
