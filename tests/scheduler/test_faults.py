@@ -52,6 +52,8 @@ async def _close(request: web.Request) -> web.StreamResponse:
 async def _nul(request: web.Request) -> web.StreamResponse:
     if request.query.get("kind") == "json":
         return web.Response(body=b'{"a":"x\\u0000y"}', content_type="application/json")
+    if request.query.get("kind") == "surrogate":  # valid JSON that jsonb refuses
+        return web.Response(body=b'{"a":"\\ud800"}', content_type="application/json")
     return web.Response(body=b"a\x00b\xff\xfe", content_type="text/plain")
 
 
@@ -79,6 +81,7 @@ async def test_faulty_targets_are_recorded_and_the_others_keep_running(
             "close": await rows.endpoint(target.url("/close")),
             "nul_json": await rows.endpoint(target.url("/nul?kind=json")),
             "nul_text": await rows.endpoint(target.url("/nul?kind=text")),
+            "surrogate": await rows.endpoint(target.url("/nul?kind=surrogate")),
             "forbidden": await rows.endpoint("http://169.254.169.254/latest/meta-data"),
         }
 
@@ -105,6 +108,8 @@ async def test_faulty_targets_are_recorded_and_the_others_keep_running(
     assert first["nul_text"]["status"] == "success"
     assert "\x00" not in first["nul_text"]["response_text"]
     assert "not allowed" in first["forbidden"]["error_message"]
+    assert first["surrogate"]["response_body"] is None
+    assert "response not stored" in first["surrogate"]["error_message"]
     good_runs = await rows.runs(good)
     assert all(r["status"] == "success" for r in good_runs)
 

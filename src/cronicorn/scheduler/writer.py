@@ -176,7 +176,9 @@ class RunWriter:
 
     async def _write(self, db: ReconnectingConnection, batch: Sequence[Done]) -> datetime | None:
         conn = await db.get()
-        async with conn.transaction():
+        # Pipeline mode: BEGIN travels with the locking read, the write with COMMIT, so a
+        # batch costs two round trips (each one waits behind a busy event loop).
+        async with conn.pipeline(), conn.transaction():
             leased = await lock_leased(conn, [(d.endpoint_id, d.lease) for d in batch])
             now = self._clock()
             outcomes: list[RunOutcome] = []
