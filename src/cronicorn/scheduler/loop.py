@@ -162,10 +162,9 @@ class Scheduler:
         finally:
             await self._drain(writer)
             quiet.set()
-            for task in helpers:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(task), 2.0)
+            for task in helpers:  # they hold nothing to flush: stop them now
                 task.cancel()
+            writer.cancel()  # done already, unless it gave up within the drain budget
             await asyncio.gather(*helpers, writer, return_exceptions=True)
             for holder in (self._claim_db, *self._write_dbs, self._maint_db, self._prune_db):
                 await holder.close()
