@@ -137,7 +137,6 @@ class Scheduler:
         self._capacity = asyncio.Event()
         self._draining = False
         self._wake_at: datetime | None = None  # when the idle claim loop next looks
-        self.started_at = time.monotonic()
 
     # -- public -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
