@@ -34,7 +34,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from cronicorn.backup.context import BackupContext
 from cronicorn.backup.create import CreateOptions, create_backup
 from cronicorn.backup.errors import BackupError
-from cronicorn.backup.layout import scan
+from cronicorn.backup.layout import Entry, scan
+from cronicorn.backup.manifest import read_manifest
 from cronicorn.backup.offsite import fetch, ship
 from cronicorn.backup.prune import prune
 from cronicorn.backup.restore import (
@@ -229,10 +230,7 @@ def create_command(
         out.print(f"  off-site: {manifest.offsite.url} (upload verified)", highlight=False)
 
 
-def _entry(path: Path) -> Any:
-    from cronicorn.backup.layout import Entry
-    from cronicorn.backup.manifest import read_manifest
-
+def _entry(path: Path) -> Entry:
     return Entry(path.name, path, read_manifest(path))
 
 
