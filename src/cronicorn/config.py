@@ -71,9 +71,7 @@ class Settings(BaseSettings):
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
     github_allowed_users_raw: str = Field(default="", alias="GITHUB_ALLOWED_USERS")
     rate_limit_read_rpm: int = Field(default=600, ge=1, le=1_000_000, alias="RATE_LIMIT_READ_RPM")
-    rate_limit_write_rpm: int = Field(
-        default=120, ge=1, le=1_000_000, alias="RATE_LIMIT_WRITE_RPM"
-    )
+    rate_limit_write_rpm: int = Field(default=120, ge=1, le=1_000_000, alias="RATE_LIMIT_WRITE_RPM")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_BODY_BYTES")
     # backups (cronicorn.backup)
     backup_schedule: str = Field(default="0 2 * * *", alias="BACKUP_SCHEDULE")
