@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import NO_RATE_LIMITS, Client, Served, credentials, make_user
 from conftest import PgServer
-from cronicorn.api.runs import close_dispatcher
+from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.app import create_app
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime

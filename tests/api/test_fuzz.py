@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from api.api_support import NO_RATE_LIMITS, add_run, add_session, credentials
-from cronicorn.api.runs import close_dispatcher
+from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.app import create_app
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Client, Served, add_run, add_session
+from cronicorn.api.schemas.history import RunList, RunListItem
 from cronicorn.signing import verify
 from cronicorn.store import signing_keys as key_store
 from support import serve_app
@@ -206,6 +207,9 @@ async def test_runs_health_sessions_over_http(served: Served, engine: AsyncEngin
         )
     status, page = await a.call("GET", f"/endpoints/{ep['id']}/runs", limit=2, offset=1)
     assert status == 200
+    RunList.model_validate(page)  # the hand-written JSON matches the documented model
+    aliases = {f.alias for f in RunListItem.model_fields.values()}
+    assert set(page["runs"][0]) == aliases
     assert (page["total"], [r["runId"] for r in page["runs"]]) == (5, run_ids[1:3])
     _, failed = await a.call("GET", f"/endpoints/{ep['id']}/runs", status="failed")
     assert failed["total"] == 1

@@ -7,14 +7,14 @@ than a failed run later.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
-from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
+from cronicorn.api.deps import ConnDep, UserDep
 from cronicorn.api.schemas.common import NowDep, require_id
 from cronicorn.api.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
-from cronicorn.dispatch import UrlNotAllowed, check_url
+from cronicorn.dispatch import DispatchConfig, Dispatcher, UrlNotAllowed
 from cronicorn.runtime import Runtime
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store.errors import Invalid
@@ -24,24 +24,50 @@ router = APIRouter(tags=["Endpoints"])
 JobIdPath = Annotated[str, Path(alias="jobId")]
 
 
-async def ensure_url_allowed(runtime: Runtime, url: str, field: str = "url") -> None:
+async def ensure_url_allowed(dispatcher: Dispatcher, url: str, field: str = "url") -> None:
     """The dispatcher's SSRF check at create/edit time: a refused URL is a 422 on `url`."""
-    reason = await url_refusal(runtime, url)
+    reason = await url_refusal(dispatcher, url)
     if reason is not None:
         raise Invalid(field, f"URL not allowed: {reason}")
 
 
-async def url_refusal(runtime: Runtime, url: str) -> str | None:
+async def url_refusal(dispatcher: Dispatcher, url: str) -> str | None:
     """Why the dispatcher would refuse this URL (scheme, blocked address, a name resolving to
-    one), or None. A name that does not resolve yet passes: the service may not be up."""
+    one), or None. A name that does not resolve yet passes: the service may not be up. The
+    dispatcher's resolver caches answers and merges concurrent lookups of one name."""
     try:
-        await check_url(url, runtime.settings.allow_networks, dns_timeout_s=DNS_TIMEOUT_S)
+        await dispatcher.check_url(url)
     except UrlNotAllowed as exc:
         return exc.reason
     return None
 
 
-DNS_TIMEOUT_S = 2.0
+async def get_dispatcher(request: Request) -> Dispatcher:
+    """The API process's one dispatcher, created on first use and kept on the app state."""
+    state = request.app.state
+    dispatcher: Dispatcher | None = getattr(state, "dispatcher", None)
+    if dispatcher is not None:
+        return dispatcher
+    runtime: Runtime = state.runtime
+    fresh = Dispatcher(DispatchConfig(allow_networks=runtime.settings.allow_networks))
+    await fresh.start()
+    current: Dispatcher | None = getattr(state, "dispatcher", None)
+    if current is not None:  # another request won the race meanwhile
+        await fresh.close()
+        return current
+    state.dispatcher = fresh
+    return fresh
+
+
+async def close_dispatcher(app: Any) -> None:
+    """Close the dispatcher `get_dispatcher` made, if any (process shutdown)."""
+    dispatcher: Dispatcher | None = getattr(app.state, "dispatcher", None)
+    app.state.dispatcher = None
+    if dispatcher is not None:
+        await dispatcher.close()
+
+
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 @router.post(
@@ -52,11 +78,11 @@ async def create_endpoint(
     body: EndpointCreate,
     user: UserDep,
     conn: ConnDep,
-    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
     now: NowDep,
 ) -> Endpoint:
     job_id = require_id(job, "Job")
-    await ensure_url_allowed(runtime, body.url)
+    await ensure_url_allowed(dispatcher, body.url)
     row = await endpoint_store.create(conn, user.user_id, job_id, body.model_dump(), now)
     return Endpoint.of(row)
 
@@ -95,7 +121,7 @@ async def patch_endpoint(
     body: EndpointPatch,
     user: UserDep,
     conn: ConnDep,
-    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
     now: NowDep,
 ) -> Endpoint:
     changes = body.changes()
@@ -103,7 +129,7 @@ async def patch_endpoint(
     job_id = require_id(job, "Endpoint")
     await endpoint_store.get(conn, user.user_id, endpoint_id, job_id=job_id)
     if changes.get("url") is not None:
-        await ensure_url_allowed(runtime, changes["url"])
+        await ensure_url_allowed(dispatcher, changes["url"])
     row = await endpoint_store.update_config(
         conn, user.user_id, endpoint_id, changes, now, job_id=job_id
     )

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
-from cronicorn.api.endpoints import url_refusal
+from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.endpoints import DispatcherDep, url_refusal
 from cronicorn.api.schemas.common import NowDep, camel, iso_ms
 from cronicorn.api.schemas.endpoints import EndpointCreate
 from cronicorn.api.schemas.transfer import (
@@ -201,11 +201,11 @@ async def import_route(
     body: TransferDocument,
     user: UserDep,
     conn: ConnDep,
-    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
     now: NowDep,
     dry_run: Annotated[bool, Query(alias="dryRun")] = False,
 ) -> ImportReport:
     async def check(url: str) -> str | None:
-        return await url_refusal(runtime, url)
+        return await url_refusal(dispatcher, url)
 
     return await import_document(conn, user.user_id, body, now, check_url=check, dry_run=dry_run)

@@ -20,6 +20,7 @@ from cronicorn.api.schemas.common import camel
 from cronicorn.api.schemas.transfer import ImportReport, TransferDocument
 from cronicorn.api.transfer import export_document, import_document
 from cronicorn.config import load_settings
+from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.runtime import Runtime
 from cronicorn.serve import check_database, database
 from cronicorn.store import users
@@ -147,10 +148,12 @@ async def _import(
 ) -> ImportReport:
     user_id = await _user_id(runtime, email)
 
-    async def check(url: str) -> str | None:
-        return await url_refusal(runtime, url)
+    config = DispatchConfig(allow_networks=runtime.settings.allow_networks)
+    async with Dispatcher(config) as dispatcher, runtime.engine.begin() as conn:
 
-    async with runtime.engine.begin() as conn:
+        async def check(url: str) -> str | None:
+            return await url_refusal(dispatcher, url)
+
         return await import_document(
             conn, user_id, doc, datetime.now(UTC), check_url=check, dry_run=dry_run
         )

@@ -220,7 +220,7 @@ async def create(
     conn: AsyncConnection, user_id: str, job_id: str, config: dict[str, Any], now: datetime
 ) -> EndpointRow:
     """Add an endpoint to the caller's (non-archived) job; its first run is planned now."""
-    job = await job_store.get(conn, user_id, job_id, for_update=True)
+    job = await job_store.get(conn, user_id, job_id, for_share=True)
     if job.status == "archived":
         raise Conflict("Job is archived; endpoints cannot be added to it")
     values = {name: config.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}

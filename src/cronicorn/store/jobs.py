@@ -67,12 +67,21 @@ async def create(
 
 
 async def get(
-    conn: AsyncConnection, user_id: str, job_id: str, *, for_update: bool = False
+    conn: AsyncConnection,
+    user_id: str,
+    job_id: str,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
 ) -> JobRow:
-    """The caller's job, or `NotFound` (also when another user owns it)."""
+    """The caller's job, or `NotFound` (also when another user owns it). `for_share` keeps
+    its status from changing until commit while letting other readers (e.g. concurrent
+    endpoint creates) through; `for_update` is exclusive."""
     query = select(jobs).where(jobs.c.id == job_id, jobs.c.user_id == user_id)
     if for_update:
         query = query.with_for_update()
+    elif for_share:
+        query = query.with_for_update(read=True)
     row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound("Job")

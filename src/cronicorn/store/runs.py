@@ -1,16 +1,17 @@
 """Reading run history (the scheduler writes runs; the API records only manual test runs).
 
-Every query is scoped by the runs' own `user_id` column as well as the endpoint's, so another
-user's endpoint id is a 404 rather than an empty list (reference §2.7 returned 200-empty).
+Every read first checks that the endpoint (or run) belongs to the caller, so another user's
+endpoint id is a 404 rather than an empty list (reference §2.7 returned 200-empty).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, func, insert, or_, select
+from sqlalchemy import TextClause, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
@@ -62,10 +63,6 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _summary(m: RowMapping) -> RunSummary:
-    return RunSummary(**{c.name: m[c.name] for c in _SUMMARY_COLUMNS})
-
-
 async def _require_endpoint(conn: AsyncConnection, user_id: str, endpoint_id: str) -> None:
     found = await conn.scalar(
         select(endpoints.c.id).where(endpoints.c.id == endpoint_id, endpoints.c.user_id == user_id)
@@ -85,25 +82,57 @@ async def list_for_endpoint(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[RunSummary], int]:
-    """A page of the endpoint's runs, newest first, and the total matching the filters."""
-    await _require_endpoint(conn, user_id, endpoint_id)
-    conditions = [runs.c.endpoint_id == endpoint_id, runs.c.user_id == user_id]
-    if status is not None:
-        conditions.append(runs.c.status == status)
-    if since is not None:
-        conditions.append(runs.c.started_at >= since)
-    if until is not None:
-        conditions.append(runs.c.started_at < until)
-    where = and_(*conditions)
-    page = await conn.execute(
-        select(*_SUMMARY_COLUMNS)
-        .where(where)
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    total = await conn.scalar(select(func.count()).select_from(runs).where(where))
-    return [_summary(r._mapping) for r in page], int(total or 0)
+    """A page of the endpoint's runs, newest first, and the total matching the filters.
+
+    One explicit statement (ownership, count and page in one round trip; this is the hottest
+    read of the API, and as text it costs a third of the Core version's Python time). Runs
+    are matched through the owned endpoint's id, never by `user_id`, so the count is an
+    index-only scan of (endpoint_id, …)."""
+    params: dict[str, Any] = {
+        "endpoint_id": endpoint_id,
+        "user_id": user_id,
+        "status": status,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "offset": offset,
+    }
+    statement = _list_statement(status is not None, since is not None, until is not None)
+    rows = (await conn.execute(statement, params)).all()
+    if not rows or rows[0].owned is None:
+        raise NotFound("Endpoint")
+    items = [RunSummary(*row[2:]) for row in rows if row.id is not None]
+    return items, int(rows[0].total)
+
+
+_LIST_SQL = """
+WITH owned AS (SELECT id FROM endpoints WHERE id = :endpoint_id AND user_id = :user_id)
+SELECT (SELECT id FROM owned) AS owned,
+       (SELECT count(*) FROM runs WHERE {where}) AS total,
+       page.*
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT id, endpoint_id, status, source, attempt, due_at, started_at, finished_at,
+           duration_ms, status_code, error_message
+    FROM runs WHERE {where}
+    ORDER BY started_at DESC, id DESC
+    LIMIT :limit OFFSET :offset
+) AS page ON true
+ORDER BY page.started_at DESC, page.id DESC
+"""
+
+
+@functools.cache
+def _list_statement(by_status: bool, by_since: bool, by_until: bool) -> TextClause:
+    """The list query for one combination of filters (static SQL fragments only)."""
+    where = ["endpoint_id = (SELECT id FROM owned)"]
+    if by_status:
+        where.append("status = :status")
+    if by_since:
+        where.append("started_at >= :since")
+    if by_until:
+        where.append("started_at < :until")
+    return text(_LIST_SQL.format(where=" AND ".join(where)))
 
 
 async def get_detail(conn: AsyncConnection, user_id: str, run_id: str) -> RunDetail:
@@ -146,7 +175,7 @@ async def health(
     """Counts over the window, the latest run, and the current streak of failed runs
     (failures since the last success, whatever the window)."""
     await _require_endpoint(conn, user_id, endpoint_id)
-    mine = and_(runs.c.endpoint_id == endpoint_id, runs.c.user_id == user_id)
+    mine = runs.c.endpoint_id == endpoint_id
     counts = (
         await conn.execute(
             select(

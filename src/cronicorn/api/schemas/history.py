@@ -8,10 +8,12 @@ from pydantic import Field, JsonValue
 
 from cronicorn.api.schemas.common import Out, UtcDatetime
 from cronicorn.store.ai_sessions import SessionRow
-from cronicorn.store.runs import HealthSummary, RunDetail, RunSummary
+from cronicorn.store.runs import HealthSummary, RunDetail
 
 
 class RunListItem(Out):
+    """Serialised by hand in `api/runs.py` (hot path); a test keeps the two in step."""
+
     run_id: str
     endpoint_id: str
     status: str
@@ -23,22 +25,6 @@ class RunListItem(Out):
     duration_ms: int | None
     status_code: int | None
     error_message: str | None
-
-    @classmethod
-    def of(cls, run: RunSummary) -> RunListItem:
-        return cls(
-            run_id=run.id,
-            endpoint_id=run.endpoint_id,
-            status=run.status,
-            source=run.source,
-            attempt=run.attempt,
-            due_at=run.due_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            duration_ms=run.duration_ms,
-            status_code=run.status_code,
-            error_message=run.error_message,
-        )
 
 
 class RunList(Out):

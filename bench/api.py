@@ -1,0 +1,319 @@
+"""API latency benchmark: the real `cronicorn api` process over HTTP.
+
+Builds a database (an embedded PostgreSQL under a temporary CRONICORN_HOME, or
+BENCH_DATABASE_URL) with one user, 20 jobs x 5 endpoints and 100,000 runs (20,000 on one
+endpoint, the rest spread over the others), starts `cronicorn api` (or the same app under
+uvicorn with `--server uvicorn`), then drives each route open-loop at a
+fixed rate (requests are sent on schedule whether or not earlier ones finished, so queueing
+shows in the latency) and prints requests/s, p50 and p99. A closed-loop pass with 16
+connections measures throughput.
+
+    .venv/bin/python bench/api.py [--rate 200] [--seconds 10] [--runs 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "cronicorn")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cli(*args: str, env: dict[str, str]) -> str:
+    done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"cronicorn {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+# -- data -----------------------------------------------------------------------------------
+async def make_api_key(url: str) -> tuple[str, str]:
+    """A user and a raw API key for it (through the accounts code, as the CLI would)."""
+    from cronicorn.auth import service
+    from cronicorn.store.db import make_async_engine
+
+    engine = make_async_engine(url, pool_size=1, max_overflow=0)
+    try:
+        user_id, key = await service.create_user_with_api_key(engine, "bench@example.com")
+    finally:
+        await engine.dispose()
+    return user_id, key
+
+
+def seed(url: str, user_id: str, runs: int, deep: int) -> tuple[str, str, str]:
+    """20 jobs x 5 endpoints and `runs` runs: `deep` of them on one endpoint (a long history,
+    as with retention off), the rest spread evenly over the other 99 (about what the default
+    per-endpoint retention of 1,000 keeps). Returns (a job id, a typical endpoint, the deep
+    endpoint)."""
+    from cronicorn.domain.ids import new_id
+
+    now = datetime.now(UTC)
+    with psycopg.connect(url) as conn:
+        job_ids = [new_id() for _ in range(20)]
+        endpoint_ids: list[str] = []
+        for n, job_id in enumerate(job_ids):
+            conn.execute(
+                "INSERT INTO jobs (id, user_id, name) VALUES (%s, %s, %s)",
+                (job_id, user_id, f"job-{n}"),
+            )
+            for m in range(5):
+                endpoint_id = new_id()
+                endpoint_ids.append(endpoint_id)
+                conn.execute(
+                    "INSERT INTO endpoints (id, job_id, user_id, name, url, baseline_interval_ms,"
+                    " next_run_at) VALUES (%s, %s, %s, %s, 'https://example.com/x', 60000, %s)",
+                    (endpoint_id, job_id, user_id, f"ep-{m}", now),
+                )
+        deep_id, others = endpoint_ids[0], endpoint_ids[1:]
+        conn.execute(
+            "INSERT INTO runs (id, endpoint_id, user_id, status, source, started_at,"
+            " finished_at, duration_ms, status_code)"
+            " SELECT gen_random_uuid()::text, CASE WHEN i <= %s THEN %s"
+            "   ELSE (%s::text[])[1 + i %% 99] END, %s,"
+            "   CASE WHEN i %% 10 = 0 THEN 'failed' ELSE 'success' END, 'baseline-interval',"
+            "   now() - i * interval '1 second', now() - i * interval '1 second', 120, 200"
+            " FROM generate_series(1, %s) AS i",
+            (deep, deep_id, others, user_id, runs),
+        )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return job_ids[0], others[0], deep_id
+
+
+# -- load -----------------------------------------------------------------------------------
+@dataclass
+class Result:
+    name: str
+    sent: int
+    ok: int
+    seconds: float
+    latencies_ms: list[float]
+
+    def row(self) -> str:
+        lat = sorted(self.latencies_ms)
+        p50 = statistics.median(lat) if lat else float("nan")
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+        rate = self.ok / self.seconds if self.seconds else 0.0
+        errors = self.sent - self.ok
+        return f"| {self.name:<34} | {rate:8.1f} | {p50:7.2f} | {p99:7.2f} | {errors:6} |"
+
+
+Request = Callable[[int], tuple[str, str, Any]]
+
+
+async def open_loop(
+    http: aiohttp.ClientSession, name: str, make: Request, rate: float, seconds: float
+) -> Result:
+    """Send `rate` requests per second for `seconds`, each at its scheduled instant."""
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    ok = 0
+
+    async def one(i: int) -> None:
+        nonlocal ok
+        method, url, body = make(i)
+        started = time.perf_counter()
+        async with http.request(method, url, json=body) as resp:
+            await resp.read()
+            if resp.status < 400:
+                ok += 1
+        latencies.append((time.perf_counter() - started) * 1000)
+
+    begin = time.perf_counter()
+    tasks = []
+    for i in range(total):
+        delay = begin + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return Result(name, total, ok, time.perf_counter() - begin, latencies)
+
+
+async def closed_loop(
+    http: aiohttp.ClientSession, name: str, url: str, connections: int, seconds: float
+) -> Result:
+    latencies: list[float] = []
+    ok = sent = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal ok, sent
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            async with http.get(url) as resp:
+                await resp.read()
+                sent += 1
+                ok += resp.status < 400
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return Result(name, sent, ok, time.perf_counter() - begin, latencies)
+
+
+async def drive(
+    base: str, key: str, ids: tuple[str, str, str], rate: float, seconds: float
+) -> None:
+    job_id, typical, deep = ids
+    headers = {"x-api-key": key}
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
+        for _ in range(50):  # warm up connections and caches
+            async with http.get(f"{base}/api/jobs") as resp:
+                await resp.read()
+
+        def list_jobs(i: int) -> tuple[str, str, Any]:
+            return "GET", f"{base}/api/jobs", None
+
+        def list_runs(i: int) -> tuple[str, str, Any]:
+            path = f"/api/endpoints/{typical}/runs?limit=100&offset={(i % 8) * 100}"
+            return "GET", base + path, None
+
+        def list_deep_runs(i: int) -> tuple[str, str, Any]:
+            path = f"/api/endpoints/{deep}/runs?limit=100&offset={(i % 10) * 100}"
+            return "GET", base + path, None
+
+        def create_endpoint(i: int) -> tuple[str, str, Any]:
+            # An IP literal: the SSRF check needs no DNS (this sandbox has no resolver; in
+            # production a host name costs one lookup per host a minute, cached).
+            body = {
+                "name": f"new-{i}",
+                "url": "https://93.184.215.14/n",
+                "baselineIntervalMs": 60000,
+            }
+            return "POST", f"{base}/api/jobs/{job_id}/endpoints", body
+
+        results = [
+            await open_loop(http, f"GET /jobs @{rate:g}/s", list_jobs, rate, seconds),
+            await open_loop(http, f"GET …/runs (~800 runs) @{rate:g}/s", list_runs, rate, seconds),
+            await open_loop(
+                http, f"GET …/runs (deep history) @{rate:g}/s", list_deep_runs, rate, seconds
+            ),
+            await open_loop(
+                http, f"POST /jobs/{{id}}/endpoints @{rate:g}/s", create_endpoint, rate, seconds
+            ),
+            await closed_loop(http, "GET /jobs, 16 connections", f"{base}/api/jobs", 16, seconds),
+        ]
+    print("| route                              |  req/s   | p50 ms  | p99 ms  | errors |")
+    print("|------------------------------------|----------|---------|---------|--------|")
+    for result in results:
+        print(result.row())
+
+
+# -- main -----------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--deep", type=int, default=20_000, help="runs on the deep endpoint")
+    parser.add_argument(
+        "--server",
+        choices=["cli", "uvicorn"],
+        default="cli",
+        help="cli: `cronicorn api`; uvicorn: the same app with uvicorn binding the port itself",
+    )
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-"))
+    port = free_port()
+    env = {
+        **os.environ,
+        "CRONICORN_HOME": str(home),
+        "AUTH_SECRET": "b" * 48,
+        "LOG_LEVEL": "warning",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        # The benchmark measures the routes, not the per-key limiter (600 reads/min default).
+        "RATE_LIMIT_READ_RPM": "1000000",
+        "RATE_LIMIT_WRITE_RPM": "1000000",
+    }
+    external = os.environ.get("BENCH_DATABASE_URL")
+    api: subprocess.Popen[str] | None = None
+    try:
+        if external:
+            env["DATABASE_URL"] = external
+        else:
+            env.pop("DATABASE_URL", None)
+            cli("db", "start", env=env)
+        cli("migrate", env=env)
+        url = external or cli("db", "url", env=env)
+        user_id, key = asyncio.run(make_api_key(url))
+        started = time.perf_counter()
+        ids = seed(url, user_id, args.runs, args.deep)
+        print(f"seeded 100 endpoints and {args.runs} runs in {time.perf_counter() - started:.1f}s")
+        command = [CLI, "api"] if args.server == "cli" else [sys.executable, "-c", UVICORN_MAIN]
+        api = subprocess.Popen(command, env={**env, "DATABASE_URL": url}, text=True)
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base)
+        load = os.getloadavg()
+        cpus = os.cpu_count()
+        print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cpus} CPUs")
+        asyncio.run(drive(base, key, ids, args.rate, args.seconds))
+        load = os.getloadavg()
+        print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(30)
+        if not external:
+            subprocess.run(
+                [CLI, "db", "stop", "--force"], env=env, capture_output=True, check=False
+            )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+UVICORN_MAIN = """
+import os, uvicorn
+from cronicorn.app import create_app
+from cronicorn.config import load_settings
+from cronicorn.logs import configure
+from cronicorn.runtime import Runtime
+settings = load_settings()
+configure(settings.log_level, settings.log_format)
+app = create_app(Runtime.create(settings, os.environ["DATABASE_URL"]))
+uvicorn.run(app, host="127.0.0.1", port=settings.port, log_config=None, access_log=False)
+"""
+
+
+def wait_healthy(base: str) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("cronicorn api did not become healthy within 60 s")
+
+
+if __name__ == "__main__":
+    main()
