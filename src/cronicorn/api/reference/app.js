@@ -46,7 +46,10 @@ function operation(doc, server, method, path, op) {
       else if (p.in === "query") query.set(p.name, input.value);
     }
     if ([...query].length) url += "?" + query;
-    const headers = { "x-api-key": keyInput.value };
+    const headers = {};
+    if (keyInput.value) headers["x-api-key"] = keyInput.value;
+    const csrf = document.cookie.match(/(?:^|; )cronicorn_csrf=([^;]*)/); // signed-in browsers
+    if (csrf) headers["X-CSRF-Token"] = decodeURIComponent(csrf[1]);
     if (body) headers["content-type"] = "application/json";
     out.textContent = "…";
     try {
