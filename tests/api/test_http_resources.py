@@ -88,6 +88,21 @@ async def test_validation_errors_name_the_field(served: Served) -> None:
     status, reply = await a.call("PATCH", f"/jobs/{job['id']}", {"name": None})
     assert status == 422
     assert _error(reply)["details"][0]["path"] == "name"
+    # What PostgreSQL cannot store is a 422, not a database error.
+    for body, path in [
+        ({"name": "a\u0000b"}, "name"),
+        ({"name": "a\ud800b"}, "name"),
+    ]:
+        status, reply = await a.call("POST", "/jobs", body)
+        assert (status, _error(reply)["details"][0]["path"]) == (422, path)
+    status, reply = await a.call(
+        "POST", f"/jobs/{job['id']}/endpoints", {**ENDPOINT, "bodyJson": {"k\u0000": 1}}
+    )
+    assert (status, _error(reply)["details"][0]["path"]) == (422, "bodyJson")
+    window = {"startDate": "2025-01-01", "endDate": "2025-01-02", "source": "a\u0000"}
+    assert (await a.call("GET", "/dashboard/stats", **window))[0] == 422
+    ancient = {"startDate": "0001-01-01T00:00:00+00:01", "endDate": "2025-01-01"}
+    assert (await a.call("GET", "/dashboard/stats", **ancient))[0] == 422
 
 
 async def test_malformed_and_unknown_ids_are_404(served: Served) -> None:
