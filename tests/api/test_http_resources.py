@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Client, Served, add_run, add_session
+from cronicorn.api.deps import set_clock
 from cronicorn.api.schemas.history import RunList, RunListItem
 from cronicorn.signing import verify
 from cronicorn.store import signing_keys as key_store
@@ -393,3 +394,26 @@ async def test_run_now_calls_signs_and_records(served: Served) -> None:
     assert _error(body)["details"][0]["path"] == "url"
     await a.call("POST", f"/jobs/{job['id']}/endpoints/{ep['id']}/archive")
     assert (await a.call("POST", f"/endpoints/{ep['id']}/test"))[0] == 409
+
+
+async def test_job_resume_after_downtime_runs_once(served: Served) -> None:
+    """Driven by the app's clock: a job paused for hours resumes with one catch-up run per
+    endpoint (now), then each endpoint is back on its grid."""
+    a = served.a
+    clock = {"now": datetime(2025, 6, 1, 12, 0, tzinfo=UTC)}
+    set_clock(served.app, lambda: clock["now"])
+    job = await _job(a)
+    ep = await _endpoint(a, job["id"])
+    assert ep["nextRunAt"] == "2025-06-01T12:01:00.000Z"
+    await a.call("POST", f"/jobs/{job['id']}/pause")
+    clock["now"] += timedelta(hours=3)
+    status, resumed = await a.call("POST", f"/jobs/{job['id']}/resume")
+    assert (status, resumed["status"]) == (200, "active")
+    after = (await a.call("GET", f"/jobs/{job['id']}/endpoints/{ep['id']}"))[1]
+    assert (after["nextRunAt"], after["nextRunSource"]) == ("2025-06-01T15:00:00.000Z", "misfire")
+    status, preview = await a.call("GET", f"/endpoints/{ep['id']}/preview", count=3)
+    assert [p["at"] for p in preview["runs"]] == [
+        "2025-06-01T15:00:00.000Z",
+        "2025-06-01T15:01:00.000Z",
+        "2025-06-01T15:02:00.000Z",
+    ]

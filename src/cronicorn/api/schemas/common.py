@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from cronicorn.api.deps import Clock, get_clock
 from cronicorn.api.errors import ApiError, envelope
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 
@@ -100,11 +101,9 @@ def require_id(value: str, what: str) -> str:
     return value
 
 
-def get_now(request: Request) -> datetime:
-    """The request's clock: `app.state.clock` when a test installs one, else the wall clock."""
-    clock = getattr(request.app.state, "clock", None)
-    now: datetime = clock() if clock is not None else datetime.now(UTC)
-    return now
+def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
+    """This request's "now", read once from the app's clock (`deps.set_clock` in tests)."""
+    return clock()
 
 
 NowDep = Annotated[datetime, Depends(get_now)]
