@@ -60,6 +60,8 @@ async def test_job_lifecycle(served: Served) -> None:
     status, archived = await a.call("DELETE", f"/jobs/{job['id']}")
     assert (status, archived["status"]) == (200, "archived")
     assert archived["archivedAt"] is not None
+    status, again = await a.call("POST", f"/jobs/{job['id']}/archive")  # idempotent alias
+    assert (status, again["archivedAt"]) == (200, archived["archivedAt"])
     for action in ("resume", "pause"):
         status, body = await a.call("POST", f"/jobs/{job['id']}/{action}")
         assert status == 409

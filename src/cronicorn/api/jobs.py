@@ -48,6 +48,11 @@ async def patch_job(id: str, body: JobPatch, user: UserDep, conn: ConnDep, now: 
 
 
 @router.delete("/jobs/{id}", response_model=Job, summary="Archive a job (soft delete)")
+@router.post(
+    "/jobs/{id}/archive",
+    response_model=Job,
+    summary="Archive a job (same as DELETE /jobs/{id}; the path the reference's docs show)",
+)
 async def archive_job(id: str, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
     _, after = await job_store.transition(
         conn, user.user_id, require_id(id, "Job"), "archived", now

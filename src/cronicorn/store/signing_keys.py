@@ -6,7 +6,6 @@ invalidated the old key at once). Keys are stored encrypted; callers pass cipher
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -156,7 +155,8 @@ async def load_signing_keys(
 
 
 def _default_decrypt() -> Decrypt:
-    """The dispatcher's key decryption (imported late: store does not depend on dispatch)."""
-    module = importlib.import_module("cronicorn.dispatch.signing")
-    decrypt: Decrypt = module.decrypt_signing_key
-    return decrypt
+    """The dispatcher's key decryption (imported late: `store` does not depend on `dispatch`
+    at import time)."""
+    from cronicorn.dispatch.signing import decrypt_signing_key
+
+    return decrypt_signing_key
