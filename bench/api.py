@@ -217,6 +217,9 @@ async def drive(
                 http, f"POST /jobs/{{id}}/endpoints @{rate:g}/s", create_endpoint, rate, seconds
             ),
             await closed_loop(http, "GET /jobs, 16 connections", f"{base}/api/jobs", 16, seconds),
+            await closed_loop(
+                http, "GET /health (no auth), 16 conns", f"{base}/api/health", 16, seconds
+            ),
         ]
     print("| route                              |  req/s   | p50 ms  | p99 ms  | errors |")
     print("|------------------------------------|----------|---------|---------|--------|")
