@@ -41,6 +41,7 @@ WORKER_LOST = "worker lost"
 
 _CLAIMABLE = """
     e2.archived_at IS NULL
+    AND e2.job_active
     AND e2.lease_until IS NULL
     AND (e2.paused_until IS NULL OR e2.paused_until <= %(now)s)
     AND j.status = 'active'

@@ -178,6 +178,9 @@ endpoints = Table(
     Column("last_due_at", TZ),
     Column("last_run_at", TZ),
     Column("failure_count", Integer, nullable=False, server_default=text("0")),
+    # Copy of `jobs.status = 'active'`, kept by triggers (migration 0003), so endpoints of a
+    # paused or archived job drop out of the claim index instead of being skipped on every scan.
+    Column("job_active", Boolean, nullable=False, server_default=text("true")),
     Column("lease_owner", Text),
     Column("lease_until", TZ),
     Column("version", BigInteger, nullable=False, server_default=text("1")),
@@ -190,11 +193,11 @@ endpoints = Table(
     CheckConstraint("failure_count >= 0", name="failure_count"),
     Index("ix_endpoints_job_id", "job_id"),
     Index("ix_endpoints_user_id", "user_id"),
-    # The claim query: due, not archived, no live lease, oldest first.
+    # The claim query: due, not archived, job active, oldest first.
     Index(
         "ix_endpoints_due",
         "next_run_at",
-        postgresql_where=text("archived_at IS NULL"),
+        postgresql_where=text("archived_at IS NULL AND job_active"),
     ),
     Index(
         "ix_endpoints_lease_until",
