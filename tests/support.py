@@ -29,7 +29,7 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def serve_app(app: FastAPI) -> AsyncIterator[str]:
     """Run an ASGI app under uvicorn on a free loopback port; yield its base URL."""
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))

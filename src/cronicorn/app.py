@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import create_api
+from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
@@ -40,6 +41,8 @@ async def supervise(name: str, role: Role, runtime: Runtime, stop: asyncio.Event
 
 
 def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> FastAPI:
+    api = create_api(runtime)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
@@ -56,11 +59,13 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            # Mounted sub-apps get no lifespan events: close what the API opened here.
+            await close_dispatcher(api)
             await runtime.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
-    app.mount("/api", create_api(runtime))
+    app.mount("/api", api)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
     app.include_router(device_page.router, prefix="/device")
 
