@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cronicorn.api.auth_common import invalid_input
 from cronicorn.api.deps import ClockDep, ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import iso_ms
+from cronicorn.api.schemas.common import Text, iso_ms
 from cronicorn.auth import service
 from cronicorn.auth.errors import ApiKeyNotFound, InvalidInput
 from cronicorn.store import api_keys
@@ -30,7 +30,7 @@ MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600
 class CreateKey(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     expires_in: int | None = Field(
         default=None, alias="expiresIn", gt=0, le=MAX_EXPIRES_IN_S, description="seconds"
     )
@@ -39,7 +39,7 @@ class CreateKey(BaseModel):
 class DeleteKey(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    key_id: str = Field(alias="keyId", max_length=100)
+    key_id: Text = Field(alias="keyId", max_length=100)
 
 
 def key_json(row: ApiKeyRow) -> dict[str, Any]:

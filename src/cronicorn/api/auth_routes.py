@@ -27,7 +27,7 @@ from cronicorn.api.auth_common import (
 from cronicorn.api.cookies import cleared_cookies, session_token
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep, UserDep, optional_identity
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import iso_ms
+from cronicorn.api.schemas.common import Text, iso_ms
 from cronicorn.auth import service
 from cronicorn.auth.errors import InvalidCredentials, InvalidInput, SignupDisabled, UserExists
 from cronicorn.auth.tokens import csrf_token
@@ -42,12 +42,12 @@ class _Body(BaseModel):
 
 
 class SignIn(_Body):
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=1024)
 
 
 class SignUp(SignIn):
-    name: str | None = Field(default=None, max_length=200)
+    name: Text | None = Field(default=None, max_length=200)
 
 
 @router.get("/config", include_in_schema=False)

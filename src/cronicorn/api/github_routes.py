@@ -19,6 +19,7 @@ from cronicorn.api.auth_common import open_browser_session, with_cookies
 from cronicorn.api.cookies import session_cookie_attributes
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep
 from cronicorn.api.errors import ApiError
+from cronicorn.api.schemas.common import Text
 from cronicorn.auth import github
 from cronicorn.auth.errors import OAuthError
 from cronicorn.logs import get_logger
@@ -33,8 +34,8 @@ STATE_COOKIE = "cronicorn_oauth"
 class Social(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
-    provider: str = Field(max_length=50)
-    callback_url: str | None = Field(default=None, alias="callbackURL", max_length=2000)
+    provider: Text = Field(max_length=50)
+    callback_url: Text | None = Field(default=None, alias="callbackURL", max_length=2000)
 
 
 def _start(runtime: Runtime, redirect: str | None) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cronicorn.api.auth_common import invalid_input, user_json
 from cronicorn.api.deps import AdminDep, ClockDep, ConnDep
 from cronicorn.api.errors import ApiError
+from cronicorn.api.schemas.common import Text
 from cronicorn.auth import service
 from cronicorn.auth.errors import InvalidInput, UserExists, UserNotFound
 from cronicorn.auth.passwords import random_password
@@ -22,9 +23,9 @@ router = APIRouter(prefix="/users", tags=["Users"])
 class NewUser(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    email: str = Field(max_length=320)
-    name: str | None = Field(default=None, max_length=200)
-    password: str | None = Field(
+    email: Text = Field(max_length=320)
+    name: Text | None = Field(default=None, max_length=200)
+    password: Text | None = Field(
         default=None, max_length=1024, description="omit to generate one (returned once)"
     )
     is_admin: bool = Field(default=False, alias="isAdmin")
