@@ -10,12 +10,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.console import Console
 
 from cronicorn import __version__
 from cronicorn.app import Role
@@ -23,9 +20,9 @@ from cronicorn.commands import apikeys as apikey_commands
 from cronicorn.commands import backup as backup_commands
 from cronicorn.commands import transfer as transfer_commands
 from cronicorn.commands import users as users_commands
-from cronicorn.config import ConfigError, Settings, load_settings
-from cronicorn.embedded import EmbeddedError, EmbeddedPostgres
-from cronicorn.logs import configure as configure_logs
+from cronicorn.commands.common import debug_mode, friendly, load_cli_settings, out
+from cronicorn.config import Settings
+from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.serve import (
     StartupError,
     check_database,
@@ -44,51 +41,16 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage the embedded PostgreSQL server.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
-_state: dict[str, bool] = {"debug": False}
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_CONFIG = 2
-EXIT_FAILURE = 1
-
-
-def friendly(func: F) -> F:
-    """Map known failures to one line and an exit status."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(f"configuration error: {exc}", EXIT_CONFIG)
-        except (StartupError, EmbeddedError) as exc:
-            _fail(str(exc), EXIT_FAILURE)
-        except KeyboardInterrupt:
-            raise typer.Exit(0) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _fail(message: str, code: int) -> None:
-    if _state["debug"]:
-        raise
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
 
 def settings() -> Settings:
-    loaded = load_settings()
-    configure_logs(loaded.log_level, loaded.log_format)
-    return loaded
+    return load_cli_settings()
 
 
 @app.callback()
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
 ) -> None:
-    _state["debug"] = debug
+    debug_mode["on"] = debug
 
 
 @app.command()
@@ -131,7 +93,7 @@ def _ensure_admin(cfg: Settings, url: str) -> None:
 
 
 @app.command()
-@friendly
+@friendly()
 def migrate() -> None:
     """Apply pending database migrations (safe to run from several processes at once)."""
     cfg = settings()
@@ -141,7 +103,7 @@ def migrate() -> None:
 
 
 @app.command()
-@friendly
+@friendly()
 def up() -> None:
     """Run every role in one process: migrate, then serve the API with the background roles.
 
@@ -156,7 +118,7 @@ def up() -> None:
 
 
 @app.command()
-@friendly
+@friendly()
 def api() -> None:
     """Serve only the REST API (run `cronicorn migrate` first)."""
     cfg = settings()
@@ -167,7 +129,7 @@ def api() -> None:
 
 
 @app.command()
-@friendly
+@friendly()
 def scheduler(
     metrics_port: int | None = typer.Option(
         None,
@@ -244,7 +206,7 @@ def _embedded(cfg: Settings) -> EmbeddedPostgres:
 
 
 @db_app.command("start")
-@friendly
+@friendly()
 def db_start() -> None:
     """Start the embedded server and keep it up until `cronicorn db stop`."""
     embedded = _embedded(settings())
@@ -253,7 +215,7 @@ def db_start() -> None:
 
 
 @db_app.command("stop")
-@friendly
+@friendly()
 def db_stop(
     force: bool = typer.Option(False, "--force", help="Stop even while cronicorn uses it."),
 ) -> None:
@@ -263,7 +225,7 @@ def db_stop(
 
 
 @db_app.command("status")
-@friendly
+@friendly()
 def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show whether the embedded server runs, who uses it, and where it lives."""
     status = _embedded(settings()).status()
@@ -285,7 +247,7 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
 
 
 @db_app.command("url")
-@friendly
+@friendly()
 def db_url() -> None:
     """Print a libpq URL that psql and pg_dump accept as is."""
     cfg = settings()
@@ -298,7 +260,7 @@ def db_url() -> None:
 
 
 @db_app.command("env")
-@friendly
+@friendly()
 def db_env() -> None:
     """Print shell exports (PATH, PGHOST, PGPORT) so plain `psql -U user -d db` works."""
     for key, value in _embedded(settings()).env().items():
@@ -306,7 +268,7 @@ def db_env() -> None:
 
 
 @db_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@friendly
+@friendly()
 def db_psql(ctx: typer.Context) -> None:
     """Open psql on the database (extra arguments are passed to psql)."""
     import shutil

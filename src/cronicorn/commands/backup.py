@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
-import psycopg
 import typer
 from rich import box
 from rich.console import Console
@@ -29,7 +27,6 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichBar
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from cronicorn.backup.context import BackupContext
 from cronicorn.backup.create import CreateOptions, create_backup
@@ -48,19 +45,14 @@ from cronicorn.backup.restore import (
 from cronicorn.backup.retention import Policy
 from cronicorn.backup.service import summary
 from cronicorn.backup.verify import verify_backup
-from cronicorn.config import ConfigError, Settings, load_settings
-from cronicorn.embedded import EmbeddedError
-from cronicorn.logs import configure as configure_logs
-from cronicorn.serve import StartupError, database, install_sigterm
+from cronicorn.commands.common import EXIT_INTERRUPTED, err, fail, friendly, load_cli_settings, out
+from cronicorn.config import Settings
+from cronicorn.serve import database, install_sigterm
 
 app = typer.Typer(
     help="Back up, verify, restore and prune the database (and encrypted configuration).",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class FormatChoice(StrEnum):
@@ -73,35 +65,8 @@ class ScratchChoice(StrEnum):
     embedded = "embedded"
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def friendly(func: F) -> F:
-    """One line on stderr and an exit status for every known failure; no tracebacks."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(f"configuration error: {exc}", 2)
-        except (BackupError, StartupError, EmbeddedError) as exc:
-            _fail(str(exc), 1)
-        except (psycopg.Error, SQLAlchemyError) as exc:  # last resort: still one line
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            _fail(f"database error: {first}; check that PostgreSQL is up and reachable", 1)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _settings() -> Settings:
-    loaded = load_settings()
-    configure_logs(loaded.log_level, loaded.log_format)
-    return loaded
+    return load_cli_settings()
 
 
 @contextlib.contextmanager
@@ -177,7 +142,7 @@ def _print_json(data: Any) -> None:
 
 # -- create ------------------------------------------------------------------------------------
 @app.command("create")
-@friendly
+@friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def create_command(
     to: str | None = typer.Option(
         None, "--to", help="Write into this directory, or upload to s3://bucket/prefix."
@@ -236,7 +201,7 @@ def _entry(path: Path) -> Entry:
 
 # -- list --------------------------------------------------------------------------------------
 @app.command("list")
-@friendly
+@friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List backups in BACKUP_DIR, newest first."""
     cfg = _settings()
@@ -291,7 +256,7 @@ def _warn_pending(marker: dict[str, Any]) -> None:
 
 # -- verify ------------------------------------------------------------------------------------
 @app.command("verify")
-@friendly
+@friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def verify_command(
     name: str = typer.Argument(..., help="Backup name (see `cronicorn backup list`) or path."),
     scratch: ScratchChoice = typer.Option(
@@ -327,7 +292,7 @@ def verify_command(
 
 # -- restore -----------------------------------------------------------------------------------
 @app.command("restore")
-@friendly
+@friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def restore_command(
     name: str = typer.Argument(..., help="Backup name (see `cronicorn backup list`) or path."),
     force: bool = typer.Option(
@@ -418,7 +383,7 @@ def _restore_config(name: str, dest: Path, overwrite: bool, as_json: bool) -> No
 
 # -- prune -------------------------------------------------------------------------------------
 @app.command("prune")
-@friendly
+@friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def prune_command(
     keep_daily: int | None = typer.Option(None, "--keep-daily", min=0, help="[BACKUP_KEEP_DAILY]"),
     keep_weekly: int | None = typer.Option(
@@ -462,7 +427,7 @@ def prune_command(
 
 # -- download ----------------------------------------------------------------------------------
 @app.command("download")
-@friendly
+@friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def download_command(
     name: str = typer.Argument(..., help="Backup name on the target."),
     source: str | None = typer.Option(
@@ -473,7 +438,7 @@ def download_command(
     cfg = _settings()
     url = source or cfg.backup_target
     if not url:
-        _fail("name the source with --from s3://bucket/prefix (or set BACKUP_TARGET)", 1)
+        fail("name the source with --from s3://bucket/prefix (or set BACKUP_TARGET)")
     ctx = BackupContext.from_settings(cfg, cfg.database_url or "postgresql:///unused")
     path = fetch(ctx, name, url)
     out.print(f"Downloaded {name} to {path} (every checksum verified)", highlight=False)

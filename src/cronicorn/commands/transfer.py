@@ -9,7 +9,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 import yaml
@@ -19,6 +19,7 @@ from cronicorn.api.endpoints import url_refusal
 from cronicorn.api.schemas.common import camel
 from cronicorn.api.schemas.transfer import ImportReport, TransferDocument
 from cronicorn.api.transfer import export_document, import_document
+from cronicorn.commands.common import fail, friendly
 from cronicorn.config import load_settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.runtime import Runtime
@@ -95,9 +96,8 @@ def import_command(
 # -- plumbing -------------------------------------------------------------------------------
 def _run(work: Any) -> Any:
     """Open the database (embedded or DATABASE_URL), run `work(runtime)`, map errors."""
-    from cronicorn import cli
 
-    @cli.friendly
+    @friendly()
     def inner() -> Any:
         cfg = load_settings()
         with database(cfg) as url:
@@ -115,18 +115,13 @@ def _run(work: Any) -> Any:
     try:
         return inner()
     except (TransferError, StoreError) as exc:
-        _fail(_describe(exc))
+        fail(_describe(exc))
 
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, Invalid):
         return f"invalid document at {camel(exc.field)}: {exc.message}"
     return str(exc)
-
-
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    raise typer.Exit(1)
 
 
 async def _user_id(runtime: Runtime, email: str) -> str:
@@ -163,11 +158,11 @@ def _parse(file: Path) -> TransferDocument:
     try:
         text = file.read_text()
     except OSError as exc:
-        _fail(f"cannot read {file}: {exc.strerror}")
+        fail(f"cannot read {file}: {exc.strerror}")
     try:
         data = yaml.safe_load(text) if file.suffix.lower() in YAML_SUFFIXES else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        _fail(
+        fail(
             f"{file} is not valid {'YAML' if file.suffix.lower() in YAML_SUFFIXES else 'JSON'}: "
             f"{str(exc).splitlines()[0]}"
         )
@@ -176,7 +171,7 @@ def _parse(file: Path) -> TransferDocument:
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"]) or "document"
-        _fail(f"invalid document at {path}: {first['msg']}")
+        fail(f"invalid document at {path}: {first['msg']}")
 
 
 def _dump(doc: dict[str, Any], as_yaml: bool) -> str:

@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronicorn.auth import service
 from cronicorn.auth.errors import AuthError
 from cronicorn.auth.passwords import random_password
+from cronicorn.commands.common import friendly
 from cronicorn.config import load_settings
 from cronicorn.serve import check_database, database
 from cronicorn.store import users
@@ -30,9 +31,8 @@ app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 
 def run_db(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     """Open the database, run `work(engine)`, turn known failures into one line on stderr."""
-    from cronicorn import cli
 
-    @cli.friendly
+    @friendly(AuthError)
     def inner() -> T:
         cfg = load_settings()
         with database(cfg) as url:
@@ -47,15 +47,7 @@ def run_db(work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
             return asyncio.run(main())
 
-    try:
-        return inner()
-    except AuthError as exc:
-        fail(str(exc))
-
-
-def fail(message: str) -> NoReturn:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    raise typer.Exit(1)
+    return inner()
 
 
 def now() -> datetime:

@@ -1,0 +1,77 @@
+"""What every command shares: settings loading, and the one mapping from known failures to a
+single stderr line and an exit status (no tracebacks unless `cronicorn --debug`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from cronicorn.config import ConfigError, Settings, load_settings
+from cronicorn.embedded import EmbeddedError
+from cronicorn.logs import configure as configure_logs
+from cronicorn.serve import StartupError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+out = Console()
+err = Console(stderr=True)
+debug_mode: dict[str, bool] = {"on": False}
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def load_cli_settings() -> Settings:
+    loaded = load_settings()
+    configure_logs(loaded.log_level, loaded.log_format)
+    return loaded
+
+
+def friendly(*expected: type[Exception], interrupted_exit: int = 0) -> Callable[[F], F]:
+    """Map ConfigError (exit 2), StartupError/EmbeddedError and the command's own `expected`
+    errors (exit 1), and database errors as a last resort, to one line each. Ctrl-C/SIGTERM
+    ends a server quietly (exit 0); one-shot work passes `interrupted_exit=130`."""
+
+    known: tuple[type[Exception], ...] = (StartupError, EmbeddedError, *expected)
+
+    def decorate(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except ConfigError as exc:
+                _maybe_raise()
+                fail(f"configuration error: {exc}", EXIT_CONFIG)
+            except known as exc:
+                _maybe_raise()
+                fail(str(exc))
+            except (psycopg.Error, SQLAlchemyError) as exc:
+                _maybe_raise()
+                text = str(exc).strip()
+                first = text.splitlines()[0] if text else type(exc).__name__
+                fail(f"database error: {first}; check that PostgreSQL is up and reachable")
+            except KeyboardInterrupt:
+                if interrupted_exit == 0:
+                    raise typer.Exit(0) from None
+                fail("interrupted", interrupted_exit)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _maybe_raise() -> None:
+    if debug_mode["on"]:
+        raise
