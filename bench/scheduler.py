@@ -193,8 +193,7 @@ def measure(url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: 
     try:
         time.sleep(max(0.0, start + args.warmup - time.time()))
         pg = postgres_processes(url)
-        for p in (sched, target_proc, *pg):
-            p.cpu_percent(None)
+        cpu_of([sched, target_proc, *pg])  # prime; backends may exit meanwhile
         t0 = time.time()
         rss = 0
         while time.time() < t0 + args.duration:
