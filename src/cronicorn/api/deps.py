@@ -188,7 +188,7 @@ async def optional_identity(
 async def current_user(
     request: Request,
     runtime: Annotated[Runtime, Depends(get_runtime)],
-    conn: Annotated[AsyncConnection, Depends(get_conn)],
+    conn: Annotated[AsyncConnection, Depends(get_conn, scope="function")],
 ) -> Principal:
     """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
     request against the caller's rate limit (429 with Retry-After once it is spent)."""
@@ -230,7 +230,10 @@ async def require_session(principal: Annotated[Principal, Depends(current_user)]
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-ConnDep = Annotated[AsyncConnection, Depends(get_conn)]
+# scope="function": commit BEFORE the response is sent. FastAPI's default for yield
+# dependencies runs the exit code after the response, so a client could be told 201 while the
+# row is not yet (or never) committed.
+ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SessionDep = Annotated[Principal, Depends(require_session)]
