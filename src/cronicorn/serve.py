@@ -18,6 +18,7 @@ import uvicorn
 from cronicorn.app import Role, create_app, supervise
 from cronicorn.config import Settings
 from cronicorn.embedded import EmbeddedPostgres
+from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
 from cronicorn.store.db import libpq_url
@@ -63,7 +64,7 @@ def check_database(url: str, timeout_s: float) -> None:
         with psycopg.connect(url, connect_timeout=max(1, int(timeout_s))) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise StartupError(
             f"cannot connect to the database at {describe_target(url)}: {reason}. "
             "Check DATABASE_URL and that PostgreSQL is running."

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.backup.manifest import Manifest
+from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.store.db import make_sync_engine
 from cronicorn.store.migrate import current_revision, head_revision
@@ -73,7 +74,7 @@ def record(url: str, items: Iterable[tuple[Manifest, str]]) -> bool:
             conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=excluded))
         return True
     except SQLAlchemyError as exc:
-        log.warning("backup_catalog_not_updated", error=str(exc).splitlines()[0])
+        log.warning("backup_catalog_not_updated", error=first_line(exc))
         return False
 
 
@@ -85,7 +86,7 @@ def forget(url: str, names: list[str]) -> None:
             if conn is not None:
                 conn.execute(delete(backups).where(backups.c.name.in_(names)))
     except SQLAlchemyError as exc:
-        log.warning("backup_catalog_not_updated", error=str(exc).splitlines()[0])
+        log.warning("backup_catalog_not_updated", error=first_line(exc))
 
 
 def claim_slot(conn: Connection, slot: datetime) -> bool:

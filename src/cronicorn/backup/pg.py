@@ -18,6 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cronicorn.backup.errors import ActiveClients, BackupBusy, BackupError
+from cronicorn.errors import first_line
 
 APP_NAME = "cronicorn-backup"
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -50,7 +51,7 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[ob
             url, autocommit=autocommit, application_name=APP_NAME, connect_timeout=10
         )
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise BackupError(
             f"cannot connect to database {database_name(url)!r}: {first}; check DATABASE_URL "
             "and that PostgreSQL is running"
@@ -75,7 +76,7 @@ def database_errors(what: str, fix: str = "") -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise BackupError(f"{what} failed: {reason}" + (f"; {fix}" if fix else "")) from None
 
 

@@ -27,6 +27,7 @@ from cronicorn.backup.manifest import (
     parse_manifest,
     read_manifest,
 )
+from cronicorn.errors import first_line
 
 
 class Target(Protocol):
@@ -131,7 +132,7 @@ class S3Target:
             self._client.upload_file(str(path), self.bucket, key)
         except Exception as exc:
             raise TargetError(
-                f"upload of {path.name} to {self.url} failed: {_reason(exc)}"
+                f"upload of {path.name} to {self.url} failed: {first_line(exc)}"
             ) from None
 
     def _prove(self, key: str, size: int, sha256: str) -> None:
@@ -149,7 +150,9 @@ class S3Target:
         except TargetError:
             raise
         except Exception as exc:
-            raise TargetError(f"checking s3://{self.bucket}/{key} failed: {_reason(exc)}") from None
+            raise TargetError(
+                f"checking s3://{self.bucket}/{key} failed: {first_line(exc)}"
+            ) from None
         if digest.hexdigest() != sha256:
             raise TargetError(f"s3://{self.bucket}/{key} does not match its sha256 after upload")
 
@@ -167,7 +170,7 @@ class S3Target:
                     if file == MANIFEST:
                         found.add(name)
         except Exception as exc:
-            raise TargetError(f"listing {self.url} failed: {_reason(exc)}") from None
+            raise TargetError(f"listing {self.url} failed: {first_line(exc)}") from None
         return sorted(found)
 
     def download(self, name: str, dest_root: Path) -> Path:
@@ -177,7 +180,7 @@ class S3Target:
         except self._client.exceptions.NoSuchKey:
             raise BackupNotFound(f"no backup named {name!r} in {self.url}") from None
         except Exception as exc:
-            raise TargetError(f"reading {name} from {self.url} failed: {_reason(exc)}") from None
+            raise TargetError(f"reading {name} from {self.url} failed: {first_line(exc)}") from None
         manifest = parse_manifest(raw, f"{self.url}/{name}/{MANIFEST}")
         staging = Staging(dest_root, name)
         try:
@@ -195,11 +198,6 @@ class S3Target:
         files = [*DUMP_FILES.values(), CONFIG_BUNDLE, MANIFEST]
         keys = [{"Key": self._key(name, file)} for file in files]
         self._client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _s3_client(config: S3Config) -> Any:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cronicorn.config import ConfigError, Settings, load_settings
 from cronicorn.embedded import EmbeddedError
+from cronicorn.errors import first_line
 from cronicorn.logs import configure as configure_logs
 from cronicorn.serve import StartupError
 
@@ -59,9 +60,9 @@ def friendly(*expected: type[Exception], interrupted_exit: int = 0) -> Callable[
                 fail(str(exc))
             except (psycopg.Error, SQLAlchemyError) as exc:
                 _maybe_raise()
-                text = str(exc).strip()
-                first = text.splitlines()[0] if text else type(exc).__name__
-                fail(f"database error: {first}; check that PostgreSQL is up and reachable")
+                fail(
+                    f"database error: {first_line(exc)}; check that PostgreSQL is up and reachable"
+                )
             except KeyboardInterrupt:
                 if interrupted_exit == 0:
                     raise typer.Exit(0) from None

@@ -22,6 +22,7 @@ from cronicorn.api.transfer import export_document, import_document
 from cronicorn.commands.common import fail, friendly
 from cronicorn.config import load_settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.errors import first_line
 from cronicorn.runtime import Runtime
 from cronicorn.serve import check_database, database
 from cronicorn.store import users
@@ -164,7 +165,7 @@ def _parse(file: Path) -> TransferDocument:
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         fail(
             f"{file} is not valid {'YAML' if file.suffix.lower() in YAML_SUFFIXES else 'JSON'}: "
-            f"{str(exc).splitlines()[0]}"
+            f"{first_line(exc)}"
         )
     try:
         return TransferDocument.model_validate(data)

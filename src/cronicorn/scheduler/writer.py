@@ -20,6 +20,7 @@ from datetime import datetime
 
 import psycopg
 
+from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock
@@ -165,7 +166,7 @@ class RunWriter:
         except psycopg.Error as exc:
             if is_connection_error(exc) or item.outcome is None:
                 raise
-            reason = str(exc).strip().splitlines()[0][:200]
+            reason = first_line(exc)[:200]
         stripped = replace(
             item.outcome,
             body_json=None,
