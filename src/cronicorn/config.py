@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cronicorn.domain import Quotas
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEV_ENVIRONMENTS = {"development", "dev", "test"}
@@ -72,6 +74,13 @@ class Settings(BaseSettings):
     github_allowed_users_raw: str = Field(default="", alias="GITHUB_ALLOWED_USERS")
     rate_limit_read_rpm: int = Field(default=600, ge=1, le=1_000_000, alias="RATE_LIMIT_READ_RPM")
     rate_limit_write_rpm: int = Field(default=120, ge=1, le=1_000_000, alias="RATE_LIMIT_WRITE_RPM")
+    quota_max_endpoints: int = Field(default=0, ge=0, le=10_000_000, alias="QUOTA_MAX_ENDPOINTS")
+    quota_min_interval_ms: int = Field(
+        default=0, ge=0, le=366 * 86_400_000, alias="QUOTA_MIN_INTERVAL_MS"
+    )
+    quota_runs_per_month: int = Field(
+        default=0, ge=0, le=10_000_000_000, alias="QUOTA_RUNS_PER_MONTH"
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_BODY_BYTES")
     # backups (cronicorn.backup)
     backup_schedule: str = Field(default="0 2 * * *", alias="BACKUP_SCHEDULE")
@@ -172,6 +181,14 @@ class Settings(BaseSettings):
         """Where backups are written: BACKUP_DIR, default CRONICORN_HOME/backups."""
         raw = self.backup_dir_raw if self.backup_dir_raw is not None else self.home / "backups"
         return raw.expanduser().resolve()
+
+    @property
+    def quotas(self) -> Quotas:
+        return Quotas(
+            max_endpoints=self.quota_max_endpoints,
+            min_interval_ms=self.quota_min_interval_ms,
+            runs_per_month=self.quota_runs_per_month,
+        )
 
     @property
     def is_dev(self) -> bool:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from cronicorn.auth.service import create_user_with_api_key
 from cronicorn.domain.ids import new_id
 from cronicorn.store import users
+from cronicorn.store.quotas import count_run
 from cronicorn.store.tables import ai_sessions, runs
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -65,6 +66,7 @@ async def add_run(
             response_body=response_body,
         )
     )
+    await count_run(conn, user_id, started_at)  # as the claim and "run now" do
     return run_id
 
 

@@ -20,6 +20,7 @@ from cronicorn.store.claims import (
     CLAIM_SQL,
     WORKER_LOST,
     claim_due,
+    claim_params,
     next_due_at,
     release_unstarted,
     renew_leases,
@@ -247,15 +248,14 @@ async def test_claim_uses_the_due_index_with_ten_thousand_endpoints(
     await conn.execute("ANALYZE endpoints")
     await conn.execute("ANALYZE jobs")
     now = utc()
-    params = {
-        "worker": "w",
-        "lease": "w#1",
-        "now": now,
-        "horizon": now + timedelta(seconds=0.25),
-        "limit": 100,
-        "lease_s": 30,
-        "run_ids": ",".join(str(i) for i in range(100)),
-    }
+    params = claim_params(
+        worker="w",
+        lease="w#1",
+        now=now,
+        horizon=now + timedelta(seconds=0.25),
+        limit=100,
+        lease_s=30,
+    )
     async with conn.transaction(force_rollback=True):
         cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {CLAIM_SQL}", params)
         row = await cur.fetchone()
@@ -315,7 +315,7 @@ async def test_finish_statements_use_primary_keys(
             ]
         ),
     }
-    for sql, params in ((LOCK_SQL, {"leases": leases}), (WRITE_SQL, write)):
+    for sql, params in ((LOCK_SQL, {"leases": leases, "min_floor": 0}), (WRITE_SQL, write)):
         async with conn.transaction(force_rollback=True):
             cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             row = await cur.fetchone()

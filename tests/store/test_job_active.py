@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from cronicorn.domain.ids import new_id
-from cronicorn.store.claims import CLAIM_SQL
+from cronicorn.store.claims import CLAIM_SQL, claim_params
 
 
 def _seed(conn: psycopg.Connection, *, job_status: str, count: int, due: datetime) -> str:
@@ -74,15 +74,9 @@ def test_claim_scan_does_not_touch_endpoints_of_paused_jobs(
             # Small tables tempt the planner into a seq scan + sort; the question here is
             # whether the index CAN serve the claim without reading paused jobs' rows.
             conn.execute("SET LOCAL enable_seqscan = off")
-            params = {
-                "horizon": now,
-                "now": now,
-                "limit": 10,
-                "lease": "w#1",
-                "lease_s": 30,
-                "worker": "w",
-                "run_ids": ",".join(new_id() for _ in range(10)),
-            }
+            params = claim_params(
+                worker="w", lease="w#1", now=now, horizon=now, limit=10, lease_s=30
+            )
             explain = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + CLAIM_SQL, params)
             plan = explain.fetchone()
     assert plan is not None

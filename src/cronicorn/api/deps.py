@@ -28,6 +28,7 @@ from cronicorn.api.ratelimit import access_of, limiter_for
 from cronicorn.api.security import add_response_header
 from cronicorn.auth import credentials
 from cronicorn.auth.tokens import csrf_token, same_secret
+from cronicorn.domain import Quotas
 from cronicorn.runtime import Runtime
 
 Clock = Callable[[], datetime]
@@ -230,6 +231,14 @@ async def require_session(principal: Annotated[Principal, Depends(current_user)]
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_quotas(runtime: RuntimeDep) -> Quotas:
+    """The operator's per-user quotas (QUOTA_*; all off by default)."""
+    return runtime.settings.quotas
+
+
+QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 # scope="function": commit BEFORE the response is sent. FastAPI's default for yield
 # dependencies runs the exit code after the response, so a client could be told 201 while the
 # row is not yet (or never) committed.

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.schemas.common import NowDep, require_id
 from cronicorn.api.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
 from cronicorn.dispatch import DispatchConfig, Dispatcher, UrlNotAllowed
@@ -79,11 +79,14 @@ async def create_endpoint(
     user: UserDep,
     conn: ConnDep,
     dispatcher: DispatcherDep,
+    quotas: QuotasDep,
     now: NowDep,
 ) -> Endpoint:
     job_id = require_id(job, "Job")
     await ensure_url_allowed(dispatcher, body.url)
-    row = await endpoint_store.create(conn, user.user_id, job_id, body.model_dump(), now)
+    row = await endpoint_store.create(
+        conn, user.user_id, job_id, body.model_dump(), now, quotas=quotas
+    )
     return Endpoint.of(row)
 
 
@@ -122,6 +125,7 @@ async def patch_endpoint(
     user: UserDep,
     conn: ConnDep,
     dispatcher: DispatcherDep,
+    quotas: QuotasDep,
     now: NowDep,
 ) -> Endpoint:
     changes = body.changes()
@@ -131,7 +135,7 @@ async def patch_endpoint(
     if changes.get("url") is not None:
         await ensure_url_allowed(dispatcher, changes["url"])
     row = await endpoint_store.update_config(
-        conn, user.user_id, endpoint_id, changes, now, job_id=job_id
+        conn, user.user_id, endpoint_id, changes, now, job_id=job_id, quotas=quotas
     )
     return Endpoint.of(row)
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.schemas.common import NowDep, require_id
 from cronicorn.api.schemas.endpoints import (
     IntervalHintIn,
@@ -32,7 +32,7 @@ router = APIRouter(tags=["Adaptive Scheduling"])
     response_class=Response,
 )
 async def interval_hint(
-    id: str, body: IntervalHintIn, user: UserDep, conn: ConnDep, now: NowDep
+    id: str, body: IntervalHintIn, user: UserDep, conn: ConnDep, quotas: QuotasDep, now: NowDep
 ) -> Response:
     await endpoint_store.set_interval_hint(
         conn,
@@ -42,6 +42,7 @@ async def interval_hint(
         expires_at=now + timedelta(minutes=body.ttl_minutes),
         reason=body.reason,
         now=now,
+        quotas=quotas,
     )
     return Response(status_code=204)
 

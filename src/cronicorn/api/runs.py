@@ -22,6 +22,7 @@ from cronicorn.store import runs as run_store
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store.endpoints import EndpointRow
 from cronicorn.store.errors import Conflict
+from cronicorn.store.quotas import check_run_room
 from cronicorn.store.runs import RunSummary
 
 router = APIRouter(tags=["Execution"])
@@ -112,7 +113,8 @@ async def endpoint_health(
     summary="Run now: call the endpoint at once and record a `test` run",
     description="Goes through the same SSRF guard and signing as scheduled runs. The schedule, "
     "failure count and hints are untouched. A failed call is still a 200 with "
-    '`status: "failed"`. Archived endpoints cannot be run (409).',
+    '`status: "failed"`. Archived endpoints cannot be run (409); with the monthly run quota '
+    "used up it is a 403 `quota_exceeded`.",
 )
 async def run_now(
     id: str,
@@ -125,6 +127,7 @@ async def run_now(
     endpoint = await endpoint_store.get(conn, user.user_id, require_id(id, "Endpoint"))
     if endpoint.archived_at is not None:
         raise Conflict("Cannot run an archived endpoint")
+    await check_run_room(conn, user.user_id, runtime.settings.quotas, now)
     try:
         keys = await key_store.load_signing_keys(conn, [user.user_id], now, runtime.auth_secret)
     except SigningKeyError:

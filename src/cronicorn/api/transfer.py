@@ -18,7 +18,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.endpoints import DispatcherDep, url_refusal
 from cronicorn.api.schemas.common import NowDep, camel, iso_ms
 from cronicorn.api.schemas.endpoints import EndpointCreate
@@ -29,6 +29,7 @@ from cronicorn.api.schemas.transfer import (
     TransferDocument,
     TransferJob,
 )
+from cronicorn.domain import NO_QUOTAS, Quotas
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.endpoints import CONFIG_FIELDS, DEFAULTS, config_of
@@ -75,6 +76,7 @@ async def import_document(
     *,
     check_url: UrlCheck,
     dry_run: bool = False,
+    quotas: Quotas = NO_QUOTAS,
 ) -> ImportReport:
     """Apply the document in the caller's transaction (a savepoint rolled back if dry)."""
     await _check_urls(doc, check_url)
@@ -84,7 +86,7 @@ async def import_document(
     try:
         async with conn.begin_nested():
             for index, job in enumerate(doc.jobs):
-                await _import_job(conn, user_id, job, index, now, report)
+                await _import_job(conn, user_id, job, index, now, report, quotas)
             if dry_run:
                 raise _Rollback
     except _Rollback:
@@ -117,6 +119,7 @@ async def _import_job(
     index: int,
     now: datetime,
     report: ImportReport,
+    quotas: Quotas,
 ) -> None:
     existing = await job_store.find_by_name(conn, user_id, job.name)
     changes: list[str] = []
@@ -142,7 +145,7 @@ async def _import_job(
     _tally(report, Action(kind="job", job=job.name, name=job.name, action=action, changes=changes))
     for j, endpoint in enumerate(job.endpoints):
         try:
-            await _import_endpoint(conn, user_id, job_id, job.name, endpoint, now, report)
+            await _import_endpoint(conn, user_id, job_id, job.name, endpoint, now, report, quotas)
         except Invalid as exc:
             raise Invalid(f"jobs.{index}.endpoints.{j}.{camel(exc.field)}", exc.message) from None
     if job.status != current_status:
@@ -159,18 +162,21 @@ async def _import_endpoint(
     endpoint: EndpointCreate,
     now: datetime,
     report: ImportReport,
+    quotas: Quotas,
 ) -> None:
     desired = endpoint.model_dump()
     desired = {name: desired.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
+    # As stored under the interval quota, so a second import of the same file is a no-op.
+    desired = endpoint_store.apply_interval_quota(desired, quotas)
     existing = await endpoint_store.find_live_by_name(conn, user_id, job_id, endpoint.name)
     if existing is None:
-        await endpoint_store.create(conn, user_id, job_id, desired, now)
+        await endpoint_store.create(conn, user_id, job_id, desired, now, quotas=quotas)
         action, changed = "create", []
     else:
         current = config_of(existing)
         diff = {k: v for k, v in desired.items() if v != current[k]}
         if diff:
-            await endpoint_store.update_config(conn, user_id, existing.id, diff, now)
+            await endpoint_store.update_config(conn, user_id, existing.id, diff, now, quotas=quotas)
         action = "update" if diff else "unchanged"
         changed = [camel(k) for k in diff]
     _tally(
@@ -202,10 +208,13 @@ async def import_route(
     user: UserDep,
     conn: ConnDep,
     dispatcher: DispatcherDep,
+    quotas: QuotasDep,
     now: NowDep,
     dry_run: Annotated[bool, Query(alias="dryRun")] = False,
 ) -> ImportReport:
     async def check(url: str) -> str | None:
         return await url_refusal(dispatcher, url)
 
-    return await import_document(conn, user.user_id, body, now, check_url=check, dry_run=dry_run)
+    return await import_document(
+        conn, user.user_id, body, now, check_url=check, dry_run=dry_run, quotas=quotas
+    )

@@ -1,26 +1,31 @@
-"""`/api/subscriptions/usage`: what the user used this month. Self-hosted: no billing, so
-every limit is null."""
+"""`/api/subscriptions/usage`: what the user used this month, against the operator's quotas
+(QUOTA_*; a limit is null when that quota is off). No billing."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.schemas.common import NowDep
 from cronicorn.api.schemas.dashboard import Usage
+from cronicorn.domain import next_month_start
 from cronicorn.store import stats
 
 router = APIRouter(tags=["Usage"])
 
 
 @router.get("/subscriptions/usage", response_model=Usage, summary="Usage this calendar month")
-async def usage(user: UserDep, conn: ConnDep, now: NowDep) -> Usage:
+async def usage(user: UserDep, conn: ConnDep, quotas: QuotasDep, now: NowDep) -> Usage:
     counts = await stats.usage(conn, user.user_id, now)
     return Usage(
         period_start=counts["periodStart"],
+        period_end=next_month_start(now),
         endpoints_used=counts["endpointsUsed"],
+        endpoints_limit=quotas.max_endpoints or None,
         runs_this_month=counts["runsThisMonth"],
         total_runs=counts["runsThisMonth"],
+        total_runs_limit=quotas.runs_per_month or None,
+        min_interval_ms=quotas.min_interval_ms or None,
         ai_tokens_this_month=counts["aiTokensThisMonth"],
         ai_calls_used=counts["aiTokensThisMonth"],
     )

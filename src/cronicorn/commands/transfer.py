@@ -151,7 +151,13 @@ async def _import(
             return await url_refusal(dispatcher, url)
 
         return await import_document(
-            conn, user_id, doc, datetime.now(UTC), check_url=check, dry_run=dry_run
+            conn,
+            user_id,
+            doc,
+            datetime.now(UTC),
+            check_url=check,
+            dry_run=dry_run,
+            quotas=runtime.settings.quotas,
         )
 
 

@@ -12,6 +12,7 @@ from cronicorn.domain.constants import (
 from cronicorn.domain.cron import next_cron_time, validate_cron, validate_timezone
 from cronicorn.domain.errors import CronError, DomainError, ScheduleError, TimezoneError
 from cronicorn.domain.ids import id_time, new_id
+from cronicorn.domain.quotas import NO_QUOTAS, Quotas, month_start, next_month_start
 from cronicorn.domain.schedule import (
     Plan,
     RunDecision,
@@ -28,10 +29,12 @@ __all__ = [
     "DEFAULT_INTERVAL_MS",
     "DEFAULT_TIMEZONE",
     "MIN_GAP_MS",
+    "NO_QUOTAS",
     "SOURCES",
     "CronError",
     "DomainError",
     "Plan",
+    "Quotas",
     "RunDecision",
     "ScheduleError",
     "ScheduleState",
@@ -41,8 +44,10 @@ __all__ = [
     "backoff_ms",
     "backoff_multiplier",
     "id_time",
+    "month_start",
     "new_id",
     "next_cron_time",
+    "next_month_start",
     "plan_after_run",
     "plan_initial",
     "plan_on_change",

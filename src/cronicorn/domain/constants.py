@@ -34,6 +34,7 @@ class Source:
     PAUSED: Final = "paused"
     MISFIRE: Final = "misfire"  # one catch-up run after missed slots (resume, job resume)
     TEST: Final = "test"  # manual test runs; never produced by the planner
+    QUOTA: Final = "quota"  # deferred to the next month: the monthly run quota is used up
 
 
 SOURCES: Final = frozenset(
@@ -47,5 +48,6 @@ SOURCES: Final = frozenset(
         Source.PAUSED,
         Source.MISFIRE,
         Source.TEST,
+        Source.QUOTA,
     }
 )

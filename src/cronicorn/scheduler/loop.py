@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from cronicorn.domain import NO_QUOTAS, Quotas
 from cronicorn.domain.ids import new_id
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
@@ -79,6 +80,7 @@ class SchedulerConfig:
     shutdown_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    quotas: Quotas = NO_QUOTAS
 
     @property
     def max_held(self) -> int:
@@ -127,6 +129,7 @@ class Scheduler:
             gather=min(config.batch_size, 50),
             max_batch=config.max_held,
             max_delay_s=config.write_delay_s,
+            min_floor_ms=config.quotas.min_interval_ms,
         )
         self._sequence = itertools.count(1)
         self._held: dict[str, str] = {}  # endpoint id -> lease, until written back
@@ -202,6 +205,7 @@ class Scheduler:
                     horizon=now + timedelta(seconds=self.config.claim_ahead_s),
                     limit=limit,
                     lease_s=self.config.lease_s,
+                    runs_per_month=self.config.quotas.runs_per_month,
                 )
                 full = len(claims) == limit
                 next_due = None if full else await next_due_at(conn)

@@ -6,11 +6,16 @@ import asyncio
 
 from cronicorn.config import Settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
+from cronicorn.scheduler.clock import utc_now
 from cronicorn.scheduler.execute import dispatching
 from cronicorn.scheduler.loop import Scheduler, SchedulerConfig
 from cronicorn.scheduler.retention import RetentionPolicy
 from cronicorn.scheduler.signing import SigningKeyCache
+from cronicorn.store.quotas import release_deferred
+
+log = get_logger("cronicorn.scheduler")
 
 
 def scheduler_config(settings: Settings) -> SchedulerConfig:
@@ -23,6 +28,7 @@ def scheduler_config(settings: Settings) -> SchedulerConfig:
         retention=RetentionPolicy(
             days=settings.run_retention_days, per_endpoint=settings.run_retention_per_endpoint
         ),
+        quotas=settings.quotas,
     )
 
 
@@ -36,6 +42,10 @@ def dispatch_config(settings: Settings) -> DispatchConfig:
 async def scheduler_role(runtime: Runtime, stop: asyncio.Event) -> None:
     """Run one scheduler until `stop`, then drain (SHUTDOWN_TIMEOUT_S)."""
     settings = runtime.settings
+    async with runtime.engine.begin() as conn:
+        released = await release_deferred(conn, settings.quotas, utc_now())
+    if released:
+        log.info("quota_deferrals_released", endpoints=released)
     async with Dispatcher(dispatch_config(settings)) as dispatcher:
         scheduler = Scheduler(
             scheduler_config(settings),

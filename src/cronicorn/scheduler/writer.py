@@ -73,6 +73,7 @@ class RunWriter:
         gather: int,
         max_batch: int,
         max_delay_s: float,
+        min_floor_ms: int = 0,
     ) -> None:
         self._dbs = list(dbs)
         self._clock = clock
@@ -80,6 +81,7 @@ class RunWriter:
         self._gather = max(1, gather)
         self._max_batch = max(self._gather, max_batch)
         self._max_delay_s = max_delay_s
+        self._min_floor_ms = min_floor_ms  # QUOTA_MIN_INTERVAL_MS: every endpoint's floor
         self._pending: list[Done] = []
         self._ready = asyncio.Event()
         self._full = asyncio.Event()
@@ -180,7 +182,9 @@ class RunWriter:
         # Pipeline mode: BEGIN travels with the locking read, the write with COMMIT, so a
         # batch costs two round trips (each one waits behind a busy event loop).
         async with conn.pipeline(), conn.transaction():
-            leased = await lock_leased(conn, [(d.endpoint_id, d.lease) for d in batch])
+            leased = await lock_leased(
+                conn, [(d.endpoint_id, d.lease) for d in batch], min_floor_ms=self._min_floor_ms
+            )
             now = self._clock()
             outcomes: list[RunOutcome] = []
             updates: list[EndpointUpdate] = []

@@ -2,7 +2,8 @@
 
 A claim is ONE statement: it picks due endpoints (`FOR UPDATE SKIP LOCKED`, so concurrent
 workers never wait on each other and never pick the same row), sets a lease on them and
-inserts one `running` run per claimed slot. The run's `due_at` is the claimed `next_run_at`,
+inserts one `running` run per claimed slot, counted on its user's monthly meter
+(`monthly_usage`). The run's `due_at` is the claimed `next_run_at`,
 unique per endpoint, so a slot that has a run can never be claimed into a second one, even by
 a worker that lost its lease. The reference selected and locked in two autocommitted
 statements, which let two workers run the same endpoint (reference defect 1).
@@ -34,6 +35,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from cronicorn.domain import month_start, next_month_start
 from cronicorn.domain.ids import new_id
 
 WORKER_LOST = "worker lost"
@@ -47,19 +49,47 @@ _CLAIMABLE = """
     AND j.status = 'active'
 """
 
-CLAIM_SQL = f"""
-WITH picked AS (
-    SELECT e2.id
+_PICK = f"""
+picked AS (
+    SELECT e2.id, e2.user_id, e2.next_run_at
     FROM endpoints e2 JOIN jobs j ON j.id = e2.job_id
     WHERE e2.next_run_at <= %(horizon)s AND {_CLAIMABLE}
     ORDER BY e2.next_run_at
     LIMIT %(limit)s
     FOR UPDATE OF e2 SKIP LOCKED
-), claimed AS (
+)"""
+
+# With a monthly run quota: lock the meters of the users in the batch (waiting for a
+# concurrent claim of the same user to commit, then reading its count), rank each user's
+# picked slots, and defer those past the quota to the first instant of next month.
+_QUOTA = """,
+used AS (
+    SELECT u.user_id, u.runs FROM monthly_usage u
+    WHERE u.period_start = %(month)s AND u.user_id = ANY(ARRAY(SELECT user_id FROM picked))
+    ORDER BY u.user_id
+    FOR UPDATE OF u
+), ranked AS (
+    SELECT p.id, coalesce(u.runs, 0)
+           + row_number() OVER (PARTITION BY p.user_id ORDER BY p.next_run_at, p.id) AS nth
+    FROM picked p LEFT JOIN used u ON u.user_id = p.user_id
+), deferred AS (
+    UPDATE endpoints e
+    SET next_run_at = %(next_month)s, next_run_source = 'quota'
+    WHERE e.id = ANY(ARRAY(SELECT id FROM ranked WHERE nth > %(run_quota)s))
+    RETURNING e.id
+), allowed AS (
+    SELECT id FROM ranked WHERE nth <= %(run_quota)s
+)"""
+
+_NO_QUOTA = """,
+allowed AS (SELECT id FROM picked)"""
+
+_START = """,
+claimed AS (
     UPDATE endpoints e
     SET lease_owner = %(lease)s,
         lease_until = now() + make_interval(secs => %(lease_s)s)
-    WHERE e.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE e.id = ANY(ARRAY(SELECT id FROM allowed))
     RETURNING e.id, e.user_id, e.url, e.method, e.headers_json, e.body_json, e.timeout_ms,
               e.max_response_size_kb, e.baseline_cron, e.timezone, e.next_run_at,
               e.next_run_source, e.failure_count
@@ -74,7 +104,11 @@ WITH picked AS (
     JOIN unnest(string_to_array(%(run_ids)s, ',')) WITH ORDINALITY AS u(run_id, ord)
       ON u.ord = n.ord
     ON CONFLICT (endpoint_id, due_at) DO NOTHING
-    RETURNING id, endpoint_id
+    RETURNING id, endpoint_id, user_id
+), counted AS (
+    INSERT INTO monthly_usage AS m (user_id, period_start, runs)
+    SELECT s.user_id, %(month)s, count(*) FROM started s GROUP BY s.user_id ORDER BY s.user_id
+    ON CONFLICT (user_id, period_start) DO UPDATE SET runs = m.runs + EXCLUDED.runs
 )
 SELECT n.id, n.user_id, n.url, n.method, n.headers_json, n.body_json, n.timeout_ms,
        n.max_response_size_kb, n.baseline_cron, n.timezone, n.next_run_at, n.next_run_source,
@@ -82,6 +116,11 @@ SELECT n.id, n.user_id, n.url, n.method, n.headers_json, n.body_json, n.timeout_
 FROM numbered n LEFT JOIN started s ON s.endpoint_id = n.id
 ORDER BY n.next_run_at, n.id
 """
+
+CLAIM_SQL = f"WITH {_PICK}{_NO_QUOTA}{_START}"
+"""Claim, lease, start runs and count them on the users' monthly meters."""
+CLAIM_WITH_QUOTA_SQL = f"WITH {_PICK}{_QUOTA}{_START}"
+"""The same, deferring the slots of users whose monthly run quota is used up."""
 
 NEXT_DUE_SQL = f"""
 SELECT e2.next_run_at
@@ -188,6 +227,31 @@ class LostRun:
     started_at: datetime | None
 
 
+def claim_params(
+    *,
+    worker: str,
+    lease: str,
+    now: datetime,
+    horizon: datetime,
+    limit: int,
+    lease_s: float,
+    runs_per_month: int = 0,
+) -> dict[str, Any]:
+    """The parameters of `CLAIM_SQL` / `CLAIM_WITH_QUOTA_SQL`."""
+    return {
+        "worker": worker,
+        "lease": lease,
+        "now": now,
+        "horizon": horizon,
+        "limit": limit,
+        "lease_s": lease_s,
+        "run_ids": ",".join(new_id() for _ in range(limit)),
+        "month": month_start(now),
+        "next_month": next_month_start(now),
+        "run_quota": runs_per_month,
+    }
+
+
 async def claim_due(
     conn: AsyncConnection[Any],
     *,
@@ -197,19 +261,25 @@ async def claim_due(
     horizon: datetime,
     limit: int,
     lease_s: float,
+    runs_per_month: int = 0,
 ) -> list[Claimed]:
-    """Claim up to `limit` endpoints due by `horizon`, oldest first, and start their runs."""
-    params = {
-        "worker": worker,
-        "lease": lease,
-        "now": now,
-        "horizon": horizon,
-        "limit": limit,
-        "lease_s": lease_s,
-        "run_ids": ",".join(new_id() for _ in range(limit)),
-    }
+    """Claim up to `limit` endpoints due by `horizon`, oldest first, and start their runs.
+
+    With `runs_per_month` > 0, slots of users who used up their monthly runs are not claimed
+    but moved to the first instant of next month (UTC), labelled `quota`.
+    """
+    params = claim_params(
+        worker=worker,
+        lease=lease,
+        now=now,
+        horizon=horizon,
+        limit=limit,
+        lease_s=lease_s,
+        runs_per_month=runs_per_month,
+    )
+    sql = CLAIM_WITH_QUOTA_SQL if runs_per_month > 0 else CLAIM_SQL
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(CLAIM_SQL, params)
+        await cur.execute(sql, params)
         rows = await cur.fetchall()
     return [_claimed(row, lease) for row in rows]
 

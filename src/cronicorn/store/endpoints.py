@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronicorn.domain import (
     DEFAULT_TIMEZONE,
     MIN_GAP_MS,
+    NO_QUOTAS,
     CronError,
+    Quotas,
     ScheduleState,
     TimezoneError,
     plan_initial,
@@ -34,6 +36,7 @@ from cronicorn.domain.ids import new_id
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.notify import wake_schedulers
+from cronicorn.store.quotas import check_endpoint_room
 from cronicorn.store.tables import endpoints
 
 # What a user configures (snake_case, as the columns). Everything else is state.
@@ -202,6 +205,20 @@ def check_config(values: dict[str, Any]) -> None:
 MIN_INTERVAL_MS = MIN_GAP_MS
 
 
+def apply_interval_quota(values: dict[str, Any], quotas: Quotas) -> dict[str, Any]:
+    """QUOTA_MIN_INTERVAL_MS on a schedule being set: a baseline interval or maximum below
+    it is refused, the minimum interval is raised to it (so hints and cron slots keep to it)."""
+    floor = quotas.min_interval_ms
+    if floor <= 0:
+        return values
+    rule = f"this server's minimum interval is {floor} ms (QUOTA_MIN_INTERVAL_MS)"
+    for name in ("baseline_interval_ms", "max_interval_ms"):
+        value = values.get(name)
+        if value is not None and value < floor:
+            raise Invalid(name, f"{value} ms is too short: {rule}")
+    return {**values, "min_interval_ms": quotas.interval_floor(values.get("min_interval_ms"))}
+
+
 def merge_changes(before: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """Apply a PATCH: explicit nulls clear (or restore the default); setting one baseline
     kind clears the other unless the same request sets both (reference defect 13)."""
@@ -217,14 +234,22 @@ def merge_changes(before: dict[str, Any], changes: dict[str, Any]) -> dict[str, 
 
 # -- writes ---------------------------------------------------------------------------------
 async def create(
-    conn: AsyncConnection, user_id: str, job_id: str, config: dict[str, Any], now: datetime
+    conn: AsyncConnection,
+    user_id: str,
+    job_id: str,
+    config: dict[str, Any],
+    now: datetime,
+    *,
+    quotas: Quotas = NO_QUOTAS,
 ) -> EndpointRow:
     """Add an endpoint to the caller's (non-archived) job; its first run is planned now."""
     job = await job_store.get(conn, user_id, job_id, for_share=True)
     if job.status == "archived":
         raise Conflict("Job is archived; endpoints cannot be added to it")
     values = {name: config.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
+    values = apply_interval_quota(values, quotas)
     check_config(values)
+    await check_endpoint_room(conn, user_id, quotas)
     draft = _draft(values, user_id=user_id, job_id=job_id, now=now)
     next_run_at, source = _plan(draft, now, initial=True, fresh=True)
     row = (
@@ -322,11 +347,15 @@ async def update_config(
     now: datetime,
     *,
     job_id: str | None = None,
+    quotas: Quotas = NO_QUOTAS,
 ) -> EndpointRow:
-    """PATCH: merge, check the whole row, replan only if a scheduling field changed."""
+    """PATCH: merge, check the whole row, replan only if a scheduling field changed (an
+    edited schedule must keep to the interval quota)."""
     before = await get(conn, user_id, endpoint_id, job_id=job_id, for_update=True)
     current = config_of(before)
     values = merge_changes(current, changes)
+    if SCHEDULE_FIELDS & {k for k, v in values.items() if v != current[k]}:
+        values = apply_interval_quota(values, quotas)
     check_config(values)
     diff = {k: v for k, v in values.items() if v != current[k]}
     replan = bool(SCHEDULE_FIELDS & diff.keys())
@@ -384,13 +413,16 @@ async def set_interval_hint(
     reason: str | None,
     now: datetime,
     source: str = HINT_SOURCE_USER,
+    quotas: Quotas = NO_QUOTAS,
 ) -> EndpointRow:
-    """A temporary interval (inside the endpoint's min/max), with its own expiry; a one-shot
-    hint already set keeps its own expiry (reference defect 10)."""
+    """A temporary interval (inside the endpoint's min/max, and not below the interval
+    quota), with its own expiry; a one-shot hint already set keeps its own expiry (reference
+    defect 10)."""
 
     def change(row: EndpointRow) -> dict[str, Any]:
-        if row.min_interval_ms is not None and interval_ms < row.min_interval_ms:
-            raise Invalid("interval_ms", f"below the endpoint's minimum ({row.min_interval_ms} ms)")
+        low = quotas.interval_floor(row.min_interval_ms)
+        if low is not None and interval_ms < low:
+            raise Invalid("interval_ms", f"below the endpoint's minimum ({low} ms)")
         if row.max_interval_ms is not None and interval_ms > row.max_interval_ms:
             raise Invalid(
                 "interval_ms", f"exceeds the endpoint's maximum ({row.max_interval_ms} ms)"
@@ -536,4 +568,5 @@ REASONS = {
     "clamped-max": "brought forward to the maximum interval",
     "paused": "paused until this time",
     "misfire": "one catch-up run for missed slots",
+    "quota": "deferred to next month: the monthly run quota is used up",
 }

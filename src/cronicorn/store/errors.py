@@ -6,6 +6,8 @@ them to one line on stderr; neither edge parses message text.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class StoreError(Exception):
     """Base of the errors a repository raises on purpose."""
@@ -30,3 +32,17 @@ class Invalid(StoreError):
         super().__init__(message)
         self.field = field
         self.message = message
+
+
+class QuotaExceeded(StoreError):
+    """A per-user quota the operator set is used up (`quota`: which one, as its setting)."""
+
+    def __init__(
+        self, quota: str, message: str, *, limit: int, used: int, resets_at: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.message = message
+        self.limit = limit
+        self.used = used
+        self.resets_at = resets_at

@@ -43,9 +43,18 @@ _STATE_COLUMNS = (
     "next_run_at",
 )
 
+# `min_interval_ms` is raised to the quota floor (QUOTA_MIN_INTERVAL_MS, 0 when off) here, so
+# endpoints created before the quota was set are held to it too.
+_LOCK_COLUMNS = ", ".join(
+    "nullif(greatest(e.min_interval_ms, %(min_floor)s), 0) AS min_interval_ms"
+    if c == "min_interval_ms"
+    else "e." + c
+    for c in _STATE_COLUMNS
+)
+
 LOCK_SQL = f"""
 WITH v AS (SELECT * FROM jsonb_to_recordset(%(leases)s::jsonb) AS v(id text, lease text))
-SELECT e.id, e.next_run_source, {", ".join("e." + c for c in _STATE_COLUMNS)}
+SELECT e.id, e.next_run_source, {_LOCK_COLUMNS}
 FROM endpoints e
 JOIN v ON e.id = v.id AND e.lease_owner = v.lease
 WHERE e.id = ANY(ARRAY(SELECT id FROM v))  -- lets the planner use the primary key
@@ -144,13 +153,17 @@ class Leased:
 
 
 async def lock_leased(
-    conn: AsyncConnection[Any], leases: Sequence[tuple[str, str]]
+    conn: AsyncConnection[Any], leases: Sequence[tuple[str, str]], *, min_floor_ms: int = 0
 ) -> dict[str, Leased]:
     """Lock and read the schedule of endpoints still held under the given (endpoint id,
-    lease) pairs (call inside a transaction; absent ids were taken over by another worker)."""
+    lease) pairs (call inside a transaction; absent ids were taken over by another worker).
+    `min_floor_ms` raises every minimum interval to the quota floor."""
     if not leases:
         return {}
-    params = {"leases": json.dumps([{"id": i, "lease": t} for i, t in leases])}
+    params = {
+        "leases": json.dumps([{"id": i, "lease": t} for i, t in leases]),
+        "min_floor": max(0, min_floor_ms),
+    }
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(LOCK_SQL, params)
         rows = await cur.fetchall()

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronicorn.domain import month_start
+from cronicorn.store.quotas import LIVE_ENDPOINTS, live_endpoints, runs_this_month
 from cronicorn.store.tables import ai_sessions, endpoints, jobs, runs
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -111,12 +113,8 @@ async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -
     row = (
         await conn.execute(
             select(func.count(), func.count().filter(paused))
-            .select_from(endpoints.join(jobs, jobs.c.id == endpoints.c.job_id))
-            .where(
-                endpoints.c.user_id == user_id,
-                endpoints.c.archived_at.is_(None),
-                jobs.c.status != "archived",
-            )
+            .select_from(LIVE_ENDPOINTS)
+            .where(live_endpoints(user_id))
         )
     ).one()
     total, paused_n = int(row[0]), int(row[1])
@@ -453,19 +451,12 @@ async def activity(conn: AsyncConnection, q: ActivityQuery) -> dict[str, Any]:
 
 
 # -- usage ----------------------------------------------------------------------------------
-def month_start(now: datetime) -> datetime:
-    now = now.astimezone(UTC)
-    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 async def usage(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, Any]:
-    """What the user has this calendar month (UTC): live endpoints, runs of every endpoint the
-    user owns (archived or not, test runs included), AI tokens. No limits: no billing."""
+    """What the user has this calendar month (UTC): live endpoints, runs started this month
+    (the quota meter: scheduled and test runs, including runs of endpoints deleted since),
+    AI tokens."""
     since = month_start(now)
     live = await _endpoint_counts(conn, user_id, now)
-    run_count = await conn.scalar(
-        select(func.count()).where(runs.c.user_id == user_id, runs.c.started_at >= since)
-    )
     tokens = await conn.scalar(
         select(func.coalesce(func.sum(ai_sessions.c.token_usage), 0)).where(
             ai_sessions.c.user_id == user_id, ai_sessions.c.analyzed_at >= since
@@ -474,6 +465,6 @@ async def usage(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str,
     return {
         "periodStart": since,
         "endpointsUsed": live["total"],
-        "runsThisMonth": int(run_count or 0),
+        "runsThisMonth": await runs_this_month(conn, user_id, now),
         "aiTokensThisMonth": int(tokens or 0),
     }

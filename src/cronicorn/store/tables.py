@@ -236,6 +236,16 @@ runs = Table(
     Index("ux_runs_endpoint_id_due_at", "endpoint_id", "due_at", unique=True),
 )
 
+# Runs per user per calendar month (UTC), counted when a run row is created (claim or "run
+# now") so a monthly quota is one indexed read, and deleting an endpoint refunds nothing.
+monthly_usage = Table(
+    "monthly_usage",
+    metadata,
+    Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("period_start", TZ, primary_key=True),
+    Column("runs", BigInteger, nullable=False, server_default=text("0")),
+)
+
 ai_sessions = Table(
     "ai_sessions",
     metadata,

@@ -19,7 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from cronicorn.api.deps import Clock, get_clock
 from cronicorn.api.errors import ApiError, envelope
-from cronicorn.store.errors import Conflict, Invalid, NotFound
+from cronicorn.store.errors import Conflict, Invalid, NotFound, QuotaExceeded
 
 MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000  # a year: keeps every planned instant representable
 MAX_TTL_MINUTES = 30 * 24 * 60
@@ -128,6 +128,13 @@ def install_error_mapping(app: FastAPI) -> None:
     @app.exception_handler(Invalid)
     async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
         return invalid_response(exc.field, exc.message)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
+        details: dict[str, Any] = {"quota": exc.quota, "limit": exc.limit, "used": exc.used}
+        if exc.resets_at is not None:
+            details["resetsAt"] = iso_ms(exc.resets_at)
+        return envelope(403, "quota_exceeded", exc.message, details)
 
 
 def invalid_response(field: str, message: str, where: str = "body") -> JSONResponse:

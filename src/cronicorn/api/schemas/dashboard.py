@@ -113,14 +113,19 @@ class ActivityTimeline(Out):
 
 
 class Usage(Out):
-    """This calendar month (UTC). No billing: every `…Limit` is null (unlimited)."""
+    """This calendar month (UTC) against the operator's quotas; a null limit is unlimited."""
 
     period_start: UtcDatetime
-    endpoints_used: int
-    endpoints_limit: int | None = None
-    runs_this_month: int
+    period_end: UtcDatetime = Field(description="When the monthly counts reset")
+    endpoints_used: int = Field(description="Endpoints not archived, in jobs not archived")
+    endpoints_limit: int | None = Field(default=None, description="QUOTA_MAX_ENDPOINTS")
+    runs_this_month: int = Field(
+        description="Runs started this month, scheduled and manual (deleting an endpoint "
+        "does not give them back)"
+    )
     total_runs: int = Field(description="Same as runsThisMonth (reference name)")
-    total_runs_limit: int | None = None
+    total_runs_limit: int | None = Field(default=None, description="QUOTA_RUNS_PER_MONTH")
+    min_interval_ms: int | None = Field(default=None, description="QUOTA_MIN_INTERVAL_MS")
     ai_tokens_this_month: int
     ai_calls_used: int = Field(description="Same as aiTokensThisMonth (reference name)")
     ai_calls_limit: int | None = None
