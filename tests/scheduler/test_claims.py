@@ -226,10 +226,19 @@ async def test_unstarted_claims_are_given_back(
 ) -> None:
     endpoint = await rows.endpoint("http://x/a", first_at=utc(seconds=-1))
     claims = await _claim(conn)
+    assert await _meter(conn, rows.user_id) == 1
     await release_unstarted(conn, worker="w1", claims=claims)
     assert await rows.run_count(endpoint) == 0
+    assert await _meter(conn, rows.user_id) == 0, "a run that never started is not counted"
     assert (await rows.endpoint_row(endpoint))["lease_owner"] is None
     assert [c.endpoint_id for c in await _claim(conn, "w1#2")] == [endpoint]
+    assert await _meter(conn, rows.user_id) == 1
+
+
+async def _meter(conn: psycopg.AsyncConnection[Any], user_id: str) -> int:
+    cur = await conn.execute("SELECT sum(runs) FROM monthly_usage WHERE user_id = %s", (user_id,))
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
 
 
 async def test_claim_uses_the_due_index_with_ten_thousand_endpoints(

@@ -104,10 +104,11 @@ claimed AS (
     JOIN unnest(string_to_array(%(run_ids)s, ',')) WITH ORDINALITY AS u(run_id, ord)
       ON u.ord = n.ord
     ON CONFLICT (endpoint_id, due_at) DO NOTHING
-    RETURNING id, endpoint_id, user_id
+    RETURNING id, endpoint_id, user_id, started_at
 ), counted AS (
     INSERT INTO monthly_usage AS m (user_id, period_start, runs)
-    SELECT s.user_id, %(month)s, count(*) FROM started s GROUP BY s.user_id ORDER BY s.user_id
+    SELECT s.user_id, date_trunc('month', s.started_at, 'UTC') AS period, count(*)
+    FROM started s GROUP BY s.user_id, period ORDER BY s.user_id, period
     ON CONFLICT (user_id, period_start) DO UPDATE SET runs = m.runs + EXCLUDED.runs
 )
 SELECT n.id, n.user_id, n.url, n.method, n.headers_json, n.body_json, n.timeout_ms,
@@ -144,7 +145,21 @@ RELEASE_UNSTARTED_SQL = """
 WITH dropped AS (
     DELETE FROM runs
     WHERE id = ANY(%(run_ids)s::text[]) AND status = 'running' AND worker = %(worker)s
-    RETURNING endpoint_id
+    RETURNING endpoint_id, user_id, started_at
+), per_meter AS (
+    SELECT user_id, date_trunc('month', started_at, 'UTC') AS period, count(*) AS n
+    FROM dropped GROUP BY user_id, period
+), meters AS (  -- locked in (user, month) order, like the claim does: no deadlock between them
+    SELECT m.user_id, m.period_start FROM monthly_usage m
+    JOIN per_meter d ON m.user_id = d.user_id AND m.period_start = d.period
+    ORDER BY m.user_id, m.period_start
+    FOR UPDATE OF m
+), refunded AS (
+    UPDATE monthly_usage m
+    SET runs = greatest(m.runs - d.n, 0)
+    FROM per_meter d
+    WHERE m.user_id = d.user_id AND m.period_start = d.period
+      AND (m.user_id, m.period_start) IN (SELECT user_id, period_start FROM meters)
 )
 UPDATE endpoints e
 SET lease_owner = NULL, lease_until = NULL
@@ -327,8 +342,9 @@ async def renew_leases(
 async def release_unstarted(
     conn: AsyncConnection[Any], *, worker: str, claims: Sequence[Claimed]
 ) -> int:
-    """Give back claimed slots that never started (shutdown): their run rows go, their leases
-    are cleared and `next_run_at` is untouched, so another worker runs the slot."""
+    """Give back claimed slots that never started (shutdown): their run rows go (and off the
+    monthly meter), their leases are cleared and `next_run_at` is untouched, so another
+    worker runs the slot."""
     if not claims:
         return 0
     cur = await conn.execute(
