@@ -30,13 +30,16 @@ async def bob(engine: AsyncEngine) -> str:
 
 
 @contextlib.asynccontextmanager
-async def serving(database_url: str, engine: AsyncEngine) -> AsyncIterator[Served]:
-    """The whole app served over real HTTP, with two users holding API keys."""
+async def serving(
+    database_url: str, engine: AsyncEngine, **settings_env: object
+) -> AsyncIterator[Served]:
+    """The whole app served over real HTTP, with two users holding API keys (`settings_env`:
+    more settings, by their environment names)."""
     settings = load_settings(
         DATABASE_URL=database_url,
         AUTH_SECRET="s" * 40,
         CRONICORN_ALLOW_NETWORKS="127.0.0.0/8",  # run-now targets are local test servers
-        **NO_RATE_LIMITS,
+        **{**NO_RATE_LIMITS, **settings_env},
     )
     app = create_app(Runtime.create(settings, database_url))
     a_id, a_headers = await credentials(engine, "a@example.com")

@@ -31,6 +31,8 @@ def test_defaults_are_embedded_development_on_3333() -> None:
         ("DATABASE_URL", "mysql://x/y"),
         ("CRONICORN_ALLOW_NETWORKS", "10.0.0.0/8,banana"),
         ("DB_POOL_SIZE", "0"),
+        ("QUOTA_MAX_ENDPOINTS", "-1"),
+        ("QUOTA_RUNS_PER_MONTH", "lots"),
     ],
 )
 def test_invalid_value_names_the_variable(
