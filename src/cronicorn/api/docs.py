@@ -30,7 +30,7 @@ TAGS = [
     {"name": "AI Analysis", "description": "What the AI planner looked at and decided."},
     {"name": "Dashboard", "description": "Aggregates over a date range (UTC buckets)."},
     {"name": "Signing Keys", "description": "HMAC keys that sign outbound requests."},
-    {"name": "Usage", "description": "This month's usage (no billing)."},
+    {"name": "Usage", "description": "This month's usage against the operator's quotas."},
     {"name": "Import/Export", "description": "Jobs and endpoints as a JSON document."},
 ]
 SECURITY_SCHEMES = {
