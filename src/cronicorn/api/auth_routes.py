@@ -50,6 +50,11 @@ class SignUp(SignIn):
     name: Text | None = Field(default=None, max_length=200)
 
 
+class ChangePassword(_Body):
+    current_password: Text = Field(alias="currentPassword", max_length=1024)
+    new_password: Text = Field(alias="newPassword", max_length=1024)
+
+
 @router.get("/config", include_in_schema=False)
 async def auth_config(runtime: RuntimeDep) -> dict[str, bool]:
     """Which sign-in methods the login page should offer."""
@@ -106,6 +111,36 @@ async def sign_out(
     if principal.via in ("session", "bearer"):
         await sessions.revoke(conn, principal.user_id, principal.credential_id, clock())
     return json_with_cookies({"success": True}, cleared_cookies(runtime.settings))
+
+
+@router.post(
+    "/change-password",
+    summary="Change your password (signs out your other sessions)",
+    description="Needs the current password. Every other browser and device session of the "
+    "user is revoked; the calling session and API keys keep working. Wrong current passwords "
+    "count toward the sign-in attempt limit.",
+)
+async def change_password(
+    body: ChangePassword, principal: UserDep, request: Request, conn: ConnDep, clock: ClockDep
+) -> JSONResponse:
+    now = clock()
+    bucket = login_bucket(f"change:{principal.user_id}", client_ip(request))
+    await throttle(conn, request, bucket, LOGIN_ATTEMPTS_PER_MINUTE, now)
+    keep = principal.credential_id if principal.via in ("session", "bearer") else None
+    try:
+        revoked = await service.change_password(
+            conn,
+            principal.user_id,
+            current=body.current_password,
+            new=body.new_password,
+            now=now,
+            keep_session=keep,
+        )
+    except InvalidCredentials:
+        raise ApiError(403, "Current password is incorrect", code="invalid_credentials") from None
+    except InvalidInput as exc:
+        raise invalid_input(exc) from None
+    return JSONResponse({"success": True, "revokedSessions": revoked})
 
 
 @router.get("/get-session", summary="The signed-in user and session, or null")

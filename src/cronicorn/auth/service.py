@@ -102,6 +102,38 @@ async def authenticate_password(
     return user
 
 
+async def change_password(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    current: str,
+    new: str,
+    now: datetime,
+    keep_session: str | None = None,
+) -> int:
+    """Replace the user's password after checking the current one, and sign out every
+    other session (browser and device; API keys stay). Returns the sessions revoked."""
+    user = await users.get_by_id(conn, user_id)
+    if user is None or not user.password_hash:
+        raise InvalidInput("currentPassword", "this account has no password to change")
+    if not verify_password(user.password_hash, current):
+        raise InvalidCredentials
+    try:
+        check_password(new)
+    except InvalidInput as exc:
+        raise InvalidInput("newPassword", str(exc)) from None
+    await users.set_password_hash(conn, user.id, hash_password(new), now)
+    return await sessions.revoke_all_for_user(conn, user.id, now, except_id=keep_session)
+
+
+async def reset_password(conn: AsyncConnection, email: str, password: str, now: datetime) -> int:
+    """Operator reset: set a new password and sign out every session of the user."""
+    check_password(password)
+    user = await user_by_email(conn, email)
+    await users.set_password_hash(conn, user.id, hash_password(password), now)
+    return await sessions.revoke_all_for_user(conn, user.id, now)
+
+
 async def start_session(
     conn: AsyncConnection,
     user_id: str,

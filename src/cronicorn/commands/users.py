@@ -1,6 +1,6 @@
-"""`cronicorn users create|list|disable|enable`: accounts from the command line, so an operator
-can bootstrap a server without a browser. Runs straight against the database (embedded or
-DATABASE_URL) through the same service functions as the API."""
+"""`cronicorn users create|list|set-password|disable|enable`: accounts from the command line,
+so an operator can bootstrap a server without a browser. Runs straight against the database
+(embedded or DATABASE_URL) through the same service functions as the API."""
 
 from __future__ import annotations
 
@@ -118,6 +118,30 @@ def list_users(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
             f for f, on in (("admin", row.is_admin), ("disabled", row.disabled_at)) if on
         )
         typer.echo(f"{row.id}  {row.email}  {flags}".rstrip())
+
+
+@app.command("set-password")
+def set_password(
+    email: str = typer.Argument(..., help="The user's email."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin instead of generating one."
+    ),
+) -> None:
+    """Reset a user's password (e.g. a forgotten one) and sign out all their sessions; API
+    keys keep working. Without --password-stdin a password is generated and printed once.
+
+    Example: `cronicorn users set-password me@example.com`
+    """
+    password = sys.stdin.read().rstrip("\r\n") if password_stdin else random_password()
+
+    async def work(engine: AsyncEngine) -> int:
+        async with engine.begin() as conn:
+            return await service.reset_password(conn, email, password, now())
+
+    revoked = run_db(work)
+    typer.echo(f"Password of {email} reset; {revoked} session(s) signed out", err=True)
+    if not password_stdin:
+        typer.echo(f"Password (shown once): {password}")
 
 
 def _set_disabled(email: str, disabled: bool) -> UserRow:

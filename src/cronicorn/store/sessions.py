@@ -152,11 +152,12 @@ async def revoke_by_token(conn: AsyncConnection, token_hash: str, now: datetime)
     )
 
 
-async def revoke_all_for_user(conn: AsyncConnection, user_id: str, now: datetime) -> int:
-    result = await conn.execute(
-        update(sessions)
-        .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-        .returning(sessions.c.id)
-    )
+async def revoke_all_for_user(
+    conn: AsyncConnection, user_id: str, now: datetime, *, except_id: str | None = None
+) -> int:
+    """Revoke every live session of the user (but `except_id`); returns how many."""
+    stmt = update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+    if except_id is not None:
+        stmt = stmt.where(sessions.c.id != except_id)
+    result = await conn.execute(stmt.values(revoked_at=now).returning(sessions.c.id))
     return len(result.all())
