@@ -240,6 +240,9 @@ def main() -> None:
         default="cli",
         help="cli: `cronicorn api`; uvicorn: the same app with uvicorn binding the port itself",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="API_WORKERS: processes serving the API"
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-"))
@@ -254,6 +257,7 @@ def main() -> None:
         # The benchmark measures the routes, not the per-key limiter (600 reads/min default).
         "RATE_LIMIT_READ_RPM": "1000000",
         "RATE_LIMIT_WRITE_RPM": "1000000",
+        "API_WORKERS": str(args.workers),
     }
     external = os.environ.get("BENCH_DATABASE_URL")
     api: subprocess.Popen[str] | None = None
@@ -276,6 +280,7 @@ def main() -> None:
         load = os.getloadavg()
         cpus = os.cpu_count()
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cpus} CPUs")
+        print(f"API workers: {args.workers}")
         asyncio.run(drive(base, key, ids, args.rate, args.seconds))
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

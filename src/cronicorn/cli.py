@@ -119,13 +119,21 @@ def up() -> None:
 
 @app.command()
 @friendly()
-def api() -> None:
+def api(
+    workers: int | None = typer.Option(
+        None,
+        "--workers",
+        min=1,
+        max=64,
+        help="Processes serving the API (default API_WORKERS, 1); about one per core.",
+    ),
+) -> None:
     """Serve only the REST API (run `cronicorn migrate` first)."""
     cfg = settings()
     install_sigterm()
     with database(cfg) as url:
         check_database(url, cfg.db_connect_timeout_s)
-        serve(cfg, url, (), role="api")
+        serve(cfg, url, (), role="api", workers=workers or cfg.api_workers)
 
 
 @app.command()

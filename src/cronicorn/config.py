@@ -45,9 +45,10 @@ class Settings(BaseSettings):
         default="info", alias="LOG_LEVEL"
     )
     log_format: Literal["json", "console"] = Field(default="json", alias="LOG_FORMAT")
-    db_pool_size: int = Field(default=10, ge=1, le=500, alias="DB_POOL_SIZE")
+    db_pool_size: int = Field(default=20, ge=1, le=500, alias="DB_POOL_SIZE")
     db_pool_max_overflow: int = Field(default=10, ge=0, le=500, alias="DB_POOL_MAX_OVERFLOW")
     db_connect_timeout_s: float = Field(default=5.0, gt=0, le=120, alias="DB_CONNECT_TIMEOUT_S")
+    api_workers: int = Field(default=1, ge=1, le=64, alias="API_WORKERS")
     shutdown_timeout_s: float = Field(default=10.0, gt=0, le=600, alias="SHUTDOWN_TIMEOUT_S")
     allow_networks_raw: str = Field(default="", alias="CRONICORN_ALLOW_NETWORKS")
     web_url: str = Field(default="http://localhost:3333", alias="WEB_URL")

@@ -22,6 +22,7 @@ from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
 from cronicorn.store.db import libpq_url
+from cronicorn.workers import WorkersFailed, run_workers
 
 log = get_logger("cronicorn")
 
@@ -91,9 +92,41 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(
-    settings: Settings, database_url: str, roles: Sequence[tuple[str, Role]], *, role: str
+    settings: Settings,
+    database_url: str,
+    roles: Sequence[tuple[str, Role]],
+    *,
+    role: str,
+    workers: int = 1,
 ) -> None:
+    """Serve the app (and `roles`) on HOST:PORT; with `workers` > 1 (API only), that many
+    processes share the socket (see `workers.py`)."""
     sock = bind_socket(settings.host, settings.port)
+    names = [n for n, _ in roles]
+    log.info("listening", host=settings.host, port=settings.port, roles=names, workers=workers)
+    if workers <= 1:
+        _serve(settings, database_url, roles, role, sock)
+        return
+    if roles:
+        raise ValueError("background roles run in one process; only the API has workers")
+    try:
+        run_workers(serve_socket, settings, database_url, role=role, sock=sock, workers=workers)
+    except WorkersFailed as exc:
+        raise StartupError(str(exc)) from None
+
+
+def serve_socket(settings: Settings, database_url: str, role: str, sock: socket.socket) -> None:
+    """One API worker process (the target `run_workers` spawns)."""
+    _serve(settings, database_url, (), role, sock)
+
+
+def _serve(
+    settings: Settings,
+    database_url: str,
+    roles: Sequence[tuple[str, Role]],
+    role: str,
+    sock: socket.socket,
+) -> None:
     runtime = Runtime.create(settings, database_url, role=role)
     app = create_app(runtime, roles)
     config = uvicorn.Config(
@@ -104,9 +137,7 @@ def serve(
         timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
         server_header=False,
     )
-    server = uvicorn.Server(config)
-    log.info("listening", host=settings.host, port=settings.port, roles=[n for n, _ in roles])
-    asyncio.run(server.serve(sockets=[sock]))
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
 def run_roles(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -205,3 +206,42 @@ def test_db_start_keeps_the_server_for_operators_until_db_stop(tmp_path: Path) -
     result = run_cli("db", "status", env=env)
     assert result.returncode == 3
     assert "running: False" in result.stdout
+
+
+def _workers(parent: int) -> set[int]:
+    """The API worker processes of `parent` (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    found = set()
+    for pid in map(int, children):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            found.add(pid)
+    return found
+
+
+def test_api_workers_share_the_port_are_replaced_and_stop_together(database_url: str) -> None:
+    port = free_port()
+    env = cli_env(DATABASE_URL=database_url, PORT=str(port), AUTH_SECRET=SECRET, HOST="127.0.0.1")
+    proc = start_cli("api", "--workers", "2", env=env)
+    _wait_healthy(port, proc)
+    wait_sync(lambda: len(_workers(proc.pid)) == 2, timeout=30, what="two workers")
+    first = _workers(proc.pid)
+    for _ in range(20):  # every connection is answered, whichever worker takes it
+        assert _health(port)[0] == 200
+
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    wait_sync(
+        lambda: len(_workers(proc.pid)) == 2 and victim not in _workers(proc.pid),
+        timeout=30,
+        what="the killed worker replaced",
+    )
+    _wait_healthy(port, proc)
+    workers = _workers(proc.pid)
+    assert _stop(proc) == 0
+    assert _health(port)[0] == 0, "nothing listens after shutdown"
+    for pid in workers:
+        wait_sync(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=10, what="exit")
