@@ -38,7 +38,8 @@ class Out(BaseModel):
 
 
 def iso_ms(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    # isoformat, not strftime: twice as fast (hot in every list response) and zero-pads years.
+    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 UtcDatetime = Annotated[
