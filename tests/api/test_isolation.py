@@ -37,6 +37,7 @@ RANGE = {"startDate": "2020-01-01T00:00:00Z", "endDate": "2020-12-01T00:00:00Z"}
 # Callables get A's ids (for routes that name a resource in the body).
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/auth/api-key/create"): {"name": "b-key"},
+    ("POST", "/auth/change-password"): {"currentPassword": "x" * 12, "newPassword": "y" * 12},
     ("POST", "/auth/api-key/delete"): lambda ids: {"keyId": ids["api_key"]},
     ("POST", "/users"): {"email": "c@example.com"},
     ("POST", "/jobs"): {"name": "b-job"},
