@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.domain import NO_QUOTAS, Quotas, Source, month_start, next_month_start
 from cronicorn.store.claims import claim_due
-from cronicorn.store.quotas import release_deferred
+from cronicorn.store.quotas import check_endpoint_room, release_deferred
 from cronicorn.store.run_writes import lock_leased
 from cronicorn.store.tables import endpoints, monthly_usage
 from scheduler.conftest import MovableClock, Rows, Target, running_scheduler, utc
@@ -230,3 +230,17 @@ async def test_the_scheduler_stops_at_the_quota_and_resumes_next_month(
     runs = await rows.runs(endpoint_id)
     assert [r["source"] for r in runs][3] == Source.QUOTA, "the deferred slot runs first"
     assert await _meter(engine, rows.user_id, clock()) == len(runs) - 3
+
+
+async def test_an_endpoint_create_under_quota_does_not_hold_up_claims(
+    rows: Rows, engine: AsyncEngine, conn: psycopg.AsyncConnection[Any]
+) -> None:
+    """The create's lock on the user row must not block the claim's foreign-key checks."""
+    await rows.endpoint("http://x/a", next_run_at=utc(seconds=-1))
+    async with engine.connect() as creating:
+        await check_endpoint_room(creating, rows.user_id, Quotas(max_endpoints=10))
+        assert creating.in_transaction()
+        claims = await asyncio.wait_for(_claim(conn), 5)
+        await creating.rollback()
+    assert len(claims) == 1
+    assert claims[0].run_id is not None

@@ -39,10 +39,14 @@ async def live_endpoint_count(conn: AsyncConnection, user_id: str) -> int:
 
 async def check_endpoint_room(conn: AsyncConnection, user_id: str, quotas: Quotas) -> None:
     """Raise `QuotaExceeded` if one more endpoint would pass QUOTA_MAX_ENDPOINTS. Holds the
-    user's row lock until the transaction ends, so concurrent creates queue up here."""
+    user's row lock until the transaction ends, so concurrent creates queue up here. NO KEY
+    UPDATE: it does not block the foreign-key checks of rows that point at the user (the
+    scheduler inserting runs), only other holders of this lock."""
     if quotas.max_endpoints <= 0:
         return
-    await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+    await conn.execute(
+        select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True)
+    )
     used = await live_endpoint_count(conn, user_id)
     if used >= quotas.max_endpoints:
         raise QuotaExceeded(
