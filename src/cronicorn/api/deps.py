@@ -232,13 +232,6 @@ async def require_session(principal: Annotated[Principal, Depends(current_user)]
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
-
-def get_quotas(runtime: RuntimeDep) -> Quotas:
-    """The operator's per-user quotas (QUOTA_*; all off by default)."""
-    return runtime.settings.quotas
-
-
-QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 # scope="function": commit BEFORE the response is sent. FastAPI's default for yield
 # dependencies runs the exit code after the response, so a client could be told 201 while the
 # row is not yet (or never) committed.
@@ -247,3 +240,11 @@ UserDep = Annotated[Principal, Depends(current_user)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SessionDep = Annotated[Principal, Depends(require_session)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def get_quotas(runtime: RuntimeDep) -> Quotas:
+    """The operator's per-user quotas (QUOTA_*; all off by default)."""
+    return runtime.settings.quotas
+
+
+QuotasDep = Annotated[Quotas, Depends(get_quotas)]
