@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from cronicorn.config import Settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
 from cronicorn.scheduler.clock import utc_now
@@ -42,10 +45,7 @@ def dispatch_config(settings: Settings) -> DispatchConfig:
 async def scheduler_role(runtime: Runtime, stop: asyncio.Event) -> None:
     """Run one scheduler until `stop`, then drain (SHUTDOWN_TIMEOUT_S)."""
     settings = runtime.settings
-    async with runtime.engine.begin() as conn:
-        released = await release_deferred(conn, settings.quotas, utc_now())
-    if released:
-        log.info("quota_deferrals_released", endpoints=released)
+    await _release_deferred(runtime)
     async with Dispatcher(dispatch_config(settings)) as dispatcher:
         scheduler = Scheduler(
             scheduler_config(settings),
@@ -58,3 +58,16 @@ async def scheduler_role(runtime: Runtime, stop: asyncio.Event) -> None:
             await scheduler.run(stop)
         finally:
             runtime.health_probes.pop("scheduler", None)
+
+
+async def _release_deferred(runtime: Runtime) -> None:
+    """Endpoints deferred by a run quota since raised run again now. Best effort: with the
+    database down the scheduler starts all the same (and reconnects on its own)."""
+    try:
+        async with runtime.engine.begin() as conn:
+            released = await release_deferred(conn, runtime.settings.quotas, utc_now())
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("quota_release_skipped", error=first_line(exc)[:200])
+        return
+    if released:
+        log.info("quota_deferrals_released", endpoints=released)
