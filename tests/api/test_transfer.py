@@ -166,3 +166,16 @@ def test_cli_export_and_import(database_url: str, tmp_path: Path) -> None:
     missing = run_cli("export", "--user", "ghost@example.com", env=env)
     assert missing.returncode == 1
     assert "no user 'ghost@example.com'" in missing.stderr
+
+    more = tmp_path / "more.json"
+    endpoint = {"name": "x", "url": "https://example.com/x", "baselineIntervalMs": 60000}
+    more.write_text(json.dumps({"version": 1, "jobs": [{"name": "new", "endpoints": [endpoint]}]}))
+    full = run_cli(
+        "import", str(more), "--user", "cli@example.com", env={**env, "QUOTA_MAX_ENDPOINTS": "2"}
+    )
+    assert full.returncode == 1
+    assert full.stderr.strip() == (
+        "error: Endpoint quota reached: 2 of 2 endpoints; archive or delete one first"
+    )
+    again = run_cli("export", "--user", "cli@example.com", env=env)
+    assert [j["name"] for j in json.loads(again.stdout)["jobs"]] == ["billing", "idle"]
