@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "cronicorn")
@@ -105,3 +107,16 @@ def start_cli(*args: str, env: Mapping[str, str], cwd: Any = None) -> subprocess
         cwd=cwd,
         start_new_session=True,
     )
+
+
+async def a_session_waits_on_a_lock(engine: AsyncEngine) -> bool:
+    """Whether some connection to this test database is blocked on a lock: how a test knows
+    the second party of a race has reached the lock, without sleeping."""
+    async with engine.connect() as conn:
+        waiting = await conn.scalar(
+            text(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() LIMIT 1"
+            )
+        )
+    return waiting is not None

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import text, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Client, Served
@@ -22,7 +22,7 @@ from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import QuotaExceeded
 from cronicorn.store.tables import endpoints
-from support import until
+from support import a_session_waits_on_a_lock, until
 
 QUOTAS = {
     "QUOTA_MAX_ENDPOINTS": 2,
@@ -107,7 +107,7 @@ async def test_a_create_waits_for_a_concurrent_one_then_counts_it(
     now = datetime.now(UTC)
     async with engine.begin() as conn:
         job_id = (await job_store.create(conn, alice, name="j", description=None, now=now)).id
-    config = {"name": "e", **{"url": MINUTE["url"], "baseline_interval_ms": 60_000}}
+    config = {"name": "e", "url": MINUTE["url"], "baseline_interval_ms": 60_000}
     async with engine.connect() as a, engine.connect() as b:
         await endpoint_store.create(a, alice, job_id, config, now, quotas=quotas)
 
@@ -117,14 +117,7 @@ async def test_a_create_waits_for_a_concurrent_one_then_counts_it(
         task = asyncio.create_task(second())
 
         async def b_waits() -> bool:
-            async with engine.connect() as c:
-                waiting = await c.scalar(
-                    text(
-                        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database() LIMIT 1"
-                    )
-                )
-            return waiting is not None or task.done()
+            return task.done() or await a_session_waits_on_a_lock(engine)
 
         await until(b_waits, timeout=10, what="the second create blocked")
         assert not task.done(), "the second create must wait for the first"

@@ -119,6 +119,15 @@ async def rows(engine: AsyncEngine) -> Rows:
     return await Rows(engine).setup()
 
 
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A raw autocommit psycopg connection, as the scheduler's own connections are."""
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, options="-c TimeZone=UTC"
+    ) as connection:
+        yield connection
+
+
 @dataclass
 class Hit:
     path: str

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import psycopg
-import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,14 +34,6 @@ from cronicorn.store.run_writes import (
 )
 from cronicorn.store.tables import endpoints, jobs
 from scheduler.conftest import Rows, utc
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True, options="-c TimeZone=UTC"
-    ) as connection:
-        yield connection
 
 
 async def _claim(conn: psycopg.AsyncConnection[Any], lease: str = "w1#1", **kw: Any) -> Any:

@@ -6,13 +6,11 @@ intervals are raised to QUOTA_MIN_INTERVAL_MS for endpoints created before it wa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.domain import NO_QUOTAS, Quotas, Source, month_start, next_month_start
@@ -21,15 +19,7 @@ from cronicorn.store.quotas import check_endpoint_room, release_deferred
 from cronicorn.store.run_writes import lock_leased
 from cronicorn.store.tables import endpoints, monthly_usage
 from scheduler.conftest import MovableClock, Rows, Target, running_scheduler, utc
-from support import until
-
-
-@pytest.fixture
-async def conn(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    async with await psycopg.AsyncConnection.connect(
-        database_url, autocommit=True, options="-c TimeZone=UTC"
-    ) as connection:
-        yield connection
+from support import a_session_waits_on_a_lock, until
 
 
 async def _claim(
@@ -138,17 +128,11 @@ async def test_concurrent_schedulers_cannot_pass_the_quota_together(
         first = await _claim(a, quota=10, limit=5, lease="a#1")  # transaction left open
         second = asyncio.create_task(_claim(b, quota=10, limit=5, lease="b#1"))
 
-        async def b_waits_for_the_meter() -> bool:
-            async with engine.connect() as c:
-                waiting = await c.scalar(
-                    text(
-                        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND datname = current_database() LIMIT 1"
-                    )
-                )
-            return waiting is not None
-
-        await until(b_waits_for_the_meter, timeout=10, what="worker B blocked on the meter")
+        await until(
+            lambda: a_session_waits_on_a_lock(engine),
+            timeout=10,
+            what="worker B blocked on the meter",
+        )
         await a.commit()
         later = await asyncio.wait_for(second, 10)
     assert len(first) == 3
