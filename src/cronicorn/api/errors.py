@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cronicorn.logs import get_logger
@@ -71,6 +74,24 @@ def envelope(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+_RETRY = {"Retry-After": "1"}
+
+
+def database_refusal(exc: DBAPIError) -> ApiError | None:
+    """A database error that is not the request's fault and goes away on retry: a deadlock or
+    serialization failure PostgreSQL broke by aborting this transaction (nothing of it was
+    written), or a database that is unreachable or shutting down. None for anything else,
+    which is a bug and stays a 500."""
+    sqlstate = exc.orig.sqlstate if isinstance(exc.orig, psycopg.Error) else None
+    if sqlstate is not None and sqlstate.startswith("40"):  # class 40: transaction rollback
+        message = "A concurrent change got in the way; nothing was written. Retry."
+        return ApiError(503, message, code="busy", headers=_RETRY)
+    if isinstance(exc.orig, psycopg.OperationalError) or exc.connection_invalidated:
+        message = "The database is unavailable; retry shortly."
+        return ApiError(503, message, headers=_RETRY)
+    return None
+
+
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -103,6 +124,19 @@ def install(app: FastAPI) -> None:
         code = _STATUS_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return envelope(exc.status_code, code, message, None, exc.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        refusal = database_refusal(exc)
+        if refusal is None:
+            return await _unexpected(request, exc)
+        log.warning("database_refused", error=type(exc.orig).__name__, status=refusal.status)
+        return envelope(refusal.status, refusal.code, refusal.message, None, refusal.headers)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database_pool_exhausted")
+        return envelope(503, "unavailable", "The database is busy; retry shortly.", None, _RETRY)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -85,6 +85,7 @@ async def import_document(
     )
     try:
         async with conn.begin_nested():
+            await endpoint_store.lock_all_of(conn, user_id)
             for index, job in enumerate(doc.jobs):
                 await _import_job(conn, user_id, job, index, now, report, quotas)
             if dry_run:

@@ -134,15 +134,27 @@ LIMIT 1
 # `next_run_at` is already the instant it becomes claimable; rows paused beyond their
 # `next_run_at` (edited by hand) are left to the loop's periodic safety wake-up.
 
-RENEW_SQL = """
+# Statements that lock several endpoints and may wait take the row locks in id order first
+# (`_LOCK_IN_ORDER`), like `run_writes.LOCK_SQL` and a job's status trigger: two such
+# statements then never wait on each other in a cycle (a deadlock PostgreSQL would break by
+# aborting one of them). Claims and take-overs skip locked rows, so they never wait.
+_LOCK_IN_ORDER = """locked AS (
+    SELECT e2.id FROM endpoints e2
+    WHERE e2.id = ANY(%(ids)s::text[])
+    ORDER BY e2.id
+    FOR UPDATE OF e2
+)"""
+
+RENEW_SQL = f"""
+WITH {_LOCK_IN_ORDER}
 UPDATE endpoints e
 SET lease_until = now() + make_interval(secs => %(lease_s)s)
 FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS v(id, lease)
-WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(%(ids)s::text[])
+WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(ARRAY(SELECT id FROM locked))
 """
 
-RELEASE_UNSTARTED_SQL = """
-WITH dropped AS (
+RELEASE_UNSTARTED_SQL = f"""
+WITH {_LOCK_IN_ORDER}, dropped AS (
     DELETE FROM runs
     WHERE id = ANY(%(run_ids)s::text[]) AND status = 'running' AND worker = %(worker)s
     RETURNING endpoint_id, user_id, started_at
@@ -164,7 +176,7 @@ WITH dropped AS (
 UPDATE endpoints e
 SET lease_owner = NULL, lease_until = NULL
 FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS v(id, lease)
-WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(%(ids)s::text[])
+WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(ARRAY(SELECT id FROM locked))
 """
 
 TAKE_OVER_SQL = """

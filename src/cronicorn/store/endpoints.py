@@ -37,7 +37,7 @@ from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.notify import wake_schedulers
 from cronicorn.store.quotas import check_endpoint_room
-from cronicorn.store.tables import endpoints
+from cronicorn.store.tables import endpoints, jobs, users
 
 # What a user configures (snake_case, as the columns). Everything else is state.
 CONFIG_FIELDS = (
@@ -523,6 +523,30 @@ async def reschedule_job(
         await mutate(conn, user_id, endpoint_id, lambda _row: {}, now)
         for (endpoint_id,) in rows.all()
     ]
+
+
+async def lock_all_of(conn: AsyncConnection, user_id: str) -> None:
+    """Lock the user's live jobs, then their live endpoints, each in id order: for a
+    transaction (an import) that then edits many of them in its own order. Taken up front in
+    the order every other writer uses (job before its endpoints, several endpoints by id),
+    it cannot deadlock with a job pause or a scheduler's batch write. The user's row comes
+    between (after jobs, as in an endpoint create under a quota), so two imports of the same
+    user run one after the other even when there is no job yet to lock."""
+    await conn.execute(
+        select(jobs.c.id)
+        .where(jobs.c.user_id == user_id, jobs.c.status != "archived")
+        .order_by(jobs.c.id)
+        .with_for_update()
+    )
+    await conn.execute(
+        select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True)
+    )
+    await conn.execute(
+        select(endpoints.c.id)
+        .where(endpoints.c.user_id == user_id, endpoints.c.archived_at.is_(None))
+        .order_by(endpoints.c.id)
+        .with_for_update()
+    )
 
 
 async def find_live_by_name(

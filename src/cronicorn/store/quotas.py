@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Text, and_, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain import Quotas, Source, month_start, next_month_start
@@ -109,7 +109,20 @@ async def release_deferred(conn: AsyncConnection, quotas: Quotas, now: datetime)
             monthly_usage.c.runs >= quotas.runs_per_month,
         )
         deferred = and_(deferred, endpoints.c.user_id.not_in(full))
+    # Locked in id order first, like every multi-row endpoint lock (see `claims`).
+    ids = list(
+        await conn.scalars(
+            select(endpoints.c.id)
+            .where(deferred)
+            .order_by(endpoints.c.id)
+            .with_for_update(of=endpoints)
+        )
+    )
+    if not ids:
+        return 0
     result = await conn.execute(
-        update(endpoints).where(deferred).values(next_run_at=now, next_run_source=Source.MISFIRE)
+        update(endpoints)
+        .where(endpoints.c.id == any_(bindparam("ids", ids, type_=ARRAY(Text))), deferred)
+        .values(next_run_at=now, next_run_source=Source.MISFIRE)
     )
     return result.rowcount
