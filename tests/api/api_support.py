@@ -12,9 +12,10 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cronicorn.auth.service import create_user_with_api_key
+from cronicorn.domain import NO_QUOTAS
 from cronicorn.domain.ids import new_id
 from cronicorn.store import users
-from cronicorn.store.quotas import count_run
+from cronicorn.store.quotas import reserve_run
 from cronicorn.store.tables import ai_sessions, runs
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -66,7 +67,7 @@ async def add_run(
             response_body=response_body,
         )
     )
-    await count_run(conn, user_id, started_at)  # as the claim and "run now" do
+    await reserve_run(conn, user_id, NO_QUOTAS, started_at)  # as the claim and run-now do
     return run_id
 
 

@@ -235,3 +235,46 @@ async def test_run_now_stops_at_the_monthly_run_quota(limited: Served) -> None:
     assert usage["periodEnd"] == error["details"]["resetsAt"]
     _, runs = await a.call("GET", f"/endpoints/{made['id']}/runs")
     assert len(runs["runs"]) == 2, "the refused run was not recorded"
+
+
+async def test_concurrent_run_now_calls_never_pass_the_monthly_quota(limited: Served) -> None:
+    """Five calls at once with two places left: the target holds every call it receives until
+    all five requests are settled one way or the other, so a quota checked before and counted
+    after the call would let all five through."""
+    arrived: list[web.Request] = []
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        arrived.append(request)
+        await release.wait()
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_get("/hold", hold)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    refused: list[int] = []
+    try:
+        a = limited.a
+        job = await _job(a)
+        _, made = await _create(a, job, "held", url=f"http://127.0.0.1:{port}/hold")
+
+        async def run_now() -> int:
+            status, _ = await a.call("POST", f"/endpoints/{made['id']}/test")
+            if status == 403:
+                refused.append(status)
+            return status
+
+        calls = [asyncio.create_task(run_now()) for _ in range(5)]
+        await until(lambda: len(arrived) + len(refused) == 5, timeout=20, what="all settled")
+        release.set()
+        statuses = sorted(await asyncio.gather(*calls))
+    finally:
+        release.set()
+        await runner.cleanup()
+    assert (len(arrived), statuses) == (2, [200, 200, 403, 403, 403])
+    _, usage = await a.call("GET", "/subscriptions/usage")
+    assert usage["runsThisMonth"] == 2

@@ -22,7 +22,7 @@ from cronicorn.store import runs as run_store
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store.endpoints import EndpointRow
 from cronicorn.store.errors import Conflict
-from cronicorn.store.quotas import check_run_room
+from cronicorn.store.quotas import reserve_run
 from cronicorn.store.runs import RunSummary
 
 router = APIRouter(tags=["Execution"])
@@ -127,7 +127,6 @@ async def run_now(
     endpoint = await endpoint_store.get(conn, user.user_id, require_id(id, "Endpoint"))
     if endpoint.archived_at is not None:
         raise Conflict("Cannot run an archived endpoint")
-    await check_run_room(conn, user.user_id, runtime.settings.quotas, now)
     try:
         keys = await key_store.load_signing_keys(conn, [user.user_id], now, runtime.auth_secret)
     except SigningKeyError:
@@ -135,7 +134,9 @@ async def run_now(
             "Your signing key cannot be decrypted with this server's AUTH_SECRET; "
             "rotate it with POST /api/signing-keys/rotate"
         ) from None
-    await conn.commit()  # no transaction stays open while the call is in flight
+    # Counted before the call and committed with nothing else open while it is in flight.
+    await reserve_run(conn, user.user_id, runtime.settings.quotas, now)
+    await conn.commit()
     result = await dispatcher.execute(_request_for(endpoint, keys.get(user.user_id, [])))
     finished = now + timedelta(milliseconds=result.duration_ms)
     run_id = await run_store.record_test_run(

@@ -67,31 +67,25 @@ async def runs_this_month(conn: AsyncConnection, user_id: str, now: datetime) ->
     return int(count or 0)
 
 
-async def check_run_room(
-    conn: AsyncConnection, user_id: str, quotas: Quotas, now: datetime
-) -> None:
-    """Raise `QuotaExceeded` if this month's runs reached QUOTA_RUNS_PER_MONTH."""
-    if quotas.runs_per_month <= 0:
+async def reserve_run(conn: AsyncConnection, user_id: str, quotas: Quotas, now: datetime) -> None:
+    """Count one run on the user's meter now, before it starts, or raise `QuotaExceeded` if
+    this month's runs reached QUOTA_RUNS_PER_MONTH. One conditional upsert: concurrent
+    callers each take a place or are refused, so together they never pass the quota."""
+    stmt = insert(monthly_usage).values(user_id=user_id, period_start=month_start(now), runs=1)
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[monthly_usage.c.user_id, monthly_usage.c.period_start],
+        set_={"runs": monthly_usage.c.runs + 1},
+        where=monthly_usage.c.runs < quotas.runs_per_month if quotas.runs_per_month > 0 else None,
+    )
+    if (await conn.execute(upsert.returning(monthly_usage.c.runs))).first() is not None:
         return
     used = await runs_this_month(conn, user_id, now)
-    if used >= quotas.runs_per_month:
-        raise QuotaExceeded(
-            "QUOTA_RUNS_PER_MONTH",
-            f"Monthly run quota reached: {used} of {quotas.runs_per_month} runs this month",
-            limit=quotas.runs_per_month,
-            used=used,
-            resets_at=next_month_start(now),
-        )
-
-
-async def count_run(conn: AsyncConnection, user_id: str, at: datetime) -> None:
-    """Add one run to the user's meter for `at`'s month."""
-    stmt = insert(monthly_usage).values(user_id=user_id, period_start=month_start(at), runs=1)
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[monthly_usage.c.user_id, monthly_usage.c.period_start],
-            set_={"runs": monthly_usage.c.runs + 1},
-        )
+    raise QuotaExceeded(
+        "QUOTA_RUNS_PER_MONTH",
+        f"Monthly run quota reached: {used} of {quotas.runs_per_month} runs this month",
+        limit=quotas.runs_per_month,
+        used=used,
+        resets_at=next_month_start(now),
     )
 
 

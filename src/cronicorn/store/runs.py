@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import NotFound
-from cronicorn.store.quotas import count_run
 from cronicorn.store.tables import endpoints, runs
 
 RUN_STATUSES = ("running", "success", "failed")
@@ -226,7 +225,8 @@ async def record_test_run(
 ) -> str:
     """Store a finished manual run (`source='test'`, no due slot, attempt 1). `outcome` holds
     the result columns: status, duration_ms, status_code, response_body, response_text,
-    response_size, response_truncated, error_message. The run counts on the monthly meter."""
+    response_size, response_truncated, error_message. The caller counted the run on the
+    monthly meter before the call (`quotas.reserve_run`)."""
     run_id = new_id()
     await conn.execute(
         insert(runs).values(
@@ -242,5 +242,4 @@ async def record_test_run(
             **outcome,
         )
     )
-    await count_run(conn, user_id, started_at)
     return run_id
