@@ -14,7 +14,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.domain import NO_QUOTAS, Quotas, Source, month_start, next_month_start
-from cronicorn.store.claims import claim_due
+from cronicorn.store import endpoints as endpoint_store
+from cronicorn.store.claims import claim_due, open_meters
 from cronicorn.store.quotas import check_endpoint_room, release_deferred
 from cronicorn.store.run_writes import lock_leased
 from cronicorn.store.tables import endpoints, monthly_usage
@@ -141,6 +142,48 @@ async def test_concurrent_schedulers_cannot_pass_the_quota_together(
     assert await rows.run_count() == 3
 
 
+async def test_the_first_claims_of_a_month_cannot_pass_the_quota_together(
+    rows: Rows, engine: AsyncEngine, database_url: str
+) -> None:
+    """No meter exists yet this month: the scheduler opens the month's meters before its
+    first claim, so worker B has a row to wait on; without one, each would grant 3 places."""
+    await rows.endpoints([f"http://x/{i}" for i in range(6)], first_at=utc(seconds=-5))
+    assert await _meter(engine, rows.user_id) is None
+    connect = psycopg.AsyncConnection.connect
+    async with (
+        await connect(database_url, options="-c TimeZone=UTC") as a,
+        await connect(database_url, autocommit=True, options="-c TimeZone=UTC") as b,
+    ):
+        await open_meters(b, utc())
+        assert await _meter(engine, rows.user_id) == 0
+        first = await _claim(a, quota=3, limit=3, lease="a#1")  # transaction left open
+        second = asyncio.create_task(_claim(b, quota=3, limit=3, lease="b#1"))
+        await until(
+            lambda: a_session_waits_on_a_lock(engine),
+            timeout=10,
+            what="worker B blocked on the meter",
+        )
+        await a.commit()
+        later = await asyncio.wait_for(second, 10)
+    assert (len(first), later) == (3, [])
+    assert await _meter(engine, rows.user_id) == 3
+    assert await rows.run_count() == 3
+
+
+async def test_a_users_first_endpoint_opens_the_meter_under_a_run_quota(
+    rows: Rows, engine: AsyncEngine
+) -> None:
+    config = {"name": "a", "url": "http://x/a", "baseline_interval_ms": 60_000}
+    async with engine.begin() as c:
+        await endpoint_store.create(c, rows.user_id, rows.job_id, config, utc())
+    assert await _meter(engine, rows.user_id) is None, "no quota: no meter until a run"
+    async with engine.begin() as c:
+        await endpoint_store.create(
+            c, rows.user_id, rows.job_id, config, utc(), quotas=Quotas(runs_per_month=5)
+        )
+    assert await _meter(engine, rows.user_id) == 0
+
+
 async def test_lifting_the_quota_releases_deferred_endpoints(
     rows: Rows, engine: AsyncEngine, conn: psycopg.AsyncConnection[Any]
 ) -> None:
@@ -191,6 +234,9 @@ async def test_the_scheduler_stops_at_the_quota_and_resumes_next_month(
     rows: Rows, target: Target, database_url: str, engine: AsyncEngine
 ) -> None:
     endpoint_id = await rows.endpoint(target.url("/ok/q"), next_run_at=utc(seconds=0.2))
+    bob = await rows.user()  # nothing due: his meters are opened all the same
+    bob_job = await rows.job(bob)
+    await rows.endpoint("http://x/bob", user_id=bob, job_id=bob_job, next_run_at=utc(days=90))
     clock = MovableClock()
 
     async def deferred() -> bool:
@@ -203,6 +249,7 @@ async def test_the_scheduler_stops_at_the_quota_and_resumes_next_month(
         await until(deferred, timeout=15, what="deferral after three runs")
         assert target.count("/ok/q") == 3
         assert (await rows.endpoint_row(endpoint_id))["next_run_at"] == next_month_start(clock())
+        assert await _meter(engine, bob, clock()) == 0
         # The next month begins: the meter starts again at zero.
         clock.offset = next_month_start(clock()) - datetime.now(UTC) + timedelta(seconds=0.5)
         scheduler.wake()
@@ -211,6 +258,7 @@ async def test_the_scheduler_stops_at_the_quota_and_resumes_next_month(
             return target.count("/ok/q") >= 4
 
         await until(ran_again, timeout=15, what="a run in the new month")
+        assert await _meter(engine, bob, clock()) == 0, "the new month's meters were opened"
     runs = await rows.runs(endpoint_id)
     assert [r["source"] for r in runs][3] == Source.QUOTA, "the deferred slot runs first"
     assert await _meter(engine, rows.user_id, clock()) == len(runs) - 3

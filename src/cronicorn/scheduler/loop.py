@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from cronicorn.domain import NO_QUOTAS, Quotas
+from cronicorn.domain import NO_QUOTAS, Quotas, month_start
 from cronicorn.domain.ids import new_id
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
@@ -47,6 +47,7 @@ from cronicorn.store.claims import (
     claim_due,
     lease_token,
     next_due_at,
+    open_meters,
     release_unstarted,
     renew_leases,
     take_over_expired,
@@ -140,6 +141,7 @@ class Scheduler:
         self._capacity = asyncio.Event()
         self._draining = False
         self._wake_at: datetime | None = None  # when the idle claim loop next looks
+        self._meters_month: datetime | None = None  # the month whose meters are open
 
     # -- public -----------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -197,6 +199,7 @@ class Scheduler:
             now = self._clock()
             try:
                 conn = await self._claim_db.get()
+                await self._open_meters(conn, now)
                 claims = await claim_due(
                     conn,
                     worker=self.config.worker_id,
@@ -227,6 +230,13 @@ class Scheduler:
             self._wake_at = self._clock() + timedelta(seconds=delay)
             await _wait_any((self._wake, stop), delay)
             self._wake_at = None
+
+    async def _open_meters(self, conn: psycopg.AsyncConnection[Any], now: datetime) -> None:
+        """Under a run quota: this month's meters exist before the first claim in it."""
+        month = month_start(now)
+        if self.config.quotas.runs_per_month > 0 and month != self._meters_month:
+            await open_meters(conn, now)
+            self._meters_month = month
 
     def _idle_delay(self, next_due: datetime | None) -> float:
         if next_due is None:

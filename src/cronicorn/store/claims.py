@@ -279,6 +279,24 @@ def claim_params(
     }
 
 
+OPEN_METERS_SQL = """
+INSERT INTO monthly_usage (user_id, period_start, runs)
+SELECT DISTINCT e.user_id, %(month)s::timestamptz, 0
+FROM endpoints e
+WHERE e.archived_at IS NULL
+ON CONFLICT (user_id, period_start) DO NOTHING
+"""
+
+
+async def open_meters(conn: AsyncConnection[Any], now: datetime) -> None:
+    """Create this month's (empty) meter of every user with a live endpoint. Under a run
+    quota the claim locks the meters of the users it claims for; a meter that does not exist
+    yet cannot be locked, so two schedulers' first claims of a month could each count a user
+    from zero. The scheduler opens the month's meters before its first claim in it (and an
+    endpoint create opens its user's), so there is always a row to lock."""
+    await conn.execute(OPEN_METERS_SQL, {"month": month_start(now)})
+
+
 async def claim_due(
     conn: AsyncConnection[Any],
     *,

@@ -36,7 +36,7 @@ from cronicorn.domain.ids import new_id
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.notify import wake_schedulers
-from cronicorn.store.quotas import check_endpoint_room
+from cronicorn.store.quotas import check_endpoint_room, open_meter
 from cronicorn.store.tables import endpoints, jobs, users
 
 # What a user configures (snake_case, as the columns). Everything else is state.
@@ -250,6 +250,7 @@ async def create(
     values = apply_interval_quota(values, quotas)
     check_config(values)
     await check_endpoint_room(conn, user_id, quotas)
+    await open_meter(conn, user_id, quotas, now)
     draft = _draft(values, user_id=user_id, job_id=job_id, now=now)
     next_run_at, source = _plan(draft, now, initial=True, fresh=True)
     row = (

@@ -67,6 +67,15 @@ async def runs_this_month(conn: AsyncConnection, user_id: str, now: datetime) ->
     return int(count or 0)
 
 
+async def open_meter(conn: AsyncConnection, user_id: str, quotas: Quotas, now: datetime) -> None:
+    """Under a run quota, make sure the user's meter for this month exists (see
+    `claims.open_meters`): a user's first endpoint opens it."""
+    if quotas.runs_per_month <= 0:
+        return
+    stmt = insert(monthly_usage).values(user_id=user_id, period_start=month_start(now), runs=0)
+    await conn.execute(stmt.on_conflict_do_nothing())
+
+
 async def reserve_run(conn: AsyncConnection, user_id: str, quotas: Quotas, now: datetime) -> None:
     """Count one run on the user's meter now, before it starts, or raise `QuotaExceeded` if
     this month's runs reached QUOTA_RUNS_PER_MONTH. One conditional upsert: concurrent
