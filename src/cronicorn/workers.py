@@ -5,20 +5,28 @@ The parent binds the port (so "port in use" is still one line), then spawns the 
 which share the socket and let the kernel spread connections between them. The parent only
 supervises: a worker that dies is replaced (unless they keep dying), SIGTERM/Ctrl-C stops
 them all gracefully within SHUTDOWN_TIMEOUT_S. Rate limits and sessions live in PostgreSQL,
-so they hold across workers; each worker has its own connection pool and `/metrics`.
+so they hold across workers; each worker has its own connection pool. Their metrics are
+summed through one Prometheus multiprocess directory (`_shared_metrics`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import shutil
 import socket
+import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
+from prometheus_client.multiprocess import mark_process_dead
+
+from cronicorn.api.metrics import MULTIPROC_ENV
 from cronicorn.config import Settings
 from cronicorn.logs import configure, get_logger
 
@@ -55,6 +63,38 @@ def run_workers(
     """Run `workers` processes serving on `sock` until KeyboardInterrupt (SIGINT, or SIGTERM
     turned into one by `install_sigterm`), then stop them and wait for them."""
     context = multiprocessing.get_context("spawn")  # no fork of a process holding pools
+    with _shared_metrics():
+        _supervise(context, serve_one, settings, url, role=role, sock=sock, workers=workers)
+
+
+@contextlib.contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """One Prometheus multiprocess directory for the workers, so `/metrics` from any of them
+    sums all of them. Spawned workers inherit the environment variable and import
+    prometheus-client fresh under it. A directory the operator set is used as is (and left
+    in place); one made here is removed when the workers are gone."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="cronicorn-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        del os.environ[MULTIPROC_ENV]
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _supervise(
+    context: SpawnContext,
+    serve_one: ServeOne,
+    settings: Settings,
+    url: str,
+    *,
+    role: str,
+    sock: socket.socket,
+    workers: int,
+) -> None:
 
     def start(index: int) -> BaseProcess:
         process = context.Process(
@@ -75,6 +115,8 @@ def run_workers(
                 if process.is_alive():
                     continue
                 log.error("api_worker_exited", worker=index, exitcode=process.exitcode)
+                if process.pid is not None:  # its live gauges go; its counts stay in the sum
+                    mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 now = time.monotonic()
                 if len(restarts) == MAX_RESTARTS and now - restarts[0] < RESTART_WINDOW_S:
                     raise WorkersFailed(

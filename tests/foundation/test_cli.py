@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import PgServer
 from support import cli_env, free_port, run_cli, start_cli, wait_sync
@@ -222,6 +223,32 @@ def _workers(parent: int) -> set[int]:
     return found
 
 
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return exc.code
+
+
+def _requests_counted(port: int, **labels: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as resp:
+        text = resp.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "cronicorn_http_requests_total"
+        and all(sample.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if b"=" in item)
+
+
 def test_api_workers_share_the_port_are_replaced_and_stop_together(database_url: str) -> None:
     port = free_port()
     env = cli_env(DATABASE_URL=database_url, PORT=str(port), AUTH_SECRET=SECRET, HOST="127.0.0.1")
@@ -231,6 +258,12 @@ def test_api_workers_share_the_port_are_replaced_and_stop_together(database_url:
     first = _workers(proc.pid)
     for _ in range(20):  # every connection is answered, whichever worker takes it
         assert _health(port)[0] == 200
+    for _ in range(30):  # one connection each: the kernel spreads them over the workers
+        assert _status(f"http://127.0.0.1:{port}/api/jobs") == 401
+    for _ in range(6):  # whichever worker answers the scrape reports all of them
+        assert _requests_counted(port, route="/api/jobs", status="401") == 30
+    metrics_dir = _environ(min(first))["PROMETHEUS_MULTIPROC_DIR"]
+    assert Path(metrics_dir).is_dir()
 
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
@@ -241,7 +274,10 @@ def test_api_workers_share_the_port_are_replaced_and_stop_together(database_url:
     )
     _wait_healthy(port, proc)
     workers = _workers(proc.pid)
+    counted = _requests_counted(port, route="/api/jobs", status="401")
+    assert counted == 30, "the killed worker's counts stay in the sum"
     assert _stop(proc) == 0
+    assert not Path(metrics_dir).exists(), "the shared metrics directory is removed"
     assert _health(port)[0] == 0, "nothing listens after shutdown"
     for pid in workers:
         wait_sync(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=10, what="exit")

@@ -7,6 +7,7 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cronicorn.api import metrics
 from cronicorn.logs import get_logger
 from cronicorn.requestid import accept_or_new, set_request_id
 
@@ -33,6 +34,7 @@ class RequestIdMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        root_path = scope.get("root_path", "")
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -46,13 +48,28 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            elapsed = time.perf_counter() - started
+            method = scope.get("method", "")
+            metrics.observe(method, _route_label(scope, root_path), status, elapsed)
             log.info(
                 "request",
-                method=scope.get("method"),
+                method=method,
                 path=scope.get("path"),
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )
             structlog.contextvars.unbind_contextvars("request_id")
             set_request_id(None)
             del token
+
+
+def _route_label(scope: Scope, root_path: str) -> str:
+    """The matched route's template with the prefixes of the apps it is mounted under
+    (`/api/jobs/{id}`): the routers record the innermost match and mounts extend
+    `root_path` in the shared scope."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return metrics.UNMATCHED
+    mounted: str = scope.get("root_path", "")
+    return mounted[len(root_path) :] + template
