@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.store.db import make_async_engine
 from cronicorn.store.migrate import MIGRATIONS_DIR, upgrade
+from support import reap_started
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_SOURCES = [ROOT / "src/cronicorn/store/tables.py", *sorted(MIGRATIONS_DIR.rglob("*.py"))]
@@ -123,7 +124,14 @@ def database_url(pg_server: PgServer) -> Iterator[str]:
     try:
         yield url
     finally:
+        reap_started()  # a CLI process a failed test left would hold the database open
         pg_server.drop_database(url)
+
+
+@pytest.fixture(autouse=True)
+def _reap_cli_processes() -> Iterator[None]:
+    yield
+    reap_started()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -97,8 +98,12 @@ def run_cli(
     )
 
 
+_started: list[subprocess.Popen[str]] = []
+
+
 def start_cli(*args: str, env: Mapping[str, str], cwd: Any = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    """The real `cronicorn` in its own process group; `reap_started` kills what a test left."""
+    proc = subprocess.Popen(
         [CLI, *args],
         env=dict(env),
         stdout=subprocess.PIPE,
@@ -107,6 +112,22 @@ def start_cli(*args: str, env: Mapping[str, str], cwd: Any = None) -> subprocess
         cwd=cwd,
         start_new_session=True,
     )
+    _started.append(proc)
+    return proc
+
+
+def reap_started() -> None:
+    """Kill the process group of every CLI process a test left running (an assertion failed
+    before the test stopped it), so no server or worker outlives its test."""
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 async def a_session_waits_on_a_lock(engine: AsyncEngine) -> bool:

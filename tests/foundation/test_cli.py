@@ -253,6 +253,21 @@ def test_api_workers_share_the_port_are_replaced_and_stop_together(database_url:
     port = free_port()
     env = cli_env(DATABASE_URL=database_url, PORT=str(port), AUTH_SECRET=SECRET, HOST="127.0.0.1")
     proc = start_cli("api", "--workers", "2", env=env)
+    try:
+        metrics_dir, workers = _exercise_workers(port, proc)
+    except BaseException:
+        _stop(proc)  # no worker outlives a failed test
+        raise
+    assert _stop(proc) == 0
+    assert not Path(metrics_dir).exists(), "the shared metrics directory is removed"
+    assert _health(port)[0] == 0, "nothing listens after shutdown"
+    for pid in workers:
+        wait_sync(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=10, what="exit")
+
+
+def _exercise_workers(port: int, proc: subprocess.Popen[str]) -> tuple[str, set[int]]:
+    """Requests spread over both workers, metrics summed, a killed worker replaced: returns
+    the shared metrics directory and the workers running at the end."""
     _wait_healthy(port, proc)
     wait_sync(lambda: len(_workers(proc.pid)) == 2, timeout=30, what="two workers")
     first = _workers(proc.pid)
@@ -273,11 +288,6 @@ def test_api_workers_share_the_port_are_replaced_and_stop_together(database_url:
         what="the killed worker replaced",
     )
     _wait_healthy(port, proc)
-    workers = _workers(proc.pid)
     counted = _requests_counted(port, route="/api/jobs", status="401")
     assert counted == 30, "the killed worker's counts stay in the sum"
-    assert _stop(proc) == 0
-    assert not Path(metrics_dir).exists(), "the shared metrics directory is removed"
-    assert _health(port)[0] == 0, "nothing listens after shutdown"
-    for pid in workers:
-        wait_sync(lambda pid=pid: not Path(f"/proc/{pid}").exists(), timeout=10, what="exit")
+    return metrics_dir, _workers(proc.pid)
