@@ -95,7 +95,6 @@ def _supervise(
     sock: socket.socket,
     workers: int,
 ) -> None:
-
     def start(index: int) -> BaseProcess:
         process = context.Process(
             target=_worker,
