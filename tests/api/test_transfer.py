@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from cronicorn.api.schemas.transfer import TransferDocument
 from cronicorn.api.transfer import export_document, import_document
 from cronicorn.store.errors import Invalid
 from cronicorn.store.tables import endpoints, jobs
-from support import cli_env, run_cli
+from support import a_session_waits_on_a_lock, cli_env, run_cli, until
 
 DOC: dict[str, Any] = {
     "version": 1,
@@ -93,6 +94,22 @@ async def test_import_is_idempotent_and_round_trips(engine: AsyncEngine, alice: 
     }
     # An exported document imports as "nothing to do".
     assert (await _import(engine, alice, exported)).updated.endpoints == 0
+
+
+async def test_concurrent_imports_of_one_user_run_one_after_the_other(
+    engine: AsyncEngine, alice: str
+) -> None:
+    """The second import waits for the first and then finds its jobs by name: without that,
+    both would create 'billing' and 'idle' and the user would have two of each."""
+    async with engine.connect() as first:
+        doc = TransferDocument.model_validate(DOC)
+        await import_document(first, alice, doc, NOW, check_url=_allow)  # left uncommitted
+        second = asyncio.create_task(_import(engine, alice, DOC))
+        await until(lambda: a_session_waits_on_a_lock(engine), timeout=10, what="second waits")
+        await first.commit()
+        report = await asyncio.wait_for(second, 10)
+    assert (report.created.jobs, report.unchanged.jobs) == (0, 2)
+    assert await _counts(engine) == (2, 2)
 
 
 async def test_import_updates_to_the_document(engine: AsyncEngine, alice: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, insert, select, update
+from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain import (
@@ -37,7 +37,7 @@ from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.notify import wake_schedulers
 from cronicorn.store.quotas import check_endpoint_room, open_meter
-from cronicorn.store.tables import endpoints, jobs, users
+from cronicorn.store.tables import endpoints, jobs
 
 # What a user configures (snake_case, as the columns). Everything else is state.
 CONFIG_FIELDS = (
@@ -527,20 +527,20 @@ async def reschedule_job(
 
 
 async def lock_all_of(conn: AsyncConnection, user_id: str) -> None:
-    """Lock the user's live jobs, then their live endpoints, each in id order: for a
-    transaction (an import) that then edits many of them in its own order. Taken up front in
-    the order every other writer uses (job before its endpoints, several endpoints by id),
-    it cannot deadlock with a job pause or a scheduler's batch write. The user's row comes
-    between (after jobs, as in an endpoint create under a quota), so two imports of the same
-    user run one after the other even when there is no job yet to lock."""
+    """For a transaction (an import) that edits many of the user's jobs and endpoints in its
+    own order. First a per-user advisory lock, so two imports of the same user run one after
+    the other (the second sees the jobs the first created, instead of creating them again);
+    then the user's live jobs, then their live endpoints, each in id order: taken up front in
+    the order every other writer uses (a job before its endpoints, several endpoints by id),
+    so the import cannot deadlock with a job pause or a scheduler's batch write."""
+    await conn.execute(
+        select(func.pg_advisory_xact_lock(func.hashtextextended("cronicorn-import:" + user_id, 0)))
+    )
     await conn.execute(
         select(jobs.c.id)
         .where(jobs.c.user_id == user_id, jobs.c.status != "archived")
         .order_by(jobs.c.id)
         .with_for_update()
-    )
-    await conn.execute(
-        select(users.c.id).where(users.c.id == user_id).with_for_update(key_share=True)
     )
     await conn.execute(
         select(endpoints.c.id)
