@@ -21,7 +21,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import wait
-from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 
 from prometheus_client.multiprocess import mark_process_dead
@@ -51,22 +50,6 @@ def _worker(
         serve_one(settings, url, role, sock)
 
 
-def run_workers(
-    serve_one: ServeOne,
-    settings: Settings,
-    url: str,
-    *,
-    role: str,
-    sock: socket.socket,
-    workers: int,
-) -> None:
-    """Run `workers` processes serving on `sock` until KeyboardInterrupt (SIGINT, or SIGTERM
-    turned into one by `install_sigterm`), then stop them and wait for them."""
-    context = multiprocessing.get_context("spawn")  # no fork of a process holding pools
-    with _shared_metrics():
-        _supervise(context, serve_one, settings, url, role=role, sock=sock, workers=workers)
-
-
 @contextlib.contextmanager
 def _shared_metrics() -> Iterator[None]:
     """One Prometheus multiprocess directory for the workers, so `/metrics` from any of them
@@ -85,8 +68,8 @@ def _shared_metrics() -> Iterator[None]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _supervise(
-    context: SpawnContext,
+@_shared_metrics()
+def run_workers(
     serve_one: ServeOne,
     settings: Settings,
     url: str,
@@ -95,6 +78,10 @@ def _supervise(
     sock: socket.socket,
     workers: int,
 ) -> None:
+    """Run `workers` processes serving on `sock` until KeyboardInterrupt (SIGINT, or SIGTERM
+    turned into one by `install_sigterm`), then stop them and wait for them."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding pools
+
     def start(index: int) -> BaseProcess:
         process = context.Process(
             target=_worker,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiohttp import web
+from fastapi import FastAPI
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,7 +22,7 @@ from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import QuotaExceeded
 from cronicorn.store.tables import endpoints
-from support import a_session_waits_on_a_lock, until
+from support import a_session_waits_on_a_lock, serve_app, until
 
 QUOTAS = {
     "QUOTA_MAX_ENDPOINTS": 2,
@@ -207,26 +207,20 @@ async def test_import_keeps_to_the_quotas_and_stays_idempotent(limited: Served) 
 
 
 async def test_run_now_stops_at_the_monthly_run_quota(limited: Served) -> None:
-    async def ok(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
+    target = FastAPI()
 
-    app = web.Application()
-    app.router.add_get("/ok", ok)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        a = limited.a
+    @target.get("/ok")
+    async def ok() -> dict[str, bool]:
+        return {"ok": True}
+
+    a = limited.a
+    async with serve_app(target) as target_base:
         job = await _job(a)
-        _, made = await _create(a, job, "local", url=f"http://127.0.0.1:{port}/ok")
+        _, made = await _create(a, job, "local", url=f"{target_base}/ok")
         for _ in range(2):
             status, result = await a.call("POST", f"/endpoints/{made['id']}/test")
             assert (status, result["status"]) == (200, "success"), result
         status, body = await a.call("POST", f"/endpoints/{made['id']}/test")
-    finally:
-        await runner.cleanup()
     assert status == 403
     error = _quota_error(body, "QUOTA_RUNS_PER_MONTH", 2, 2)
     assert error["details"]["resetsAt"] == iso_ms(next_month_start(datetime.now(UTC)))
@@ -241,40 +235,36 @@ async def test_concurrent_run_now_calls_never_pass_the_monthly_quota(limited: Se
     """Five calls at once with two places left: the target holds every call it receives until
     all five requests are settled one way or the other, so a quota checked before and counted
     after the call would let all five through."""
-    arrived: list[web.Request] = []
-    release = asyncio.Event()
-
-    async def hold(request: web.Request) -> web.Response:
-        arrived.append(request)
-        await release.wait()
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_get("/hold", hold)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    arrived: list[int] = []
     refused: list[int] = []
-    try:
-        a = limited.a
-        job = await _job(a)
-        _, made = await _create(a, job, "held", url=f"http://127.0.0.1:{port}/hold")
+    release = asyncio.Event()
+    target = FastAPI()
 
-        async def run_now() -> int:
-            status, _ = await a.call("POST", f"/endpoints/{made['id']}/test")
-            if status == 403:
-                refused.append(status)
-            return status
+    @target.get("/hold")
+    async def hold() -> dict[str, bool]:
+        arrived.append(1)
+        await release.wait()
+        return {"ok": True}
 
-        calls = [asyncio.create_task(run_now()) for _ in range(5)]
-        await until(lambda: len(arrived) + len(refused) == 5, timeout=20, what="all settled")
-        release.set()
-        statuses = sorted(await asyncio.gather(*calls))
-    finally:
-        release.set()
-        await runner.cleanup()
+    a = limited.a
+    async with serve_app(target) as target_base:
+        try:
+            job = await _job(a)
+            _, made = await _create(a, job, "held", url=f"{target_base}/hold")
+
+            async def run_now() -> int:
+                status, _ = await a.call("POST", f"/endpoints/{made['id']}/test")
+                if status == 403:
+                    refused.append(status)
+                return status
+
+            calls = [asyncio.create_task(run_now()) for _ in range(5)]
+            settled = "all settled"
+            await until(lambda: len(arrived) + len(refused) == 5, timeout=20, what=settled)
+            release.set()
+            statuses = sorted(await asyncio.gather(*calls))
+        finally:
+            release.set()
     assert (len(arrived), statuses) == (2, [200, 200, 403, 403, 403])
     _, usage = await a.call("GET", "/subscriptions/usage")
     assert usage["runsThisMonth"] == 2

@@ -39,6 +39,28 @@ async def _claim(
     )
 
 
+async def _race(
+    database_url: str, engine: AsyncEngine, *, quota: int, limit: int
+) -> tuple[list[Any], list[Any]]:
+    """Worker A claims in a transaction left open; worker B claims meanwhile, must block on
+    the meter until A commits, and then sees A's count. Returns both batches."""
+    connect = psycopg.AsyncConnection.connect
+    async with (
+        await connect(database_url, options="-c TimeZone=UTC") as a,
+        await connect(database_url, autocommit=True, options="-c TimeZone=UTC") as b,
+    ):
+        first = await _claim(a, quota=quota, limit=limit, lease="a#1")
+        second = asyncio.create_task(_claim(b, quota=quota, limit=limit, lease="b#1"))
+        await until(
+            lambda: a_session_waits_on_a_lock(engine),
+            timeout=10,
+            what="worker B blocked on the meter",
+        )
+        await a.commit()
+        later = await asyncio.wait_for(second, 10)
+    return first, later
+
+
 async def _meter(engine: AsyncEngine, user_id: str, at: datetime | None = None) -> int | None:
     async with engine.connect() as c:
         value = await c.scalar(
@@ -121,21 +143,7 @@ async def test_concurrent_schedulers_cannot_pass_the_quota_together(
     then read A's count: without that lock each would grant the last three places."""
     await rows.endpoints([f"http://x/{i}" for i in range(10)], first_at=utc(seconds=-5))
     await _set_meter(engine, rows.user_id, 7)
-    connect = psycopg.AsyncConnection.connect
-    async with (
-        await connect(database_url, options="-c TimeZone=UTC") as a,
-        await connect(database_url, autocommit=True, options="-c TimeZone=UTC") as b,
-    ):
-        first = await _claim(a, quota=10, limit=5, lease="a#1")  # transaction left open
-        second = asyncio.create_task(_claim(b, quota=10, limit=5, lease="b#1"))
-
-        await until(
-            lambda: a_session_waits_on_a_lock(engine),
-            timeout=10,
-            what="worker B blocked on the meter",
-        )
-        await a.commit()
-        later = await asyncio.wait_for(second, 10)
+    first, later = await _race(database_url, engine, quota=10, limit=5)
     assert len(first) == 3
     assert later == []
     assert await _meter(engine, rows.user_id) == 10
@@ -143,28 +151,15 @@ async def test_concurrent_schedulers_cannot_pass_the_quota_together(
 
 
 async def test_the_first_claims_of_a_month_cannot_pass_the_quota_together(
-    rows: Rows, engine: AsyncEngine, database_url: str
+    rows: Rows, engine: AsyncEngine, database_url: str, conn: psycopg.AsyncConnection[Any]
 ) -> None:
     """No meter exists yet this month: the scheduler opens the month's meters before its
     first claim, so worker B has a row to wait on; without one, each would grant 3 places."""
     await rows.endpoints([f"http://x/{i}" for i in range(6)], first_at=utc(seconds=-5))
     assert await _meter(engine, rows.user_id) is None
-    connect = psycopg.AsyncConnection.connect
-    async with (
-        await connect(database_url, options="-c TimeZone=UTC") as a,
-        await connect(database_url, autocommit=True, options="-c TimeZone=UTC") as b,
-    ):
-        await open_meters(b, utc())
-        assert await _meter(engine, rows.user_id) == 0
-        first = await _claim(a, quota=3, limit=3, lease="a#1")  # transaction left open
-        second = asyncio.create_task(_claim(b, quota=3, limit=3, lease="b#1"))
-        await until(
-            lambda: a_session_waits_on_a_lock(engine),
-            timeout=10,
-            what="worker B blocked on the meter",
-        )
-        await a.commit()
-        later = await asyncio.wait_for(second, 10)
+    await open_meters(conn, utc())
+    assert await _meter(engine, rows.user_id) == 0
+    first, later = await _race(database_url, engine, quota=3, limit=3)
     assert (len(first), later) == (3, [])
     assert await _meter(engine, rows.user_id) == 3
     assert await rows.run_count() == 3
