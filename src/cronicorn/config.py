@@ -83,6 +83,28 @@ class Settings(BaseSettings):
         default=0, ge=0, le=10_000_000_000, alias="QUOTA_RUNS_PER_MONTH"
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="MAX_BODY_BYTES")
+    # AI planner (cronicorn.planner): idle unless OPENAI_API_KEY or OPENAI_BASE_URL is set
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    ai_model: str = Field(default="gpt-4o-mini", min_length=1, alias="AI_MODEL")
+    ai_temperature: float | None = Field(default=0.2, ge=0, le=2, alias="AI_TEMPERATURE")
+    ai_max_tokens: int = Field(default=2048, ge=64, le=200_000, alias="AI_MAX_TOKENS")
+    ai_request_timeout_s: float = Field(default=60, gt=0, le=600, alias="AI_REQUEST_TIMEOUT_S")
+    ai_analysis_interval_ms: int = Field(
+        default=300_000, ge=100, le=86_400_000, alias="AI_ANALYSIS_INTERVAL_MS"
+    )
+    ai_lookback_minutes: float = Field(default=5, gt=0, le=10_080, alias="AI_LOOKBACK_MINUTES")
+    ai_concurrency: int = Field(default=4, ge=1, le=256, alias="AI_CONCURRENCY")
+    ai_max_steps: int = Field(default=15, ge=2, le=100, alias="AI_MAX_STEPS")
+    ai_session_token_budget: int = Field(
+        default=40_000, ge=1_000, le=10_000_000, alias="AI_SESSION_TOKEN_BUDGET"
+    )
+    ai_session_retention_days: float = Field(
+        default=30, ge=0, le=36_500, alias="AI_SESSION_RETENTION_DAYS"
+    )
+    quota_ai_tokens_per_month: int = Field(
+        default=0, ge=0, le=10_000_000_000_000, alias="QUOTA_AI_TOKENS_PER_MONTH"
+    )
     # backups (cronicorn.backup)
     backup_schedule: str = Field(default="0 2 * * *", alias="BACKUP_SCHEDULE")
     backup_verify: bool = Field(default=True, alias="BACKUP_VERIFY")
@@ -119,6 +141,8 @@ class Settings(BaseSettings):
         "aws_access_key_id",
         "aws_secret_access_key",
         "aws_region",
+        "openai_base_url",
+        "openai_api_key",
         mode="before",
     )
     @classmethod
@@ -147,6 +171,13 @@ class Settings(BaseSettings):
     def _check_backup_target(cls, value: str | None) -> str | None:
         if value is not None and value.startswith("s3://") and len(value) <= len("s3://"):
             raise ValueError("must name a bucket, e.g. s3://my-bucket/cronicorn")
+        return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_openai_base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL (e.g. http://localhost:11434/v1)")
         return value
 
     @field_validator("allow_networks_raw")
@@ -190,6 +221,12 @@ class Settings(BaseSettings):
             min_interval_ms=self.quota_min_interval_ms,
             runs_per_month=self.quota_runs_per_month,
         )
+
+    @property
+    def ai_configured(self) -> bool:
+        """A model is configured: an API key, or a base URL (local servers need no key)."""
+        key = self.openai_api_key
+        return bool(key and key.get_secret_value()) or self.openai_base_url is not None
 
     @property
     def is_dev(self) -> bool:

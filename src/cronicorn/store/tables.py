@@ -134,7 +134,10 @@ jobs = Table(
     _created(),
     _updated(),
     Column("archived_at", TZ),
+    # The AI planner's default for the job's endpoints (0006): off | suggest | auto.
+    Column("ai_mode", Text, nullable=False, server_default="auto"),
     CheckConstraint("status IN ('active', 'paused', 'archived')", name="status"),
+    CheckConstraint("ai_mode IN ('off', 'suggest', 'auto')", name="ai_mode"),
     Index("ix_jobs_user_id", "user_id"),
 )
 
@@ -186,7 +189,10 @@ endpoints = Table(
     Column("version", BigInteger, nullable=False, server_default=text("1")),
     _created(),
     _updated(),
+    # AI planner mode (0006): inherit (the job's) | off | suggest | auto.
+    Column("ai_mode", Text, nullable=False, server_default="inherit"),
     CheckConstraint("method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"),
+    CheckConstraint("ai_mode IN ('inherit', 'off', 'suggest', 'auto')", name="ai_mode"),
     CheckConstraint(
         "(baseline_cron IS NULL) <> (baseline_interval_ms IS NULL)", name="one_baseline"
     ),
@@ -244,6 +250,8 @@ monthly_usage = Table(
     Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("period_start", TZ, primary_key=True),
     Column("runs", BigInteger, nullable=False, server_default=text("0")),
+    # AI planner tokens (prompt + completion) this month (0006), the QUOTA_AI_TOKENS_PER_MONTH meter.
+    Column("ai_tokens", BigInteger, nullable=False, server_default=text("0")),
 )
 
 ai_sessions = Table(
@@ -264,8 +272,61 @@ ai_sessions = Table(
     Column("endpoint_failure_count", Integer),
     Column("warnings", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("error", Text),
+    # 0006: running | applied | suggested | no_change | failed | abandoned | quota_exceeded |
+    # endpoint_gone; and the model's confidence in its submit_analysis (high|medium|low).
+    Column("outcome", Text, nullable=False, server_default="running"),
+    Column("confidence", Text),
     Index("ix_ai_sessions_endpoint_id_analyzed_at", "endpoint_id", "analyzed_at"),
     Index("ix_ai_sessions_user_id_analyzed_at", "user_id", "analyzed_at"),
+    Index("ix_ai_sessions_analyzed_at", "analyzed_at"),
+)
+
+# The planner's bookkeeping per endpoint (0006), apart from `endpoints` so that a planner
+# lease never locks a row the scheduler claims. `lease_owner`/`lease_until` make any number
+# of planner processes share the work (claimed with SKIP LOCKED, expiry by the database clock).
+endpoint_analysis = Table(
+    "endpoint_analysis",
+    metadata,
+    Column(
+        "endpoint_id",
+        Text,
+        ForeignKey("endpoints.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    _user_fk(),
+    Column("next_analysis_at", TZ),
+    Column("last_analyzed_at", TZ),
+    Column("failure_count_seen", Integer, nullable=False, server_default=text("0")),
+    Column("last_status_seen", Text),
+    Column("lease_owner", Text),
+    Column("lease_until", TZ),
+    Index("ix_endpoint_analysis_next_analysis_at", "next_analysis_at"),
+)
+
+# What the planner would do in suggest mode (0006), until a user applies or dismisses it.
+ai_suggestions = Table(
+    "ai_suggestions",
+    metadata,
+    _id(),
+    Column("endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False),
+    _user_fk(),
+    Column("session_id", Text, ForeignKey("ai_sessions.id", ondelete="SET NULL")),
+    Column("action", Text, nullable=False),
+    Column("args", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("reason", Text),
+    Column("status", Text, nullable=False, server_default="pending"),
+    _created(),
+    Column("expires_at", TZ, nullable=False),
+    Column("decided_at", TZ),
+    Column("error", Text),
+    CheckConstraint(
+        "action IN ('interval', 'oneshot', 'pause', 'resume', 'clear')", name="action"
+    ),
+    CheckConstraint(
+        "status IN ('pending', 'applied', 'dismissed', 'superseded', 'expired')", name="status"
+    ),
+    Index("ix_ai_suggestions_endpoint_id_created_at", "endpoint_id", "created_at"),
+    Index("ix_ai_suggestions_user_id", "user_id"),
 )
 
 # Outbound HMAC keys, encrypted at rest. After a rotation the previous key keeps signing
