@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,9 +116,10 @@ def test_restore_is_refused_while_the_app_runs(home: Home) -> None:
     port = free_port()
     app = start_cli("up", env={**home.env, "PORT": str(port)}, cwd=home.cwd)
     try:
-        wait_sync(lambda: _connected(home.url, "cronicorn-up"), timeout=60, what="cronicorn up")
+        wait_sync(lambda: _connected(home.url, "cronicorn-up@%"), timeout=60, what="cronicorn up")
         refused = home.run("backup", "restore", name)
-        _one_line_error(refused, "cronicorn-up (pid", "Stop them first", "--force")
+        who = f"cronicorn-up on {socket.gethostname()} (pid {app.pid})"
+        _one_line_error(refused, who, "Stop them first", "--force")
     finally:
         app.send_signal(signal.SIGTERM)
         app.communicate(timeout=30)
@@ -127,7 +129,7 @@ def test_restore_is_refused_while_the_app_runs(home: Home) -> None:
 def _connected(url: str, application: str) -> bool:
     with psycopg.connect(url) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s", (application,)
         ).fetchone()
     return bool(row and row[0])
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
@@ -95,7 +97,8 @@ def test_two_backups_at_once_the_second_is_refused(seeded: str, ctx: BackupConte
             create_backup(ctx)
         message = str(caught.value)
         assert "another backup or restore of database" in message
-        assert "cronicorn-backup (server pid" in message
+        assert f"cronicorn-backup on {socket.gethostname()} (pid {os.getpid()})" in message
+        assert f"pid {held.conn.info.backend_pid}" not in message
     finally:
         pg.release_backup_lock(held)
     assert create_backup(ctx).name, "free again once the first is done"

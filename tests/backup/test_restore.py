@@ -65,11 +65,19 @@ def test_restore_refuses_while_cronicorn_processes_are_connected(
     seeded: str, ctx: BackupContext
 ) -> None:
     created = create_backup(ctx)
-    with psycopg.connect(seeded, application_name="cronicorn-api") as live:
+    with (
+        psycopg.connect(seeded, application_name="cronicorn-api@web-1:4242") as live,
+        psycopg.connect(seeded, application_name="cronicorn-scheduler:listen") as untagged,
+    ):
+        backends = [live.info.backend_pid, untagged.info.backend_pid]
         with pytest.raises(ActiveClients) as caught:
             restore_backup(ctx, created.name)
-        assert "cronicorn-api (pid" in str(caught.value)
-        assert "--force" in str(caught.value)
+        message = str(caught.value)
+        assert "cronicorn-api on web-1 (pid 4242)" in message, "the app, its host and OS pid"
+        assert "cronicorn-scheduler:listen (connected from local" in message
+        for pid in backends:
+            assert f"pid {pid}" not in message, "no server backend pids to kill by mistake"
+        assert "--force" in message
         assert live.execute("SELECT count(*) FROM jobs").fetchone() == (3,), "untouched"
         done = restore_backup(ctx, created.name, RestoreOptions(force=True))
         assert done.ok

@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from cronicorn.backup.errors import ActiveClients, BackupBusy, BackupError
 from cronicorn.errors import first_line
+from cronicorn.store.db import process_tag
 
 APP_NAME = "cronicorn-backup"
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -48,7 +49,10 @@ def tool_conninfo(url: str, application_name: str) -> tuple[str, dict[str, str]]
 def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
     try:
         return psycopg.connect(
-            url, autocommit=autocommit, application_name=APP_NAME, connect_timeout=10
+            url,
+            autocommit=autocommit,
+            application_name=process_tag(APP_NAME),
+            connect_timeout=10,
         )
     except psycopg.OperationalError as exc:
         first = first_line(exc)
@@ -169,7 +173,19 @@ def _holder(conn: psycopg.Connection[tuple[object, ...]], key: int) -> str:
     if row is None:
         return "another process"
     started = row[3].isoformat(timespec="seconds") if isinstance(row[3], datetime) else row[3]
-    return f"{row[1] or 'a client'} (server pid {row[0]}, from {row[2]}, since {started})"
+    return f"{describe_client(str(row[1] or ''), str(row[2]))}, since {started}"
+
+
+def describe_client(application_name: str, client_addr: str) -> str:
+    """Who is behind a connection, in an operator's terms: `cronicorn-api on web-1 (pid 812)`
+    when the application tagged itself `name@host:pid` (our engines do), else the name and
+    the address it connects from. Never the server backend pid: that is not the process
+    an operator should stop."""
+    name, at, place = application_name.rpartition("@")
+    host, colon, pid = place.rpartition(":")
+    if at and colon and pid.isdigit():
+        return f"{name} on {host or client_addr} (pid {pid})"
+    return f"{application_name or 'a client'} (connected from {client_addr})"
 
 
 def try_backup_lock(url: str) -> BackupLock:
@@ -235,16 +251,17 @@ def other_clients(url: str, database: str) -> list[Client]:
 
 
 def _is_cronicorn(application_name: str) -> bool:
-    """Cronicorn's engines name themselves `cronicorn-<role>` (plain `cronicorn` for the
-    short-lived admin seeding at start)."""
-    return application_name == "cronicorn" or application_name.startswith("cronicorn-")
+    """Cronicorn's engines name themselves `cronicorn-<role>@host:pid` (plain `cronicorn@…`
+    for the short-lived admin seeding at start)."""
+    name = application_name.partition("@")[0]
+    return name == "cronicorn" or name.startswith("cronicorn-")
 
 
 def refuse_if_busy(url: str, database: str) -> None:
     clients = [c for c in other_clients(url, database) if _is_cronicorn(c.application_name)]
     if clients:
         listed = "; ".join(
-            f"{c.application_name} (pid {c.pid}, from {c.client}, since {c.since})" for c in clients
+            f"{describe_client(c.application_name, c.client)}, since {c.since}" for c in clients
         )
         raise ActiveClients(
             f"Cronicorn processes are connected to database {database!r}: {listed}. Stop them "

@@ -6,6 +6,9 @@ sync engine. URLs are normalised here once so every role connects the same way.
 
 from __future__ import annotations
 
+import os
+import socket
+
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -24,6 +27,15 @@ def libpq_url(url: str) -> str:
     return "postgresql://" + driver_url(url)[len("postgresql+psycopg://") :]
 
 
+def process_tag(application_name: str) -> str:
+    """`name@host:pid`, so pg_stat_activity (and a refused restore) names the process and
+    machine behind each connection, not only a server backend pid. PostgreSQL keeps 63
+    bytes: the host name is shortened, never the pid."""
+    suffix = f":{os.getpid()}"
+    room = 63 - len(application_name) - 1 - len(suffix)
+    return f"{application_name}@{socket.gethostname()[: max(room, 0)]}{suffix}"
+
+
 def make_async_engine(
     url: str,
     *,
@@ -40,7 +52,7 @@ def make_async_engine(
         pool_recycle=1800,
         connect_args={
             "connect_timeout": max(1, int(connect_timeout_s)),
-            "application_name": application_name,
+            "application_name": process_tag(application_name),
         },
     )
 
@@ -50,5 +62,5 @@ def make_sync_engine(url: str, *, application_name: str = "cronicorn-migrate") -
         driver_url(url),
         pool_size=1,
         max_overflow=0,
-        connect_args={"connect_timeout": 5, "application_name": application_name},
+        connect_args={"connect_timeout": 5, "application_name": process_tag(application_name)},
     )
