@@ -62,15 +62,16 @@ def test_a_slot_is_verified_shipped_and_pruned(
     cfg = _cfg(
         tmp_path, verify=True, target=str(share), policy=Policy(daily=1, weekly=0, monthly=0)
     )
-    first = run_slot(ctx, cfg, SLOT)
+    # Every clock the slot reads is pinned: the first backup's name and the second's (and
+    # prune's "now") must come from one timeline, whatever today's date is.
+    first = run_slot(replace(ctx, clock=lambda: SLOT + timedelta(seconds=5)), cfg, SLOT)
     assert first.status == "done", first.detail
     assert "verified" in first.detail
     manifest = manifest_json(ctx.backup_dir / str(first.name))
     assert manifest["verification"]["ok"] is True
     assert manifest["offsite"]["verified"] is True
     assert (share / str(first.name) / "manifest.json").is_file()
-    clock = iter([SLOT + timedelta(days=1, seconds=5)] * 10)
-    later = replace(ctx, clock=lambda: next(clock))
+    later = replace(ctx, clock=lambda: SLOT + timedelta(days=1, seconds=5))
     second = run_slot(later, cfg, SLOT + timedelta(days=1))
     assert second.status == "done", second.detail
     names = [e.name for e in scan(ctx.backup_dir)]
