@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 import subprocess
 import threading
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backup.backup_support import counts, manifest_json, scalar, seed
 from conftest import PgServer
 from cronicorn import __version__
+from cronicorn.backup import catalog
 from cronicorn.backup.context import BackupContext
 from cronicorn.backup.create import CreateOptions, create_backup
 from cronicorn.backup.errors import PassphraseRequired
@@ -171,3 +174,28 @@ def test_verify_in_a_throwaway_embedded_server(seeded: str, ctx: BackupContext) 
     assert report.ok, report.checks
     assert report.scratch == "embedded"
     assert not list(Path("/tmp").glob("cronicorn-verify-*/pgdata/postmaster.pid"))
+
+
+async def test_verifying_a_damaged_copy_elsewhere_leaves_the_real_backups_entry(
+    seeded: str, ctx: BackupContext, tmp_path: Path, engine: AsyncEngine
+) -> None:
+    created = create_backup(ctx)
+    assert verify_backup(ctx, created.name).ok
+    good_at = await catalog.last_good(engine, verified_only=True)
+    assert good_at == created.manifest.created_at
+    copy = tmp_path / "copies" / created.name
+    shutil.copytree(created.path, copy)
+    dump = copy / "db.dump"
+    dump.write_bytes(dump.read_bytes()[:100])
+
+    report = verify_backup(ctx, str(copy))
+
+    assert not report.ok
+    assert manifest_json(copy)["verification"]["ok"] is False, "the copy records its result"
+    row = "SELECT location || ' ' || verify_ok::text FROM backups WHERE name = %s"
+    assert scalar(seeded, row, created.name) == f"{created.path} true"
+    assert await catalog.last_good(engine, verified_only=True) == good_at, "health unchanged"
+    listed = {e.name: e.manifest for e in scan(ctx.backup_dir)}
+    check = listed[created.name].verification  # type: ignore[union-attr]
+    assert check is not None
+    assert check.ok

@@ -60,8 +60,14 @@ def _row(manifest: Manifest, location: str) -> dict[str, Any]:
     }
 
 
-def record(url: str, items: Iterable[tuple[Manifest, str]]) -> bool:
-    """Upsert backups (manifest, location); False when the index could not be written."""
+def record(
+    url: str, items: Iterable[tuple[Manifest, str]], *, same_location_only: bool = False
+) -> bool:
+    """Upsert backups (manifest, location); False when the index could not be written.
+
+    `same_location_only`: an existing row is updated only if it describes the same location,
+    so checking a copy elsewhere (`backup verify /some/copy`) never rewrites the entry of the
+    backup in BACKUP_DIR that shares its name."""
     rows = [_row(manifest, location) for manifest, location in items]
     if not rows:
         return True
@@ -71,7 +77,10 @@ def record(url: str, items: Iterable[tuple[Manifest, str]]) -> bool:
                 return False
             stmt = insert(backups).values(rows)
             excluded = {c: stmt.excluded[c] for c in rows[0] if c != "name"}
-            conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_=excluded))
+            where = backups.c.location == stmt.excluded.location if same_location_only else None
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["name"], set_=excluded, where=where)
+            )
         return True
     except SQLAlchemyError as exc:
         log.warning("backup_catalog_not_updated", error=first_line(exc))

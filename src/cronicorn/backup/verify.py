@@ -176,4 +176,6 @@ def _scratch_database(ctx: BackupContext, scratch: Scratch) -> Iterator[tuple[st
 def _record(ctx: BackupContext, path: Path, manifest: Manifest) -> None:
     with contextlib.suppress(OSError):
         write_manifest(path, manifest)
-    catalog.record(ctx.database_url, [(manifest, str(path))])
+    home = ctx.backup_dir / path.name
+    location = str(home) if home.resolve() == path.resolve() else str(path.resolve())
+    catalog.record(ctx.database_url, [(manifest, location)], same_location_only=True)
