@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     )
     scheduler_concurrency: int = Field(default=200, ge=1, le=10_000, alias="SCHEDULER_CONCURRENCY")
     scheduler_batch_size: int = Field(default=100, ge=1, le=5_000, alias="SCHEDULER_BATCH_SIZE")
-    scheduler_lease_s: float = Field(default=30.0, ge=1, le=3_600, alias="SCHEDULER_LEASE_S")
+    # Only a hung scheduler waits for its leases to expire (a dead one's are taken over at
+    # once, see scheduler/liveness.py); renewed every third of it, so 15 s survives two
+    # missed heartbeats, e.g. a 5 s connect timeout while PostgreSQL restarts.
+    scheduler_lease_s: float = Field(default=15.0, ge=1, le=3_600, alias="SCHEDULER_LEASE_S")
     scheduler_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, alias="SCHEDULER_METRICS_PORT"
     )

@@ -22,7 +22,7 @@ from cronicorn.store.claims import (
     next_due_at,
     release_unstarted,
     renew_leases,
-    take_over_expired,
+    take_over,
 )
 from cronicorn.store.run_writes import (
     LOCK_SQL,
@@ -196,11 +196,11 @@ async def test_expired_leases_are_taken_over_and_their_runs_closed(
 ) -> None:
     endpoint = await rows.endpoint("http://x/a", first_at=utc(seconds=-1))
     claims = await _claim(conn, "dead#1")
-    assert await take_over_expired(conn, lease="w2#1", now=utc(), lease_s=30) == []
+    assert await take_over(conn, lease="w2#1", now=utc(), lease_s=30, dead_owners=True) == []
     async with engine.begin() as c:
         await c.execute(update(endpoints).values(lease_until=utc(seconds=-1)))
     # the dead worker's heartbeat can't resurrect a lease someone else took
-    lost = await take_over_expired(conn, lease="w2#1", now=utc(), lease_s=30)
+    lost = await take_over(conn, lease="w2#1", now=utc(), lease_s=30, dead_owners=True)
     assert [(x.endpoint_id, x.run_id, x.dead_lease) for x in lost] == [
         (endpoint, claims[0].run_id, "dead#1")
     ]

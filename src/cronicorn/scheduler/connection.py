@@ -22,21 +22,30 @@ def is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
+async def connect(
+    url: str, *, purpose: str, connect_timeout_s: float = 5.0, options: str = ""
+) -> AsyncConnection[Any]:
+    """An autocommit connection in UTC, named `cronicorn-scheduler:<purpose>` on the server."""
+    return await psycopg.AsyncConnection.connect(
+        url,
+        autocommit=True,
+        connect_timeout=max(1, int(connect_timeout_s)),
+        application_name=f"{APPLICATION_NAME}:{purpose}",
+        options=f"-c TimeZone=UTC {options}".strip(),
+    )
+
+
 class ReconnectingConnection:
     def __init__(self, url: str, *, purpose: str, connect_timeout_s: float = 5.0) -> None:
         self._url = url
         self._purpose = purpose
-        self._timeout = max(1, int(connect_timeout_s))
+        self._timeout = connect_timeout_s
         self._conn: AsyncConnection[Any] | None = None
 
     async def get(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=self._timeout,
-                application_name=f"{APPLICATION_NAME}:{self._purpose}",
-                options="-c TimeZone=UTC",
+            self._conn = await connect(
+                self._url, purpose=self._purpose, connect_timeout_s=self._timeout
             )
         return self._conn
 

@@ -5,7 +5,9 @@
         │ wake: earliest due time,         ▼ result
         │ NOTIFY, freed capacity     RunWriter (batched writes, releases leases)
         │
-    maintenance: lease heartbeat, take over expired leases (dead workers); retention
+    maintenance: lease heartbeat; take over the leases of dead workers; retention
+    liveness: a session advisory lock held while alive; no claim without it
+
 
 Claims look `claim_ahead_s` ahead so the database round trip happens before the slot is
 due, and each slot then waits on the event loop until its due time by the scheduler's clock
@@ -13,6 +15,10 @@ due, and each slot then waits on the event loop until its due time by the schedu
 slow database slows claiming instead of piling up work. Any one slot's failure (bad stored
 schedule, unexpected exception) becomes that run's error; the loop never stops for it.
 Database errors are retried on fresh connections with backoff.
+
+Failover (`liveness`): every lease carries the key of its worker's liveness lock. Once a
+second, each scheduler takes over the leases whose worker's lock is free (it crashed: its
+session ended) and those that expired (it hung: no heartbeat for `lease_s`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import socket
 import time
@@ -32,10 +39,12 @@ import psycopg
 
 from cronicorn.domain import NO_QUOTAS, Quotas, month_start
 from cronicorn.domain.ids import new_id
+from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock, utc_now
 from cronicorn.scheduler.connection import ReconnectingConnection
+from cronicorn.scheduler.liveness import Liveness
 from cronicorn.scheduler.outcome import Execute, HttpOutcome
 from cronicorn.scheduler.planning import schedule_problem
 from cronicorn.scheduler.retention import RetentionPolicy, run_retention
@@ -50,7 +59,7 @@ from cronicorn.store.claims import (
     open_meters,
     release_unstarted,
     renew_leases,
-    take_over_expired,
+    take_over,
 )
 
 log = get_logger("cronicorn.scheduler")
@@ -73,7 +82,9 @@ class SchedulerConfig:
     worker_id: str = field(default_factory=default_worker_id)
     concurrency: int = 200
     batch_size: int = 100
-    lease_s: float = 30.0
+    lease_s: float = 15.0
+    takeover_every_s: float = 1.0  # how often dead workers' leases are looked for
+    takeover_grace_s: float = 3.0  # after (re)taking our liveness lock: see `liveness`
     claim_ahead_s: float = 0.25
     idle_wake_s: float = 5.0  # safety net: re-check at least this often without NOTIFY
     write_delay_s: float = 0.01
@@ -90,7 +101,8 @@ class SchedulerConfig:
         return self.concurrency + 4 * self.batch_size
 
     @property
-    def maintenance_every_s(self) -> float:
+    def renew_every_s(self) -> float:
+        """Heartbeat period: three tries per lease, so one slow round never loses a lease."""
         return max(0.2, min(self.lease_s / 3, 10.0))
 
 
@@ -123,6 +135,13 @@ class Scheduler:
         self._prune_db = ReconnectingConnection(
             database_url, purpose="prune", connect_timeout_s=timeout
         )
+        self._liveness = Liveness(
+            database_url,
+            connect_timeout_s=timeout,
+            check_every_s=config.takeover_every_s,
+            grace_s=config.takeover_grace_s,
+        )
+        self._claim_problem: str | None = None  # why the last claim failed, until one works
         self._writer = RunWriter(
             self._write_dbs,
             clock=clock,
@@ -149,6 +168,7 @@ class Scheduler:
         quiet = asyncio.Event()  # stops the helpers once the drain is over
         writer = asyncio.create_task(self._writer.run(), name="scheduler:writer")
         helpers = [
+            asyncio.create_task(self._liveness.run(quiet), name="scheduler:liveness"),
             asyncio.create_task(
                 listen_for_wakeups(self._url, self._wake.set, quiet), name="scheduler:listen"
             ),
@@ -172,6 +192,7 @@ class Scheduler:
             await asyncio.gather(*helpers, writer, return_exceptions=True)
             for holder in (self._claim_db, *self._write_dbs, self._maint_db, self._prune_db):
                 await holder.close()
+            await self._liveness.close()  # last: every lease is written or given back
             metrics.IN_FLIGHT.set(0)
             log.info("scheduler_stopped", worker=self.config.worker_id)
 
@@ -179,12 +200,18 @@ class Scheduler:
         self._wake.set()
 
     async def health(self) -> dict[str, Any]:
-        return {
-            "status": "ok",
+        """`degraded`, with the reason, while the loop cannot reach PostgreSQL (its liveness
+        lock is lost or its last claim failed): it claims nothing then."""
+        problem = self._liveness.problem or self._claim_problem
+        body: dict[str, Any] = {
+            "status": "ok" if problem is None else "degraded",
             "worker": self.config.worker_id,
             "inFlight": len(self._held),
             "writeBacklog": self._writer.backlog,
         }
+        if problem is not None:
+            body["reason"] = problem
+        return body
 
     # -- claiming ---------------------------------------------------------------------------
     async def _claim_loop(self, stop: asyncio.Event) -> None:
@@ -194,6 +221,9 @@ class Scheduler:
             if limit <= 0:
                 self._capacity.clear()
                 await _wait_any((self._capacity, stop), self.config.idle_wake_s)
+                continue
+            if not self._liveness.held.is_set():  # peers would take over what we claim
+                await _wait_any((self._liveness.held, stop), self.config.idle_wake_s)
                 continue
             self._wake.clear()
             now = self._clock()
@@ -213,8 +243,10 @@ class Scheduler:
                 full = len(claims) == limit
                 next_due = None if full else await next_due_at(conn)
                 backoff = 0.05
+                self._claim_problem = None
             except (psycopg.Error, OSError) as exc:
                 metrics.DB_ERRORS.labels("claim").inc()
+                self._claim_problem = f"claims failing: {first_line(exc)[:200]}"
                 await self._claim_db.discard()
                 log.warning("claim_failed", error=str(exc).strip()[:200], retry_in_s=backoff)
                 await _wait_any((stop,), backoff)
@@ -252,7 +284,7 @@ class Scheduler:
             self._wake.set()
 
     def _new_lease(self) -> str:
-        return lease_token(self.config.worker_id, next(self._sequence))
+        return lease_token(self.config.worker_id, next(self._sequence), self._liveness.key)
 
     async def _start(self, claims: Sequence[Claimed], now: datetime) -> None:
         keys = await self._signing_keys(claims, now)
@@ -350,22 +382,31 @@ class Scheduler:
 
     # -- leases -----------------------------------------------------------------------------
     async def _maintain(self, quiet: asyncio.Event) -> None:
-        """Heartbeat the held leases; take over expired ones (dead workers)."""
+        """Heartbeat the held leases every `renew_every_s`; take over lost ones every
+        `takeover_every_s` (dead workers: at once; hung workers: once their lease expired)."""
+        renewed_at = -math.inf
         while not quiet.is_set():
             try:
                 conn = await self._maint_db.get()
-                await renew_leases(conn, list(self._held.items()), lease_s=self.config.lease_s)
-                if not self._draining:
-                    await self._take_over(conn)
+                if time.monotonic() - renewed_at >= self.config.renew_every_s:
+                    held = list(self._held.items())
+                    await renew_leases(conn, held, lease_s=self.config.lease_s)
+                    renewed_at = time.monotonic()
+                if not self._draining and self._liveness.held.is_set():
+                    await self._take_over(conn)  # (leases we take must carry a held key)
             except (psycopg.Error, OSError) as exc:
                 metrics.DB_ERRORS.labels("lease").inc()
                 await self._maint_db.discard()
                 log.warning("lease_maintenance_failed", error=str(exc).strip()[:200])
-            await _wait_any((quiet,), self.config.maintenance_every_s)
+            await _wait_any((quiet,), self.config.takeover_every_s)
 
     async def _take_over(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        lost = await take_over_expired(
-            conn, lease=self._new_lease(), now=self._clock(), lease_s=self.config.lease_s
+        lost = await take_over(
+            conn,
+            lease=self._new_lease(),
+            now=self._clock(),
+            lease_s=self.config.lease_s,
+            dead_owners=self._liveness.may_take_over_dead(),
         )
         for item in lost:
             self._held[item.endpoint_id] = item.lease
@@ -373,7 +414,12 @@ class Scheduler:
                 self._writer.submit(Done(Kind.RELEASE, item.endpoint_id, item.lease))
                 continue
             metrics.WORKER_LOST.inc()
-            log.warning("worker_lost", endpoint=item.endpoint_id, lease=item.dead_lease)
+            log.warning(
+                "worker_lost",
+                endpoint=item.endpoint_id,
+                lease=item.dead_lease,
+                why="liveness lock free" if item.owner_gone else "lease expired",
+            )
             self._writer.submit(
                 Done(Kind.LOST, item.endpoint_id, item.lease, item.due_at, item.started_at)
             )

@@ -179,13 +179,43 @@ FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS v(id, lease)
 WHERE e.id = v.id AND e.lease_owner = v.lease AND e.id = ANY(ARRAY(SELECT id FROM locked))
 """
 
+LIVENESS_CLASS = 0x63726F6E  # "cron": first key of every scheduler's liveness lock
+"""Schedulers hold `pg_advisory_lock(LIVENESS_CLASS, key)` while alive (`scheduler.liveness`);
+the two-int4 form keeps these keys apart from the single-bigint locks of migrations, imports
+and backups."""
+
+# A lease is lost when it expired (its worker hung or died without a liveness lock) or, with
+# `dead_owners`, when the key in its token (`…@key`, see `lease_token`) is no scheduler's held
+# liveness lock: its worker's session is gone. `pg_locks` is read once per statement.
+# `candidates` reads plainly; `lost` then locks, skipping rows another statement holds (no
+# waiting, so no lock-order cycle), and its conditions are re-checked on the newest version of
+# a row updated meanwhile: the owner must still be the one judged dead, or the lease still
+# expired. A lease renewed, released, or re-claimed by a live worker after the read is not
+# taken.
 TAKE_OVER_SQL = """
-WITH lost AS (
-    SELECT e2.id, e2.lease_owner
-    FROM endpoints e2
-    WHERE e2.lease_until < now()
+WITH live AS (
+    SELECT l.objid::bigint AS key
+    FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = %(liveness_class)s::bigint::oid
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+), candidates AS (
+    SELECT e2.id, e2.lease_owner, o.gone
+    FROM endpoints e2,
+         LATERAL (SELECT substring(e2.lease_owner FROM '@([0-9]{1,10})$')::bigint AS key) k,
+         LATERAL (
+             SELECT %(dead_owners)s AND k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM live)
+                 AS gone
+         ) o
+    WHERE e2.lease_until IS NOT NULL AND (e2.lease_until < now() OR o.gone)
     ORDER BY e2.lease_until
     LIMIT %(limit)s
+), lost AS (
+    SELECT e2.id, e2.lease_owner, c.gone
+    FROM endpoints e2
+    JOIN candidates c ON c.id = e2.id AND c.lease_owner = e2.lease_owner
+    WHERE e2.id = ANY(ARRAY(SELECT id FROM candidates))
+      AND (c.gone OR e2.lease_until < now())
     FOR UPDATE OF e2 SKIP LOCKED
 ), taken AS (
     UPDATE endpoints e
@@ -199,7 +229,7 @@ WITH lost AS (
     WHERE r.endpoint_id = ANY(ARRAY(SELECT id FROM lost)) AND r.status = 'running'
     RETURNING r.id, r.endpoint_id, r.due_at, r.started_at, r.attempt
 )
-SELECT t.id AS endpoint_id, l.lease_owner AS dead_lease,
+SELECT t.id AS endpoint_id, l.lease_owner AS dead_lease, l.gone AS owner_gone,
        c.id AS run_id, c.due_at, c.started_at
 FROM taken t
 JOIN lost l ON l.id = t.id
@@ -208,13 +238,17 @@ ORDER BY t.id, c.due_at
 """
 
 
-def lease_token(worker: str, sequence: int) -> str:
-    """The `lease_owner` of one claim statement: the worker id plus a per-claim number.
+def lease_token(worker: str, sequence: int, key: int | None = None) -> str:
+    """The `lease_owner` of one claim statement: the worker id, a per-claim number and the
+    key of the worker's liveness lock (`worker#sequence@key`).
 
     Unique per claim, so a write retried after a lost acknowledgement can never touch a
-    later lease of the same worker on the same endpoint.
+    later lease of the same worker on the same endpoint. Peers read the key to see whether
+    the owner is alive; a token without one (older versions) is only taken over once its
+    lease expires.
     """
-    return f"{worker}#{sequence}"
+    token = f"{worker}#{sequence}"
+    return token if key is None else f"{token}@{key}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +278,8 @@ class Claimed:
 
 @dataclass(frozen=True, slots=True)
 class LostRun:
-    """An endpoint taken over from a dead worker; `run_id` is its closed run, if any."""
+    """An endpoint taken over from a dead worker; `run_id` is its closed run, if any.
+    `owner_gone`: taken because its owner's liveness lock was free (else: lease expired)."""
 
     endpoint_id: str
     lease: str
@@ -252,6 +287,7 @@ class LostRun:
     run_id: str | None
     due_at: datetime | None
     started_at: datetime | None
+    owner_gone: bool = False
 
 
 def claim_params(
@@ -389,17 +425,30 @@ async def release_unstarted(
     return cur.rowcount
 
 
-async def take_over_expired(
-    conn: AsyncConnection[Any], *, lease: str, now: datetime, lease_s: float, limit: int = 500
+async def take_over(
+    conn: AsyncConnection[Any],
+    *,
+    lease: str,
+    now: datetime,
+    lease_s: float,
+    dead_owners: bool,
+    limit: int = 500,
 ) -> list[LostRun]:
-    """Take over endpoints whose lease expired (their worker died): close their running run
-    as failed ("worker lost") and lease the endpoint under `lease`; the caller must then
-    reschedule it (and release the lease) like after any other run."""
+    """Take over endpoints whose worker is gone: lease expired or, with `dead_owners`, owner's
+    liveness lock free. Close their running run as failed ("worker lost") and lease the
+    endpoint under `lease`; the caller must then reschedule it (and release the lease) like
+    after any other run."""
+    params = {
+        "lease": lease,
+        "now": now,
+        "lease_s": lease_s,
+        "limit": limit,
+        "error": WORKER_LOST,
+        "dead_owners": dead_owners,
+        "liveness_class": LIVENESS_CLASS,
+    }
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            TAKE_OVER_SQL,
-            {"lease": lease, "now": now, "lease_s": lease_s, "limit": limit, "error": WORKER_LOST},
-        )
+        await cur.execute(TAKE_OVER_SQL, params)
         rows = await cur.fetchall()
     latest: dict[str, LostRun] = {}
     for row in rows:  # ordered by due_at: the last run of an endpoint wins
@@ -410,5 +459,6 @@ async def take_over_expired(
             run_id=row["run_id"],
             due_at=row["due_at"],
             started_at=row["started_at"],
+            owner_gone=row["owner_gone"],
         )
     return list(latest.values())
