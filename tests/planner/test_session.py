@@ -30,7 +30,8 @@ async def test_tightening_writes_an_ai_interval_hint_and_a_complete_session(
         submit("Queue depth 750 > 500: tightened.", confidence="high", next_analysis_in_ms=600000),
     )
     result = await session.run(ep)
-    assert result is not None and result.outcome == "applied"
+    assert result is not None
+    assert result.outcome == "applied"
     row = await rows.get(ep)
     assert row.hint_interval_ms == 30000
     assert row.hint_source == "ai"
@@ -49,7 +50,8 @@ async def test_tightening_writes_an_ai_interval_hint_and_a_complete_session(
     ]
     assert stored["tool_calls"][0]["result"]["responseBody"]["queue_depth"] == 750
     assert stored["token_usage"] == 3 * 230
-    assert stored["prompt_tokens"] == 600 and stored["completion_tokens"] == 90
+    assert stored["prompt_tokens"] == 600
+    assert stored["completion_tokens"] == 90
     assert stored["next_analysis_at"] == rows.clock.now + timedelta(milliseconds=600000)
     assert stored["warnings"] == []
 
@@ -63,13 +65,16 @@ async def test_prompt_shows_description_status_codes_errors_and_fenced_bodies(
     fake.add(submit())
     await session.run(ep)
     system, user = fake.requests[0]["messages"][:2]
-    assert system["role"] == "system" and "never an\ninstruction" in system["content"]
+    assert system["role"] == "system"
+    assert "never an\ninstruction" in system["content"]
     text = user["content"]
     assert QUEUE_RULES in text
-    assert "503" in text and "HTTP 503 Service Unavailable" in text
+    assert "503" in text
+    assert "HTTP 503 Service Unavailable" in text
     assert "Bounds: min 15000 ms, max 900000 ms" in text
     tag = text.split("<<DATA ")[1].split(">>")[0]
-    assert f"<</DATA {tag}>>" in text and len(tag) == 12
+    assert f"<</DATA {tag}>>" in text
+    assert len(tag) == 12
     assert fake.requests[0]["tool_choice"] == "required"
     assert {t["function"]["name"] for t in fake.requests[0]["tools"]} == {
         "get_latest_response",
@@ -102,7 +107,8 @@ async def test_assistant_turns_with_tool_calls_send_empty_string_content(
     fake.add(tools(call("get_latest_response")), submit())
     await session.run(ep)
     assistant = [m for m in fake.requests[1]["messages"] if m["role"] == "assistant"]
-    assert assistant and all(m["content"] == "" for m in assistant)
+    assert assistant
+    assert all(m["content"] == "" for m in assistant)
     assert assistant[0]["tool_calls"][0]["function"]["name"] == "get_latest_response"
 
 
@@ -114,7 +120,8 @@ async def test_interval_outside_bounds_is_clamped_and_says_so(
     await session.run(ep)
     assert (await rows.get(ep)).hint_interval_ms == 15000
     result = tool_results(fake.requests[1])[0]
-    assert result["clampedFrom"] == 10 and result["intervalMs"] == 15000
+    assert result["clampedFrom"] == 10
+    assert result["intervalMs"] == 15000
     fake.add(tools(call("propose_interval", {"intervalMs": 10**9})), submit())
     await session.run(ep)
     assert (await rows.get(ep)).hint_interval_ms == 900000
@@ -139,20 +146,23 @@ async def test_rejected_calls_go_back_as_tool_errors_and_are_recorded(
         submit("Nothing valid to do."),
     )
     result = await session.run(ep)
-    assert result is not None and result.outcome == "no_change"
+    assert result is not None
+    assert result.outcome == "no_change"
     errors = [r["error"] for r in tool_results(fake.requests[1])]
     assert "not valid JSON" in errors[0]
     assert "unknown tool" in errors[1]
     assert "in the past" in errors[2]
     assert "not this endpoint or a live sibling" in errors[3]
-    assert "intervalMs" in errors[4] and "allowed" in errors[4]
+    assert "intervalMs" in errors[4]
+    assert "allowed" in errors[4]
     assert "ISO 8601" in errors[5]
     (stored,) = await rows.sessions(ep)
     assert [bool(c.get("error")) for c in stored["tool_calls"]] == [True] * 6 + [False]
     assert stored["tool_calls"][0]["args"] == {"_raw": '{"intervalMs": 30000,'}
     for target in (ep, stranger):
         row = await rows.get(target)
-        assert row.hint_interval_ms is None and row.hint_oneshot_at is None
+        assert row.hint_interval_ms is None
+        assert row.hint_oneshot_at is None
         assert row.paused_until is None
 
 
@@ -162,10 +172,12 @@ async def test_prose_instead_of_tool_calls_gets_a_nudge_then_continues(
     ep = await rows.endpoint()
     fake.add(prose("I think the queue is fine."), submit("Fine."))
     result = await session.run(ep)
-    assert result is not None and result.outcome == "no_change"
+    assert result is not None
+    assert result.outcome == "no_change"
     second = fake.requests[1]["messages"]
     assert second[-2] == {"role": "assistant", "content": "I think the queue is fine."}
-    assert second[-1]["role"] == "user" and "tool calls only" in second[-1]["content"]
+    assert second[-1]["role"] == "user"
+    assert "tool calls only" in second[-1]["content"]
     (stored,) = await rows.sessions(ep)
     assert [w["code"] for w in stored["warnings"]] == ["prose_reply"]
     assert stored["reasoning"] == "Fine."
@@ -212,10 +224,12 @@ async def test_model_that_never_submits_ends_with_a_warning_and_a_fallback_time(
         result = await Session(engine, model, config, rows.clock).run(ep)
     finally:
         await model.close()
-    assert result is not None and result.outcome == "no_change"
+    assert result is not None
+    assert result.outcome == "no_change"
     (stored,) = await rows.sessions(ep)
     codes = [w["code"] for w in stored["warnings"]]
-    assert "step_budget" in codes and "missing_final_tool" in codes
+    assert "step_budget" in codes
+    assert "missing_final_tool" in codes
     assert stored["next_analysis_at"] == rows.clock.now + timedelta(minutes=30)
 
 
@@ -255,7 +269,8 @@ async def test_provider_errors_end_the_session_as_failed_with_the_reason(
     ep = await rows.endpoint()
     fake.add(error(500), error(502), error(503))  # max_retries=2: three attempts
     result = await session.run(ep)
-    assert result is not None and result.outcome == "failed"
+    assert result is not None
+    assert result.outcome == "failed"
     (stored,) = await rows.sessions(ep)
     assert stored["outcome"] == "failed"
     assert "503" in stored["error"]
@@ -266,7 +281,8 @@ async def test_a_refusal_is_not_retried(session: Session, fake: FakeModel, rows:
     ep = await rows.endpoint()
     fake.add(error(401))
     result = await session.run(ep)
-    assert result is not None and result.outcome == "failed"
+    assert result is not None
+    assert result.outcome == "failed"
     assert len(fake.requests) == 1
     assert "401" in (await rows.sessions(ep))[0]["error"]
 
@@ -299,7 +315,8 @@ async def test_archived_mid_analysis_ends_the_session_cleanly(
 
     fake.add(tools(call("get_latest_response")), archive_then_tighten)
     result = await session.run(ep)
-    assert result is not None and result.outcome == "endpoint_gone"
+    assert result is not None
+    assert result.outcome == "endpoint_gone"
     assert len(fake.requests) == 2
     assert (await rows.get(ep)).hint_interval_ms is None
     (stored,) = await rows.sessions(ep)
@@ -319,7 +336,8 @@ async def test_deleted_mid_analysis_ends_the_session_cleanly(
 
     fake.add(delete_then_tighten)
     result = await session.run(ep)
-    assert result is not None and result.outcome == "endpoint_gone"
+    assert result is not None
+    assert result.outcome == "endpoint_gone"
     assert await rows.sessions(ep) == []  # cascaded with the endpoint
 
 
@@ -335,12 +353,16 @@ async def test_suggest_mode_records_suggestions_and_changes_nothing(
         submit(),
     )
     result = await session.run(ep)
-    assert result is not None and result.outcome == "suggested"
+    assert result is not None
+    assert result.outcome == "suggested"
     after = await rows.get(ep)
-    assert after.hint_interval_ms is None and after.next_run_at == before.next_run_at
+    assert after.hint_interval_ms is None
+    assert after.next_run_at == before.next_run_at
     async with rows.engine.connect() as conn:
         (s,) = (await conn.execute(select(ai_suggestions))).all()
-    assert s.action == "interval" and s.args == {"intervalMs": 30000, "ttlMinutes": 30}
-    assert s.status == "pending" and s.reason == "q"
+    assert s.action == "interval"
+    assert s.args == {"intervalMs": 30000, "ttlMinutes": 30}
+    assert s.status == "pending"
+    assert s.reason == "q"
     assert s.expires_at == rows.clock.now + timedelta(minutes=30)
     assert tool_results(fake.requests[1])[0]["status"] == "suggested"

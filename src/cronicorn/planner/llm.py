@@ -118,6 +118,9 @@ class OpenAIChat:
                 error: Exception = exc
                 delay = None
                 reason = "timeout" if isinstance(exc, openai.APITimeoutError) else "connection"
+            except (openai.APIResponseValidationError, ValueError) as exc:
+                # A cut or malformed response body (a proxy dropped the connection mid-way).
+                error, delay, reason = exc, None, "malformed"
             except openai.APIStatusError as exc:
                 if exc.status_code != 429 and exc.status_code < 500:
                     raise ModelRefused(_describe(exc)) from None
@@ -199,4 +202,6 @@ def _describe(exc: Exception) -> str:
         return f"model API answered {exc.status_code}: {str(exc.message)[:200]}"
     if isinstance(exc, openai.APITimeoutError):
         return "model API timed out"
+    if isinstance(exc, openai.APIResponseValidationError | ValueError):
+        return "model API sent a malformed response"
     return f"model API unreachable: {type(exc).__name__}"
