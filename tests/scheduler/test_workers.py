@@ -21,7 +21,7 @@ from aiohttp import web
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronicorn.store.claims import WORKER_LOST
+from cronicorn.store.claims import LIVENESS_CLASS, WORKER_LOST
 from cronicorn.store.tables import jobs
 from scheduler.conftest import Rows, running_scheduler, serve_target, utc
 from support import cli_env, free_port, start_cli, until
@@ -164,6 +164,99 @@ async def test_a_killed_workers_runs_are_closed_as_lost_and_run_again(
         assert later[0]["due_at"] > lost["due_at"]
         row = await rows.endpoint_row(endpoint)
         assert row["failure_count"] == 0
+
+
+async def _liveness_locks(database_url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted "
+            "AND l.objsubid = 2 AND l.classid = %s",
+            (LIVENESS_CLASS,),
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _leases_of(database_url: str, pid: int) -> int:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM endpoints WHERE lease_owner LIKE %s", (f"%:{pid}:%",)
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_killed_workers_endpoints_run_again_within_five_seconds(
+    rows: Rows,
+    database_url: str,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    """Issue 9: SIGKILL one of three schedulers mid-run; its leases (default 15 s) are taken
+    over through its freed liveness lock, not left to expire."""
+    rows.job_id = await rows.job(status="paused")
+    async with serve_target() as target:
+        ids = await rows.endpoints([target.url(f"/ok/{i}") for i in range(90)])
+        processes += [start_cli("scheduler", env=_env(database_url, tmp_path)) for _ in range(3)]
+        await until(lambda: _connected(database_url, 3), timeout=60, what="3 schedulers up")
+
+        async def three_locks() -> bool:
+            return await _liveness_locks(database_url) == 3
+
+        await until(three_locks, timeout=30, what="3 liveness locks")
+        loop = asyncio.get_running_loop()
+        locked_at = loop.time()
+        async with engine.begin() as conn:  # due times spread over one second
+            await conn.execute(
+                text(
+                    "UPDATE endpoints SET next_run_at = now() + interval '0.5 second' "
+                    "+ (abs(hashtext(id)) % 1000) * interval '1 millisecond'"
+                )
+            )
+            await conn.execute(update(jobs).values(status="active"))
+            await conn.execute(text("NOTIFY cronicorn_wakeup"))
+
+        def warmed_up() -> bool:  # every endpoint runs, the peers' take-over grace is over
+            seen = Counter(h.path for h in target.hits)
+            return (
+                len(seen) == len(ids) and min(seen.values()) >= 3 and (loop.time() > locked_at + 4)
+            )
+
+        await until(warmed_up, timeout=60, what="every endpoint running")
+        victim = processes[0]
+
+        async def victim_holds_leases() -> bool:
+            return await _leases_of(database_url, victim.pid) > 0
+
+        await until(victim_holds_leases, timeout=10, what="the victim to hold leases")
+        os.killpg(victim.pid, signal.SIGKILL)
+        killed_at = loop.time()
+        victim.communicate(timeout=10)
+
+        def after_kill() -> dict[str, float]:
+            first: dict[str, float] = {}
+            for hit in target.hits:
+                if hit.started > killed_at and hit.path not in first:
+                    first[hit.path] = hit.started - killed_at
+            return first
+
+        await until(lambda: len(after_kill()) == len(ids), timeout=60, what="all run again")
+        silent = max(after_kill().values())
+        async with engine.begin() as conn:
+            await conn.execute(update(jobs).values(status="paused"))
+        await _stop(*processes[1:])
+    assert silent <= 5.0, f"an endpoint stayed silent {silent:.1f}s after the kill"
+    slots = Counter((h.path, h.due_at) for h in target.hits)
+    assert max(slots.values()) == 1, "no due slot ran twice"
+    runs = await rows.runs()
+    lost = [r for r in runs if r["status"] == "failed"]
+    assert lost, "the victim held leases when it died"
+    assert {r["error_message"] for r in lost} == {WORKER_LOST}
+    assert all(f":{victim.pid}:" in r["worker"] for r in lost)
+    assert all(r["status"] == "success" for r in runs if r not in lost)
+    print(f"slowest endpoint ran again {silent:.2f}s after the kill; {len(lost)} runs lost")
 
 
 async def test_sigterm_drains_and_metrics_are_served(
