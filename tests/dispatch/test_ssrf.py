@@ -15,6 +15,7 @@ from cronicorn.dispatch.ssrf import (
     UrlNotAllowed,
     check_url,
     check_url_syntax,
+    ineffective_allowances,
     ip_refusal,
 )
 
@@ -319,3 +320,19 @@ async def test_guarded_resolver_caches_and_refuses_metadata_names(chosen_resolve
         assert "metadata.google.internal" not in inner.calls
     finally:
         await guard.close()
+
+
+def test_allowances_inside_always_refused_ranges_are_named() -> None:
+    allow = [
+        ipaddress.ip_network("169.254.169.254/32"),
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("fe80::/64"),
+        ipaddress.ip_network("0.0.0.0/0"),  # wider: it does allow private ranges
+    ]
+    found = ineffective_allowances(allow)
+    assert found == [
+        "169.254.169.254/32 is link-local (cloud metadata): always refused, "
+        "the allowance has no effect",
+        "fe80::/64 is link-local: always refused, the allowance has no effect",
+    ]
+    assert ineffective_allowances([ipaddress.ip_network("192.168.0.0/16")]) == []

@@ -191,6 +191,20 @@ def ip_refusal(ip: IPAddress, allow: Sequence[IPNetwork] = ()) -> str | None:
     return _phrase(label, overridable)
 
 
+def ineffective_allowances(allow: Sequence[IPNetwork]) -> list[str]:
+    """Allowed networks that lie wholly inside an always-refused range, one phrase each.
+
+    Such an allowance changes nothing (metadata and link-local stay refused), so an operator
+    who wrote it expects something that will not happen: the process warns at start."""
+    found = []
+    for net in allow:
+        for refused, label in ALWAYS_REFUSED:
+            if net.version == refused.version and net.subnet_of(refused):  # type: ignore[arg-type]
+                found.append(f"{net} is {label}: always refused, the allowance has no effect")
+                break
+    return found
+
+
 def _phrase(label: str, overridable: bool) -> str:
     return f"{label}; {ALLOW_HINT}" if overridable else f"{label}; always refused"
 
