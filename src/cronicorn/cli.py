@@ -191,8 +191,33 @@ def _scheduler_roles() -> list[tuple[str, Role]]:
 
 
 def _planner_roles() -> list[tuple[str, Role]]:
-    """Roles a lone `cronicorn planner` runs."""
-    return []
+    """Roles a lone `cronicorn planner` runs (idle, and `"disabled"` in health, with no model)."""
+    from cronicorn.planner.role import planner_role
+
+    return [("planner", planner_role)]
+
+
+@app.command()
+@friendly()
+def planner() -> None:
+    """Run only the AI planner: analyse endpoints' recent responses and adjust their
+    schedules within their bounds (run `cronicorn migrate` first). Any number may run at
+    once, on any machines, against one database.
+
+    Needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL (Ollama, vLLM, llama.cpp, LiteLLM);
+    without either it idles.
+
+    Examples:
+
+      OPENAI_API_KEY=sk-... cronicorn planner
+
+      OPENAI_BASE_URL=http://localhost:11434/v1 AI_MODEL=qwen2.5:7b cronicorn planner
+    """
+    cfg = settings()
+    install_sigterm()
+    with database(cfg) as url:
+        check_database(url, cfg.db_connect_timeout_s)
+        run_roles(cfg, url, _planner_roles(), role="planner")
 
 
 def _background_roles() -> list[tuple[str, Role]]:
