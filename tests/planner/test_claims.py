@@ -15,15 +15,15 @@ from cronicorn.store.tables import endpoint_analysis, endpoints, jobs
 from planner.planner_support import Rows
 
 
-async def claim(engine: AsyncEngine, rows: Rows, token: str = "p1", limit: int = 10) -> list[str]:
+async def claim(engine: AsyncEngine, rows: Rows, owner: str = "p1", limit: int = 10) -> list[str]:
     now = rows.clock.now
     async with engine.begin() as conn:
         return await planner_store.claim(
-            conn, token=token, now=now, since=now - timedelta(minutes=5), limit=limit, lease_s=60
+            conn, token=owner, now=now, since=now - timedelta(minutes=5), limit=limit, lease_s=60
         )
 
 
-async def finish(engine: AsyncEngine, rows: Rows, ep: str, token: str = "p1", **kw: object) -> None:
+async def finish(engine: AsyncEngine, rows: Rows, ep: str, owner: str = "p1", **kw: object) -> None:
     now = rows.clock.now
     seen = Seen(
         analyzed_at=now,
@@ -32,7 +32,7 @@ async def finish(engine: AsyncEngine, rows: Rows, ep: str, token: str = "p1", **
         last_status=str(kw.get("status", "success")),
     )
     async with engine.begin() as conn:
-        await planner_store.release(conn, token=token, endpoint_id=ep, seen=seen)
+        await planner_store.release(conn, token=owner, endpoint_id=ep, seen=seen)
 
 
 async def test_first_analysis_needs_a_run_within_the_lookback(
@@ -42,7 +42,7 @@ async def test_first_analysis_needs_a_run_within_the_lookback(
     await rows.run(recent, {"a": 1}, ago_s=60)
     await rows.run(old, {"a": 1}, ago_s=3600)
     assert await claim(engine, rows) == [recent]
-    assert never not in await claim(engine, rows, token="p2")
+    assert never not in await claim(engine, rows, owner="p2")
 
 
 async def test_a_leased_endpoint_is_not_claimed_again_until_released(

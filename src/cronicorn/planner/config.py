@@ -69,6 +69,7 @@ def planner_config(settings: Settings) -> PlannerConfig:
         session_token_budget=settings.ai_session_token_budget,
         retention_days=settings.ai_session_retention_days,
         ai_tokens_per_month=settings.quota_ai_tokens_per_month,
-        shutdown_timeout_s=settings.shutdown_timeout_s,
+        # Within the process's own SHUTDOWN_TIMEOUT_S, so abandoned sessions get recorded.
+        shutdown_timeout_s=settings.shutdown_timeout_s * 0.6,
         min_interval_floor_ms=settings.quota_min_interval_ms,
     )
