@@ -259,6 +259,61 @@ async def test_a_killed_workers_endpoints_run_again_within_five_seconds(
     print(f"slowest endpoint ran again {silent:.2f}s after the kill; {len(lost)} runs lost")
 
 
+async def test_a_hung_workers_endpoints_run_again_once_its_leases_expire(
+    rows: Rows,
+    database_url: str,
+    engine: AsyncEngine,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[str]],
+) -> None:
+    """SIGSTOP keeps the hung worker's session, hence its liveness lock: its leases are taken
+    over when they expire. Woken up, it makes the calls it had claimed (their runs were closed
+    meanwhile), but never one of a slot the others ran."""
+    lease_s = 3
+    async with serve_target() as target:
+        ids = await rows.endpoints([target.url(f"/ok/{i}") for i in range(40)], spread_s=1.0)
+        env = _env(database_url, tmp_path, SCHEDULER_LEASE_S=str(lease_s))
+        processes += [start_cli("scheduler", env=env) for _ in range(2)]
+        loop = asyncio.get_running_loop()
+
+        def warmed_up() -> bool:
+            seen = Counter(h.path for h in target.hits)
+            return len(seen) == len(ids) and min(seen.values()) >= 3
+
+        await until(warmed_up, timeout=60, what="every endpoint running")
+        victim = processes[0]
+
+        async def victim_holds_leases() -> bool:
+            return await _leases_of(database_url, victim.pid) > 0
+
+        await until(victim_holds_leases, timeout=10, what="the victim to hold leases")
+        os.killpg(victim.pid, signal.SIGSTOP)
+        stopped_at = loop.time()
+        try:
+
+            def resumed() -> dict[str, float]:
+                first: dict[str, float] = {}
+                for hit in target.hits:
+                    if hit.started > stopped_at and hit.path not in first:
+                        first[hit.path] = hit.started - stopped_at
+                return first
+
+            await until(lambda: len(resumed()) == len(ids), timeout=60, what="all run again")
+            silent = max(resumed().values())
+        finally:
+            os.killpg(victim.pid, signal.SIGCONT)
+        woken = len(target.hits)
+        await until(lambda: len(target.hits) >= woken + 2 * len(ids), timeout=30, what="2 rounds")
+        await _stop(*processes)
+    assert silent <= lease_s + 5.0, f"an endpoint stayed silent {silent:.1f}s"
+    slots = Counter((h.path, h.due_at) for h in target.hits)
+    assert max(slots.values()) == 1, "no due slot ran twice"
+    lost = [r for r in await rows.runs() if r["status"] == "failed"]
+    assert {r["error_message"] for r in lost} == {WORKER_LOST}
+    assert any(f":{victim.pid}:" in r["worker"] for r in lost)
+    print(f"slowest endpoint ran again {silent:.2f}s after SIGSTOP; {len(lost)} runs lost")
+
+
 async def test_sigterm_drains_and_metrics_are_served(
     rows: Rows,
     database_url: str,
