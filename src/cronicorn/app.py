@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import create_api
@@ -68,6 +69,10 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
     app.mount("/api", api)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
     app.include_router(device_page.router, prefix="/device")
+
+    @app.get("/", include_in_schema=False)
+    async def _root() -> RedirectResponse:
+        return RedirectResponse("/api/reference", status_code=307)  # until the web UI exists
 
     @app.exception_handler(404)
     async def _not_found(*_: object) -> object:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,12 +12,17 @@ import aiohttp
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cronicorn.api.endpoints import close_dispatcher
+from cronicorn.app import create_app
 from cronicorn.auth.service import create_user_with_api_key
+from cronicorn.config import load_settings
 from cronicorn.domain import NO_QUOTAS
 from cronicorn.domain.ids import new_id
+from cronicorn.runtime import Runtime
 from cronicorn.store import users
 from cronicorn.store.quotas import reserve_run
 from cronicorn.store.tables import ai_sessions, runs
+from support import serve_app
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 # Tests and fuzzing send far more requests a minute than a person would.
@@ -136,3 +142,28 @@ class Served:
     a: Client
     b: Client
     app: Any
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    database_url: str, engine: AsyncEngine, **settings_env: object
+) -> AsyncIterator[Served]:
+    """The whole app served over real HTTP, with two users holding API keys (`settings_env`:
+    more settings, by their environment names)."""
+    settings = load_settings(
+        DATABASE_URL=database_url,
+        AUTH_SECRET="s" * 40,
+        CRONICORN_ALLOW_NETWORKS="127.0.0.0/8",  # run-now targets are local test servers
+        **{**NO_RATE_LIMITS, **settings_env},
+    )
+    app = create_app(Runtime.create(settings, database_url))
+    a_id, a_headers = await credentials(engine, "a@example.com")
+    b_id, b_headers = await credentials(engine, "b@example.com")
+    async with serve_app(app) as base, aiohttp.ClientSession() as http:
+        yield Served(
+            base=base,
+            a=Client(base, http, a_headers, a_id),
+            b=Client(base, http, b_headers, b_id),
+            app=app,
+        )
+    await close_dispatcher(app.routes[0].app)

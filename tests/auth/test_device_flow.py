@@ -180,3 +180,30 @@ async def test_device_page_signs_in_and_approves(
             assert "Device approved" in await resp.text()
         status, token_body = await _poll(http, base, codes["device_code"])
         assert status == 200, token_body
+
+
+async def test_device_approve_path_of_the_reference_client(
+    engine: AsyncEngine, serve: ServeFactory, http: aiohttp.ClientSession
+) -> None:
+    """The reference's client sends users to `/device/approve?user_code=…`: the same page."""
+    await make_user(engine, "approve@example.com")
+    async with serve() as base:
+        codes = await _codes(http, base)
+        page = f"{base}/device/approve?user_code={codes['user_code']}"
+        async with http.get(page) as resp:
+            assert resp.status == 200
+            html = await resp.text()
+        assert codes["user_code"] in html
+        assert 'name="password"' in html
+        browser = await sign_in(http, base, "approve@example.com")
+        cookie = {"Cookie": f"cronicorn_session={browser.token}"}
+        async with http.get(page, headers=cookie) as resp:
+            html = await resp.text()
+        csrf = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert csrf is not None
+        assert 'action="/device"' in html
+        approve = {"step": "approve", "user_code": codes["user_code"], "csrf": csrf.group(1)}
+        async with http.post(f"{base}/device", data=approve, headers=cookie) as resp:
+            assert "Device approved" in await resp.text()
+        status, token_body = await _poll(http, base, codes["device_code"])
+        assert status == 200, token_body

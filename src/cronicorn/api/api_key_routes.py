@@ -1,8 +1,8 @@
 """`/api/auth/api-key/*`: the caller's API keys. The key is in the create response only; lists
 show its first characters (`prefix`, also as better-auth's `start`). Revoking is immediate.
 
-Paths: `POST create`, `GET list`, and revoke as `POST delete {keyId}` (better-auth's) or
-`DELETE /api/auth/api-key/{id}`.
+Paths: `POST create`, `GET list`, `POST update {keyId, name}` (rename), and revoke as
+`POST delete {keyId}` (better-auth's) or `DELETE /api/auth/api-key/{id}`.
 """
 
 from __future__ import annotations
@@ -11,35 +11,25 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 
 from cronicorn.api.auth_common import invalid_input
 from cronicorn.api.deps import ClockDep, ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import Text, iso_ms
+from cronicorn.api.schemas.accounts import (
+    ApiKey,
+    CreatedApiKey,
+    CreateKey,
+    DeleteKey,
+    Success,
+    UpdateKey,
+)
+from cronicorn.api.schemas.common import iso_ms
 from cronicorn.auth import service
 from cronicorn.auth.errors import ApiKeyNotFound, InvalidInput
 from cronicorn.store import api_keys
 from cronicorn.store.api_keys import ApiKeyRow
 
 router = APIRouter(prefix="/auth/api-key", tags=["API keys"])
-
-MAX_EXPIRES_IN_S = 10 * 365 * 24 * 3600
-
-
-class CreateKey(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    name: Text = Field(min_length=1, max_length=200)
-    expires_in: int | None = Field(
-        default=None, alias="expiresIn", gt=0, le=MAX_EXPIRES_IN_S, description="seconds"
-    )
-
-
-class DeleteKey(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    key_id: Text = Field(alias="keyId", max_length=100)
 
 
 def key_json(row: ApiKeyRow) -> dict[str, Any]:
@@ -55,7 +45,9 @@ def key_json(row: ApiKeyRow) -> dict[str, Any]:
     }
 
 
-@router.post("/create", summary="Create an API key (the key is shown once)")
+@router.post(
+    "/create", response_model=CreatedApiKey, summary="Create an API key (the key is shown once)"
+)
 async def create_key(
     body: CreateKey, principal: UserDep, conn: ConnDep, clock: ClockDep
 ) -> dict[str, Any]:
@@ -69,9 +61,21 @@ async def create_key(
     return {**key_json(row), "key": key}
 
 
-@router.get("/list", summary="The caller's API keys (never the keys themselves)")
+@router.get(
+    "/list",
+    response_model=list[ApiKey],
+    summary="The caller's API keys (never the keys themselves)",
+)
 async def list_keys(principal: UserDep, conn: ConnDep) -> list[dict[str, Any]]:
     return [key_json(row) for row in await api_keys.list_for_user(conn, principal.user_id)]
+
+
+@router.post("/update", response_model=ApiKey, summary="Rename an API key")
+async def update_key(body: UpdateKey, principal: UserDep, conn: ConnDep) -> dict[str, Any]:
+    row = await api_keys.rename(conn, body.key_id, body.name.strip(), user_id=principal.user_id)
+    if row is None:
+        raise ApiError(404, "API key not found")
+    return key_json(row)
 
 
 async def _revoke(key_id: str, user_id: str, conn: ConnDep, clock: ClockDep) -> dict[str, bool]:
@@ -82,14 +86,14 @@ async def _revoke(key_id: str, user_id: str, conn: ConnDep, clock: ClockDep) -> 
     return {"success": True}
 
 
-@router.post("/delete", summary="Revoke an API key")
+@router.post("/delete", response_model=Success, summary="Revoke an API key")
 async def delete_key_post(
     body: DeleteKey, principal: UserDep, conn: ConnDep, clock: ClockDep
 ) -> dict[str, bool]:
     return await _revoke(body.key_id, principal.user_id, conn, clock)
 
 
-@router.delete("/{key_id}", summary="Revoke an API key")
+@router.delete("/{key_id}", response_model=Success, summary="Revoke an API key")
 async def delete_key(
     key_id: str, principal: UserDep, conn: ConnDep, clock: ClockDep
 ) -> dict[str, bool]:

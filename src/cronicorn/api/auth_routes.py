@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from cronicorn.api.auth_common import (
     ANONYMOUS_CALLS_PER_MINUTE,
@@ -27,7 +27,8 @@ from cronicorn.api.auth_common import (
 from cronicorn.api.cookies import cleared_cookies, session_token
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep, UserDep, optional_identity
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import Text, iso_ms
+from cronicorn.api.schemas.accounts import AuthBody, AuthConfig
+from cronicorn.api.schemas.common import NonBlank, Text, iso_ms
 from cronicorn.auth import service
 from cronicorn.auth.errors import InvalidCredentials, InvalidInput, SignupDisabled, UserExists
 from cronicorn.auth.tokens import csrf_token
@@ -36,34 +37,32 @@ from cronicorn.store import sessions, users
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
 
-class _Body(BaseModel):
-    # better-auth clients send extra fields (rememberMe, callbackURL): accepted and ignored.
-    model_config = ConfigDict(extra="ignore")
-
-
-class SignIn(_Body):
+class SignIn(AuthBody):
     email: Text = Field(max_length=320)
     password: Text = Field(max_length=1024)
 
 
 class SignUp(SignIn):
-    name: Text | None = Field(default=None, max_length=200)
+    name: NonBlank | None = Field(default=None, max_length=200)
 
 
-class ChangePassword(_Body):
+class ChangePassword(AuthBody):
     current_password: Text = Field(alias="currentPassword", max_length=1024)
     new_password: Text = Field(alias="newPassword", max_length=1024)
 
 
-@router.get("/config", include_in_schema=False)
-async def auth_config(runtime: RuntimeDep) -> dict[str, bool]:
-    """Which sign-in methods the login page should offer."""
+@router.get(
+    "/config",
+    response_model=AuthConfig,
+    summary="Which sign-in methods the login page should offer",
+)
+async def auth_config(runtime: RuntimeDep) -> AuthConfig:
     settings = runtime.settings
-    return {
-        "hasEmailPassword": True,
-        "hasGitHubOAuth": settings.github_enabled,
-        "allowSignup": settings.allow_signup,
-    }
+    return AuthConfig(
+        has_email_password=True,
+        has_github_oauth=settings.github_enabled,
+        allow_signup=settings.allow_signup,
+    )
 
 
 @router.post("/sign-in/email", summary="Sign in with email and password (sets the cookie)")

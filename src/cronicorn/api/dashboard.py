@@ -9,16 +9,22 @@ from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import InDatetime, NowDep, Text, require_id
-from cronicorn.api.schemas.dashboard import ActivityTimeline, DashboardStats
+from cronicorn.api.schemas.common import NowDep, Text, require_id
+from cronicorn.api.schemas.dashboard import ActivityTimeline, DashboardDate, DashboardStats
 from cronicorn.store import stats
 
 router = APIRouter(tags=["Dashboard"])
 
 MAX_RANGE = timedelta(days=400)
 
-StartDate = Annotated[InDatetime, Query(alias="startDate")]
-EndDate = Annotated[InDatetime, Query(alias="endDate")]
+StartDate = Annotated[
+    DashboardDate,
+    Query(alias="startDate", description="ISO 8601, or JavaScript `Date.toString()` text"),
+]
+EndDate = Annotated[
+    DashboardDate,
+    Query(alias="endDate", description="ISO 8601, or JavaScript `Date.toString()` text"),
+]
 JobFilter = Annotated[str | None, Query(alias="jobId", max_length=64)]
 
 

@@ -4,29 +4,32 @@ tokens, and revoking one. Another user's session answers 404 like every other re
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from cronicorn.api.auth_common import session_json
 from cronicorn.api.deps import ClockDep, ConnDep, UserDep
 from cronicorn.api.errors import ApiError
+from cronicorn.api.schemas.accounts import DeviceList, Success
 from cronicorn.store import sessions
 
 router = APIRouter(prefix="/devices", tags=["Devices"])
 
 
-@router.get("", summary="The caller's sessions, newest first")
-async def list_devices(principal: UserDep, conn: ConnDep, clock: ClockDep) -> dict[str, Any]:
+@router.get("", response_model=DeviceList, summary="The caller's sessions, newest first")
+async def list_devices(principal: UserDep, conn: ConnDep, clock: ClockDep) -> DeviceList:
     rows = await sessions.list_for_user(conn, principal.user_id, clock())
     current = principal.credential_id if principal.via != "api_key" else None
-    return {"devices": [session_json(row, current=row.id == current) for row in rows]}
+    return DeviceList.model_validate(
+        {"devices": [session_json(row, current=row.id == current) for row in rows]}
+    )
 
 
-@router.delete("/{session_id}", summary="Revoke one of the caller's sessions")
+@router.delete(
+    "/{session_id}", response_model=Success, summary="Revoke one of the caller's sessions"
+)
 async def revoke_device(
     session_id: str, principal: UserDep, conn: ConnDep, clock: ClockDep
-) -> dict[str, bool]:
+) -> Success:
     if not await sessions.revoke(conn, principal.user_id, session_id, clock()):
         raise ApiError(404, "Session not found")
-    return {"success": True}
+    return Success(success=True)

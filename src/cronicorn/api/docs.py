@@ -62,8 +62,9 @@ _DESCRIPTION = """Cronicorn's REST API. Authenticate with an API key (`x-api-key
 bearer token (`Authorization: Bearer …`) or the web UI's session cookie. Another user's
 resources answer 404. Errors always use one envelope:
 `{"error": {"code", "message", "details", "requestId"}}`; validation errors (422) list the
-failing fields in `details` with their JSON paths. Optional response fields that are unset are
-`null` (never left out); timestamps are ISO-8601 UTC with milliseconds."""
+failing fields in `details` with their JSON paths. Request bodies are strictly typed (a string
+is not a number). Optional response fields that are unset are left out (they are not in
+`required`); fields that can be `null` say so. Timestamps are ISO-8601 UTC with milliseconds."""
 
 
 def install(api: FastAPI) -> None:

@@ -32,7 +32,7 @@ STATE_COOKIE = "cronicorn_oauth"
 
 
 class Social(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
     provider: Text = Field(max_length=50)
     callback_url: Text | None = Field(default=None, alias="callbackURL", max_length=2000)

@@ -30,9 +30,7 @@ async def list_jobs(
     status: Annotated[Literal["active", "paused", "archived"] | None, Query()] = None,
 ) -> JobList:
     rows = await job_store.list_with_counts(conn, user.user_id, status)
-    return JobList(
-        jobs=[JobWithCount(**Job.of(row).model_dump(), endpoint_count=n) for row, n in rows]
-    )
+    return JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
 
 
 @router.get("/jobs/{id}", response_model=Job, summary="Get a job")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cronicorn.api.auth_common import invalid_input, user_json
 from cronicorn.api.deps import AdminDep, ClockDep, ConnDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import Text
+from cronicorn.api.schemas.common import NonBlank, Text
 from cronicorn.auth import service
 from cronicorn.auth.errors import InvalidInput, UserExists, UserNotFound
 from cronicorn.auth.passwords import random_password
@@ -21,10 +21,10 @@ router = APIRouter(prefix="/users", tags=["Users"])
 
 
 class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     email: Text = Field(max_length=320)
-    name: Text | None = Field(default=None, max_length=200)
+    name: NonBlank | None = Field(default=None, max_length=200)
     password: Text | None = Field(
         default=None, max_length=1024, description="omit to generate one (returned once)"
     )

@@ -115,3 +115,21 @@ async def revoke(
         stmt = stmt.where(api_keys.c.user_id == user_id)
     row = (await conn.execute(stmt.values(revoked_at=now).returning(api_keys))).first()
     return _key(row._mapping) if row is not None else None
+
+
+async def rename(
+    conn: AsyncConnection, key_id: str, name: str, *, user_id: str
+) -> ApiKeyRow | None:
+    """Rename one of the user's unrevoked keys; None when there is no such key."""
+    stmt = (
+        update(api_keys)
+        .where(
+            api_keys.c.id == key_id,
+            api_keys.c.user_id == user_id,
+            api_keys.c.revoked_at.is_(None),
+        )
+        .values(name=name)
+        .returning(api_keys)
+    )
+    row = (await conn.execute(stmt)).first()
+    return _key(row._mapping) if row is not None else None

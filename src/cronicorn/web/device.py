@@ -71,6 +71,7 @@ async def _signed_in(
 
 
 @router.get("")
+@router.get("/approve")  # the reference's web client sends users to /device/approve
 async def device_page(
     request: Request, conn: ConnDep, runtime: RuntimeDep, clock: ClockDep, user_code: str = ""
 ) -> Response:

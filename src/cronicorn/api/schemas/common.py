@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
+    Field,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
@@ -26,15 +29,53 @@ MAX_TTL_MINUTES = 30 * 24 * 60
 
 
 class In(BaseModel):
-    """A request body: camelCase only, unknown fields rejected."""
+    """A request body: camelCase only, unknown fields rejected, strict types (`"1000"` and
+    `true` are not integers, `1` is not a boolean)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(
+        alias_generator=to_camel, extra="forbid", populate_by_name=False, strict=True
+    )
+
+
+T = TypeVar("T")
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+Absent = Annotated[T | None, Field(exclude_if=_is_none)]
+"""An optional response field that is left out while unset, never `null` (the reference's
+clients validate such fields as "may be absent" and reject `null`). Declare it `= None`."""
+
+
+def _document_absent(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """In the JSON schema, an `Absent` field is optional (not `required`) and not nullable."""
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    for name, field in model.model_fields.items():
+        prop = properties.get(field.serialization_alias or field.alias or name)
+        if field.exclude_if is not _is_none or prop is None:
+            continue
+        prop.pop("default", None)
+        branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+        if len(branches) == 1:
+            del prop["anyOf"]
+            prop.update(branches[0])
+        if field.alias in required:
+            required.remove(field.alias)
 
 
 class Out(BaseModel):
-    """A response body: camelCase, every field present."""
+    """A response body: camelCase. Every field is sent (`null` when unset and nullable),
+    except `Absent` fields, which are left out while unset."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        json_schema_serialization_defaults_required=True,
+        json_schema_extra=_document_absent,
+    )
 
 
 def iso_ms(value: datetime) -> str:
@@ -58,8 +99,18 @@ def _as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-InDatetime = Annotated[datetime, AfterValidator(_as_utc)]
-"""A request timestamp: ISO-8601 (a date alone is midnight); without an offset it is UTC."""
+def _text_only(value: object) -> object:
+    # datetime objects only come from Python callers (a YAML import document), never JSON.
+    if not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO-8601 date-time string")
+    return value
+
+
+InDatetime = Annotated[
+    datetime, Strict(False), BeforeValidator(_text_only), AfterValidator(_as_utc)
+]
+"""A request timestamp: an ISO-8601 string (a date alone is midnight); without an offset it
+is UTC. Numbers are refused (strict bodies), strings parsed (JSON has no date type)."""
 
 
 def _no_nul(value: str) -> str:
@@ -75,6 +126,16 @@ def _no_nul(value: str) -> str:
 Text = Annotated[str, AfterValidator(_no_nul)]
 """Any request string: PostgreSQL cannot store NUL characters or lone surrogates, so they
 are a 422 here rather than a database error."""
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+NonBlank = Annotated[Text, AfterValidator(_not_blank)]
+"""A name: at least one character that is not white space."""
 
 
 def json_without_nul(value: Any) -> Any:

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, JsonValue
+from pydantic import BeforeValidator, Field
 
-from cronicorn.api.schemas.common import Out, UtcDatetime
+from cronicorn.api.schemas.common import Absent, InDatetime, Out, UtcDatetime
+from cronicorn.api.schemas.history import ToolCalls, Warnings
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_JS_DATE = re.compile(
+    r"(?:[A-Z][a-z]{2} )?(?P<mon>[A-Z][a-z]{2}) (?P<day>\d{1,2}) (?P<year>\d{4}) "
+    r"(?P<time>\d{2}:\d{2}:\d{2}) GMT(?P<sign>[+ -])(?P<hh>\d{2}):?(?P<mm>\d{2})(?: \(.*\))?"
+)
+
+
+def _from_js_date(value: object) -> object:
+    """JavaScript's `Date.toString()` (`Mon Mar 10 2025 13:00:00 GMT+0100 (Central European
+    Standard Time)`), which the reference's web client sends, as ISO 8601. A `+` that reached
+    us as a space (an unencoded query string) still means `+`. Anything else passes through
+    to the ISO parser."""
+    if not isinstance(value, str):
+        return value
+    m = _JS_DATE.fullmatch(value.strip())
+    if m is None or m["mon"] not in _MONTHS:
+        return value
+    month = _MONTHS.index(m["mon"]) + 1
+    sign = "-" if m["sign"] == "-" else "+"
+    return f"{m['year']}-{month:02d}-{int(m['day']):02d}T{m['time']}{sign}{m['hh']}:{m['mm']}"
+
+
+DashboardDate = Annotated[InDatetime, BeforeValidator(_from_js_date)]
+"""A range bound: ISO 8601, or JavaScript's `Date.toString()` text."""
 
 
 class Counts(Out):
@@ -86,18 +113,21 @@ class DashboardStats(Out):
 
 
 class ActivityEvent(Out):
+    """A run (`status`, `durationMs`, `source`) or an AI session (`reasoning`, `toolCalls`,
+    `tokenUsage`, and `warnings` when there are any); the other kind's fields are absent."""
+
     type: Literal["run", "session"]
     id: str
     endpoint_id: str
     endpoint_name: str
     timestamp: UtcDatetime
-    status: str | None = None
-    duration_ms: int | None = None
-    source: str | None = None
-    reasoning: str | None = None
-    tool_calls: list[JsonValue] | None = None
-    token_usage: int | None = None
-    warnings: list[JsonValue] | None = None
+    status: Absent[str] = None
+    duration_ms: Absent[int] = None
+    source: Absent[str] = None
+    reasoning: Absent[str] = None
+    tool_calls: Absent[ToolCalls] = None
+    token_usage: Absent[int] = None
+    warnings: Absent[Warnings] = None
 
 
 class ActivitySummary(Out):

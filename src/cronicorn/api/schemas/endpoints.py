@@ -11,13 +11,22 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, JsonValue, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    JsonValue,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from cronicorn.api.schemas.common import (
     MAX_INTERVAL_MS,
     MAX_TTL_MINUTES,
+    Absent,
     In,
     InDatetime,
+    NonBlank,
     Out,
     Text,
     UtcDatetime,
@@ -26,6 +35,7 @@ from cronicorn.api.schemas.common import (
 from cronicorn.store.endpoints import EndpointRow
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+AiMode = Literal["inherit", "off", "suggest", "auto"]
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADERS = 50
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
@@ -63,7 +73,7 @@ def _check_body(value: Any) -> Any:
     return value
 
 
-Name = Annotated[Text, Field(min_length=1, max_length=255)]
+Name = Annotated[NonBlank, Field(min_length=1, max_length=255)]
 Url = Annotated[Text, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
 Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
 Body = Annotated[JsonValue, AfterValidator(_check_body)]
@@ -92,6 +102,11 @@ class EndpointCreate(In):
     timezone: Timezone = "UTC"
     min_interval_ms: IntervalMs | None = None
     max_interval_ms: IntervalMs | None = None
+    ai_mode: AiMode = Field(
+        default="inherit",
+        description="AI planner: inherit (the job's aiMode), off, suggest (record suggestions "
+        "to apply or dismiss) or auto (write hints)",
+    )
 
 
 _NOT_NULL = ("name", "url")
@@ -120,6 +135,7 @@ class EndpointPatch(In):
     timezone: Timezone | None = None
     min_interval_ms: IntervalMs | None = None
     max_interval_ms: IntervalMs | None = None
+    ai_mode: AiMode | None = None  # null: inherit
 
     @field_validator(*_NOT_NULL)
     @classmethod
@@ -133,37 +149,41 @@ class EndpointPatch(In):
 
 
 class Endpoint(Out):
+    """Unset optional fields are left out (`Absent`), as the reference does."""
+
     id: str
     job_id: str
     name: str
-    description: str | None
+    description: Absent[str] = None
     url: str
     method: str
-    headers_json: dict[str, str] | None
-    body_json: JsonValue
-    timeout_ms: int | None
-    max_execution_time_ms: int | None
-    max_response_size_kb: int | None
-    baseline_cron: str | None
-    baseline_interval_ms: int | None
+    headers_json: Absent[dict[str, str]] = None
+    body_json: JsonValue = Field(description="null when the endpoint sends no body")
+    timeout_ms: Absent[int] = None
+    max_execution_time_ms: Absent[int] = None
+    max_response_size_kb: Absent[int] = None
+    baseline_cron: Absent[str] = None
+    baseline_interval_ms: Absent[int] = None
     timezone: str
-    min_interval_ms: int | None
-    max_interval_ms: int | None
+    min_interval_ms: Absent[int] = None
+    max_interval_ms: Absent[int] = None
     next_run_at: UtcDatetime
     next_run_source: str
-    last_run_at: UtcDatetime | None
+    last_run_at: Absent[UtcDatetime] = None
     failure_count: int
-    paused_until: UtcDatetime | None
-    archived_at: UtcDatetime | None
-    ai_hint_interval_ms: int | None
-    ai_hint_interval_expires_at: UtcDatetime | None
-    ai_hint_next_run_at: UtcDatetime | None
-    ai_hint_next_run_expires_at: UtcDatetime | None
-    ai_hint_expires_at: UtcDatetime | None = Field(
-        description="The later of the two hint expiries (for clients of the reference API)"
+    paused_until: Absent[UtcDatetime] = None
+    archived_at: Absent[UtcDatetime] = None
+    ai_hint_interval_ms: Absent[int] = None
+    ai_hint_interval_expires_at: Absent[UtcDatetime] = None
+    ai_hint_next_run_at: Absent[UtcDatetime] = None
+    ai_hint_next_run_expires_at: Absent[UtcDatetime] = None
+    ai_hint_expires_at: Absent[UtcDatetime] = Field(
+        default=None,
+        description="The later of the two hint expiries (for clients of the reference API)",
     )
-    ai_hint_reason: str | None
-    ai_hint_source: str | None
+    ai_hint_reason: Absent[str] = None
+    ai_hint_source: Absent[str] = None
+    ai_mode: str = Field(description="inherit | off | suggest | auto")
     version: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -203,6 +223,7 @@ class Endpoint(Out):
             ai_hint_expires_at=max(expiries) if expiries else None,
             ai_hint_reason=row.hint_reason,
             ai_hint_source=row.hint_source,
+            ai_mode=row.ai_mode,
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -239,6 +260,14 @@ class PauseIn(In):
     paused_until: InDatetime | None
     reason: Reason | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_path_ids(cls, data: Any) -> Any:
+        # The reference's web client repeats the path ids in the body; they are not fields.
+        if isinstance(data, dict) and ("id" in data or "jobId" in data):
+            return {k: v for k, v in data.items() if k not in ("id", "jobId")}
+        return data
+
 
 class PlannedRun(Out):
     at: UtcDatetime
@@ -255,6 +284,6 @@ class TestResult(Out):
     run_id: str
     status: Literal["success", "failed"]
     duration_ms: int
-    status_code: int | None
-    response_body: JsonValue
-    error_message: str | None
+    status_code: Absent[int] = None
+    response_body: JsonValue = Field(description="JSON, else the text; null when there was none")
+    error_message: Absent[str] = None

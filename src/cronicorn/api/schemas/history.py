@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, WithJsonSchema
 
-from cronicorn.api.schemas.common import Out, UtcDatetime
+from cronicorn.api.schemas.common import Absent, Out, UtcDatetime
 from cronicorn.store.ai_sessions import SessionRow
 from cronicorn.store.runs import HealthSummary, RunDetail
 
@@ -19,12 +19,12 @@ class RunListItem(Out):
     status: str
     source: str
     attempt: int
-    due_at: UtcDatetime | None
+    due_at: Absent[UtcDatetime] = Field(default=None, description="Absent for run-now runs")
     started_at: UtcDatetime
-    finished_at: UtcDatetime | None
-    duration_ms: int | None
-    status_code: int | None
-    error_message: str | None
+    finished_at: Absent[UtcDatetime] = None
+    duration_ms: Absent[int] = None
+    status_code: Absent[int] = None
+    error_message: Absent[str] = None
 
 
 class RunList(Out):
@@ -47,17 +47,17 @@ class RunDetails(Out):
     status: str
     source: str
     attempt: int
-    due_at: UtcDatetime | None
+    due_at: Absent[UtcDatetime] = None
     started_at: UtcDatetime
-    finished_at: UtcDatetime | None
-    duration_ms: int | None
-    status_code: int | None
-    error_message: str | None
-    response_body: JsonValue
-    response_text: str | None
-    response_size: int | None
+    finished_at: Absent[UtcDatetime] = None
+    duration_ms: Absent[int] = None
+    status_code: Absent[int] = None
+    error_message: Absent[str] = None
+    response_body: JsonValue = Field(description="The JSON response, or null")
+    response_text: Absent[str] = Field(default=None, description="A response that is not JSON")
+    response_size: Absent[int] = None
     response_truncated: bool
-    worker: str | None
+    worker: Absent[str] = None
     endpoint: RunEndpoint
 
     @classmethod
@@ -116,18 +116,41 @@ class Health(Out):
         )
 
 
+TOOL_CALL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One tool the planner called, with its arguments and result (any JSON)",
+    "required": ["tool", "args", "result"],
+    "properties": {"tool": {"type": "string"}, "args": {}, "result": {}},
+}
+WARNING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {
+            "type": "string",
+            "description": "output_truncated, missing_final_tool, missing_reasoning, …",
+        },
+        "message": {"type": "string"},
+        "meta": {"type": "object"},
+    },
+}
+# Stored JSON is passed through as the planner wrote it; the schema documents its shape.
+ToolCalls = Annotated[list[JsonValue], WithJsonSchema({"type": "array", "items": TOOL_CALL_SCHEMA})]
+Warnings = Annotated[list[JsonValue], WithJsonSchema({"type": "array", "items": WARNING_SCHEMA})]
+
+
 class Session(Out):
     id: str
     analyzed_at: UtcDatetime
     model: str | None
-    tool_calls: list[JsonValue]
-    reasoning: str | None
+    tool_calls: ToolCalls
+    reasoning: str = Field(description="Empty when the planner gave none")
     token_usage: int | None
     prompt_tokens: int | None
     completion_tokens: int | None
     duration_ms: int | None
     next_analysis_at: UtcDatetime | None
-    warnings: list[JsonValue]
+    warnings: Warnings
     error: str | None
 
     @classmethod
@@ -137,7 +160,7 @@ class Session(Out):
             "analyzed_at": row.analyzed_at,
             "model": row.model,
             "tool_calls": row.tool_calls or [],
-            "reasoning": row.reasoning,
+            "reasoning": row.reasoning or "",
             "token_usage": row.token_usage,
             "prompt_tokens": row.prompt_tokens,
             "completion_tokens": row.completion_tokens,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from cronicorn.api.schemas.common import In, Out, Text, UtcDatetime
+from cronicorn.api.schemas.common import Absent, In, NonBlank, Out, Text, UtcDatetime
 from cronicorn.store.jobs import JobRow
 
-JobName = Annotated[Text, Field(min_length=1, max_length=255)]
+JobName = Annotated[NonBlank, Field(min_length=1, max_length=255)]
 JobDescription = Annotated[Text, Field(max_length=1000)]
 
 
@@ -38,28 +38,36 @@ class Job(Out):
     id: str
     user_id: str
     name: str
-    description: str | None
+    description: Absent[str] = None
     status: Literal["active", "paused", "archived"]
     created_at: UtcDatetime
     updated_at: UtcDatetime
-    archived_at: UtcDatetime | None
+    archived_at: Absent[UtcDatetime] = None
+
+    @classmethod
+    def fields_of(cls, row: JobRow) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "user_id": row.user_id,
+            "name": row.name,
+            "description": row.description,
+            "status": row.status,
+            "created_at": row.created_at,
+            "updated_at": row.updated_at,
+            "archived_at": row.archived_at,
+        }
 
     @classmethod
     def of(cls, row: JobRow) -> Job:
-        return cls(
-            id=row.id,
-            user_id=row.user_id,
-            name=row.name,
-            description=row.description,
-            status=row.status,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            archived_at=row.archived_at,
-        )
+        return cls(**cls.fields_of(row))
 
 
 class JobWithCount(Job):
-    endpoint_count: int
+    endpoint_count: int = Field(description="Archived endpoints included")
+
+    @classmethod
+    def counted(cls, row: JobRow, endpoint_count: int) -> JobWithCount:
+        return cls(**cls.fields_of(row), endpoint_count=endpoint_count)
 
 
 class JobList(Out):

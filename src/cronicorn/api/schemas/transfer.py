@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from cronicorn.api.schemas.common import In, Out, UtcDatetime
+from cronicorn.api.schemas.common import In, InDatetime, Out
 from cronicorn.api.schemas.endpoints import EndpointCreate
 from cronicorn.api.schemas.jobs import JobDescription, JobName
 
@@ -32,7 +32,7 @@ class TransferDocument(In):
     """`version` 1. Jobs are matched by name, endpoints by name within their job."""
 
     version: Literal[1] = 1
-    exported_at: UtcDatetime | None = None
+    exported_at: InDatetime | None = None
     jobs: Annotated[list[TransferJob], Field(max_length=MAX_JOBS)]
 
     @model_validator(mode="after")
