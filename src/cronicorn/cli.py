@@ -10,17 +10,16 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from cronicorn import __version__
-from cronicorn.app import Role
 from cronicorn.commands import apikeys as apikey_commands
 from cronicorn.commands import backup as backup_commands
 from cronicorn.commands import transfer as transfer_commands
 from cronicorn.commands import users as users_commands
-from cronicorn.commands.common import debug_mode, friendly, load_cli_settings, out
+from cronicorn.commands.common import debug_mode, err, friendly, load_cli_settings, out
 from cronicorn.config import Settings
 from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.serve import (
@@ -31,6 +30,9 @@ from cronicorn.serve import (
     run_roles,
     serve,
 )
+
+if TYPE_CHECKING:
+    from cronicorn.app import Role
 
 app = typer.Typer(
     help="Cronicorn: a self-hosted scheduler for HTTP jobs.",
@@ -111,7 +113,7 @@ def up() -> None:
     """
     cfg = settings()
     install_sigterm()
-    with database(cfg) as url:
+    with database(cfg, supervise=True) as url:
         _migrate_and_seed(cfg, url)
         out.print(f"Cronicorn {__version__} on http://{_display_host(cfg.host)}:{cfg.port}")
         serve(cfg, url, _background_roles(), role="up")
@@ -131,7 +133,7 @@ def api(
     """Serve only the REST API (run `cronicorn migrate` first)."""
     cfg = settings()
     install_sigterm()
-    with database(cfg) as url:
+    with database(cfg, supervise=True) as url:
         check_database(url, cfg.db_connect_timeout_s)
         serve(cfg, url, (), role="api", workers=workers or cfg.api_workers)
 
@@ -161,7 +163,7 @@ def scheduler(
 
     cfg = settings()
     install_sigterm()
-    with database(cfg) as url:
+    with database(cfg, supervise=True) as url:
         check_database(url, cfg.db_connect_timeout_s)
         port = metrics_port or cfg.scheduler_metrics_port
         if port is not None:
@@ -244,7 +246,8 @@ def db_start() -> None:
     """Start the embedded server and keep it up until `cronicorn db stop`."""
     embedded = _embedded(settings())
     embedded.start(pin=True)
-    out.print(f"Embedded PostgreSQL running: {embedded.url()}")
+    # soft_wrap: the URL is longer than a terminal line, and must stay one line to copy.
+    out.print(f"Embedded PostgreSQL running: {embedded.url()}", soft_wrap=True, highlight=False)
 
 
 @db_app.command("stop")
@@ -274,7 +277,15 @@ def db_status(as_json: bool = typer.Option(False, "--json", help="Print JSON."))
         out.print_json(json.dumps(data))
     else:
         for key, value in data.items():
-            out.print(f"{key}: {value}", highlight=False)
+            out.print(f"{key}: {value}", highlight=False, soft_wrap=True)
+    if status.crashed_pid is not None:
+        err.print(
+            f"The server (pid {status.crashed_pid}) did not shut down cleanly (it crashed or "
+            "was killed). Running cronicorn processes restart it; otherwise run "
+            "`cronicorn db start`.",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not status.running:
         raise typer.Exit(3)
 
@@ -309,16 +320,38 @@ def db_psql(ctx: typer.Context) -> None:
     from cronicorn.embedded import bin_dir
 
     cfg = settings()
+    env = dict(os.environ)
     if cfg.database_url is not None:
         from cronicorn.store.db import libpq_url
 
-        url = libpq_url(cfg.database_url)
+        url, password = _split_password(libpq_url(cfg.database_url))
+        if password is not None:  # the environment, not argv: `ps` shows every argv
+            env["PGPASSWORD"] = password
         psql = shutil.which("psql") or str(bin_dir() / "psql")
     else:
         embedded = EmbeddedPostgres(cfg.home)
         embedded.start(pin=False)
         url, psql = embedded.url(), str(embedded.tool("psql"))
-    os.execv(psql, [psql, url, *ctx.args])  # noqa: S606 - replaces this process by design
+    os.execve(psql, [psql, url, *ctx.args], env)  # noqa: S606 - replaces this process by design
+
+
+def _split_password(url: str) -> tuple[str, str | None]:
+    """The URL without its password (user info or `password=` parameter), and the password."""
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    password = unquote(parts.password) if parts.password is not None else None
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}@{hostport}"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if k != "password"]
+    new_query = parts.query
+    if len(kept) != len(query):
+        password = next(v for k, v in query if k == "password")
+        new_query = urlencode(kept)
+    return urlunsplit(parts._replace(netloc=netloc, query=new_query)), password
 
 
 def _shell_quote(value: str) -> str:

@@ -6,7 +6,8 @@ restore can run with the app stopped), reference counting that survives SIGKILL 
 pruned, the server is reused), and the bundled `pg_dump`/`pg_restore`/`psql`.
 
 Layout under CRONICORN_HOME: `pgdata/` (the cluster), `run/` (socket when the path is short
-enough, `clients/<pid>` registrations, `pinned` marker), `embedded.lock` (flock).
+enough, `clients/<pid>` registrations, `pinned` and `stopped` markers, `crashes.json`, what the
+supervisors recorded about unexpected exits), `embedded.lock` (flock).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -57,11 +60,25 @@ def _quiet_import() -> None:
 @dataclass(frozen=True)
 class Status:
     running: bool
-    pid: int | None
+    pid: int | None  # the live postmaster; None when the server is down
+    crashed_pid: int | None  # a dead postmaster's pid left in postmaster.pid (it crashed)
     pinned: bool
     clients: list[int]
     pgdata: Path
     socket_dir: Path
+
+
+@dataclass(frozen=True)
+class Crashes:
+    """What the supervisors recorded about unexpected exits of the shared server, so every
+    process using it (and its /api/health) can tell, not only the one that restarted it."""
+
+    restarting: bool = False
+    restarts: int = 0
+    crashed_pid: int | None = None
+    last_crash_at: str | None = None  # ISO 8601, UTC
+    last_recovered_at: str | None = None
+    last_error: str | None = None
 
 
 class EmbeddedPostgres:
@@ -118,6 +135,7 @@ class EmbeddedPostgres:
                 (self.run_dir / "pinned").touch()
 
     def stop(self, *, force: bool = False) -> None:
+        """`cronicorn db stop`: the `stopped` marker tells supervisors not to restart it."""
         with self._locked():
             clients = self._live_clients()
             if clients and not force:
@@ -128,13 +146,17 @@ class EmbeddedPostgres:
             with contextlib.suppress(FileNotFoundError):
                 (self.run_dir / "pinned").unlink()
             if self._running():
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "stopped").touch()
                 self._stop()
 
     def status(self) -> Status:
         with self._locked():
+            running, pid = self._running(), self._postmaster_pid()
             return Status(
-                running=self._running(),
-                pid=self._postmaster_pid(),
+                running=running,
+                pid=pid if running else None,
+                crashed_pid=None if running else pid,
                 pinned=self._pinned,
                 clients=self._live_clients(),
                 pgdata=self.pgdata,
@@ -149,14 +171,111 @@ class EmbeddedPostgres:
         finally:
             self.release()
 
+    # -- supervision (see embedded_supervisor.py) -------------------------------------------
+    def running(self) -> bool:
+        """Without the lock: cheap enough to poll every second."""
+        return self._running()
+
+    def dead_postmaster_pid(self) -> int | None:
+        """The pid a crashed postmaster left in postmaster.pid (None while it runs)."""
+        return None if self._running() else self._postmaster_pid()
+
+    @property
+    def stopped_on_purpose(self) -> bool:
+        """`cronicorn db stop` stopped it (a supervisor must not bring it back)."""
+        return (self.run_dir / "stopped").exists()
+
+    def crashes(self) -> Crashes:
+        try:
+            raw = json.loads((self.run_dir / "crashes.json").read_text())
+            return Crashes(**raw)
+        except (FileNotFoundError, ValueError, TypeError):
+            return Crashes()
+
+    def note_crash(self, pid: int | None, at: datetime) -> None:
+        """Record that the server is down and being restarted (before waiting for the lock,
+        so health says "restarting" at once); a crash already noted by another process is
+        left as it is."""
+        seen = self.crashes()
+        if seen.restarting and seen.crashed_pid == pid:
+            return
+        self._write_crashes(
+            replace(seen, restarting=True, crashed_pid=pid, last_crash_at=at.isoformat())
+        )
+
+    def note_restart_error(self, error: str) -> None:
+        self._write_crashes(replace(self.crashes(), last_error=error))
+
+    def restart_after_crash(self, now: Callable[[], datetime]) -> bool:
+        """Start the server again unless another process already did (or an operator stopped
+        it); True when this call restarted it. PostgreSQL runs crash recovery (WAL replay)
+        before `pg_ctl -w` returns."""
+        with self._locked():
+            if self._running() or self.stopped_on_purpose:
+                return False
+            self._start()
+            self._ensure_databases()
+            seen = self.crashes()
+            self._write_crashes(
+                replace(
+                    seen,
+                    restarting=False,
+                    restarts=seen.restarts + 1,
+                    last_recovered_at=now().isoformat(),
+                    last_error=None,
+                )
+            )
+            return True
+
+    def report(self) -> dict[str, object]:
+        """The server's state for /api/health: running, restarting (a supervisor is on it),
+        stopped (by `cronicorn db stop`) or down, with the crash history."""
+        crashes = self.crashes()
+        if crashes.restarting:  # a new postmaster runs crash recovery before accepting
+            state = "restarting"
+        elif self._running():
+            state = "running"
+        else:
+            state = "stopped" if self.stopped_on_purpose else "down"
+        return {
+            "state": state,
+            "restarts": crashes.restarts,
+            "lastCrashAt": crashes.last_crash_at,
+            "lastRecoveredAt": crashes.last_recovered_at,
+            "lastError": crashes.last_error if state != "running" else None,
+        }
+
+    def settle_restarting(self) -> None:
+        """Clear a "restarting" left behind by a process that died mid-restart (or a server
+        brought back by `cronicorn db start`): when the server runs and nobody holds the lock,
+        no restart is in progress."""
+        if not self.crashes().restarting or not self._running():
+            return
+        with self._locked(wait=False) as locked:
+            if locked and self._running():
+                self._write_crashes(replace(self.crashes(), restarting=False))
+
+    def _write_crashes(self, crashes: Crashes) -> None:
+        """Atomically (rename), so a reader never sees half a file."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".crashes-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(asdict(crashes), handle)
+        os.replace(tmp, self.run_dir / "crashes.json")
+
     # -- internals ---------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, *, wait: bool = True) -> Iterator[bool]:
+        """The server's file lock; with `wait=False`, yields False when another holds it."""
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -183,6 +302,7 @@ class EmbeddedPostgres:
             self._initdb()
         if not self._running():
             self._start()
+        (self.run_dir / "stopped").unlink(missing_ok=True)
         self._ensure_databases()
 
     def _initdb(self) -> None:
@@ -232,6 +352,8 @@ class EmbeddedPostgres:
         self._pg(
             "pg_ctl", "-D", str(self.pgdata), "-w", "-t", "60", "-m", "fast", "stop", timeout=90
         )
+        # The crash history belongs to the server that just stopped; the next one starts clean.
+        (self.run_dir / "crashes.json").unlink(missing_ok=True)
 
     def _running(self) -> bool:
         """The postmaster named in postmaster.pid is alive and is a postgres process.
@@ -242,7 +364,9 @@ class EmbeddedPostgres:
         if pid is None:
             return False
         try:
-            return "postgres" in psutil.Process(pid).name()
+            process = psutil.Process(pid)
+            # A killed postmaster is a zombie until init reaps it (some containers never do).
+            return "postgres" in process.name() and process.status() != psutil.STATUS_ZOMBIE
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return False
         except psutil.AccessDenied:  # pragma: no cover - alive, owned by another user

@@ -25,6 +25,8 @@ class Runtime:
     auth_secret: str = ""
     # Extra sections of /api/health, added by the roles running in this process.
     health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
+    # The embedded server's state and crash history (None with an external DATABASE_URL).
+    database_server: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def create(cls, settings: Settings, database_url: str, *, role: str = "api") -> Runtime:

@@ -1,5 +1,8 @@
 """Process lifecycle shared by the CLI commands: the database a command uses (embedded or
-external), start-up checks that fail fast with one clear line, and serving the ASGI app."""
+external), start-up checks that fail fast with one clear line, and serving the ASGI app.
+
+uvicorn, the app and the API workers are imported only by the functions that serve: every
+command imports this module, and one-shot commands (`cronicorn db status`) start faster."""
 
 from __future__ import annotations
 
@@ -10,19 +13,22 @@ import signal
 import socket
 from collections.abc import Iterator, Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psycopg
-import uvicorn
 
-from cronicorn.app import Role, create_app, supervise
 from cronicorn.config import Settings
+from cronicorn.dispatch.ssrf import ineffective_allowances
 from cronicorn.embedded import EmbeddedPostgres
+from cronicorn.embedded_supervisor import EmbeddedSupervisor
 from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
 from cronicorn.store.db import libpq_url
-from cronicorn.workers import WorkersFailed, run_workers
+
+if TYPE_CHECKING:
+    from cronicorn.app import Role
 
 log = get_logger("cronicorn")
 
@@ -41,14 +47,31 @@ def install_sigterm() -> None:
 
 
 @contextlib.contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """Yield the libpq URL to use; with no DATABASE_URL, run the embedded server meanwhile."""
+def database(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
+    """Yield the libpq URL to use; with no DATABASE_URL, run the embedded server meanwhile,
+    and with `supervise` (long-running roles) restart it if it crashes."""
     if settings.database_url is not None:
         yield libpq_url(settings.database_url)
         return
     embedded = EmbeddedPostgres(settings.home)
     with embedded.session():
-        yield embedded.url()
+        if not supervise:
+            yield embedded.url()
+            return
+        with EmbeddedSupervisor(embedded):
+            yield embedded.url()
+
+
+def make_runtime(settings: Settings, database_url: str, *, role: str) -> Runtime:
+    """The process's Runtime; on the embedded server, health also reports the server."""
+    runtime = Runtime.create(settings, database_url, role=role)
+    for problem in ineffective_allowances(settings.allow_networks):
+        log.warning(
+            "allow_networks_ineffective", variable="CRONICORN_ALLOW_NETWORKS", problem=problem
+        )
+    if settings.embedded:
+        runtime.database_server = EmbeddedPostgres(settings.home).report
+    return runtime
 
 
 def describe_target(url: str) -> str:
@@ -109,6 +132,8 @@ def serve(
         return
     if roles:
         raise ValueError("background roles run in one process; only the API has workers")
+    from cronicorn.workers import WorkersFailed, run_workers
+
     try:
         run_workers(serve_socket, settings, database_url, role=role, sock=sock, workers=workers)
     except WorkersFailed as exc:
@@ -127,7 +152,11 @@ def _serve(
     role: str,
     sock: socket.socket,
 ) -> None:
-    runtime = Runtime.create(settings, database_url, role=role)
+    import uvicorn
+
+    from cronicorn.app import create_app
+
+    runtime = make_runtime(settings, database_url, role=role)
     app = create_app(runtime, roles)
     config = uvicorn.Config(
         app,
@@ -145,9 +174,10 @@ def run_roles(
 ) -> None:
     """Run background roles without an HTTP server (e.g. `cronicorn scheduler`) until
     SIGINT/SIGTERM, then give them `SHUTDOWN_TIMEOUT_S` to drain."""
+    from cronicorn.app import supervise
 
     async def main() -> None:
-        runtime = Runtime.create(settings, database_url, role=role)
+        runtime = make_runtime(settings, database_url, role=role)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

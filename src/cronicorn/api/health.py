@@ -1,12 +1,14 @@
 """`GET /api/health`: database reachable (2 s budget) and schema at the code's revision.
 
 Other roles add their own probes to `Runtime.health_probes`; a probe reports, it never fails
-the endpoint by raising.
+the endpoint by raising. On the embedded server, `embeddedDatabase` reports its state and crash
+history, and `database` says "restarting" while a supervisor brings a crashed server back.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -30,6 +32,13 @@ async def _database_revision(runtime: Runtime) -> str | None:
         return str(row[0]) if row else None
 
 
+def _server_report(report: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return report()
+    except Exception as exc:  # a report, never a failure of the endpoint
+        return {"state": "unknown", "error": type(exc).__name__}
+
+
 @router.get("/health", summary="Liveness and readiness of this API process")
 async def health(request: Request) -> JSONResponse:
     runtime: Runtime = request.app.state.runtime
@@ -46,6 +55,11 @@ async def health(request: Request) -> JSONResponse:
         body["database"] = "unreachable"
         body["migrations"] = "unknown"
         ok = False
+    if runtime.database_server is not None:
+        server = _server_report(runtime.database_server)
+        body["embeddedDatabase"] = server
+        if not ok and server.get("state") == "restarting":
+            body["database"] = "restarting"
     for name, probe in runtime.health_probes.items():
         try:
             body[name] = await probe()
