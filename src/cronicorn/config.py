@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # backups (cronicorn.backup)
     backup_schedule: str = Field(default="0 2 * * *", alias="BACKUP_SCHEDULE")
     backup_verify: bool = Field(default=True, alias="BACKUP_VERIFY")
+    backup_verify_scratch: Literal["auto", "server", "embedded"] = Field(
+        default="auto", alias="BACKUP_VERIFY_SCRATCH"
+    )
     backup_keep_daily: int = Field(default=30, ge=0, le=100_000, alias="BACKUP_KEEP_DAILY")
     backup_keep_weekly: int = Field(default=52, ge=0, le=100_000, alias="BACKUP_KEEP_WEEKLY")
     backup_keep_monthly: int = Field(default=12, ge=0, le=100_000, alias="BACKUP_KEEP_MONTHLY")

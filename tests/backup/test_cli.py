@@ -134,25 +134,31 @@ def _connected(url: str, application: str) -> bool:
     return bool(row and row[0])
 
 
-def test_an_interrupted_restore_says_how_to_recover(home: Home) -> None:
-    seed(home.url, jobs=1, endpoints=2, runs=150_000, tag="bulk-")
+def test_an_interrupted_restore_keeps_the_data_and_says_how_to_recover(home: Home) -> None:
+    """Deterministic: a session holds a lock the load needs, so the restore is certainly
+    inside its load transaction (waiting) when SIGINT arrives, however busy the machine."""
     name = home.json("backup", "create", "--no-config")["name"]
     with psycopg.connect(home.url) as conn:
-        conn.execute("DELETE FROM runs WHERE id LIKE 'bulk-%'")
+        conn.execute("DELETE FROM runs WHERE id IN (SELECT id FROM runs ORDER BY id LIMIT 7)")
     before = counts(home.url)
 
-    restore = start_cli("backup", "restore", name, env=home.env, cwd=home.cwd)
-    maintenance = home.url.replace("/db?", "/postgres?")
-    wait_sync(
-        lambda: _loading(maintenance) or restore.poll() is not None,
-        timeout=120,
-        what="pg_restore to start loading",
-    )
-    restore.send_signal(signal.SIGINT)
-    _, stderr = restore.communicate(timeout=60)
+    with psycopg.connect(home.url) as blocker:
+        blocker.execute("LOCK TABLE runs IN ACCESS SHARE MODE")  # held until rollback
+        restore = start_cli("backup", "restore", name, env=home.env, cwd=home.cwd)
+        wait_sync(
+            lambda: _load_waits_on_a_lock(home.url) or restore.poll() is not None,
+            timeout=120,
+            what="the restore's load to wait for the lock",
+        )
+        assert restore.poll() is None, restore.communicate()
+        restore.send_signal(signal.SIGINT)
+        _, stderr = restore.communicate(timeout=60)
+        blocker.rollback()
     text = " ".join(stderr.split())
     assert restore.returncode == 1, stderr
-    assert "stopped halfway" in text
+    assert "did not finish" in text
+    assert "previous data or the backup's, never a mix" in text
+    assert counts(home.url) == before, "the load was rolled back: the old data is all there"
     safety = text.split("safety backup ")[1].split(":")[0]
     assert safety.startswith("cronicorn-")
     assert f"cronicorn backup restore {safety} --force" in text
@@ -165,11 +171,11 @@ def test_an_interrupted_restore_says_how_to_recover(home: Home) -> None:
     assert "did not finish" not in home.run("backup", "list").stderr
 
 
-def _loading(maintenance_url: str) -> bool:
-    with psycopg.connect(maintenance_url) as conn:
+def _load_waits_on_a_lock(url: str) -> bool:
+    with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cronicorn-restore' "
-            "AND datname = 'db' AND state = 'active'"
+            "AND wait_event_type = 'Lock'"
         ).fetchone()
     return bool(row and row[0])
 

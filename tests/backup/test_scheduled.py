@@ -94,9 +94,19 @@ async def test_health_probe_warns_after_two_missed_periods(
             {"t": now - timedelta(hours=30), "u": now - timedelta(hours=1)},
         )
     body = await health.probe()
-    assert body["status"] == "ok"
     assert body["ageSeconds"] == 30 * 3600, "the failed verification does not count"
-    later = BackupHealth(engine, cfg, replace(ctx, clock=lambda: now + timedelta(hours=20)))
+    assert body["status"] == "warning", "the newest backup failed verification: a reason"
+    assert body["verifyFailed"]["name"] == "b"
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO backups (name, location, format, created_at, verify_ok) VALUES "
+            "('c', '/x', 'custom', %(t)s, true)",
+            {"t": now - timedelta(minutes=30)},
+        )
+    body = await health.probe()
+    assert body["status"] == "ok", "a newer backup verified"
+    assert "verifyFailed" not in body
+    later = BackupHealth(engine, cfg, replace(ctx, clock=lambda: now + timedelta(hours=49)))
     body = await later.probe()
     assert body["status"] == "warning"
     assert "two schedule periods" in body["warning"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -46,5 +46,10 @@ async def start_backup(runtime: RuntimeDep, _admin: AdminDep) -> JSONResponse:
 
 
 @router.post("/{name}/verify", summary="Verify a backup by restoring it into a scratch database")
-async def verify_backup(name: str, runtime: RuntimeDep, _admin: AdminDep) -> dict[str, Any]:
-    return await _mapped(service.verify(runtime, name))
+async def verify_backup(
+    name: str,
+    runtime: RuntimeDep,
+    _admin: AdminDep,
+    scratch: Literal["auto", "server", "embedded"] | None = None,
+) -> dict[str, Any]:
+    return await _mapped(service.verify(runtime, name, scratch))

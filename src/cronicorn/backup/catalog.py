@@ -134,3 +134,21 @@ async def last_good(engine: AsyncEngine, *, verified_only: bool) -> datetime | N
     async with engine.connect() as conn:
         value = (await conn.execute(query)).scalar()
     return value if isinstance(value, datetime) else None
+
+
+async def newest_failed_verification(engine: AsyncEngine) -> dict[str, Any] | None:
+    """The newest verified-or-failed backup, when its verification failed: its name and the
+    failed checks (health's reason, until a newer backup verifies)."""
+    query = (
+        select(backups.c.name, backups.c.verify_ok, backups.c.verify_report)
+        .where(backups.c.verify_ok.is_not(None))
+        .order_by(backups.c.created_at.desc())
+        .limit(1)
+    )
+    async with engine.connect() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None or row[1] is not False:
+        return None
+    checks = row[2].get("checks", []) if isinstance(row[2], dict) else []
+    reasons = [f"{c.get('name')}: {c.get('detail')}" for c in checks if c.get("ok") is False]
+    return {"name": str(row[0]), "reason": "; ".join(reasons) or "verification failed"}

@@ -61,6 +61,7 @@ class BackupContext:
     s3: S3Config = field(default_factory=S3Config)
     target_url: str | None = None
     app_version: str = __version__
+    verify_scratch: str = "auto"  # BACKUP_VERIFY_SCRATCH: auto | server | embedded
 
     @classmethod
     def from_settings(cls, settings: Settings, database_url: str) -> BackupContext:
@@ -79,4 +80,5 @@ class BackupContext:
                 region=settings.aws_region,
             ),
             target_url=settings.backup_target,
+            verify_scratch=settings.backup_verify_scratch,
         )

@@ -64,7 +64,7 @@ def create_backup(
     plan = _config_plan(ctx, opts)
     with pg.connect(ctx.database_url) as conn:
         version, major = pg.server_version(conn)
-    tool = ctx.finder.find("pg_dump", at_least=major)
+    tool = ctx.finder.find("pg_dump", at_least=major, tls=pg.tls_required(ctx.database_url))
     root = opts.dest or ctx.backup_dir
     with pg.backup_lock(ctx.database_url, lock):
         try:

@@ -9,12 +9,12 @@ from pathlib import Path
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
-from cronicorn.backup import pg
+from cronicorn.backup import inplace, pg
 from cronicorn.backup.errors import CorruptBackup, IncompatibleBackup
 from cronicorn.backup.files import sha256_file
 from cronicorn.backup.manifest import Check, Manifest
-from cronicorn.backup.runner import load_dump
-from cronicorn.backup.tools import ToolFinder
+from cronicorn.backup.runner import load_script
+from cronicorn.backup.tools import Tool, ToolFinder
 from cronicorn.store.migrate import alembic_config, head_revision
 
 LOAD_APP_NAME = "cronicorn-restore"
@@ -73,14 +73,39 @@ def dump_major(manifest: Manifest) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def load(manifest: Manifest, path: Path, url: str, finder: ToolFinder) -> None:
-    """Load the backup's dump into the (empty) database at `url`, in one transaction."""
+@dataclass(frozen=True)
+class LoadTools:
+    psql: Tool
+    pg_restore: Tool | None  # custom archives only; reads the file, never connects
+
+
+def find_load_tools(manifest: Manifest, url: str, finder: ToolFinder) -> LoadTools:
+    """Found before anything is touched: psql at least the server's and the dump's major
+    (with TLS when the URL asks for it), pg_restore at least the dump's."""
     with pg.connect(url) as conn:
         _, server_major = pg.server_version(conn)
-    name = "pg_restore" if manifest.format == "custom" else "psql"
-    tool = finder.find(name, at_least=max(server_major, dump_major(manifest)))
+    at_least = max(server_major, dump_major(manifest))
+    psql = finder.find("psql", at_least=at_least, tls=pg.tls_required(url))
+    archive = None
+    if manifest.format == "custom":
+        archive = finder.find("pg_restore", at_least=max(dump_major(manifest), psql.major))
+    return LoadTools(psql=psql, pg_restore=archive)
+
+
+def load(manifest: Manifest, path: Path, url: str, tools: LoadTools) -> None:
+    """Replace what schema public holds with the backup's dump, in one transaction: the
+    database ends with its old contents or the backup's, never a mix (see inplace)."""
     conninfo, env = pg.tool_conninfo(url, LOAD_APP_NAME)
-    load_dump(manifest.format, path / manifest.dump_file, tool, conninfo, env)
+    load_script(
+        path / manifest.dump_file,
+        manifest.format,
+        tools.psql,
+        tools.pg_restore,
+        conninfo,
+        env,
+        preamble=inplace.preamble(),
+        epilogue=inplace.EPILOGUE,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,12 +24,17 @@ from cronicorn.errors import first_line
 from cronicorn.store.db import process_tag
 
 APP_NAME = "cronicorn-backup"
-MAINTENANCE_DATABASES = ("postgres", "template1")
 
 
 def database_name(url: str) -> str:
     name = conninfo_to_dict(url).get("dbname")
     return str(name) if name else "postgres"
+
+
+def tls_required(url: str) -> bool:
+    """Whether libpq will insist on TLS for this URL (managed servers: verify-full)."""
+    mode = conninfo_to_dict(url).get("sslmode") or os.environ.get("PGSSLMODE", "")
+    return str(mode) in {"require", "verify-ca", "verify-full"}
 
 
 def with_database(url: str, name: str) -> str:
@@ -60,18 +67,6 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[ob
             f"cannot connect to database {database_name(url)!r}: {first}; check DATABASE_URL "
             "and that PostgreSQL is running"
         ) from None
-
-
-def connect_maintenance(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    """A connection to another database of the same server (to create/drop the target)."""
-    last: BackupError | None = None
-    for name in MAINTENANCE_DATABASES:
-        try:
-            return connect(with_database(url, name))
-        except BackupError as exc:
-            last = exc
-    assert last is not None
-    raise last
 
 
 @contextlib.contextmanager
@@ -154,8 +149,9 @@ def lock_key(database: str) -> int:
 class BackupLock:
     """Held while one backup or restore of `database` runs; released with the connection.
 
-    Taken on a maintenance database (not the target) so a restore can drop the target while
-    holding it. A session lock dies with its connection, so a crashed holder frees it."""
+    Taken on the database itself (advisory locks are per database): no CONNECT on
+    `postgres` or `template1` is needed, and a restore never drops the database it locks.
+    A session lock dies with its connection, so a crashed holder frees it."""
 
     conn: psycopg.Connection[tuple[object, ...]]
     database: str
@@ -181,16 +177,15 @@ def describe_client(application_name: str, client_addr: str) -> str:
     when the application tagged itself `name@host:pid` (our engines do), else the name and
     the address it connects from. Never the server backend pid: that is not the process
     an operator should stop."""
-    name, at, place = application_name.rpartition("@")
-    host, colon, pid = place.rpartition(":")
-    if at and colon and pid.isdigit():
-        return f"{name} on {host or client_addr} (pid {pid})"
+    tag = _tag(application_name)
+    if tag is not None:
+        return f"{tag[0]} on {tag[1] or client_addr} (pid {tag[2]})"
     return f"{application_name or 'a client'} (connected from {client_addr})"
 
 
 def try_backup_lock(url: str) -> BackupLock:
     database = database_name(url)
-    conn = connect_maintenance(url)
+    conn = connect(url)
     key = lock_key(database)
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     if row is None or not row[0]:
@@ -230,15 +225,29 @@ class Client:
     since: str
 
 
-def other_clients(url: str, database: str) -> list[Client]:
-    """Sessions connected to `database`, other than this process's own."""
-    with connect_maintenance(url) as conn:
-        rows = conn.execute(
-            "SELECT pid, application_name, coalesce(host(client_addr), 'local'), backend_start "
-            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend' ORDER BY application_name, pid",
-            (database,),
-        ).fetchall()
+def _tag(application_name: str) -> tuple[str, str, str] | None:
+    """(name, host, pid) of a `name@host:pid` application name, else None."""
+    name, at, place = application_name.rpartition("@")
+    host, colon, pid = place.rpartition(":")
+    return (name, host, pid) if at and colon and pid.isdigit() else None
+
+
+def _ours(application_name: str) -> bool:
+    tag = _tag(application_name)
+    return (
+        tag is not None and tag[2] == str(os.getpid()) and socket.gethostname().startswith(tag[1])
+    )
+
+
+def other_clients(conn: psycopg.Connection[tuple[object, ...]], database: str) -> list[Client]:
+    """Sessions connected to `database`, other than this process's own (the lock, the
+    catalog): those are tagged `name@host:OURPID`."""
+    rows = conn.execute(
+        "SELECT pid, application_name, coalesce(host(client_addr), 'local'), backend_start "
+        "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+        "AND backend_type = 'client backend' ORDER BY application_name, pid",
+        (database,),
+    ).fetchall()
     return [
         Client(
             pid=int(str(r[0])),
@@ -247,6 +256,7 @@ def other_clients(url: str, database: str) -> list[Client]:
             since=r[3].isoformat(timespec="seconds") if isinstance(r[3], datetime) else "",
         )
         for r in rows
+        if not _ours(str(r[1] or ""))
     ]
 
 
@@ -257,8 +267,12 @@ def _is_cronicorn(application_name: str) -> bool:
     return name == "cronicorn" or name.startswith("cronicorn-")
 
 
-def refuse_if_busy(url: str, database: str) -> None:
-    clients = [c for c in other_clients(url, database) if _is_cronicorn(c.application_name)]
+def cronicorn_clients(conn: psycopg.Connection[tuple[object, ...]], database: str) -> list[Client]:
+    return [c for c in other_clients(conn, database) if _is_cronicorn(c.application_name)]
+
+
+def refuse_if_busy(conn: psycopg.Connection[tuple[object, ...]], database: str) -> None:
+    clients = cronicorn_clients(conn, database)
     if clients:
         listed = "; ".join(
             f"{describe_client(c.application_name, c.client)}, since {c.since}" for c in clients
@@ -270,10 +284,27 @@ def refuse_if_busy(url: str, database: str) -> None:
         )
 
 
+def disconnect_cronicorn(conn: psycopg.Connection[tuple[object, ...]], database: str) -> None:
+    """--force: end the sessions of other Cronicorn processes (allowed for the role that
+    owns them, no superuser needed); other clients are waited for by the load's locks."""
+    for client in cronicorn_clients(conn, database):
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_terminate_backend(%s)", (client.pid,))
+
+
 def database_exists(url: str, database: str) -> bool:
-    with connect_maintenance(url) as conn:
+    """Asked of the configured database: pg_database is readable by every role."""
+    with connect(url) as conn:
         row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
     return row is not None
+
+
+def may_create_databases(url: str) -> bool:
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def has_tables(url: str) -> bool:
@@ -281,36 +312,18 @@ def has_tables(url: str) -> bool:
         return bool(user_tables(conn))
 
 
-_CREATEDB_FIX = "the database user needs the CREATEDB privilege (or use --target-db on one it owns)"
-
-
-def recreate_database(url: str, database: str, *, force: bool) -> None:
-    drop = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if force else "DROP DATABASE IF EXISTS {}"
-    with connect_maintenance(url) as conn:
-        try:
-            conn.execute(sql.SQL(drop).format(sql.Identifier(database)))
-        except psycopg.errors.ObjectInUse:
-            raise ActiveClients(
-                f"database {database!r} is in use by other sessions; close them or pass --force"
-            ) from None
-        except psycopg.Error as exc:
-            raise BackupError(f"dropping database {database!r} failed: {exc}") from None
-        with database_errors(f"creating database {database!r}", _CREATEDB_FIX):
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
-            )
-
-
-def create_database(url: str, database: str) -> None:
-    fix = "grant CREATEDB to the database user, or verify with --scratch embedded"
-    with connect_maintenance(url) as conn, database_errors(f"creating database {database}", fix):
+def create_database(url: str, database: str, fix: str = "") -> None:
+    """CREATE DATABASE, issued on the configured database's own connection (no maintenance
+    database needed)."""
+    fix = fix or "the database user needs the CREATEDB privilege"
+    with connect(url) as conn, database_errors(f"creating database {database}", fix):
         conn.execute(
             sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(database))
         )
 
 
 def drop_database(url: str, database: str) -> None:
-    with connect_maintenance(url) as conn, database_errors(f"dropping database {database}"):
+    with connect(url) as conn, database_errors(f"dropping database {database}"):
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )

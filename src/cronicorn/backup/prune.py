@@ -19,7 +19,7 @@ from cronicorn.backup import catalog, pg
 from cronicorn.backup.context import BackupContext
 from cronicorn.backup.errors import BackupBusy
 from cronicorn.backup.layout import partials, scan
-from cronicorn.backup.restore import pending_restore
+from cronicorn.backup.restore import pending_restore, safety_backups
 from cronicorn.backup.retention import Candidate, Plan, Policy, plan
 
 STALE_PARTIAL_S = 3600
@@ -53,8 +53,7 @@ def prune(
     lock: pg.BackupLock | None = None,
 ) -> Pruned:
     found, damaged = candidates(ctx.backup_dir)
-    marker = pending_restore(ctx.backup_dir) or {}
-    pinned = frozenset(str(v) for v in (marker.get("safety_backup"),) if v)
+    pinned = frozenset(safety_backups(pending_restore(ctx.backup_dir)))
     result = plan(found, policy, pinned)
     if dry_run:
         return Pruned(result, [], damaged, [], dry_run=True)

@@ -1,11 +1,13 @@
 """`backup restore`: replace the database with a backup, safely.
 
 Order: everything that can be checked without touching data is checked first (files,
-revision, tools, connected Cronicorn processes); then a safety backup of what is there now;
-then drop, recreate, load (one transaction), compare row counts, migrate forward (an older
-backup is upgraded to this code's schema) and check the result. A marker file records a
-restore in flight, so one that is interrupted is reported — with the way back — by the next
-`backup list` or `backup restore`.
+revision, privileges, client tools, connected Cronicorn processes); then a safety backup of
+what is there now; then the database is emptied and refilled IN PLACE, in one transaction
+(never DROP DATABASE: a managed server's owner role may not create it again, and Supabase's
+database is the very `postgres` we are connected to); then row counts, migrations forward
+(an older backup is upgraded to this code's schema) and the result. Stopped anywhere, the
+database holds the old data or the restored data. A marker file records a restore in flight
+and pins every safety backup taken for it until a restore succeeds.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cronicorn.backup import catalog, configbundle, pg
+from cronicorn.backup import catalog, configbundle, inplace, pg
 from cronicorn.backup.context import BackupContext, NullProgress, Progress
 from cronicorn.backup.create import CreateOptions, create_backup
 from cronicorn.backup.errors import BackupError, PassphraseRequired, RestoreFailed
 from cronicorn.backup.files import atomic_write
 from cronicorn.backup.layout import locate, scan
 from cronicorn.backup.loading import (
+    LoadTools,
     count_mismatches,
+    find_load_tools,
     inspect,
     load,
     require_intact,
@@ -70,19 +74,66 @@ def pending_restore(backup_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def safety_backups(marker: dict[str, Any] | None) -> list[str]:
+    """Every safety backup a marker points at (older markers held just one)."""
+    if not marker:
+        return []
+    names = marker.get("safety_backups") or []
+    legacy = marker.get("safety_backup")
+    listed = [str(n) for n in names if n] if isinstance(names, list) else []
+    return listed + ([str(legacy)] if legacy and str(legacy) not in listed else [])
+
+
 def recovery_hint(marker: dict[str, Any]) -> str:
-    database, safety = marker.get("database"), marker.get("safety_backup")
+    database, kept = marker.get("database"), safety_backups(marker)
     target = "" if marker.get("default_database") else f" --target-db {database}"
-    if safety:
+    state = (
+        "The load runs in one transaction, so the database holds either its previous data or "
+        "the backup's, never a mix"
+    )
+    if kept:
         return (
-            f"Your data from before the restore is in safety backup {safety}: run "
-            f"`cronicorn backup restore {safety} --force{target}` to go back to it, or fix the "
-            "cause and run the restore again"
+            f"{state}. The data from before is kept in safety backup {kept[-1]}: run "
+            f"`cronicorn backup restore {kept[-1]} --force{target}` to go back to it, or fix "
+            "the cause and run the restore again"
         )
     return (
-        "No safety backup was taken (the database was empty, or --no-safety-backup): fix the "
-        "cause and run the restore again"
+        f"{state}. No safety backup was taken (the database was empty, or --no-safety-backup): "
+        "fix the cause and run the restore again"
     )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    database: str
+    target: BackupContext
+    exists: bool
+    tools: LoadTools
+
+
+def _preflight(ctx: BackupContext, manifest: Manifest, database: str) -> _Plan:
+    """Everything a restore needs, checked before anything is touched: the database, the
+    right to create it (only if missing) or to empty and refill it, and the client tools."""
+    target = replace(ctx, database_url=pg.with_database(ctx.database_url, database))
+    exists = pg.database_exists(ctx.database_url, database)
+    if not exists:
+        if not pg.may_create_databases(ctx.database_url):
+            raise BackupError(
+                f"database {database!r} does not exist and the database user may not create "
+                "one (no CREATEDB): create it as an admin (owned by this user), or restore "
+                "into an existing database the user owns; nothing was changed"
+            )
+        probe_url = ctx.database_url
+    else:
+        probe_url = target.database_url
+        with pg.connect(probe_url) as conn, pg.database_errors("checking privileges"):
+            inplace.require_privileges(conn, database)
+    tools = find_load_tools(manifest, probe_url, ctx.finder)
+    if exists:
+        with pg.connect(probe_url) as conn:
+            _, major = pg.server_version(conn)
+        ctx.finder.find("pg_dump", at_least=major, tls=pg.tls_required(probe_url))
+    return _Plan(database=database, target=target, exists=exists, tools=tools)
 
 
 def restore_backup(
@@ -99,51 +150,61 @@ def restore_backup(
     report.update(phase="checking the backup")
     require_intact(path, manifest)
     require_known_revision(manifest)
-    database = opts.target_db or pg.database_name(ctx.database_url)
-    target = replace(ctx, database_url=pg.with_database(ctx.database_url, database))
+    plan = _preflight(ctx, manifest, opts.target_db or pg.database_name(ctx.database_url))
+    if not plan.exists:
+        report.update(phase=f"creating database {plan.database}")
+        pg.create_database(ctx.database_url, plan.database)
+    target = plan.target
     with pg.backup_lock(target.database_url) as lock:
-        exists = pg.database_exists(ctx.database_url, database)
-        if exists and not opts.force:
-            pg.refuse_if_busy(ctx.database_url, database)
+        if not opts.force:
+            pg.refuse_if_busy(lock.conn, plan.database)
         safety = None
-        if exists and opts.safety_backup and pg.has_tables(target.database_url):
+        if opts.safety_backup and pg.has_tables(target.database_url):
             report.update(phase="safety backup of the current database")
-            kept = create_backup(target, CreateOptions(kind="safety"), lock=lock)
-            safety = kept.name
-        marker = {
-            "backup": manifest.name,
-            "database": database,
-            "default_database": opts.target_db is None,
-            "safety_backup": safety,
-            "started_at": ctx.clock().isoformat(),
-        }
-        ctx.backup_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(ctx.backup_dir / MARKER, json.dumps(marker).encode())
+            safety = create_backup(target, CreateOptions(kind="safety"), lock=lock).name
+        marker = _mark(ctx, manifest, plan.database, opts, safety)
         try:
-            result = _replace(target, path, manifest, database, opts, report)
+            if opts.force:
+                pg.disconnect_cronicorn(lock.conn, plan.database)
+            result = _replace(target, path, manifest, plan, report)
         except BaseException as exc:
             reason = str(exc).strip() or type(exc).__name__
             raise RestoreFailed(
-                f"restore of {manifest.name} into database {database!r} stopped halfway "
-                f"({reason}); the database is incomplete. {recovery_hint(marker)}"
+                f"restore of {manifest.name} into database {plan.database!r} did not finish "
+                f"({reason}). {recovery_hint(marker)}"
             ) from exc
         (ctx.backup_dir / MARKER).unlink(missing_ok=True)
     return replace(result, safety_backup=safety, seconds=round(time.monotonic() - started, 2))
+
+
+def _mark(
+    ctx: BackupContext, manifest: Manifest, database: str, opts: RestoreOptions, safety: str | None
+) -> dict[str, Any]:
+    """Record the restore in flight. A retried restore adds its safety backup to those of
+    earlier attempts: every one stays pinned (prune keeps them) until a restore succeeds."""
+    kept = safety_backups(pending_restore(ctx.backup_dir))
+    marker = {
+        "backup": manifest.name,
+        "database": database,
+        "default_database": opts.target_db is None,
+        "safety_backups": kept + ([safety] if safety and safety not in kept else []),
+        "started_at": ctx.clock().isoformat(),
+    }
+    ctx.backup_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(ctx.backup_dir / MARKER, json.dumps(marker).encode())
+    return marker
 
 
 def _replace(
     target: BackupContext,
     path: Path,
     manifest: Manifest,
-    database: str,
-    opts: RestoreOptions,
+    plan: _Plan,
     report: Progress,
 ) -> Restored:
     url = target.database_url
-    report.update(phase=f"dropping and recreating database {database}")
-    pg.recreate_database(url, database, force=opts.force)
-    report.update(phase=f"loading {manifest.dump_file}")
-    load(manifest, path, url, target.finder)
+    report.update(phase=f"loading {manifest.dump_file} (one transaction)")
+    load(manifest, path, url, plan.tools)
     report.update(phase="checking row counts")
     loaded = inspect(url)
     mismatches = count_mismatches(manifest.row_counts, loaded.row_counts)
@@ -155,7 +216,7 @@ def _replace(
     catalog.record(url, entries)
     return Restored(
         name=manifest.name,
-        database=database,
+        database=plan.database,
         safety_backup=None,
         restored_revision=loaded.revision,
         revision=after.revision,

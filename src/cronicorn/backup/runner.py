@@ -140,64 +140,80 @@ def run_dump(
         raise ToolError(f"pg_dump failed (exit {code}): {stderr.reason()}")
 
 
-def load_dump(
-    fmt: Format,
+def load_script(
     dump: Path,
-    tool: Tool,
+    fmt: Format,
+    psql: Tool,
+    pg_restore: Tool | None,
     conninfo: str,
     env: dict[str, str],
+    *,
+    preamble: bytes,
+    epilogue: bytes,
 ) -> None:
-    """Load a dump into an empty database, all or nothing (one transaction)."""
-    if fmt == "custom":
-        args = [
-            str(tool.path),
-            "--dbname",
-            conninfo,
-            "--no-owner",
-            "--no-acl",
-            "--exit-on-error",
-            "--single-transaction",
-            str(dump),
-        ]
-        _run_quiet(tool, args, env, None)
-    else:
-        args = [str(tool.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"]
-        args += ["--dbname", conninfo, "-f", "-"]
-        _run_quiet(tool, args, env, dump)
+    """Feed psql `preamble`, the dump as SQL, then `epilogue` (the COMMIT).
 
-
-def _run_quiet(tool: Tool, args: list[str], env: dict[str, str], gz_input: Path | None) -> None:
+    The epilogue is sent only after the whole dump was read without error; on any failure
+    psql is killed first, so it never sees the COMMIT and PostgreSQL rolls back. A custom
+    archive is turned into SQL by `pg_restore -f -` (no connection of its own)."""
+    args = [str(psql.path), "-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", conninfo, "-f", "-"]
     proc = subprocess.Popen(
         args,
-        stdin=subprocess.PIPE if gz_input is not None else subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=_child_env(env),
     )
+    assert proc.stdin is not None
     assert proc.stderr is not None
     stderr = _Stderr(proc.stderr)
     try:
-        if gz_input is not None:
-            _feed_gunzip(proc, gz_input)
+        proc.stdin.write(preamble)
+        if fmt == "custom":
+            assert pg_restore is not None
+            _pipe_archive(proc, pg_restore, dump)
+        else:
+            _pipe_gunzip(proc, dump)
+        proc.stdin.write(epilogue)
+        proc.stdin.close()
         code = proc.wait()
+    except BrokenPipeError:
+        code = proc.wait()  # psql stopped (ON_ERROR_STOP): its status and stderr say why
+        if code == 0:
+            code = 1
     except BaseException:
         _stop(proc)
         raise
     if code != 0:
-        raise ToolError(f"{tool.name} failed (exit {code}): {stderr.reason()}")
+        raise ToolError(f"{psql.name} failed (exit {code}): {stderr.reason()}")
 
 
-def _feed_gunzip(proc: subprocess.Popen[bytes], path: Path) -> None:
+def _pipe_archive(proc: subprocess.Popen[bytes], tool: Tool, dump: Path) -> None:
+    assert proc.stdin is not None
+    args = [str(tool.path), "--no-owner", "--no-acl", "-f", "-", str(dump)]
+    source = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert source.stdout is not None
+    assert source.stderr is not None
+    errors = _Stderr(source.stderr)
+    try:
+        while chunk := source.stdout.read(CHUNK):
+            proc.stdin.write(chunk)
+    except BaseException:
+        _stop(source)
+        raise
+    if source.wait() != 0:
+        _stop(proc)
+        raise ToolError(f"{tool.name} could not read {dump.name}: {errors.reason()}")
+
+
+def _pipe_gunzip(proc: subprocess.Popen[bytes], path: Path) -> None:
     assert proc.stdin is not None
     try:
         with gzip.open(path, "rb") as source:
             while chunk := source.read(CHUNK):
                 proc.stdin.write(chunk)
-    except BrokenPipeError:
-        pass  # psql stopped (ON_ERROR_STOP): its exit status and stderr tell why
-    except (OSError, EOFError, zlib.error) as exc:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         _stop(proc)
         raise BackupError(f"{path.name} is not a readable gzip file: {exc}") from None
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()

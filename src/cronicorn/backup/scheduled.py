@@ -94,8 +94,11 @@ def run_slot(
         if cancel is not None and cancel.is_set():
             return Outcome(slot, "done", created.name, "stopping: verify and prune skipped")
         if cfg.verify:
-            report = verify_backup(ctx, created.name)
-            notes.append("verified" if report.ok else "VERIFY FAILED")
+            report = verify_backup(ctx, created.name, scratch=ctx.verify_scratch)
+            if not report.ok:
+                failed = "; ".join(f"{c.name}: {c.detail}" for c in report.checks if c.ok is False)
+                return Outcome(slot, "failed", created.name, f"verification failed: {failed}")
+            notes.append(f"verified ({report.scratch} scratch)")
         if cfg.target:
             ship(ctx, created.path, cfg.target)
             notes.append(f"copied to {cfg.target}")
@@ -139,6 +142,10 @@ class BackupHealth:
         elif period is not None and now - last > 2 * period:
             body["status"] = "warning"
             body["warning"] = "the last good backup is older than two schedule periods"
+        if self.cfg.verify and (failed := await catalog.newest_failed_verification(self.engine)):
+            body["status"] = "warning"
+            body["verifyFailed"] = failed
+            body.setdefault("warning", f"backup {failed['name']} failed verification")
         return body
 
 
@@ -157,7 +164,7 @@ async def backup_role(runtime: Runtime, stop: asyncio.Event) -> None:
             return
         outcome = await _run_in_thread(ctx, cfg, slot, stop)
         RUNS.labels(outcome.status).inc()
-        log.info(
+        (log.error if outcome.status == "failed" else log.info)(
             "scheduled_backup",
             status=outcome.status,
             slot=slot.isoformat(),

@@ -90,10 +90,14 @@ def _create(ctx: BackupContext, name: str, lock: pg.BackupLock) -> None:
         pg.release_backup_lock(lock)
 
 
-async def verify(runtime: Runtime, name: str) -> dict[str, Any]:
+async def verify(runtime: Runtime, name: str, scratch: str | None = None) -> dict[str, Any]:
+    """`scratch` (auto | server | embedded) overrides BACKUP_VERIFY_SCRATCH."""
     if not SAFE_NAME.match(name):
         raise BackupNotFound(f"no backup named {name!r}")
-    report: VerifyReport = await asyncio.to_thread(verify_backup, _context(runtime), name)
+    ctx = _context(runtime)
+    report: VerifyReport = await asyncio.to_thread(
+        verify_backup, ctx, name, scratch=scratch or ctx.verify_scratch
+    )
     return {
         "name": report.name,
         "ok": report.ok,

@@ -26,6 +26,7 @@ from cronicorn.backup.layout import locate
 from cronicorn.backup.loading import (
     check_files,
     count_mismatches,
+    find_load_tools,
     inspect,
     known_revision,
     load,
@@ -40,7 +41,24 @@ from cronicorn.backup.manifest import (
 )
 from cronicorn.backup.tools import ToolFinder
 
-Scratch = Literal["same-server", "embedded"]
+Scratch = Literal["auto", "server", "embedded"]
+SCRATCH_CHOICES: tuple[Scratch, ...] = ("auto", "server", "embedded")
+
+
+def resolve_scratch(ctx: BackupContext, scratch: str) -> Literal["server", "embedded"]:
+    """auto: a temporary database on the same server when the role may create databases
+    (CREATEDB), else a throwaway embedded server, which needs no rights on the server at
+    all. `same-server` is the old spelling of `server`."""
+    if scratch in ("server", "same-server"):
+        return "server"
+    if scratch == "embedded":
+        return "embedded"
+    if scratch != "auto":
+        raise BackupError(f"unknown scratch {scratch!r}: use auto, server or embedded")
+    try:
+        return "server" if pg.may_create_databases(ctx.database_url) else "embedded"
+    except BackupError:
+        return "embedded"
 
 
 @dataclass(frozen=True)
@@ -56,11 +74,12 @@ def verify_backup(
     ctx: BackupContext,
     name: str,
     *,
-    scratch: Scratch = "same-server",
+    scratch: str = "auto",
     progress: Progress | None = None,
 ) -> VerifyReport:
     report = progress or NullProgress()
     path = locate(ctx.backup_dir, name)
+    scratch = resolve_scratch(ctx, scratch)
     try:
         manifest = read_manifest(path)
     except CorruptBackup as exc:
@@ -111,15 +130,17 @@ def _revision_check(manifest: Manifest) -> Check:
 
 
 def _restore_checks(
-    ctx: BackupContext, path: Path, manifest: Manifest, scratch: Scratch
+    ctx: BackupContext, path: Path, manifest: Manifest, scratch: str
 ) -> list[Check]:
     try:
         with _scratch_database(ctx, scratch) as (url, finder):
-            load(manifest, path, url, finder)
+            load(manifest, path, url, find_load_tools(manifest, url, finder))
             contents = inspect(url)
     except BackupError as exc:
         return [Check(name="restore", ok=False, detail=str(exc))]
-    checks = [Check(name="restore", ok=True, detail=f"restored into a {scratch} scratch database")]
+    checks = [
+        Check(name="restore", ok=True, detail=f"restored into a scratch database ({scratch})")
+    ]
     same = contents.revision == manifest.revision
     checks.append(
         Check(
@@ -144,17 +165,20 @@ def _restore_checks(
         Check(
             name="SELECT count(*) FROM jobs",
             ok=contents.jobs is not None,
-            detail=f"{contents.jobs} jobs" if contents.jobs is not None else "no jobs table",
+            detail=f"{contents.jobs} job{'' if contents.jobs == 1 else 's'}"
+            if contents.jobs is not None
+            else "no jobs table",
         )
     )
     return checks
 
 
 @contextlib.contextmanager
-def _scratch_database(ctx: BackupContext, scratch: Scratch) -> Iterator[tuple[str, ToolFinder]]:
-    if scratch == "same-server":
+def _scratch_database(ctx: BackupContext, scratch: str) -> Iterator[tuple[str, ToolFinder]]:
+    if scratch == "server":
         name = f"cronicorn_verify_{secrets.token_hex(6)}"
-        pg.create_database(ctx.database_url, name)
+        fix = "grant CREATEDB to the database user, or verify with --scratch embedded"
+        pg.create_database(ctx.database_url, name, fix)
         try:
             yield pg.with_database(ctx.database_url, name), ctx.finder
         finally:

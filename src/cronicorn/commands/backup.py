@@ -61,7 +61,9 @@ class FormatChoice(StrEnum):
 
 
 class ScratchChoice(StrEnum):
-    same_server = "same-server"
+    auto = "auto"
+    server = "server"
+    same_server = "same-server"  # the old spelling of `server`
     embedded = "embedded"
 
 
@@ -259,16 +261,18 @@ def _warn_pending(marker: dict[str, Any]) -> None:
 @friendly(BackupError, interrupted_exit=EXIT_INTERRUPTED)
 def verify_command(
     name: str = typer.Argument(..., help="Backup name (see `cronicorn backup list`) or path."),
-    scratch: ScratchChoice = typer.Option(
-        ScratchChoice.same_server,
+    scratch: ScratchChoice | None = typer.Option(
+        None,
         "--scratch",
-        help="Restore into a temporary database on the same server, or a throwaway embedded one.",
+        help="Restore into a temporary database on the same server, or a throwaway embedded "
+        "one; auto: the server when the user may create databases [BACKUP_VERIFY_SCRATCH]",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check every file's checksum, then restore into a scratch database and compare."""
     with _backup_context() as (_cfg, ctx), _Bar(enabled=not as_json) as bar:
-        report = verify_backup(ctx, name, scratch=scratch.value, progress=bar)
+        chosen = scratch.value if scratch is not None else ctx.verify_scratch
+        report = verify_backup(ctx, name, scratch=chosen, progress=bar)
     if as_json:
         _print_json(
             {
