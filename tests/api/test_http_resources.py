@@ -279,7 +279,11 @@ async def test_export_import_over_http(served: Served) -> None:
     await _endpoint(a, job["id"])
     status, doc = await a.call("GET", "/export")
     assert status == 200
-    assert doc["jobs"][0]["endpoints"][0] == ENDPOINT | {"method": "GET", "timezone": "UTC"}
+    assert doc["jobs"][0]["endpoints"][0] == ENDPOINT | {
+        "method": "GET",
+        "timezone": "UTC",
+        "aiMode": "inherit",
+    }
     status, dry = await b.call("POST", "/import?dryRun=true", doc)
     assert (status, dry["dryRun"], dry["created"]) == (200, True, {"jobs": 1, "endpoints": 1})
     assert (await b.call("GET", "/jobs"))[1]["jobs"] == []

@@ -18,8 +18,10 @@ from cronicorn.auth.service import start_session
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime
 from cronicorn.store import signing_keys as key_store
+from cronicorn.store import suggestions as suggestion_store
 from cronicorn.store.tables import (
     ai_sessions,
+    ai_suggestions,
     api_keys,
     endpoints,
     jobs,
@@ -50,7 +52,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/import"): {"version": 1, "jobs": [{"name": "b-import", "endpoints": [ENDPOINT]}]},
 }
 # Our resources answer 404 to other users; admin-only routes may answer 403 to non-admins.
-OURS = ("/jobs", "/endpoints", "/runs", "/sessions")
+OURS = ("/jobs", "/endpoints", "/runs", "/sessions", "/suggestions")
 QUERIES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/dashboard/stats"): RANGE,
     ("GET", "/dashboard/activity"): RANGE,
@@ -66,6 +68,7 @@ PARAMS = {
     "/endpoints/{id}": {"id": "endpoint"},
     "/runs/{id}": {"id": "run"},
     "/sessions/{id}": {"id": "session"},
+    "/suggestions/{id}": {"id": "suggestion"},
 }
 
 
@@ -100,6 +103,17 @@ async def _seed(a: Client, engine: AsyncEngine) -> dict[str, str]:
     async with engine.begin() as conn:
         run = await add_run(conn, user_id=a.user_id, endpoint_id=ep["id"], started_at=now)
         session = await add_session(conn, user_id=a.user_id, endpoint_id=ep["id"], analyzed_at=now)
+        suggestion = await suggestion_store.record(
+            conn,
+            endpoint_id=ep["id"],
+            user_id=a.user_id,
+            session_id=session,
+            action="clear",
+            args={},
+            reason=None,
+            expires_at=now + timedelta(days=1),
+            now=now,
+        )
         if not await key_store.list_live(conn, a.user_id, now):
             await key_store.create(conn, a.user_id, encrypted=b"k", prefix="sk_aaaa", now=now)
         api_key = await conn.scalar(select(api_keys.c.id).where(api_keys.c.user_id == a.user_id))
@@ -111,6 +125,7 @@ async def _seed(a: Client, engine: AsyncEngine) -> dict[str, str]:
         "endpoint": ep["id"],
         "run": run,
         "session": session,
+        "suggestion": suggestion,
         "user": a.user_id,
         "api_key": str(api_key),
         "browser_session": browser.id,
@@ -121,7 +136,16 @@ async def _seed(a: Client, engine: AsyncEngine) -> dict[str, str]:
 async def _snapshot(engine: AsyncEngine, user_id: str) -> str:
     out = {}
     async with engine.connect() as conn:
-        for table in (jobs, endpoints, runs, ai_sessions, signing_keys, api_keys, sessions):
+        for table in (
+            jobs,
+            endpoints,
+            runs,
+            ai_sessions,
+            ai_suggestions,
+            signing_keys,
+            api_keys,
+            sessions,
+        ):
             rows = await conn.execute(
                 select(table).where(table.c.user_id == user_id).order_by(table.c.id)
             )

@@ -91,6 +91,7 @@ async def test_import_is_idempotent_and_round_trips(engine: AsyncEngine, alice: 
         "bodyJson": {"full": True},
         "baselineCron": "0 6 * * *",
         "timezone": "Europe/Berlin",
+        "aiMode": "inherit",
     }
     # An exported document imports as "nothing to do".
     assert (await _import(engine, alice, exported)).updated.endpoints == 0

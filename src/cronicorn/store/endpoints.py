@@ -55,13 +55,14 @@ CONFIG_FIELDS = (
     "timezone",
     "min_interval_ms",
     "max_interval_ms",
+    "ai_mode",
 )
 # Config fields whose change moves `next_run_at`.
 SCHEDULE_FIELDS = frozenset(
     {"baseline_cron", "baseline_interval_ms", "timezone", "min_interval_ms", "max_interval_ms"}
 )
 # Config fields that have a default instead of NULL when cleared.
-DEFAULTS: dict[str, Any] = {"method": "GET", "timezone": "UTC"}
+DEFAULTS: dict[str, Any] = {"method": "GET", "timezone": "UTC", "ai_mode": "inherit"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class EndpointRow:
     version: int
     created_at: datetime
     updated_at: datetime
+    ai_mode: str = "inherit"  # the AI planner: inherit (the job's) | off | suggest | auto
 
 
 _NAMES = tuple(f.name for f in fields(EndpointRow))
