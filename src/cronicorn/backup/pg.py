@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -26,8 +27,36 @@ from cronicorn.store.db import process_tag
 APP_NAME = "cronicorn-backup"
 
 
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']*:)[^@\s\"']*@", re.IGNORECASE)
+_KEY_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s\"']+)", re.IGNORECASE)
+
+
+def scrub(text: str, url: str | None = None) -> str:
+    """`text` with every password removed: in URLs (`user:***@`), `password=` pairs, and
+    the literal password of `url` wherever libpq echoed it (it quotes bad conninfo)."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _KEY_PASSWORD.sub(r"\1***", text)
+    secret = _password_of(url) if url else None
+    return text.replace(secret, "***") if secret else text
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        value = conninfo_to_dict(url).get("password")
+    except psycopg.Error:
+        parts = urlsplit(url)
+        value = unquote(parts.password) if parts.password else None
+    return str(value) if value else None
+
+
 def database_name(url: str) -> str:
-    name = conninfo_to_dict(url).get("dbname")
+    try:
+        name = conninfo_to_dict(url).get("dbname")
+    except psycopg.Error as exc:
+        raise BackupError(
+            f"DATABASE_URL is not a valid libpq URL ({scrub(first_line(exc), url)}); use "
+            "postgresql://user@host:port/dbname?sslmode=verify-full"
+        ) from None
     return str(name) if name else "postgres"
 
 
@@ -62,7 +91,7 @@ def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[ob
             connect_timeout=10,
         )
     except psycopg.OperationalError as exc:
-        first = first_line(exc)
+        first = scrub(first_line(exc), url)
         raise BackupError(
             f"cannot connect to database {database_name(url)!r}: {first}; check DATABASE_URL "
             "and that PostgreSQL is running"
@@ -75,7 +104,7 @@ def database_errors(what: str, fix: str = "") -> Iterator[None]:
     try:
         yield
     except psycopg.Error as exc:
-        reason = first_line(exc)
+        reason = scrub(first_line(exc))
         raise BackupError(f"{what} failed: {reason}" + (f"; {fix}" if fix else "")) from None
 
 

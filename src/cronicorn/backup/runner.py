@@ -23,6 +23,7 @@ from typing import IO
 from cronicorn.backup.errors import BackupError, ToolError
 from cronicorn.backup.files import CHUNK, HashingWriter
 from cronicorn.backup.manifest import Format
+from cronicorn.backup.pg import scrub
 from cronicorn.backup.tools import Tool
 
 _TABLE_LINE = re.compile(r'dumping contents of table "(?:[^"]+\.)?([^"]+)"')
@@ -59,7 +60,7 @@ class _Stderr:
         self.thread.join(timeout=10)
         lines = [line for line in self.tail if line.strip()]
         errors = [line for line in lines if "error" in line.lower() or "fatal" in line.lower()]
-        return (errors or lines or ["no output"])[-1]
+        return scrub((errors or lines or ["no output"])[-1])
 
 
 def _child_env(extra: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,36 @@
+"""Fixtures: one managed-like server per database name (`cronicorn`, and `postgres` as on
+Supabase), migrated and seeded through the application role over verify-full TLS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backup.backup_support import seed
+from cronicorn.store.migrate import upgrade
+from managed.managed_server import ManagedServer, managed_server, server_bin_dir
+from support import free_port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "xdist_group(name): keep these tests on one worker")
+
+
+@pytest.fixture(scope="module", params=["cronicorn", "postgres"])
+def server(request: pytest.FixtureRequest) -> Iterator[ManagedServer]:
+    if server_bin_dir() is None:
+        pytest.skip(
+            "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install "
+            "postgresql; .ci/run installs it)"
+        )
+    with managed_server(str(request.param), free_port()) as running:
+        upgrade(running.url())
+        seed(running.url())
+        yield running
+
+
+@pytest.fixture
+def backup_dir(tmp_path: Path) -> Path:
+    return tmp_path / "backups"
