@@ -3,38 +3,16 @@ and another user's suggestions answer 404. One clock drives the planner and the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
-import pytest
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.api_support import NO_RATE_LIMITS, Client, credentials
-from cronicorn.api.deps import set_clock
-from cronicorn.app import create_app
-from cronicorn.config import load_settings
+from api.api_support import Client
 from cronicorn.planner.session import Session
-from cronicorn.runtime import Runtime
 from cronicorn.store.tables import endpoints
 from planner.fake_llm import FakeModel, call, submit, tools
-from planner.planner_support import Clock, Rows
-from support import serve_app
-
-
-@pytest.fixture
-async def clients(
-    database_url: str, engine: AsyncEngine, clock: Clock
-) -> AsyncIterator[tuple[Client, Client]]:
-    settings = load_settings(DATABASE_URL=database_url, AUTH_SECRET="s" * 40, **NO_RATE_LIMITS)
-    app = create_app(Runtime.create(settings, database_url))
-    set_clock(app, clock)
-    a_id, a_headers = await credentials(engine, "a@example.com")
-    b_id, b_headers = await credentials(engine, "b@example.com")
-    async with serve_app(app) as base, aiohttp.ClientSession() as http:
-        yield Client(base, http, a_headers, a_id), Client(base, http, b_headers, b_id)
+from planner.planner_support import Rows
 
 
 async def suggest(session: Session, fake: FakeModel, rows: Rows, ep: str, *calls: Any) -> None:

@@ -18,7 +18,12 @@ router = APIRouter(tags=["Jobs"])
 @router.post("/jobs", status_code=201, response_model=Job, summary="Create a job")
 async def create_job(body: JobCreate, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
     row = await job_store.create(
-        conn, user.user_id, name=body.name, description=body.description, now=now
+        conn,
+        user.user_id,
+        name=body.name,
+        description=body.description,
+        now=now,
+        ai_mode=body.ai_mode,
     )
     return Job.of(row)
 

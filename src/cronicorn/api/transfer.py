@@ -60,7 +60,8 @@ async def export_document(conn: AsyncConnection, user_id: str, now: datetime) ->
             for row in rows
             if row.archived_at is None
         ]
-        entry: dict[str, Any] = {"name": job.name, "status": job.status, "endpoints": endpoints}
+        entry: dict[str, Any] = {"name": job.name, "status": job.status, "aiMode": job.ai_mode}
+        entry["endpoints"] = endpoints
         if job.description is not None:
             entry["description"] = job.description
         jobs_out.append(entry)
@@ -127,7 +128,12 @@ async def _import_job(
     if existing is None:
         job_id = (
             await job_store.create(
-                conn, user_id, name=job.name, description=job.description, now=now
+                conn,
+                user_id,
+                name=job.name,
+                description=job.description,
+                now=now,
+                ai_mode=job.ai_mode,
             )
         ).id
         action = "create"
@@ -138,6 +144,9 @@ async def _import_job(
                 conn, user_id, job_id, {"description": job.description}, now
             )
             changes.append("description")
+        if existing.ai_mode != job.ai_mode:
+            await job_store.update_fields(conn, user_id, job_id, {"ai_mode": job.ai_mode}, now)
+            changes.append("aiMode")
     current_status = existing.status if existing is not None else "active"
     if job.status != current_status:
         changes.append("status")

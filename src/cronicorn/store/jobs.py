@@ -30,6 +30,7 @@ class JobRow:
     created_at: datetime
     updated_at: datetime
     archived_at: datetime | None
+    ai_mode: str = "auto"  # the AI planner's default for its endpoints: off | suggest | auto
 
 
 def _job(m: RowMapping) -> JobRow:
@@ -42,11 +43,18 @@ def _job(m: RowMapping) -> JobRow:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         archived_at=m["archived_at"],
+        ai_mode=m["ai_mode"],
     )
 
 
 async def create(
-    conn: AsyncConnection, user_id: str, *, name: str, description: str | None, now: datetime
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    name: str,
+    description: str | None,
+    now: datetime,
+    ai_mode: str = "auto",
 ) -> JobRow:
     row = (
         await conn.execute(
@@ -57,6 +65,7 @@ async def create(
                 name=name,
                 description=description,
                 status="active",
+                ai_mode=ai_mode,
                 created_at=now,
                 updated_at=now,
             )
@@ -114,8 +123,8 @@ async def list_with_counts(
 async def update_fields(
     conn: AsyncConnection, user_id: str, job_id: str, changes: dict[str, Any], now: datetime
 ) -> JobRow:
-    """Write `name`/`description` (one statement, so concurrent edits never mix)."""
-    allowed = {k: v for k, v in changes.items() if k in {"name", "description"}}
+    """Write `name`/`description`/`ai_mode` (one statement, so concurrent edits never mix)."""
+    allowed = {k: v for k, v in changes.items() if k in {"name", "description", "ai_mode"}}
     row = (
         await conn.execute(
             update(jobs)

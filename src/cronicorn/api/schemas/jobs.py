@@ -11,11 +11,16 @@ from cronicorn.store.jobs import JobRow
 
 JobName = Annotated[NonBlank, Field(min_length=1, max_length=255)]
 JobDescription = Annotated[Text, Field(max_length=1000)]
+JobAiMode = Literal["off", "suggest", "auto"]
 
 
 class JobCreate(In):
     name: JobName
     description: JobDescription | None = None
+    ai_mode: JobAiMode = Field(
+        default="auto",
+        description="The AI planner's default for endpoints with aiMode inherit",
+    )
 
 
 class JobPatch(In):
@@ -25,6 +30,16 @@ class JobPatch(In):
         JobName | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255})
     ] = None
     description: JobDescription | None = None
+    ai_mode: Annotated[
+        JobAiMode | None, WithJsonSchema({"type": "string", "enum": ["off", "suggest", "auto"]})
+    ] = None
+
+    @field_validator("ai_mode")
+    @classmethod
+    def _mode_not_null(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("aiMode cannot be null")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -43,6 +58,7 @@ class Job(Out):
     created_at: UtcDatetime
     updated_at: UtcDatetime
     archived_at: Absent[UtcDatetime] = None
+    ai_mode: str = Field(description="off | suggest | auto: the AI planner's default")
 
     @classmethod
     def fields_of(cls, row: JobRow) -> dict[str, Any]:
@@ -55,6 +71,7 @@ class Job(Out):
             "created_at": row.created_at,
             "updated_at": row.updated_at,
             "archived_at": row.archived_at,
+            "ai_mode": row.ai_mode,
         }
 
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from cronicorn.api.schemas.common import In, InDatetime, Out
 from cronicorn.api.schemas.endpoints import EndpointCreate
-from cronicorn.api.schemas.jobs import JobDescription, JobName
+from cronicorn.api.schemas.jobs import JobAiMode, JobDescription, JobName
 
 MAX_JOBS = 1000
 MAX_ENDPOINTS_PER_JOB = 1000
@@ -18,6 +18,7 @@ class TransferJob(In):
     name: JobName
     description: JobDescription | None = None
     status: Literal["active", "paused"] = "active"
+    ai_mode: JobAiMode = "auto"
     endpoints: Annotated[list[EndpointCreate], Field(max_length=MAX_ENDPOINTS_PER_JOB)] = []
 
     @model_validator(mode="after")
