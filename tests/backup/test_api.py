@@ -78,6 +78,14 @@ async def test_admin_starts_lists_and_verifies_a_backup(api: Api) -> None:
     [item] = listing["backups"]
     assert item["verified"] is True
     assert item["kind"] == "manual"
+    assert report["scratch"] == "server", "auto: this role may create databases"
+    path = f"/api/backups/{name}/verify?scratch=embedded"
+    status, embedded = await api.call("POST", path, api.admin)
+    assert status == 200
+    assert embedded["scratch"] == "embedded", "the query parameter is honoured"
+    assert embedded["ok"] is True
+    status, body = await api.call("POST", f"/api/backups/{name}/verify?scratch=moon", api.admin)
+    assert status == 422, body
 
 
 async def test_busy_and_unknown(api: Api, seeded: str) -> None:
