@@ -9,6 +9,7 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -155,9 +156,9 @@ def _db_status(env: dict[str, str]) -> dict[str, object]:
     return dict(json.loads(result.stdout))
 
 
-def test_embedded_up_survives_sigkill_and_stops_the_server_on_sigterm(tmp_path: Path) -> None:
+def test_embedded_up_survives_sigkill_and_stops_the_server_on_sigterm(embedded_home: Path) -> None:
     port = free_port()
-    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"), PORT=str(port), HOST="127.0.0.1")
+    env = cli_env(CRONICORN_HOME=str(embedded_home), PORT=str(port), HOST="127.0.0.1")
     first = start_cli("up", env=env)
     _wait_healthy(port, first)
     _stop(first, signal.SIGKILL)
@@ -174,8 +175,8 @@ def test_embedded_up_survives_sigkill_and_stops_the_server_on_sigterm(tmp_path: 
     assert status["clients"] == []
 
 
-def test_embedded_server_is_shared_and_stops_with_its_last_user(tmp_path: Path) -> None:
-    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"), HOST="127.0.0.1")
+def test_embedded_server_is_shared_and_stops_with_its_last_user(embedded_home: Path) -> None:
+    env = cli_env(CRONICORN_HOME=str(embedded_home), HOST="127.0.0.1")
     port_a, port_b = free_port(), free_port()
     a = start_cli("up", env={**env, "PORT": str(port_a)})
     _wait_healthy(port_a, a)
@@ -189,8 +190,8 @@ def test_embedded_server_is_shared_and_stops_with_its_last_user(tmp_path: Path) 
     assert _db_status(env)["running"] is False
 
 
-def test_db_start_keeps_the_server_for_operators_until_db_stop(tmp_path: Path) -> None:
-    env = cli_env(CRONICORN_HOME=str(tmp_path / "home"))
+def test_db_start_keeps_the_server_for_operators_until_db_stop(embedded_home: Path) -> None:
+    env = cli_env(CRONICORN_HOME=str(embedded_home))
     started = run_cli("db", "start", env=env)
     assert started.returncode == 0, started.stderr
     try:
@@ -207,6 +208,33 @@ def test_db_start_keeps_the_server_for_operators_until_db_stop(tmp_path: Path) -
     result = run_cli("db", "status", env=env)
     assert result.returncode == 3
     assert "running: False" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "with_password",
+    [
+        lambda url: url.replace("://user@", "://user:Pw-in-url-7@", 1),
+        lambda url: f"{url}&password=Pw-in-url-7",
+    ],
+    ids=["userinfo", "parameter"],
+)
+def test_db_psql_keeps_the_password_out_of_argv(
+    database_url: str, with_password: Callable[[str], str]
+) -> None:
+    """`ps` shows every process's argv to every user; the environment only to its owner."""
+    url = with_password(database_url)
+    assert "Pw-in-url-7" in url
+    show = r'\! tr "\0" " " < /proc/$PPID/cmdline; echo; echo "env=$PGPASSWORD"'
+    result = run_cli(
+        "db", "psql", "-tA", "-c", show, "-c", "SELECT current_user", env=cli_env(DATABASE_URL=url)
+    )
+    assert result.returncode == 0, result.stderr
+    argv, env, user = result.stdout.splitlines()[:3]
+    assert "psql" in argv
+    assert database_url.split("?")[0] in argv, "psql got the URL, minus the password"
+    assert "Pw-in-url-7" not in argv
+    assert env == "env=Pw-in-url-7"
+    assert user == "user"
 
 
 def _workers(parent: int) -> set[int]:
