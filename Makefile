@@ -29,5 +29,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The tests' embedded PostgreSQL (tests/conftest.py): stopped first, then removed with its cache.
+TEST_HOME = /tmp/cronicorn-tests-$(shell id -u)-$(shell printf '%s' '$(realpath $(CURDIR))' | sha1sum | cut -c1-8)
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	@if [ -d $(TEST_HOME)/pgdata ] && [ -x $(BIN)/python ]; then \
+	  $(BIN)/python -c 'import pathlib, sys; from cronicorn.embedded import EmbeddedPostgres; EmbeddedPostgres(pathlib.Path(sys.argv[1])).stop(force=True)' $(TEST_HOME); fi
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(TEST_HOME) /tmp/cronicorn-tests-$(shell id -u)-external.lock
