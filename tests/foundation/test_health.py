@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -13,8 +15,10 @@ from conftest import PgServer
 from cronicorn import __version__
 from cronicorn.app import create_app
 from cronicorn.config import load_settings
+from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.runtime import Runtime
-from support import serve_app, until
+from cronicorn.serve import make_runtime
+from support import free_port, serve_app, until
 
 
 @pytest.fixture
@@ -84,6 +88,47 @@ async def test_health_follows_database_loss_and_recovery(
             return (await _health(http, base))[0] == 200
 
         await until(recovered, timeout=10, what="health to recover")
+
+
+async def test_health_says_restarting_while_the_embedded_server_comes_back(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    http: aiohttp.ClientSession,
+) -> None:
+    """What a process on the embedded server reports (`make_runtime`), from the state the
+    supervisors share: here a crash noted and no server running yet under this home."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    home = tmp_path / "home"
+    settings = load_settings(CRONICORN_HOME=str(home), AUTH_SECRET="t" * 40)
+    assert settings.embedded
+    crashed_at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    EmbeddedPostgres(home).note_crash(4242, crashed_at)
+    dead = f"postgresql://user@127.0.0.1:{free_port()}/db"
+    async with serve_app(create_app(make_runtime(settings, dead, role="api"))) as base:
+        status, body = await _health(http, base)
+    assert status == 503
+    assert body["database"] == "restarting"
+    assert body["embeddedDatabase"] == {
+        "state": "restarting",
+        "restarts": 0,
+        "lastCrashAt": crashed_at.isoformat(),
+        "lastRecoveredAt": None,
+        "lastError": None,
+    }
+    async with serve_app(create_app(make_runtime(settings, database_url, role="api"))) as base:
+        status, body = await _health(http, base)
+    assert status == 200, "the database answers: ok, whatever the server's history says"
+    assert body["database"] == "ok"
+
+
+async def test_health_has_no_embedded_section_with_database_url(
+    database_url: str, http: aiohttp.ClientSession
+) -> None:
+    settings = load_settings(DATABASE_URL=database_url, AUTH_SECRET="t" * 40)
+    async with serve_app(create_app(make_runtime(settings, database_url, role="api"))) as base:
+        _, body = await _health(http, base)
+    assert "embeddedDatabase" not in body
 
 
 async def test_request_id_is_echoed_when_well_formed_and_replaced_otherwise(
