@@ -30,6 +30,8 @@ class SessionRow:
     endpoint_failure_count: int | None
     warnings: list[Any]
     error: str | None
+    outcome: str = "running"
+    confidence: str | None = None
 
 
 _COLUMNS = (
@@ -48,6 +50,8 @@ _COLUMNS = (
     ai_sessions.c.endpoint_failure_count,
     ai_sessions.c.warnings,
     ai_sessions.c.error,
+    ai_sessions.c.outcome,
+    ai_sessions.c.confidence,
 )
 
 

@@ -152,6 +152,11 @@ class Session(Out):
     next_analysis_at: UtcDatetime | None
     warnings: Warnings
     error: str | None
+    outcome: str = Field(
+        description="running, applied, suggested, no_change, failed, abandoned, "
+        "quota_exceeded or endpoint_gone"
+    )
+    confidence: str | None = Field(description="high, medium or low (submit_analysis)")
 
     @classmethod
     def fields_of(cls, row: SessionRow) -> dict[str, Any]:
@@ -168,6 +173,8 @@ class Session(Out):
             "next_analysis_at": row.next_analysis_at,
             "warnings": row.warnings or [],
             "error": row.error,
+            "outcome": row.outcome,
+            "confidence": row.confidence,
         }
 
     @classmethod
