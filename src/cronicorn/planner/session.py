@@ -221,10 +221,10 @@ class Session:
             except ToolError as exc:
                 entry["error"] = str(exc)
         if "error" in entry:
+            entry["result"] = {"error": entry["error"]}  # the reference's shape, for its UI
             metrics.TOOL_ERRORS.labels(name if name in _KNOWN else "unknown").inc()
         log_.calls.append(entry)
-        content = entry.get("result") if "error" not in entry else {"error": entry["error"]}
-        return {"role": "tool", "tool_call_id": call_id, "content": dumps(content)}
+        return {"role": "tool", "tool_call_id": call_id, "content": dumps(entry["result"])}
 
     def _next_analysis(self, box: Toolbox, outcome: str, now: datetime) -> datetime:
         if outcome == "failed":
