@@ -3,7 +3,14 @@ round trip through export and import."""
 
 from __future__ import annotations
 
-from api.api_support import Client
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.api_support import NO_RATE_LIMITS, Client, credentials
+from cronicorn.app import create_app
+from cronicorn.config import load_settings
+from cronicorn.runtime import Runtime
+from support import serve_app
 
 ENDPOINT = {"name": "queue", "url": "https://example.com/q", "baselineIntervalMs": 60000}
 
@@ -46,3 +53,20 @@ async def test_job_default_endpoint_override_and_transfer(
     assert [(a["name"], a["changes"]) for a in changed] == [("watch", ["aiMode"])]
     status, again = await bob.call("POST", "/import", doc)
     assert again["updated"] == {"jobs": 0, "endpoints": 0}
+
+
+async def test_usage_reports_the_ai_token_quota(database_url: str, engine: AsyncEngine) -> None:
+    settings = load_settings(
+        DATABASE_URL=database_url,
+        AUTH_SECRET="s" * 40,
+        QUOTA_AI_TOKENS_PER_MONTH="50000",
+        **NO_RATE_LIMITS,
+    )
+    app = create_app(Runtime.create(settings, database_url))
+    user_id, headers = await credentials(engine, "q@example.com")
+    async with serve_app(app) as base, aiohttp.ClientSession() as http:
+        status, usage = await Client(base, http, headers, user_id).call(
+            "GET", "/subscriptions/usage"
+        )
+    assert status == 200
+    assert (usage["aiCallsLimit"], usage["aiTokensThisMonth"]) == (50000, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
+from cronicorn.api.deps import ConnDep, QuotasDep, RuntimeDep, UserDep
 from cronicorn.api.schemas.common import NowDep
 from cronicorn.api.schemas.dashboard import Usage
 from cronicorn.domain import next_month_start
@@ -15,7 +15,9 @@ router = APIRouter(tags=["Usage"])
 
 
 @router.get("/subscriptions/usage", response_model=Usage, summary="Usage this calendar month")
-async def usage(user: UserDep, conn: ConnDep, quotas: QuotasDep, now: NowDep) -> Usage:
+async def usage(
+    user: UserDep, conn: ConnDep, quotas: QuotasDep, now: NowDep, runtime: RuntimeDep
+) -> Usage:
     counts = await stats.usage(conn, user.user_id, now)
     return Usage(
         period_start=counts["periodStart"],
@@ -28,4 +30,6 @@ async def usage(user: UserDep, conn: ConnDep, quotas: QuotasDep, now: NowDep) ->
         min_interval_ms=quotas.min_interval_ms or None,
         ai_tokens_this_month=counts["aiTokensThisMonth"],
         ai_calls_used=counts["aiTokensThisMonth"],
+        # QUOTA_AI_TOKENS_PER_MONTH: past it the planner stops for the user until next month.
+        ai_calls_limit=runtime.settings.quota_ai_tokens_per_month or None,
     )
