@@ -147,7 +147,12 @@ class Session:
             {"role": "user", "content": prompt.user_message(data, tag)},
         ]
         box = Toolbox(
-            self.engine, ctx.endpoint, session_id, self.clock, self.config.min_interval_floor_ms
+            self.engine,
+            ctx.endpoint,
+            session_id,
+            self.clock,
+            self.config.min_interval_floor_ms,
+            next_floor_ms=int(self.config.interval_s * 1000),
         )
         log_ = Transcript()
         started = time.monotonic()
@@ -229,7 +234,9 @@ class Session:
     def _next_analysis(self, box: Toolbox, outcome: str, now: datetime) -> datetime:
         if outcome == "failed":
             return now + FAILED_RETRY
-        wanted = clamp_next_analysis(box.submitted.next_analysis_in_ms) if box.submitted else None
+        floor = int(self.config.interval_s * 1000)
+        submitted = box.submitted
+        wanted = clamp_next_analysis(submitted.next_analysis_in_ms, floor) if submitted else None
         return now + timedelta(milliseconds=wanted or FALLBACK_NEXT_MS)
 
     async def _finish(

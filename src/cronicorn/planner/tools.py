@@ -75,6 +75,7 @@ class Toolbox:
     session_id: str
     clock: Callable[[], datetime]
     floor_ms: int = 0
+    next_floor_ms: int = MIN_NEXT_ANALYSIS_MS
     actions: list[Action] = field(default_factory=list)
     submitted: SubmitArgs | None = None
 
@@ -157,7 +158,7 @@ class Toolbox:
 
     async def _submit_analysis(self, args: SubmitArgs) -> Any:
         self.submitted = args
-        nxt = clamp_next_analysis(args.next_analysis_in_ms)
+        nxt = clamp_next_analysis(args.next_analysis_in_ms, self.next_floor_ms)
         return {
             "status": "analysis_complete",
             "confidence": args.confidence,
@@ -383,10 +384,12 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def clamp_next_analysis(value: float | None) -> int | None:
+def clamp_next_analysis(value: float | None, floor_ms: int = MIN_NEXT_ANALYSIS_MS) -> int | None:
+    """Into [floor, 24 h]: the floor is 5 min, or one tick when ticks are shorter (clamped,
+    where the reference rejected the call, defect 15.2.8)."""
     if value is None:
         return None
-    return int(min(max(value, MIN_NEXT_ANALYSIS_MS), MAX_NEXT_ANALYSIS_MS))
+    return int(min(max(value, min(floor_ms, MIN_NEXT_ANALYSIS_MS)), MAX_NEXT_ANALYSIS_MS))
 
 
 def _ttl(minutes: float) -> int:
