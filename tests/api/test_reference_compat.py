@@ -164,3 +164,26 @@ async def test_openapi_says_what_is_absent_and_what_is_null(served: Served) -> N
     assert devices["schema"] == {"$ref": "#/components/schemas/DeviceList"}
     config = _schema(doc, "AuthConfig")
     assert set(config["required"]) >= {"hasEmailPassword", "hasGitHubOAuth"}
+
+
+async def test_oneshot_without_ttl_outlives_its_run(served: Served) -> None:
+    """The reference's clients rarely send `ttlMinutes`: a one-shot hours ahead still runs."""
+    a = served.a
+    _, job = await a.call("POST", "/jobs", {"name": "j"})
+    spec = {"name": "e", "url": "https://example.com", "baselineIntervalMs": 86_400_000}
+    _, ep = await a.call("POST", f"/jobs/{job['id']}/endpoints", spec)
+    later = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
+    at = later.isoformat().replace("+00:00", "Z")
+    hint = f"/endpoints/{ep['id']}/hints/oneshot"
+    status, reply = await a.call("POST", hint, {"nextRunAt": at, "ttlMinutes": 60})
+    assert status == 422, "an explicit TTL that ends before the run is refused"
+    assert reply["error"]["details"][0]["path"] == "ttlMinutes"
+    status, reply = await a.call("POST", hint, {"nextRunAt": at})
+    assert status == 204, reply
+    detail = (await a.call("GET", f"/jobs/{job['id']}/endpoints/{ep['id']}"))[1]
+    assert (detail["nextRunAt"], detail["nextRunSource"]) == (
+        later.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "ai-oneshot",
+    )
+    expires = datetime.fromisoformat(detail["aiHintNextRunExpiresAt"])
+    assert expires == later + timedelta(minutes=60)

@@ -22,6 +22,8 @@ from cronicorn.store.errors import Invalid
 
 router = APIRouter(tags=["Adaptive Scheduling"])
 
+ONESHOT_GRACE_MINUTES = 60
+
 
 @router.post(
     "/endpoints/{id}/hints/interval",
@@ -51,7 +53,8 @@ async def interval_hint(
     "/endpoints/{id}/hints/oneshot",
     summary="Run once at a given time",
     description="Send exactly one of `nextRunAt` or `nextRunInMs`; the time must be in the "
-    "future and before the hint expires (`ttlMinutes`, default 60).",
+    "future and, when `ttlMinutes` is sent, before the hint expires. Without `ttlMinutes` the "
+    "hint lives until 60 minutes after the run.",
     status_code=204,
     response_class=Response,
 )
@@ -64,12 +67,15 @@ async def oneshot_hint(
         at = body.next_run_at
     else:
         at = now + timedelta(milliseconds=body.next_run_in_ms or 0)
+    # The reference's clients rarely send ttlMinutes; its fixed 60-minute default made a
+    # one-shot more than an hour ahead expire unseen. Without a TTL it now outlives its run.
+    ttl = timedelta(minutes=body.ttl_minutes or ONESHOT_GRACE_MINUTES)
     await endpoint_store.set_oneshot_hint(
         conn,
         user.user_id,
         require_id(id, "Endpoint"),
         at=at,
-        expires_at=now + timedelta(minutes=body.ttl_minutes),
+        expires_at=now + ttl if body.ttl_minutes is not None else max(now, at) + ttl,
         reason=body.reason,
         now=now,
     )

@@ -250,7 +250,11 @@ class OneshotHintIn(In):
 
     next_run_at: InDatetime | None = None
     next_run_in_ms: Annotated[int, Field(ge=1, le=MAX_INTERVAL_MS)] | None = None
-    ttl_minutes: Ttl = 60
+    ttl_minutes: Ttl | None = Field(
+        default=None,
+        description="How long the hint lives; without it, until 60 minutes after the run "
+        "(so a run later than an hour from now still happens)",
+    )
     reason: Reason | None = None
 
 
