@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import PgServer
+from cronicorn.embedded import EmbeddedPostgres
 from support import cli_env, free_port, run_cli, start_cli, wait_sync
 
 pytestmark = pytest.mark.slow
@@ -159,35 +160,36 @@ def _db_status(env: dict[str, str]) -> dict[str, object]:
 def test_embedded_up_survives_sigkill_and_stops_the_server_on_sigterm(embedded_home: Path) -> None:
     port = free_port()
     env = cli_env(CRONICORN_HOME=str(embedded_home), PORT=str(port), HOST="127.0.0.1")
+    server = EmbeddedPostgres(embedded_home)  # its state, read as `cronicorn db status` does
     first = start_cli("up", env=env)
     _wait_healthy(port, first)
     _stop(first, signal.SIGKILL)
-    assert _db_status(env)["running"] is True, "PostgreSQL outlives a SIGKILLed app"
+    assert server.status().running, "PostgreSQL outlives a SIGKILLed app"
 
     second = start_cli("up", env=env)
     _wait_healthy(port, second)
-    url = run_cli("db", "url", env=env).stdout.strip()
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(server.url()) as conn:
         assert conn.execute("SELECT email FROM users").fetchall() == [("admin@example.com",)]
     assert _stop(second) == 0
-    status = _db_status(env)
-    assert status["running"] is False
-    assert status["clients"] == []
+    status = server.status()
+    assert not status.running
+    assert status.clients == []
 
 
 def test_embedded_server_is_shared_and_stops_with_its_last_user(embedded_home: Path) -> None:
     env = cli_env(CRONICORN_HOME=str(embedded_home), HOST="127.0.0.1")
+    server = EmbeddedPostgres(embedded_home)
     port_a, port_b = free_port(), free_port()
     a = start_cli("up", env={**env, "PORT": str(port_a)})
     _wait_healthy(port_a, a)
     b = start_cli("api", env={**env, "PORT": str(port_b)})
     _wait_healthy(port_b, b)
-    assert sorted(_db_status(env)["clients"]) == sorted([a.pid, b.pid])  # type: ignore[type-var]
+    assert server.status().clients == sorted([a.pid, b.pid])
     assert _stop(a) == 0
-    assert _db_status(env)["running"] is True
+    assert server.status().running
     assert _health(port_b)[0] == 200
     assert _stop(b) == 0
-    assert _db_status(env)["running"] is False
+    assert not server.status().running
 
 
 def test_db_start_keeps_the_server_for_operators_until_db_stop(embedded_home: Path) -> None:
