@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import RowMapping, and_, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain import month_start
@@ -237,7 +237,7 @@ async def latest_of(conn: AsyncConnection, endpoint_ids: list[str]) -> dict[str,
         return {}
     rows = await conn.execute(
         select(*RUN_COLUMNS)
-        .distinct(runs.c.endpoint_id)
+        .ext(distinct_on(runs.c.endpoint_id))
         .where(runs.c.endpoint_id.in_(endpoint_ids), runs.c.status != "running")
         .order_by(runs.c.endpoint_id, runs.c.started_at.desc(), runs.c.id.desc())
     )
