@@ -149,6 +149,7 @@ class Settings(BaseSettings):
         "aws_region",
         "openai_base_url",
         "openai_api_key",
+        "ai_temperature",
         mode="before",
     )
     @classmethod
