@@ -54,7 +54,8 @@ def _document_absent(schema: dict[str, Any], model: type[BaseModel]) -> None:
     properties = schema.get("properties", {})
     required = schema.get("required", [])
     for name, field in model.model_fields.items():
-        prop = properties.get(field.serialization_alias or field.alias or name)
+        key = field.serialization_alias or field.alias or name
+        prop = properties.get(key)
         if field.exclude_if is not _is_none or prop is None:
             continue
         prop.pop("default", None)
@@ -62,8 +63,8 @@ def _document_absent(schema: dict[str, Any], model: type[BaseModel]) -> None:
         if len(branches) == 1:
             del prop["anyOf"]
             prop.update(branches[0])
-        if field.alias in required:
-            required.remove(field.alias)
+        if key in required:
+            required.remove(key)
 
 
 class Out(BaseModel):
