@@ -215,6 +215,11 @@ async def test_auto_mode_tightens_on_a_deep_queue_and_relaxes_when_it_drains(
     assert outcomes.count("applied") >= 2  # tighten, then relax
     tools_used = {c["tool"] for s in sessions["sessions"] for c in s["toolCalls"]}
     assert {"propose_interval", "clear_hints", "submit_analysis"} <= tools_used
+    async with client.http.get(f"{client.base}/metrics") as resp:
+        metrics = await resp.text()
+    assert 'cronicorn_planner_sessions_total{outcome="applied"}' in metrics
+    assert "cronicorn_planner_model_latency_seconds_count" in metrics
+    assert 'cronicorn_planner_tokens_total{kind="prompt"}' in metrics
 
 
 async def test_suggest_mode_changes_nothing_until_applied(
