@@ -250,7 +250,7 @@ monthly_usage = Table(
     Column("user_id", Text, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("period_start", TZ, primary_key=True),
     Column("runs", BigInteger, nullable=False, server_default=text("0")),
-    # AI planner tokens (prompt + completion) this month (0006), the QUOTA_AI_TOKENS_PER_MONTH meter.
+    # AI planner tokens (prompt + completion) this month (0006): QUOTA_AI_TOKENS_PER_MONTH.
     Column("ai_tokens", BigInteger, nullable=False, server_default=text("0")),
 )
 
