@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cronicorn.backup.errors import ToolError
+from cronicorn.backup.errors import BackupError, ToolError
+from cronicorn.backup.pg import database_name, scrub
 from cronicorn.backup.tools import ToolFinder, bundled_bin_dir
 
 
@@ -66,3 +67,57 @@ def test_a_binary_that_does_not_answer_is_reported(tmp_path: Path) -> None:
     finder = ToolFinder(search_path=str(broken.parent), bundled_dir=None)
     with pytest.raises(ToolError, match="did not report a PostgreSQL version"):
         finder.find("pg_dump", at_least=18)
+
+
+def _fake_libpq(directory: Path, name: str, version: str, *, tls: bool) -> Path:
+    """A client that answers --version and, asked for sslmode=require, fails as a libpq
+    built without TLS does (or as a refused connection, when it has TLS)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    refusal = (
+        'sslmode value \\"require\\" invalid when SSL support is not compiled in'
+        if not tls
+        else "connection to server failed: Connection refused"
+    )
+    path.write_text(
+        "#!/bin/sh\n"
+        f'if [ "$1" = --version ]; then echo "{name} (PostgreSQL) {version}"; exit 0; fi\n'
+        f'echo "{name}: error: {refusal}" >&2; exit 2\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_when_tls_is_required_only_tools_that_speak_it_are_used(tmp_path: Path) -> None:
+    plain = _fake_libpq(tmp_path / "plain", "pg_dump", "18.1", tls=False)
+    secure = _fake_libpq(tmp_path / "secure", "pg_dump", "18.1", tls=True)
+    finder = ToolFinder(search_path=str(plain.parent), bundled_dir=None, system_dirs=[])
+    assert finder.find("pg_dump", at_least=18).path == plain, "no TLS asked: fine"
+    with pytest.raises(ToolError) as caught:
+        finder.find("pg_dump", at_least=18, tls=True)
+    message = str(caught.value)
+    assert "has no TLS support" in message
+    assert "postgresql-client-18" in message
+    assert "\n" not in message, "one line"
+    both = ToolFinder(search_path=str(plain.parent), bundled_dir=None, system_dirs=[secure.parent])
+    assert both.find("pg_dump", at_least=18, tls=True).path == secure
+
+
+def test_the_bundled_tools_have_no_tls_and_are_refused_for_it(tmp_path: Path) -> None:
+    bundled = bundled_bin_dir()
+    assert bundled is not None
+    finder = ToolFinder(search_path=str(tmp_path), bundled_dir=bundled, system_dirs=[])
+    with pytest.raises(ToolError, match="has no TLS support"):
+        finder.find("psql", at_least=1, tls=True)
+
+
+def test_passwords_are_scrubbed_from_messages() -> None:
+    libpq = 'missing "=" after "postgresql+psycopg://app:hunter2@db/x" in connection info string'
+    assert "hunter2" not in scrub(libpq)
+    assert "app:***@db" in scrub(libpq)
+    assert scrub("host=db password='two words' user=app") == "host=db password=*** user=app"
+    assert "s3cr%t" not in scrub("auth failed: s3cr%t", "postgresql://app:s3cr%25t@db/x")
+    with pytest.raises(BackupError) as caught:
+        database_name("postgresql+psycopg://app:hunter2@db/x")
+    assert "hunter2" not in str(caught.value)
+    assert "postgresql://" in str(caught.value), "says what a valid URL looks like"

@@ -185,6 +185,16 @@ def _configure(server: ManagedServer) -> None:
     )
     if server.database == "postgres":  # Supabase: the app's database is `postgres` itself
         server.admin(f"ALTER DATABASE postgres OWNER TO {APP_ROLE}")
+        # …which also holds the provider's own schema (readable by the app) and extensions
+        server.admin(
+            "CREATE SCHEMA auth",
+            "CREATE TABLE auth.users (id uuid PRIMARY KEY, email text)",
+            "INSERT INTO auth.users VALUES (gen_random_uuid(), 'someone@example.com')",
+            f"GRANT USAGE ON SCHEMA auth TO {APP_ROLE}",
+            f"GRANT SELECT ON auth.users TO {APP_ROLE}",
+            "CREATE SCHEMA extensions",
+            "CREATE EXTENSION pgcrypto WITH SCHEMA extensions",
+        )
     else:
         server.admin(
             f"CREATE DATABASE {server.database} OWNER {APP_ROLE}",

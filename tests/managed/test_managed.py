@@ -67,6 +67,7 @@ def test_create_verify_and_restore_in_place(server: ManagedServer, backup_dir: P
     report = verify_backup(ctx, created.name)  # auto: no CREATEDB, so embedded
     assert report.scratch == "embedded"
     assert report.ok, report.checks
+    assert "auth.users" not in created.manifest.row_counts, "the provider's schemas stay out"
 
     oid = _database_oid(server)
     changed = _diverge(server.url(), "late-1")
@@ -77,6 +78,8 @@ def test_create_verify_and_restore_in_place(server: ManagedServer, backup_dir: P
     assert done.safety_backup is not None
     restore_backup(ctx, done.safety_backup)
     assert counts(server.url(), *TABLES) == changed, "the safety backup holds what was there"
+    if server.database == "postgres":
+        assert scalar(server.url(), "SELECT count(*) FROM auth.users") == 1, "left alone"
     _drop_late_jobs(server.url())
 
 
@@ -233,20 +236,23 @@ def _group(pgid: int) -> list[int]:
 
 
 def test_the_seed_pages_manual_procedure(server: ManagedServer, tmp_path: Path) -> None:
-    """docs/self-hosting/managed-postgres.md: pg_dump | gzip, then one psql transaction that
-    empties schema public and loads the dump (no DROP DATABASE, no CREATEDB)."""
+    """docs/self-hosting/managed-postgres.md: pg_dump of schema public | gzip, then one psql
+    transaction that drops schema public and loads the dump (no DROP DATABASE, no CREATEDB;
+    Supabase's own schemas in the same database are neither dumped nor touched)."""
     env = cli_env(DATABASE_URL=server.url(), AUTH_SECRET="k" * 40)
     env["PATH"] = f"{Path(CLI).parent}:{env['PATH']}"
     expected = counts(server.url(), *TABLES)
     dump = tmp_path / "cronicorn-backup.sql.gz"
-    _shell(f'pg_dump "$(cronicorn db url)" --no-owner --no-acl | gzip > {dump}', env)
+    _shell(f'pg_dump "$(cronicorn db url)" -n public --no-owner --no-acl | gzip > {dump}', env)
     _diverge(server.url(), "late-seed")
     _shell(
-        "( echo 'BEGIN; DROP SCHEMA public CASCADE; CREATE SCHEMA public;'; "
+        "( echo 'BEGIN; DROP SCHEMA public CASCADE;'; "
         f"gunzip -c {dump}; echo 'COMMIT;' ) | psql \"$(cronicorn db url)\" -v ON_ERROR_STOP=1 -q",
         env,
     )
     assert counts(server.url(), *TABLES) == expected
+    if server.database == "postgres":
+        assert scalar(server.url(), "SELECT count(*) FROM auth.users") == 1, "left alone"
     migrated = run_cli("migrate", env=env, cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert "No pending migrations" in migrated.stdout

@@ -163,7 +163,14 @@ def _dump(
         writer = staging.writer(DUMP_FILES[fmt])
         counter.start()
         try:
-            job = DumpJob(tool=tool, conninfo=conninfo, env=env, fmt=fmt, snapshot=snapshot_id)
+            job = DumpJob(
+                tool=tool,
+                conninfo=conninfo,
+                env=env,
+                fmt=fmt,
+                snapshot=snapshot_id,
+                exclude_schemas=tuple(pg.other_schemas(snap)),
+            )
             run_dump(
                 job,
                 writer,

@@ -117,15 +117,23 @@ def server_version(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[str, i
 
 
 def user_tables(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Cronicorn's tables: those of schema public (a managed database, Supabase's `postgres`
+    above all, holds the provider's own schemas too; they are not ours to back up)."""
     rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' "
-        "ORDER BY 1, 2"
+        "SELECT c.relname FROM pg_class c "
+        "WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') "
+        "AND NOT c.relispartition ORDER BY 1"
     ).fetchall()
-    return [str(r[1]) if r[0] == "public" else f"{r[0]}.{r[1]}" for r in rows]
+    return [str(r[0]) for r in rows]
+
+
+def other_schemas(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Schemas besides public and the system's: left out of the dump."""
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('public', 'information_schema') "
+        "AND nspname NOT LIKE 'pg\\_%' ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 def _table_ident(name: str) -> sql.Identifier:

@@ -36,6 +36,7 @@ class DumpJob:
     env: dict[str, str]
     fmt: Format
     snapshot: str | None = None
+    exclude_schemas: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,9 +99,17 @@ def run_dump(
     cancel: threading.Event | None = None,
 ) -> None:
     """Stream `pg_dump` into `writer` (gzip-compressed for the plain SQL format)."""
-    args = [str(job.tool.path), "--dbname", job.conninfo, "--verbose"]
+    args = [str(job.tool.path), "--dbname", job.conninfo, "--verbose", "--no-comments"]
     if job.snapshot:
         args += ["--snapshot", job.snapshot]
+    # Schema public only: the provider's schemas and extensions (Supabase: auth, storage,
+    # pg_graphql…) are neither ours to restore nor creatable by the owner role or in a
+    # scratch server. `--extension=plpgsql` selects no extension beyond the built-in one.
+    args += [
+        f'--exclude-schema="{name.replace(chr(34), chr(34) * 2)}"' for name in job.exclude_schemas
+    ]
+    if job.tool.major >= 14:
+        args += ["--extension=plpgsql"]
     if job.fmt == "custom":
         args += ["--format=custom"]
     else:
