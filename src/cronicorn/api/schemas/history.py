@@ -128,7 +128,8 @@ WARNING_SCHEMA: dict[str, Any] = {
     "properties": {
         "code": {
             "type": "string",
-            "description": "output_truncated, missing_final_tool, missing_reasoning, …",
+            "description": "output_truncated, missing_final_tool, missing_reasoning (the "
+            "reference's), prose_reply, step_budget, token_budget",
         },
         "message": {"type": "string"},
         "meta": {"type": "object"},
