@@ -19,6 +19,7 @@ from cronicorn.backup.context import BackupContext
 from cronicorn.backup.create import CreateOptions, create_backup
 from cronicorn.backup.errors import BackupBusy, DiskFull, ToolError
 from cronicorn.backup.layout import partials, scan
+from cronicorn.backup.restore import pending_restore, restore_backup
 from cronicorn.backup.tools import ToolFinder
 
 
@@ -115,3 +116,25 @@ def test_a_pg_dump_older_than_the_server_is_refused_before_writing(
     with pytest.raises(ToolError, match=r"pg_dump 16.2 .* older than PostgreSQL 18.*client-18"):
         create_backup(old_tools)
     assert not ctx.backup_dir.exists()
+
+
+def test_a_full_disk_during_a_restores_safety_backup_leaves_the_data(
+    seeded: str, ctx: BackupContext, tiny_disk: Path
+) -> None:
+    """The safety backup comes before anything is touched: when it cannot be written the
+    restore stops there, the database as it was, no marker left behind."""
+    created = create_backup(ctx)
+    noise = " || ".join(["md5(random()::text)"] * 16)
+    with pg.connect(seeded) as conn:
+        conn.execute(
+            "INSERT INTO runs (id, endpoint_id, user_id, status, source, started_at, due_at, "
+            f"response_text) SELECT 'big-' || g, 'ep-1', 'u-seed', 'success', 'manual', now(), "
+            f"now() + g * interval '1 s', {noise} FROM generate_series(1, 8000) g"
+        )
+    before = scalar(seeded, "SELECT count(*) FROM runs")
+    small = replace(ctx, backup_dir=tiny_disk / "backups")
+    with pytest.raises(DiskFull):
+        restore_backup(small, str(created.path))
+    assert scalar(seeded, "SELECT count(*) FROM runs") == before
+    assert pending_restore(small.backup_dir) is None
+    assert partials(small.backup_dir) == []
