@@ -10,7 +10,13 @@ from cronicorn.domain.constants import (
     Source,
 )
 from cronicorn.domain.cron import next_cron_time, validate_cron, validate_timezone
-from cronicorn.domain.errors import CronError, DomainError, ScheduleError, TimezoneError
+from cronicorn.domain.errors import (
+    CronError,
+    DomainError,
+    RuleError,
+    ScheduleError,
+    TimezoneError,
+)
 from cronicorn.domain.ids import id_time, new_id
 from cronicorn.domain.quotas import NO_QUOTAS, Quotas, month_start, next_month_start
 from cronicorn.domain.schedule import (
@@ -35,6 +41,7 @@ __all__ = [
     "DomainError",
     "Plan",
     "Quotas",
+    "RuleError",
     "RunDecision",
     "ScheduleError",
     "ScheduleState",

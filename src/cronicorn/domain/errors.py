@@ -17,3 +17,7 @@ class TimezoneError(DomainError, ValueError):
 
 class ScheduleError(DomainError, ValueError):
     """A schedule state or argument is unusable (naive datetime, negative count...)."""
+
+
+class RuleError(DomainError, ValueError):
+    """A condition, assertion or response rule is malformed; the message names the field."""

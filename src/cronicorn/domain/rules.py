@@ -1,0 +1,291 @@
+"""Assertions and response rules: what an answer must look like, and what it changes.
+
+`parse_assertions` / `parse_rules` validate the user's JSON once (create, edit, import) into
+frozen dataclasses and raise `RuleError` naming the field path; stored JSON is always a value
+they accepted. `failed_assertion` says why a run that answered is still a failure.
+`decide(rules, response, now)` is the pure step the scheduler takes right after each run:
+rules are tried in order and, for each endpoint they act on (the endpoint itself or one
+sibling), the FIRST rule whose condition holds wins; its action becomes an `Effect` with
+absolute times. Effects only write hints and pauses, which the governor then clamps to the
+endpoint's min/max like any hint, so a rule can never schedule outside the user's bounds.
+
+Rule loops (A's rule pauses B, B's rule resumes A) are bounded by construction: a rule fires
+only after its own endpoint ran, and an action never runs anything immediately.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cronicorn.domain.conditions import (
+    Condition,
+    Response,
+    StatusIn,
+    condition_to_json,
+    explain,
+    holds,
+    parse_condition,
+    parse_statuses,
+)
+from cronicorn.domain.errors import RuleError
+
+ACTIONS = ("interval", "oneshot", "pause", "resume", "clear")
+MAX_RULES = 20
+MAX_ASSERTIONS = 20
+MAX_TTL_MINUTES = 7 * 24 * 60
+DEFAULT_TTL_MINUTES = 60
+_MAX_MS = 30 * 24 * 3_600_000
+_MAX_NAME = 100
+_DEFAULT_STATUSES = parse_statuses(["2xx"], "assertions.statuses")
+
+_ACTION_FIELDS: dict[str, frozenset[str]] = {
+    "interval": frozenset({"intervalMs"}),
+    "oneshot": frozenset({"atIso", "inMs"}),
+    "pause": frozenset({"forMinutes", "untilIso"}),
+    "resume": frozenset(),
+    "clear": frozenset(),
+}
+_COMMON = frozenset({"action", "ttlMinutes", "target"})
+
+
+@dataclass(frozen=True, slots=True)
+class Assertions:
+    statuses: StatusIn = _DEFAULT_STATUSES
+    conditions: tuple[Condition, ...] = ()
+
+
+DEFAULT_ASSERTIONS = Assertions()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: str
+    interval_ms: int | None = None
+    at: datetime | None = None
+    in_ms: int | None = None
+    for_minutes: int | None = None
+    until: datetime | None = None
+    ttl_minutes: int | None = None
+    target: str | None = None  # a sibling endpoint's id; None: the endpoint itself
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    when: Condition
+    then: Action
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What one fired rule writes on `target` (None: the endpoint that ran)."""
+
+    rule_index: int
+    rule_name: str | None
+    kind: str
+    target: str | None
+    interval_ms: int | None = None
+    interval_expires_at: datetime | None = None
+    oneshot_at: datetime | None = None
+    oneshot_expires_at: datetime | None = None
+    paused_until: datetime | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The fired rule as recorded on the run."""
+        out: dict[str, Any] = {"index": self.rule_index, "action": self.kind}
+        if self.rule_name is not None:
+            out["name"] = self.rule_name
+        if self.target is not None:
+            out["target"] = self.target
+        return out
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def parse_assertions(raw: Any, where: str = "assertions") -> Assertions:
+    """`{"statuses": ["2xx"], "conditions": [...]}`; None means the default (2xx only)."""
+    if raw is None:
+        return DEFAULT_ASSERTIONS
+    if not isinstance(raw, dict):
+        raise RuleError(f"{where}: expected an object with statuses and/or conditions")
+    _only(raw, where, {"statuses", "conditions"})
+    statuses = raw.get("statuses")
+    parsed_statuses = (
+        _DEFAULT_STATUSES if statuses is None else parse_statuses(statuses, f"{where}.statuses")
+    )
+    conditions = raw.get("conditions") or []
+    if not isinstance(conditions, list) or len(conditions) > MAX_ASSERTIONS:
+        raise RuleError(f"{where}.conditions: expected a list of at most {MAX_ASSERTIONS}")
+    return Assertions(
+        parsed_statuses,
+        tuple(parse_condition(c, f"{where}.conditions[{i}]") for i, c in enumerate(conditions)),
+    )
+
+
+def assertions_to_json(assertions: Assertions) -> dict[str, Any]:
+    return {
+        "statuses": list(assertions.statuses.spec),
+        "conditions": [condition_to_json(c) for c in assertions.conditions],
+    }
+
+
+def parse_rules(raw: Any, where: str = "rules") -> tuple[Rule, ...]:
+    """An ordered list of `{name?, when, then}`; None means no rules."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) > MAX_RULES:
+        raise RuleError(f"{where}: expected a list of at most {MAX_RULES} rules")
+    return tuple(_parse_rule(item, f"{where}[{i}]") for i, item in enumerate(raw))
+
+
+def _parse_rule(raw: Any, where: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise RuleError(f"{where}: expected an object with when and then")
+    _only(raw, where, {"name", "when", "then"})
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME):
+        raise RuleError(f"{where}.name: expected text of 1 to {_MAX_NAME} characters")
+    if "when" not in raw:
+        raise RuleError(f"{where}.when: required")
+    if "then" not in raw:
+        raise RuleError(f"{where}.then: required")
+    return Rule(
+        parse_condition(raw["when"], f"{where}.when"),
+        _parse_action(raw["then"], f"{where}.then"),
+        name,
+    )
+
+
+def _parse_action(raw: Any, where: str) -> Action:
+    if not isinstance(raw, dict):
+        raise RuleError(f"{where}: expected an object with an action")
+    kind = raw.get("action")
+    if kind not in _ACTION_FIELDS:
+        raise RuleError(f"{where}.action: expected one of {', '.join(ACTIONS)}")
+    _only(raw, where, _COMMON | _ACTION_FIELDS[kind])
+    target = raw.get("target")
+    if target is not None and (not isinstance(target, str) or not 0 < len(target) <= 64):
+        raise RuleError(f"{where}.target: expected an endpoint id")
+    ttl = _int(raw, "ttlMinutes", where, 1, MAX_TTL_MINUTES)
+    if kind == "interval":
+        interval = _int(raw, "intervalMs", where, 1, _MAX_MS)
+        if interval is None:
+            raise RuleError(f"{where}.intervalMs: required for action interval")
+        return Action(kind, interval_ms=interval, ttl_minutes=ttl, target=target)
+    if kind == "oneshot":
+        at, in_ms = _when(raw, where, "atIso", "inMs", _MAX_MS)
+        return Action(kind, at=at, in_ms=in_ms, ttl_minutes=ttl, target=target)
+    if kind == "pause":
+        until, minutes = _when(raw, where, "untilIso", "forMinutes", MAX_TTL_MINUTES)
+        return Action(kind, until=until, for_minutes=minutes, ttl_minutes=ttl, target=target)
+    return Action(kind, ttl_minutes=ttl, target=target)
+
+
+def _when(
+    raw: dict[str, Any], where: str, iso_key: str, rel_key: str, high: int
+) -> tuple[datetime | None, int | None]:
+    relative = _int(raw, rel_key, where, 0, high)
+    iso = raw.get(iso_key)
+    if (iso is None) == (relative is None):
+        raise RuleError(f"{where}: exactly one of {iso_key} or {rel_key}")
+    if iso is None:
+        return None, relative
+    try:
+        at = datetime.fromisoformat(iso) if isinstance(iso, str) else None
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise RuleError(f"{where}.{iso_key}: expected an ISO 8601 time with a UTC offset")
+    return at.astimezone(UTC), None
+
+
+def _int(raw: dict[str, Any], key: str, where: str, low: int, high: int) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RuleError(f"{where}.{key}: expected a whole number from {low} to {high}")
+    return value
+
+
+def _only(raw: dict[str, Any], where: str, allowed: set[str] | frozenset[str]) -> None:
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise RuleError(f"{where}.{extra[0]}: unknown field")
+
+
+def rules_to_json(rules: tuple[Rule, ...]) -> list[dict[str, Any]]:
+    return [_rule_to_json(r) for r in rules]
+
+
+def _rule_to_json(rule: Rule) -> dict[str, Any]:
+    a = rule.then
+    then: dict[str, Any] = {
+        "action": a.kind,
+        "intervalMs": a.interval_ms,
+        "atIso": None if a.at is None else a.at.isoformat(),
+        "inMs": a.in_ms,
+        "untilIso": None if a.until is None else a.until.isoformat(),
+        "forMinutes": a.for_minutes,
+        "ttlMinutes": a.ttl_minutes,
+        "target": a.target,
+    }
+    out: dict[str, Any] = {"when": condition_to_json(rule.when)}
+    out["then"] = {k: v for k, v in then.items() if v is not None}
+    if rule.name is not None:
+        out = {"name": rule.name, **out}
+    return out
+
+
+def targets(rules: tuple[Rule, ...]) -> set[str]:
+    """The sibling ids the rules act on (checked against the job when the rules are saved)."""
+    return {r.then.target for r in rules if r.then.target is not None}
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+
+def failed_assertion(assertions: Assertions, response: Response) -> str | None:
+    """Why an answered call does not count as a success, or None when it does."""
+    if not holds(assertions.statuses, response):
+        return "assertion failed: " + explain(assertions.statuses, response)
+    for condition in assertions.conditions:
+        if not holds(condition, response):
+            return "assertion failed: " + explain(condition, response)
+    return None
+
+
+def decide(rules: tuple[Rule, ...], response: Response, now: datetime) -> list[Effect]:
+    """The effects of `rules` on this response: per target, the first rule that holds."""
+    effects: list[Effect] = []
+    seen: set[str | None] = set()
+    for index, rule in enumerate(rules):
+        target = rule.then.target
+        if target in seen or not holds(rule.when, response):
+            continue
+        seen.add(target)
+        effects.append(effect_of(index, rule, now))
+    return effects
+
+
+def effect_of(index: int, rule: Rule, now: datetime) -> Effect:
+    a = rule.then
+    ttl = timedelta(minutes=a.ttl_minutes or DEFAULT_TTL_MINUTES)
+    base = Effect(index, rule.name, a.kind, a.target)
+    if a.kind == "interval":
+        return _with(base, interval_ms=a.interval_ms, interval_expires_at=now + ttl)
+    if a.kind == "oneshot":
+        at = a.at if a.at is not None else now + timedelta(milliseconds=a.in_ms or 0)
+        expires = max(at, now) + ttl
+        return _with(base, oneshot_at=at, oneshot_expires_at=expires)
+    if a.kind == "pause":
+        until = a.until if a.until is not None else now + timedelta(minutes=a.for_minutes or 0)
+        return _with(base, paused_until=until)
+    return base
+
+
+def _with(effect: Effect, **changes: Any) -> Effect:
+    return replace(effect, **changes)
