@@ -191,6 +191,9 @@ endpoints = Table(
     _updated(),
     # AI planner mode (0006): inherit (the job's) | off | suggest | auto.
     Column("ai_mode", Text, nullable=False, server_default="inherit"),
+    # Responses decide (0007): what `domain.rules` accepted; NULL: 2xx only / no rules.
+    Column("assertions_json", JSONB),
+    Column("rules_json", JSONB),
     CheckConstraint("method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"),
     CheckConstraint("ai_mode IN ('inherit', 'off', 'suggest', 'auto')", name="ai_mode"),
     CheckConstraint(
@@ -234,6 +237,7 @@ runs = Table(
     Column("response_truncated", Boolean, nullable=False, server_default=text("false")),
     Column("error_message", Text),
     Column("worker", Text),
+    Column("rules_fired", JSONB),  # 0007: [{index, name?, action, target?}] after this run
     CheckConstraint("status IN ('running', 'success', 'failed')", name="status"),
     Index("ix_runs_endpoint_id_started_at", "endpoint_id", "started_at"),
     Index("ix_runs_user_id_started_at", "user_id", "started_at"),
