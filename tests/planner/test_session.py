@@ -125,6 +125,10 @@ async def test_interval_outside_bounds_is_clamped_and_says_so(
     fake.add(tools(call("propose_interval", {"intervalMs": 10**9})), submit())
     await session.run(ep)
     assert (await rows.get(ep)).hint_interval_ms == 900000
+    unbounded = await rows.endpoint(max_interval_ms=None)
+    fake.add(tools(call("propose_interval", {"intervalMs": 10**30})), submit())
+    await session.run(unbounded)
+    assert (await rows.get(unbounded)).hint_interval_ms == 366 * 24 * 3600 * 1000
 
 
 async def test_rejected_calls_go_back_as_tool_errors_and_are_recorded(
@@ -142,6 +146,7 @@ async def test_rejected_calls_go_back_as_tool_errors_and_are_recorded(
             call("propose_interval", {"intervalMs": 30000, "endpointId": stranger}),  # other job
             call("propose_interval", {"interval": 30000}),  # wrong argument name
             call("pause_until", {"untilIso": "tomorrow"}),  # not a time
+            call("propose_interval", raw='{"intervalMs": Infinity}'),  # not a finite number
         ),
         submit("Nothing valid to do."),
     )
@@ -156,8 +161,9 @@ async def test_rejected_calls_go_back_as_tool_errors_and_are_recorded(
     assert "intervalMs" in errors[4]
     assert "allowed" in errors[4]
     assert "ISO 8601" in errors[5]
+    assert "finite" in errors[6]
     (stored,) = await rows.sessions(ep)
-    assert [bool(c.get("error")) for c in stored["tool_calls"]] == [True] * 6 + [False]
+    assert [bool(c.get("error")) for c in stored["tool_calls"]] == [True] * 7 + [False]
     assert stored["tool_calls"][0]["args"] == {"_raw": '{"intervalMs": 30000,'}
     for target in (ep, stranger):
         row = await rows.get(target)

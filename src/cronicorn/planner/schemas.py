@@ -38,15 +38,15 @@ class SiblingArgs(Args):
 
 
 class IntervalArgs(Args):
-    intervalMs: float = Field(gt=0)
-    ttlMinutes: float = Field(default=60, gt=0)
+    intervalMs: float = Field(gt=0, allow_inf_nan=False)
+    ttlMinutes: float = Field(default=60, gt=0, allow_inf_nan=False)
     reason: Reason | None = None
     endpointId: EndpointId | None = None
 
 
 class NextTimeArgs(Args):
     nextRunAtIso: str = Field(min_length=1, max_length=64)
-    ttlMinutes: float = Field(default=30, gt=0)
+    ttlMinutes: float = Field(default=30, gt=0, allow_inf_nan=False)
     reason: Reason | None = None
     endpointId: EndpointId | None = None
 
@@ -68,7 +68,7 @@ class SubmitArgs(Args):
         default_factory=list, max_length=20
     )
     confidence: Literal["high", "medium", "low"] | None = None
-    next_analysis_in_ms: float | None = None
+    next_analysis_in_ms: float | None = Field(default=None, allow_inf_nan=False)
 
 
 ARGS: dict[str, type[Args]] = {

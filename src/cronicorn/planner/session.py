@@ -9,6 +9,7 @@ Hints are written by the tools as the model calls them. Model failures end the s
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -321,12 +322,16 @@ def _outcome(box: Toolbox) -> str:
 
 
 def _args_json(raw: str) -> Any:
-    import json
-
+    """The arguments as stored: parsed, or the raw text when they are not JSON that
+    PostgreSQL can hold (NaN and Infinity parse in Python, not in jsonb)."""
     try:
-        return json.loads(raw or "{}")
-    except json.JSONDecodeError:
+        return json.loads(raw or "{}", parse_constant=_no_constant)
+    except ValueError:
         return {"_raw": raw[:2000]}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
 
 
 async def _retrying(write: Callable[[], Any], attempts: int = 4) -> None:
