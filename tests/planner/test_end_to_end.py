@@ -14,6 +14,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -286,3 +287,32 @@ async def test_without_a_model_health_reports_the_planner_disabled(
         _, body = await client.call("GET", "/health")
     assert body["planner"] == "disabled"
     assert _stop(proc) == 0
+
+
+async def test_cronicorn_planner_alone_analyses_and_stops_on_sigterm(
+    database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    from planner.planner_support import Clock, Rows
+
+    rows = Rows(engine, Clock(datetime.now(UTC)))
+    rows.user_id = await rows.user()
+    rows.job_id = await rows.job()
+    ep = await rows.endpoint()
+    await rows.run(ep, {"queue_depth": 900, "queue_warning_threshold": 500}, ago_s=5)
+    async with serving(FakeModel(default=queue_policy)) as fake:
+        env = cli_env(
+            DATABASE_URL=database_url,
+            AUTH_SECRET=SECRET,
+            OPENAI_BASE_URL=fake.base_url,
+            AI_MODEL="scripted",
+            AI_ANALYSIS_INTERVAL_MS="300",
+        )
+        proc = start_cli("planner", env=env, cwd=tmp_path)
+
+        async def analysed() -> bool:
+            assert proc.poll() is None, proc.communicate()
+            return any(s["outcome"] == "applied" for s in await rows.sessions(ep))
+
+        await until(analysed, timeout=90, what="a session by the lone planner")
+        assert _stop(proc) == 0
+    assert (await rows.get(ep)).hint_interval_ms == 15_000  # 1 s asked, clamped to its minimum
