@@ -16,6 +16,7 @@ from cronicorn.api.schemas.common import InDatetime, NowDep, iso_ms, require_id
 from cronicorn.api.schemas.endpoints import TestResult
 from cronicorn.api.schemas.history import Health, RunDetails, RunList
 from cronicorn.dispatch import HttpRequest
+from cronicorn.dispatch.judge import judge
 from cronicorn.dispatch.signing import SigningKeyError
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import runs as run_store
@@ -145,6 +146,8 @@ async def run_now(
     await reserve_run(conn, user.user_id, runtime.settings.quotas, now)
     await conn.commit()
     result = await dispatcher.execute(_request_for(endpoint, keys.get(user.user_id, [])))
+    if endpoint.assertions is not None:  # the endpoint's own verdict, as the scheduler's
+        result = judge(result, json.dumps(endpoint.assertions, sort_keys=True))
     finished = now + timedelta(milliseconds=result.duration_ms)
     run_id = await run_store.record_test_run(
         conn,

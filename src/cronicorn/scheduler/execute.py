@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cronicorn.dispatch import Dispatcher, HttpRequest, HttpResult
+from cronicorn.dispatch.judge import judge
 from cronicorn.scheduler.outcome import Execute, HttpOutcome, clean_text
 from cronicorn.store.claims import Claimed
 
@@ -60,6 +61,7 @@ def dispatching(dispatcher: Dispatcher) -> Execute:
     """An `Execute` that sends claimed calls through `dispatcher`."""
 
     async def execute(claim: Claimed, signing_keys: list[bytes]) -> HttpOutcome:
-        return outcome_of(await dispatcher.execute(http_request(claim, signing_keys)))
+        result = await dispatcher.execute(http_request(claim, signing_keys))
+        return outcome_of(judge(result, claim.assertions))
 
     return execute

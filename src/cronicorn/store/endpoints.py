@@ -56,6 +56,8 @@ CONFIG_FIELDS = (
     "min_interval_ms",
     "max_interval_ms",
     "ai_mode",
+    "assertions",
+    "rules",
 )
 # Config fields whose change moves `next_run_at`.
 SCHEDULE_FIELDS = frozenset(
@@ -103,6 +105,8 @@ class EndpointRow:
     created_at: datetime
     updated_at: datetime
     ai_mode: str = "inherit"  # the AI planner: inherit (the job's) | off | suggest | auto
+    assertions: Any = None  # {statuses, conditions} as `domain.rules` accepted; None: 2xx
+    rules: Any = None  # ordered response rules as `domain.rules` accepted; None: none
 
 
 _NAMES = tuple(f.name for f in fields(EndpointRow))
@@ -207,6 +211,36 @@ def check_config(values: dict[str, Any]) -> None:
 MIN_INTERVAL_MS = MIN_GAP_MS
 
 
+async def check_rule_targets(conn: AsyncConnection, user_id: str, job_id: str, rules: Any) -> None:
+    """A rule may act only on an endpoint of the same job (and so of the same user): any
+    other id, archived, foreign or unknown, is refused alike (no existence oracle)."""
+    if not isinstance(rules, list):
+        return
+    wanted = {
+        i: r["then"]["target"] for i, r in enumerate(rules) if r.get("then", {}).get("target")
+    }
+    if not wanted:
+        return
+    found = set(
+        (
+            await conn.execute(
+                select(endpoints.c.id).where(
+                    endpoints.c.id.in_(set(wanted.values())),
+                    endpoints.c.user_id == user_id,
+                    endpoints.c.job_id == job_id,
+                    endpoints.c.archived_at.is_(None),
+                )
+            )
+        ).scalars()
+    )
+    for index, target in wanted.items():
+        if target not in found:
+            raise Invalid(
+                "rules",
+                f"rules[{index}].then.target: {target} is not an endpoint of this job",
+            )
+
+
 def apply_interval_quota(values: dict[str, Any], quotas: Quotas) -> dict[str, Any]:
     """QUOTA_MIN_INTERVAL_MS on a schedule being set: a baseline interval or maximum below
     it is refused, the minimum interval is raised to it (so hints and cron slots keep to it)."""
@@ -251,6 +285,7 @@ async def create(
     values = {name: config.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
     values = apply_interval_quota(values, quotas)
     check_config(values)
+    await check_rule_targets(conn, user_id, job_id, values.get("rules"))
     await check_endpoint_room(conn, user_id, quotas)
     await open_meter(conn, user_id, quotas, now)
     draft = _draft(values, user_id=user_id, job_id=job_id, now=now)
@@ -360,6 +395,8 @@ async def update_config(
     if SCHEDULE_FIELDS & {k for k, v in values.items() if v != current[k]}:
         values = apply_interval_quota(values, quotas)
     check_config(values)
+    if "rules" in changes:
+        await check_rule_targets(conn, user_id, before.job_id, values.get("rules"))
     diff = {k: v for k, v in values.items() if v != current[k]}
     replan = bool(SCHEDULE_FIELDS & diff.keys())
     return await mutate(
@@ -581,9 +618,16 @@ async def preview(
     if row.archived_at is not None:
         return []
     plans = preview_plans(schedule_state(row), now, count, next_source=row.next_run_source)
-    return [
-        {"at": p.at, "source": p.source, "reason": REASONS.get(p.source, p.source)} for p in plans
-    ]
+    by_rule = row.hint_source == HINT_SOURCE_RULE
+    out = []
+    for p in plans:
+        source = "rule" if by_rule and p.source in _HINT_PLANS else p.source
+        out.append({"at": p.at, "source": source, "reason": REASONS.get(source, source)})
+    return out
+
+
+HINT_SOURCE_RULE = "rule"  # hints written by an endpoint's response rules
+_HINT_PLANS = frozenset({"ai-interval", "ai-oneshot"})
 
 
 REASONS = {
@@ -596,4 +640,5 @@ REASONS = {
     "paused": "paused until this time",
     "misfire": "one catch-up run for missed slots",
     "quota": "deferred to next month: the monthly run quota is used up",
+    "rule": "hint written by a response rule (clamped to min/max like any hint)",
 }

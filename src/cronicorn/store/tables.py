@@ -192,8 +192,8 @@ endpoints = Table(
     # AI planner mode (0006): inherit (the job's) | off | suggest | auto.
     Column("ai_mode", Text, nullable=False, server_default="inherit"),
     # Responses decide (0007): what `domain.rules` accepted; NULL: 2xx only / no rules.
-    Column("assertions_json", JSONB),
-    Column("rules_json", JSONB),
+    Column("assertions", JSONB),
+    Column("rules", JSONB),
     CheckConstraint("method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"),
     CheckConstraint("ai_mode IN ('inherit', 'off', 'suggest', 'auto')", name="ai_mode"),
     CheckConstraint(

@@ -32,6 +32,13 @@ from cronicorn.api.schemas.common import (
     UtcDatetime,
     json_without_nul,
 )
+from cronicorn.domain.errors import RuleError
+from cronicorn.domain.rules import (
+    assertions_to_json,
+    parse_assertions,
+    parse_rules,
+    rules_to_json,
+)
 from cronicorn.store.endpoints import EndpointRow
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
@@ -73,6 +80,89 @@ def _check_body(value: Any) -> Any:
     return value
 
 
+def _check_assertions(value: Any) -> Any:
+    json_without_nul(value)
+    try:
+        return assertions_to_json(parse_assertions(value))
+    except RuleError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_rules(value: Any) -> Any:
+    json_without_nul(value)
+    try:
+        return rules_to_json(parse_rules(value))
+    except RuleError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_CONDITION_DOC = (
+    'A condition: {status: [200, "2xx", "500-504"]}, {latencyMs: {above, below}}, '
+    '{jsonPath: "$.a.b", op: ==|!=|>|>=|<|<=|exists|not exists, value}, '
+    '{regex: "RE2 pattern"} (on the first 64 KiB of the text body), {all: [...]}, '
+    "{any: [...]} or {not: {...}}. JSON conditions are false on a body that is not JSON."
+)
+ASSERTIONS_EXAMPLE = {
+    "statuses": ["2xx"],
+    "conditions": [{"jsonPath": "$.status", "op": "==", "value": "ok"}],
+}
+RULES_EXAMPLE = [
+    {
+        "name": "deep queue",
+        "when": {"jsonPath": "$.queue.depth", "op": ">", "value": 100},
+        "then": {"action": "interval", "intervalMs": 1000, "ttlMinutes": 10},
+    },
+    {"when": {"status": [503]}, "then": {"action": "pause", "forMinutes": 5}},
+]
+_ASSERTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": 'What a run must return to count as a success (default: statuses ["2xx"], '
+    "no conditions); a failed assertion is a failed run, counted for backoff. " + _CONDITION_DOC,
+    "properties": {
+        "statuses": {"type": "array", "items": {"type": ["integer", "string"]}},
+        "conditions": {"type": "array", "items": {"type": "object"}, "maxItems": 20},
+    },
+    "additionalProperties": False,
+    "examples": [ASSERTIONS_EXAMPLE],
+}
+_RULES_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "maxItems": 20,
+    "description": "Ordered response rules, tried right after each run: for each endpoint "
+    "acted on (this one, or `then.target`, a sibling in the same job) the first rule whose "
+    "`when` holds fires. Actions: interval {intervalMs}, oneshot {atIso | inMs}, pause "
+    "{untilIso | forMinutes}, resume, clear; `ttlMinutes` (default 60) bounds hints. "
+    "Hints are clamped to min/maxIntervalMs. " + _CONDITION_DOC,
+    "items": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 100},
+            "when": {"type": "object"},
+            "then": {
+                "type": "object",
+                "properties": {
+                    "action": {"enum": ["interval", "oneshot", "pause", "resume", "clear"]},
+                    "intervalMs": {"type": "integer"},
+                    "atIso": {"type": "string", "format": "date-time"},
+                    "inMs": {"type": "integer"},
+                    "untilIso": {"type": "string", "format": "date-time"},
+                    "forMinutes": {"type": "integer"},
+                    "ttlMinutes": {"type": "integer"},
+                    "target": {"type": "string"},
+                },
+                "required": ["action"],
+            },
+        },
+        "required": ["when", "then"],
+    },
+    "examples": [RULES_EXAMPLE],
+}
+AssertionsIn = Annotated[
+    JsonValue, AfterValidator(_check_assertions), WithJsonSchema(_ASSERTIONS_SCHEMA)
+]
+RulesIn = Annotated[JsonValue, AfterValidator(_check_rules), WithJsonSchema(_RULES_SCHEMA)]
+
+
 Name = Annotated[NonBlank, Field(min_length=1, max_length=255)]
 Url = Annotated[Text, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
 Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
@@ -107,6 +197,8 @@ class EndpointCreate(In):
         description="AI planner: inherit (the job's aiMode), off, suggest (record suggestions "
         "to apply or dismiss) or auto (write hints)",
     )
+    assertions: AssertionsIn | None = None
+    rules: RulesIn | None = None
 
 
 _NOT_NULL = ("name", "url")
@@ -136,6 +228,8 @@ class EndpointPatch(In):
     min_interval_ms: IntervalMs | None = None
     max_interval_ms: IntervalMs | None = None
     ai_mode: AiMode | None = None  # null: inherit
+    assertions: AssertionsIn | None = None  # null: 2xx only
+    rules: RulesIn | None = None  # null: no rules
 
     @field_validator(*_NOT_NULL)
     @classmethod
@@ -184,6 +278,10 @@ class Endpoint(Out):
     ai_hint_reason: Absent[str] = None
     ai_hint_source: Absent[str] = None
     ai_mode: str = Field(description="inherit | off | suggest | auto")
+    assertions: Absent[JsonValue] = Field(
+        default=None, description="Success assertions (absent: 2xx only)"
+    )
+    rules: Absent[JsonValue] = Field(default=None, description="Ordered response rules")
     version: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -224,6 +322,8 @@ class Endpoint(Out):
             ai_hint_reason=row.hint_reason,
             ai_hint_source=row.hint_source,
             ai_mode=row.ai_mode,
+            assertions=row.assertions,
+            rules=row.rules,
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,

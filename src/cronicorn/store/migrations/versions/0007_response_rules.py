@@ -4,8 +4,8 @@ Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-30 03:00:00
 
-`endpoints.assertions_json` ({statuses, conditions}; NULL: 2xx only) and
-`endpoints.rules_json` (ordered [{name?, when, then}]; NULL: none) hold what the API
+`endpoints.assertions` ({statuses, conditions}; NULL: 2xx only) and
+`endpoints.rules` (ordered [{name?, when, then}]; NULL: none) hold what the API
 validated with `domain.rules`; `runs.rules_fired` lists the rules that fired after a run
 ([{index, name?, action, target?}]; NULL: none).
 """
@@ -23,8 +23,8 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS assertions_json JSONB;
-        ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS rules_json JSONB;
+        ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS assertions JSONB;
+        ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS rules JSONB;
         ALTER TABLE runs ADD COLUMN IF NOT EXISTS rules_fired JSONB;
         """
     )
