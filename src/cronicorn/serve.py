@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import psycopg
 
 from cronicorn.config import Settings
-from cronicorn.dispatch.ssrf import ineffective_allowances
 from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.embedded_supervisor import EmbeddedSupervisor
 from cronicorn.errors import first_line
@@ -64,6 +63,8 @@ def database(settings: Settings, *, supervise: bool = False) -> Iterator[str]:
 
 def make_runtime(settings: Settings, database_url: str, *, role: str) -> Runtime:
     """The process's Runtime; on the embedded server, health also reports the server."""
+    from cronicorn.dispatch.ssrf import ineffective_allowances  # aiohttp: only when serving
+
     runtime = Runtime.create(settings, database_url, role=role)
     for problem in ineffective_allowances(settings.allow_networks):
         log.warning(

@@ -8,6 +8,7 @@ are stored.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -36,9 +37,14 @@ from cronicorn.store.users import UserRow
 MAX_PASSWORD_LENGTH = 1024
 MAX_NAME_LENGTH = 200
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# Verified against when the email is unknown, so a wrong email costs as much as a wrong
-# password and response times do not reveal which accounts exist.
-_DUMMY_HASH = hash_password("cronicorn-dummy-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a wrong email costs as much as a wrong
+    password and response times do not reveal which accounts exist. Made on first use: an
+    argon2 hash at import would slow every CLI command."""
+    return hash_password("cronicorn-dummy-password")
 
 
 def normalize_email(email: str) -> str:
@@ -93,7 +99,7 @@ async def authenticate_password(
     """The enabled user with this email and password, else `InvalidCredentials` (one error
     for unknown email, wrong password and disabled user, at the same cost)."""
     user = await users.get_by_email(conn, email.strip())
-    stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
+    stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
     ok = verify_password(stored, password)
     if user is None or not user.password_hash or not ok or user.disabled_at is not None:
         raise InvalidCredentials
