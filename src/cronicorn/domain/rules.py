@@ -9,8 +9,10 @@ sibling), the FIRST rule whose condition holds wins; its action becomes an `Effe
 absolute times. Effects only write hints and pauses, which the governor then clamps to the
 endpoint's min/max like any hint, so a rule can never schedule outside the user's bounds.
 
-Rule loops (A's rule pauses B, B's rule resumes A) are bounded by construction: a rule fires
-only after its own endpoint ran, and an action never runs anything immediately.
+Rule loops (A's rule pauses B, B's rule resumes A; A and B calling each other with
+one-shots) are bounded by construction: a rule fires only after its own endpoint ran, and an
+action never runs anything sooner than `MIN_GAP_MS` from now, so a cycle advances at most one
+hop per run and no endpoint runs more than once a second because of rules.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from cronicorn.domain.conditions import (
     parse_condition,
     parse_statuses,
 )
+from cronicorn.domain.constants import MIN_GAP_MS
 from cronicorn.domain.errors import RuleError
+from cronicorn.domain.schedule import ScheduleState
 
 ACTIONS = ("interval", "oneshot", "pause", "resume", "clear")
 MAX_RULES = 20
@@ -279,6 +283,7 @@ def effect_of(index: int, rule: Rule, now: datetime) -> Effect:
         return _with(base, interval_ms=a.interval_ms, interval_expires_at=now + ttl)
     if a.kind == "oneshot":
         at = a.at if a.at is not None else now + timedelta(milliseconds=a.in_ms or 0)
+        at = max(at, now + timedelta(milliseconds=MIN_GAP_MS))  # never a hot loop
         expires = max(at, now) + ttl
         return _with(base, oneshot_at=at, oneshot_expires_at=expires)
     if a.kind == "pause":
@@ -289,3 +294,30 @@ def effect_of(index: int, rule: Rule, now: datetime) -> Effect:
 
 def _with(effect: Effect, **changes: Any) -> Effect:
     return replace(effect, **changes)
+
+
+def apply_effect(state: ScheduleState, effect: Effect) -> ScheduleState:
+    """`state` with the effect's hints or pause written (the governor then clamps them)."""
+    if effect.kind == "interval":
+        return replace(
+            state,
+            hint_interval_ms=effect.interval_ms,
+            hint_interval_expires_at=effect.interval_expires_at,
+        )
+    if effect.kind == "oneshot":
+        return replace(
+            state,
+            hint_oneshot_at=effect.oneshot_at,
+            hint_oneshot_expires_at=effect.oneshot_expires_at,
+        )
+    if effect.kind == "pause":
+        return replace(state, paused_until=effect.paused_until)
+    if effect.kind == "resume":
+        return replace(state, paused_until=None)
+    return replace(
+        state,
+        hint_interval_ms=None,
+        hint_interval_expires_at=None,
+        hint_oneshot_at=None,
+        hint_oneshot_expires_at=None,
+    )

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -26,6 +27,8 @@ from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock
 from cronicorn.scheduler.connection import ReconnectingConnection, is_connection_error
 from cronicorn.scheduler.planning import plan_after
+from cronicorn.scheduler.rules_step import Applied, after_run
+from cronicorn.store.rule_writes import apply_to_siblings
 from cronicorn.store.run_writes import (
     EndpointUpdate,
     Leased,
@@ -188,19 +191,26 @@ class RunWriter:
             now = self._clock()
             outcomes: list[RunOutcome] = []
             updates: list[EndpointUpdate] = []
+            siblings: list[tuple[str, Applied]] = []
             for item in batch:
-                outcome, update = self._plan(item, leased.get(item.endpoint_id), now)
+                outcome, update = self._plan(item, leased.get(item.endpoint_id), now, siblings)
                 if outcome is not None:
                     outcomes.append(outcome)
                 if update is not None:
                     updates.append(update)
             await write_finished(conn, outcomes=outcomes, updates=updates)
+        if siblings:
+            await _apply_siblings(conn, siblings, now)
         metrics.WRITE_BATCH.observe(len(batch))
         self.touched.update(d.endpoint_id for d in batch if d.outcome is not None)
         return min((u.next_run_at for u in updates), default=None)
 
     def _plan(
-        self, item: Done, row: Leased | None, now: datetime
+        self,
+        item: Done,
+        row: Leased | None,
+        now: datetime,
+        siblings: list[tuple[str, Applied]],
     ) -> tuple[RunOutcome | None, EndpointUpdate | None]:
         outcome = item.outcome
         if row is None:  # lease lost: another worker took the endpoint over
@@ -216,6 +226,9 @@ class RunWriter:
             )
             return outcome, keep
         started = item.started_at or now
+        applied = after_run(row.rules, outcome, state, now) if item.kind is Kind.FINISHED else None
+        if applied is not None:
+            state = applied.state
         succeeded = item.kind is Kind.CONFLICT or (
             outcome is not None and outcome.status == "success"
         )
@@ -232,6 +245,14 @@ class RunWriter:
         update = planned.update
         if item.kind is Kind.CONFLICT:  # nothing ran: the failure streak stands
             update = replace(update, failure_count=state.failure_count, last_run_at=None)
+        if applied is not None:
+            update, outcome = _with_rules(update, outcome, applied)
+            if applied.siblings:
+                siblings.append((item.endpoint_id, applied))
+        if update.source in _HINT_PLANS and (
+            (applied is not None and applied.own) or row.hint_source == "rule"
+        ):
+            update = replace(update, source="rule")
         if planned.error is not None and outcome is not None:
             outcome = replace(
                 outcome,
@@ -239,6 +260,43 @@ class RunWriter:
                 error=outcome.error if outcome.error else planned.error,
             )
         return outcome, update
+
+
+_HINT_PLANS = frozenset({"ai-interval", "ai-oneshot"})
+
+
+def _with_rules(
+    update: EndpointUpdate, outcome: RunOutcome | None, applied: Applied
+) -> tuple[EndpointUpdate, RunOutcome | None]:
+    """The fired rules recorded on the run; the endpoint's own effects written with the plan
+    (hints the governor consumed or found expired stay cleared)."""
+    if outcome is not None:
+        outcome = replace(outcome, rules_fired=applied.fired)
+    if not applied.own:
+        return update, outcome
+    state = applied.state
+    if update.clear_interval:
+        state = replace(state, hint_interval_ms=None, hint_interval_expires_at=None)
+    if update.clear_oneshot:
+        state = replace(state, hint_oneshot_at=None, hint_oneshot_expires_at=None)
+    names = [f["name"] for f in applied.fired if "name" in f and "target" not in f]
+    reason = f"rule: {names[0]}" if names else "response rule"
+    return replace(update, rule_state=state, rule_reason=reason), outcome
+
+
+async def _apply_siblings(
+    conn: Any, siblings: Sequence[tuple[str, Applied]], now: datetime
+) -> None:
+    """Rules acting on siblings, after the batch committed (see `store.rule_writes`). A
+    database refusal loses only these actions (logged), never the recorded runs."""
+    for source_id, applied in siblings:  # one short transaction each: no lock cycles
+        try:
+            async with conn.transaction():
+                await apply_to_siblings(conn, source_id, applied.siblings, now)
+        except psycopg.Error as exc:
+            if is_connection_error(exc):
+                raise
+            log.warning("rule_sibling_actions_failed", error=first_line(exc)[:200])
 
 
 def _join(first: str | None, second: str) -> str:

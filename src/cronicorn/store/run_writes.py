@@ -54,7 +54,7 @@ _LOCK_COLUMNS = ", ".join(
 
 LOCK_SQL = f"""
 WITH v AS (SELECT * FROM jsonb_to_recordset(%(leases)s::jsonb) AS v(id text, lease text))
-SELECT e.id, e.next_run_source, {_LOCK_COLUMNS}
+SELECT e.id, e.next_run_source, e.rules::text AS rules, e.hint_source, {_LOCK_COLUMNS}
 FROM endpoints e
 JOIN v ON e.id = v.id AND e.lease_owner = v.lease
 WHERE e.id = ANY(ARRAY(SELECT id FROM v))  -- lets the planner use the primary key
@@ -69,14 +69,14 @@ WITH vr AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS v(
         id text, status text, started_at timestamptz, finished_at timestamptz,
         duration_ms int, status_code int, body jsonb, body_text text, size int,
-        truncated bool, error text)
+        truncated bool, error text, rules_fired jsonb)
 ), finished AS (
     UPDATE runs r
     SET status = v.status, started_at = v.started_at, finished_at = v.finished_at,
         duration_ms = v.duration_ms, status_code = v.status_code,
         response_body = v.body, response_text = v.body_text,
         response_size = v.size, response_truncated = coalesce(v.truncated, false),
-        error_message = v.error
+        error_message = v.error, rules_fired = v.rules_fired
     FROM vr v
     WHERE r.id = v.id AND r.status = 'running' AND r.id = ANY(ARRAY(SELECT id FROM vr))
     RETURNING r.id
@@ -84,7 +84,8 @@ WITH vr AS (
     SELECT * FROM jsonb_to_recordset(%(endpoints)s::jsonb) AS v(
         id text, lease text, next_run_at timestamptz, source text, failures int,
         last_due_at timestamptz, last_run_at timestamptz, clear_interval bool,
-        clear_oneshot bool)
+        clear_oneshot bool, by_rule bool, hi_ms bigint, hi_exp timestamptz,
+        ho_at timestamptz, ho_exp timestamptz, paused timestamptz, rule_reason text)
 )
 UPDATE endpoints e
 SET next_run_at = v.next_run_at,
@@ -92,16 +93,25 @@ SET next_run_at = v.next_run_at,
     failure_count = v.failures,
     last_due_at = coalesce(v.last_due_at, e.last_due_at),
     last_run_at = coalesce(v.last_run_at, e.last_run_at),
-    hint_interval_ms = CASE WHEN v.clear_interval THEN NULL ELSE e.hint_interval_ms END,
-    hint_interval_expires_at =
-        CASE WHEN v.clear_interval THEN NULL ELSE e.hint_interval_expires_at END,
-    hint_oneshot_at = CASE WHEN v.clear_oneshot THEN NULL ELSE e.hint_oneshot_at END,
-    hint_oneshot_expires_at =
-        CASE WHEN v.clear_oneshot THEN NULL ELSE e.hint_oneshot_expires_at END,
-    hint_reason = CASE WHEN (v.clear_interval OR e.hint_interval_ms IS NULL)
+    hint_interval_ms = CASE WHEN v.by_rule THEN v.hi_ms
+                            WHEN v.clear_interval THEN NULL ELSE e.hint_interval_ms END,
+    hint_interval_expires_at = CASE WHEN v.by_rule THEN v.hi_exp
+        WHEN v.clear_interval THEN NULL ELSE e.hint_interval_expires_at END,
+    hint_oneshot_at = CASE WHEN v.by_rule THEN v.ho_at
+                           WHEN v.clear_oneshot THEN NULL ELSE e.hint_oneshot_at END,
+    hint_oneshot_expires_at = CASE WHEN v.by_rule THEN v.ho_exp
+        WHEN v.clear_oneshot THEN NULL ELSE e.hint_oneshot_expires_at END,
+    paused_until = CASE WHEN v.by_rule THEN v.paused ELSE e.paused_until END,
+    hint_reason = CASE WHEN v.by_rule THEN
+                           CASE WHEN v.hi_ms IS NULL AND v.ho_at IS NULL THEN NULL
+                                ELSE v.rule_reason END
+                       WHEN (v.clear_interval OR e.hint_interval_ms IS NULL)
                         AND (v.clear_oneshot OR e.hint_oneshot_at IS NULL)
                        THEN NULL ELSE e.hint_reason END,
-    hint_source = CASE WHEN (v.clear_interval OR e.hint_interval_ms IS NULL)
+    hint_source = CASE WHEN v.by_rule THEN
+                           CASE WHEN v.hi_ms IS NULL AND v.ho_at IS NULL THEN NULL
+                                ELSE 'rule' END
+                       WHEN (v.clear_interval OR e.hint_interval_ms IS NULL)
                         AND (v.clear_oneshot OR e.hint_oneshot_at IS NULL)
                        THEN NULL ELSE e.hint_source END,
     lease_owner = NULL,
@@ -127,6 +137,7 @@ class RunOutcome:
     size: int | None = None
     truncated: bool = False
     error: str | None = None
+    rules_fired: list[dict[str, Any]] | None = None  # the response rules that fired
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +153,20 @@ class EndpointUpdate:
     last_run_at: datetime | None = None
     clear_interval: bool = False
     clear_oneshot: bool = False
+    # Response rules acted on the endpoint: its hints and pause become exactly these.
+    rule_state: ScheduleState | None = None
+    rule_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Leased:
-    """An endpoint's schedule as re-read under lock, and the label of its stored plan."""
+    """An endpoint's schedule as re-read under lock, the label of its stored plan, its
+    response rules (jsonb text) and who wrote its hints."""
 
     state: ScheduleState
     next_run_source: str
+    rules: str | None = None
+    hint_source: str | None = None
 
 
 async def lock_leased(
@@ -167,7 +184,10 @@ async def lock_leased(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(LOCK_SQL, params)
         rows = await cur.fetchall()
-    return {row["id"]: Leased(_state(row), row["next_run_source"]) for row in rows}
+    return {
+        row["id"]: Leased(_state(row), row["next_run_source"], row["rules"], row["hint_source"])
+        for row in rows
+    }
 
 
 def _state(row: dict[str, Any]) -> ScheduleState:
@@ -213,6 +233,7 @@ def _run_row(o: RunOutcome) -> dict[str, Any]:
         "size": o.size,
         "truncated": o.truncated,
         "error": o.error,
+        "rules_fired": o.rules_fired,
     }
 
 
@@ -227,4 +248,19 @@ def _endpoint_row(u: EndpointUpdate) -> dict[str, Any]:
         "last_run_at": _iso(u.last_run_at),
         "clear_interval": u.clear_interval,
         "clear_oneshot": u.clear_oneshot,
+        **_rule_columns(u.rule_state, u.rule_reason),
+    }
+
+
+def _rule_columns(state: ScheduleState | None, reason: str | None) -> dict[str, Any]:
+    if state is None:
+        return {"by_rule": False}
+    return {
+        "by_rule": True,
+        "hi_ms": state.hint_interval_ms,
+        "hi_exp": _iso(state.hint_interval_expires_at),
+        "ho_at": _iso(state.hint_oneshot_at),
+        "ho_exp": _iso(state.hint_oneshot_expires_at),
+        "paused": _iso(state.paused_until),
+        "rule_reason": reason,
     }

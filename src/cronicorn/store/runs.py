@@ -46,6 +46,7 @@ class RunDetail(RunSummary):
     endpoint_name: str
     endpoint_url: str
     endpoint_method: str
+    rules_fired: Any = None  # response rules that fired after this run
 
 
 _SUMMARY_COLUMNS = (
@@ -145,6 +146,7 @@ async def get_detail(conn: AsyncConnection, user_id: str, run_id: str) -> RunDet
                 runs.c.response_size,
                 runs.c.response_truncated,
                 runs.c.worker,
+                runs.c.rules_fired,
                 endpoints.c.name.label("endpoint_name"),
                 endpoints.c.url.label("endpoint_url"),
                 endpoints.c.method.label("endpoint_method"),

@@ -58,6 +58,12 @@ class RunDetails(Out):
     response_size: Absent[int] = None
     response_truncated: bool
     worker: Absent[str] = None
+    rules_fired: Absent[list[JsonValue]] = Field(
+        default=None,
+        description="Response rules that fired after this run: [{index, name?, action, "
+        "target?}] (absent: none)",
+        examples=[[{"index": 0, "name": "deep queue", "action": "interval"}]],
+    )
     endpoint: RunEndpoint
 
     @classmethod
@@ -79,6 +85,7 @@ class RunDetails(Out):
             response_size=run.response_size,
             response_truncated=run.response_truncated,
             worker=run.worker,
+            rules_fired=run.rules_fired,
             endpoint=RunEndpoint(
                 id=run.endpoint_id,
                 name=run.endpoint_name,

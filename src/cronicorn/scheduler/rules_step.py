@@ -1,0 +1,90 @@
+"""Response rules, right after a run, inside the batch write that plans the next slot.
+
+The writer re-reads each endpoint under lock (`store.run_writes.lock_leased`), rules
+included, so rules edited while a run was in flight are the ones applied. The effects on the
+endpoint itself are written into its schedule state before the governor plans it, so the
+next slot already follows them (clamped to min/max like any hint); effects on a sibling are
+returned for `store.rule_writes`, which applies them after the batch commits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from prometheus_client import Counter
+
+from cronicorn.domain import ScheduleState
+from cronicorn.domain.conditions import Response
+from cronicorn.domain.errors import RuleError
+from cronicorn.domain.rules import Effect, Rule, apply_effect, decide, parse_rules
+from cronicorn.store.run_writes import RunOutcome
+
+RULE_ACTIONS = Counter(
+    "cronicorn_rule_actions_total",
+    "Response rules that fired after a run, by action and whom they acted on.",
+    ["action", "on"],
+)
+RULE_ERRORS = Counter(
+    "cronicorn_rule_errors_total",
+    "Stored rules that could not be parsed (written around the API); the run is unaffected.",
+)
+
+
+@lru_cache(maxsize=4096)
+def rules_from_text(text: str) -> tuple[Rule, ...]:
+    """Stored rules (jsonb as text), parsed once per distinct text."""
+    try:
+        return parse_rules(json.loads(text))
+    except (RuleError, ValueError):
+        RULE_ERRORS.inc()
+        return ()
+
+
+def response_of(outcome: RunOutcome) -> Response:
+    return Response(
+        status_code=outcome.status_code,
+        duration_ms=outcome.duration_ms,
+        body_json=outcome.body_json,
+        is_json=outcome.body_json is not None,
+        body_text=outcome.body_text,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    state: ScheduleState  # the endpoint's state with its own effects written
+    own: bool  # an effect acted on the endpoint itself
+    fired: list[dict[str, Any]]  # recorded on the run
+    siblings: list[Effect]  # effects on other endpoints of the job
+
+
+NOTHING: list[Any] = []
+
+
+def after_run(
+    rules_text: str | None, outcome: RunOutcome | None, state: ScheduleState, now: datetime
+) -> Applied | None:
+    """The rules' effects for this run, or None when no rule fired (the hot path)."""
+    if rules_text is None or outcome is None:
+        return None
+    rules = rules_from_text(rules_text)
+    if not rules:
+        return None
+    effects = decide(rules, response_of(outcome), now)
+    if not effects:
+        return None
+    own = False
+    siblings: list[Effect] = []
+    for effect in effects:
+        if effect.target is None:
+            state = apply_effect(state, effect)
+            own = True
+            RULE_ACTIONS.labels(effect.kind, "self").inc()
+        else:
+            siblings.append(effect)
+            RULE_ACTIONS.labels(effect.kind, "sibling").inc()
+    return Applied(state, own, [e.describe() for e in effects], siblings)
