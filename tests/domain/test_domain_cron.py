@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 from cronicorn.domain import (
     CronError,
@@ -17,6 +19,7 @@ from cronicorn.domain import (
     validate_cron,
     validate_timezone,
 )
+from cronicorn.domain.cron import cron_slot_after, previous_cron_time
 
 
 def utc(text: str) -> datetime:
@@ -184,3 +187,50 @@ def test_half_hour_dst_zone_gap_end() -> None:
     after = local("2024-10-05T12:00", zone)
     at = next_cron_time("15 2 * * *", zone, after)
     assert at.astimezone(ZoneInfo(zone)).replace(tzinfo=None) == datetime(2024, 10, 6, 2, 30)
+
+
+# --- the gap an instant falls in (cron catch-ups, issue 9.4) -------------------------------
+
+GAP_CRONS = ["*/5 * * * *", "0 * * * *", "30 2 * * *", "30 1 * * *", "0 9,17 * * 1-5"]
+GAP_ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe"]
+
+
+@settings(deadline=None, max_examples=200)
+@given(
+    hs.sampled_from(GAP_CRONS),
+    hs.sampled_from(GAP_ZONES),
+    hs.datetimes(datetime(2020, 1, 1), datetime(2035, 1, 1), timezones=hs.just(UTC)),
+)
+def test_previous_and_next_firings_bound_every_instant(expr: str, zone: str, at: datetime) -> None:
+    before = previous_cron_time(expr, zone, at)
+    after = next_cron_time(expr, zone, at)
+    assert before < at < after
+    assert next_cron_time(expr, zone, before) >= at  # no firing strictly between
+    assert previous_cron_time(expr, zone, after) <= at
+    on_slot, following = cron_slot_after(expr, zone, at)
+    assert following == after
+    assert on_slot == (next_cron_time(expr, zone, at - timedelta(seconds=1)) == at)
+    slot, next_slot = cron_slot_after(expr, zone, before)
+    assert slot
+    assert next_slot == next_cron_time(expr, zone, before)
+
+
+def test_previous_firing_across_dst() -> None:
+    berlin = "Europe/Berlin"
+    # Spring forward: 02:30 is skipped and runs at 03:00 CEST (01:00 UTC).
+    assert previous_cron_time("30 2 * * *", berlin, utc("2024-03-31T01:00:01")) == utc(
+        "2024-03-31T01:00:00"
+    )
+    assert previous_cron_time("30 2 * * *", berlin, utc("2024-03-31T01:00:00")) == utc(
+        "2024-03-30T01:30:00"
+    )
+    # Fall back: a wall-clock slot runs at its first occurrence, found from the second.
+    assert previous_cron_time("30 1 * * *", berlin, utc("2024-10-27T00:45:00")) == utc(
+        "2024-10-26T23:30:00"
+    )
+    # A frequency follows real hours: both 02:00 of the repeated hour exist.
+    assert previous_cron_time("0 * * * *", berlin, utc("2024-10-27T01:00:00")) == utc(
+        "2024-10-27T00:00:00"
+    )
+    with pytest.raises(ScheduleError):
+        previous_cron_time("* * * * *", "UTC", datetime(2024, 1, 1))

@@ -114,7 +114,7 @@ def test_after_run_never_before_now(
     plan = decision.plan
     assert plan.at >= finished
     assert decision.failure_count == (0 if ok else state.failure_count + 1)
-    assert decision.last_due_at <= due
+    assert decision.last_due_at <= started  # the due time, or the start of a catch-up
     if plan.source in (Source.BASELINE_CRON, Source.BASELINE_INTERVAL, Source.AI_INTERVAL):
         assert plan.at > finished  # grid candidates: strictly after the finish
     if plan.source not in (Source.PAUSED, Source.AI_ONESHOT) and state.min_interval_ms:
@@ -127,15 +127,17 @@ def test_after_run_never_before_now(
 @DOMAIN
 @given(situations(), hs.integers(1, 10 * 86_400_000))
 def test_pause_always_wins(case: tuple[ScheduleState, datetime], ahead_ms: int) -> None:
+    """Nothing runs before the pause's end; a plan after it stands only if it is what the
+    endpoint would do anyway (the pause missed nothing), else the end is the catch-up."""
     state, now = case
     until = now + timedelta(milliseconds=ahead_ms)
     paused = replace(state, paused_until=until)
-    for plan in (plan_initial(paused, now), plan_on_change(paused, now)):
-        assert (plan.at, plan.source) == (until, Source.PAUSED)
-    decision = plan_after_run(
+    after = plan_after_run(
         paused, due_at=now, started_at=now, finished_at=now, succeeded=False, now=now
     )
-    assert (decision.plan.at, decision.plan.source) == (until, Source.PAUSED)
+    for plan in (plan_initial(paused, now), plan_on_change(paused, now), after.plan):
+        assert plan.at >= until
+        assert plan.source != Source.PAUSED or plan.at == until
 
 
 @DOMAIN

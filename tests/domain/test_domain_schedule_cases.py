@@ -379,10 +379,38 @@ AFTER_CASES: list[tuple[str, ScheduleState, dict[str, Any], Plan, int]] = [
         1,
     ),
     (
-        "downtime: the late run is the one catch-up, then the old grid",
+        "downtime: the late run is the one catch-up, the next one interval after its start",
         st(baseline_interval_ms=MIN, last_due_at=t(10, 0, 30), next_run_at=t(10, 1, 30)),
         {"late": 7110},
-        Plan(t(12, 0, 30), Source.BASELINE_INTERVAL),
+        Plan(t(12, 1), Source.BASELINE_INTERVAL),
+        0,
+    ),
+    (
+        "late by less than an interval: no drift, the next slot stands",
+        EVERY_MIN,
+        {"late": 59},
+        Plan(t(12, 1), Source.BASELINE_INTERVAL),
+        0,
+    ),
+    (
+        "issue 9.4: the run at a pause's end is followed one interval later, not at the grid",
+        st(baseline_interval_ms=S, last_due_at=t(12, 0, 2), next_run_at=t(12, 0, 8.51)),
+        {"took": 0.01},
+        Plan(t(12, 0, 9.51), Source.BASELINE_INTERVAL),
+        0,
+    ),
+    (
+        "cron downtime: a catch-up in the second half of a gap skips the next slot",
+        st(baseline_cron="0 * * * *", last_due_at=t(9), next_run_at=t(10)),
+        {"late": 2 * 3600 + 50 * 60},  # started 12:50: 13:00 is 10 min away
+        Plan(t(14), Source.BASELINE_CRON),
+        0,
+    ),
+    (
+        "cron downtime: a catch-up in the first half keeps the next slot",
+        st(baseline_cron="0 * * * *", last_due_at=t(9), next_run_at=t(10)),
+        {"late": 2 * 3600 + 20 * 60},
+        Plan(t(13), Source.BASELINE_CRON),
         0,
     ),
 ]
@@ -542,7 +570,7 @@ def test_overrun_plan_is_not_a_misfire() -> None:
     assert plan_on_change(after, t(12, 2, 40)) == Plan(t(12, 3), Source.BASELINE_INTERVAL)
 
 
-def test_defect_15_resume_runs_once_then_returns_to_the_grid() -> None:
+def test_defect_15_resume_runs_once_then_one_interval_later() -> None:
     paused = st(baseline_interval_ms=MIN, last_due_at=t(9), next_run_at=t(9, 1), paused_until=t(18))
     assert plan_on_change(paused, t(9, 0, 30)) == Plan(t(18), Source.PAUSED)
     resumed = replace(paused, paused_until=None, next_run_at=t(18))
@@ -550,12 +578,17 @@ def test_defect_15_resume_runs_once_then_returns_to_the_grid() -> None:
     assert catch_up == Plan(t(12, 0, 20), Source.MISFIRE)
     state = replace(resumed, next_run_at=catch_up.at)
     decision = run(state, catch_up.at, took=1)
-    assert decision.plan == Plan(t(12, 1), Source.BASELINE_INTERVAL)  # original :00 grid
+    # Not 12:01 on the old :00 grid, 40 s later (issue 9.4): the grid restarts at the catch-up.
+    assert decision.plan == Plan(t(12, 1, 20), Source.BASELINE_INTERVAL)
     state = apply_run(state, decision)
-    assert [p.at for p in preview(state, t(12, 0, 30), 3)] == [t(12, 1), t(12, 2), t(12, 3)]
+    assert [p.at for p in preview(state, t(12, 0, 30), 3)] == [
+        t(12, 1, 20),
+        t(12, 2, 20),
+        t(12, 3, 20),
+    ]
 
 
-def test_pause_end_runs_once_then_grid() -> None:
+def test_pause_end_runs_once_then_one_interval_later() -> None:
     state = st(
         baseline_interval_ms=MIN,
         last_due_at=t(9),
@@ -563,7 +596,7 @@ def test_pause_end_runs_once_then_grid() -> None:
         paused_until=t(12, 0, 30),
     )
     decision = run(state, t(12, 0, 30))
-    assert decision.plan == Plan(t(12, 1), Source.BASELINE_INTERVAL)
+    assert decision.plan == Plan(t(12, 1, 30), Source.BASELINE_INTERVAL)
 
 
 # --- preview --------------------------------------------------------------------------------
@@ -595,7 +628,7 @@ def test_preview_consumes_oneshot_then_hint_then_baseline() -> None:
         (t(12, 25), Source.AI_INTERVAL),
         (t(12, 45), Source.AI_INTERVAL),
         (t(13, 5), Source.AI_INTERVAL),  # planned at 12:45, while the hint was fresh
-        (t(13, 45), Source.BASELINE_INTERVAL),  # expired: baseline from the last due time
+        (t(14, 5), Source.BASELINE_INTERVAL),  # expired: the baseline counts from the last run
     ]
 
 

@@ -19,6 +19,7 @@ Daylight saving time, decided by the minute and hour fields:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +40,7 @@ _MACROS = {
 }
 _PROBE_START = datetime(2000, 1, 1)  # naive: validation only checks that the rule can fire
 _SECOND = timedelta(seconds=1)
+_DST_MARGIN = timedelta(hours=2, seconds=1)  # past the largest clock change of any zone (2 h)
 
 
 def _normalise(expr: str) -> str:
@@ -102,39 +104,74 @@ def _is_wall_clock(text: str) -> bool:
 
 def next_cron_time(expr: str, tz: str, after: datetime) -> datetime:
     """The first firing of `expr` in zone `tz` strictly after `after`, as an aware UTC time."""
+    return next(_firings(expr, tz, after))
+
+
+def cron_slot_after(expr: str, tz: str, at: datetime) -> tuple[bool, datetime]:
+    """Whether `at` is itself a firing, and the first firing strictly after it, from ONE
+    search (the scheduler asks both after every cron run: cron evaluation is its main cost)."""
+    firings = _firings(expr, tz, at - _SECOND)
+    first = next(firings)
+    while first < at:  # `at` with a fraction of a second: a firing just before it
+        first = next(firings)
+    if first > at:
+        return False, first
+    return True, next(firings)
+
+
+def previous_cron_time(expr: str, tz: str, before: datetime) -> datetime:
+    """The last firing of `expr` in zone `tz` strictly before `before` (aware UTC): with
+    `next_cron_time`, the gap a given instant falls in."""
+    if before.tzinfo is None:
+        raise ScheduleError("previous_cron_time needs a timezone-aware datetime")
+    text, zone = _checked(expr), _zone(tz)
+    before = before.astimezone(UTC)
+    wall = _is_wall_clock(text) and zone is not UTC
+    if wall:
+        # Naive local times map to instants in the same order; start past any fold or gap so
+        # that a slot of a repeated hour (mapped to its first occurrence) is not missed.
+        start = before.astimezone(zone).replace(tzinfo=None) + _DST_MARGIN
+        slots = _search(text, start, reverse=True)
+    else:
+        slots = _search(text, before.astimezone(zone), reverse=True)
+    for _ in range(CRON_SEARCH_LIMIT):
+        naive_or_aware = _step(slots, text)
+        at = _wall_to_utc(naive_or_aware, zone) if wall else naive_or_aware.astimezone(UTC)
+        if at < before:
+            return at
+    raise CronError(f"cron expression {text!r}: no firing found before {before.isoformat()}")
+
+
+def _firings(expr: str, tz: str, after: datetime) -> Iterator[datetime]:
+    """Successive firings strictly after `after`, increasing (see the module docstring)."""
     if after.tzinfo is None:
         raise ScheduleError("next_cron_time needs a timezone-aware datetime")
     text, zone = _checked(expr), _zone(tz)
     after = after.astimezone(UTC)
-    if _is_wall_clock(text) and zone is not UTC:
-        return _next_wall_clock(text, zone, after)
-    return _next_elapsed(text, zone, after)
+    wall = _is_wall_clock(text) and zone is not UTC
+    if wall:
+        slots = _search(text, after.astimezone(zone).replace(tzinfo=None))
+    else:
+        slots = _search(text, after.astimezone(zone))
+    last, misses = after, 0
+    while misses < CRON_SEARCH_LIMIT:
+        slot = _step(slots, text)
+        at = _wall_to_utc(slot, zone) if wall else slot.astimezone(UTC)
+        # Wall clock: a slot of the repeated hour may map before `after`, and two skipped
+        # times map to the same instant: keep each instant once, in order.
+        if at > last:
+            last, misses = at, 0
+            yield at
+        else:
+            misses += 1
+    raise CronError(f"cron expression {text!r}: no firing found after {after.isoformat()}")
 
 
-def _search(expr: str, start: datetime) -> CronSim:
+def _search(expr: str, start: datetime, *, reverse: bool = False) -> CronSim:
     try:
-        return CronSim(expr, start)
+        return CronSim(expr, start, reverse=reverse)
     except CronSimError as exc:  # pragma: no cover - _checked already parsed it
         raise CronError(f"invalid cron expression {expr!r}: {exc}") from None
-
-
-def _next_elapsed(text: str, zone: tzinfo, after: datetime) -> datetime:
-    slots = _search(text, after.astimezone(zone))
-    for _ in range(CRON_SEARCH_LIMIT):
-        at = _step(slots, text).astimezone(UTC)
-        if at > after:
-            return at
-    raise CronError(f"cron expression {text!r}: no firing found after {after.isoformat()}")
-
-
-def _next_wall_clock(text: str, zone: tzinfo, after: datetime) -> datetime:
-    """Iterate naive local times, then map each to one real instant (see module docstring)."""
-    slots = _search(text, after.astimezone(zone).replace(tzinfo=None))
-    for _ in range(CRON_SEARCH_LIMIT):
-        at = _wall_to_utc(_step(slots, text), zone)
-        if at > after:  # a slot of the repeated hour may map before `after`: skip it
-            return at
-    raise CronError(f"cron expression {text!r}: no firing found after {after.isoformat()}")
 
 
 def _step(slots: CronSim, text: str) -> datetime:

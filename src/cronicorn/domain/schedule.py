@@ -13,26 +13,42 @@ Three entry points, one per moment a plan is needed:
 
 Rules:
 
+* No burst (the invariant, property-tested in tests/domain/test_domain_spacing.py): two
+  consecutive scheduled runs of an interval endpoint are never closer than the interval in
+  force (baseline or fresh hint) as clamped by min/max, whatever pauses, resumes, misfires,
+  hints or restarts came between. One-shot runs ("run now") are the exception. A run counts
+  from its due time, or from its start when it started a whole interval late (downtime).
 * No drift. Interval schedules live on a grid anchored at `last_due_at` (which the caller
-  stores from `RunDecision.last_due_at`): the next due time is a slot of that grid, never
-  "finish + interval". Runs that were off the grid (one-shot, catch-up, end of a pause) are
-  mapped to the grid slot at or before their due time, so the grid survives them. A slow run
-  skips the slots it overlapped (next slot strictly after it finished), as cron does. While
-  an interval hint governs, the anchor is the run's own due time, so the baseline resumes
-  one interval after the last hinted run. A run late past its slot (downtime) is the one
-  catch-up run; the next due time is the next grid slot after it finished.
+  stores from `RunDecision.last_due_at`): an on-time run's next due time is its due time
+  plus the interval, never "finish + interval", however late (under one interval) it
+  started. A slow run skips the slots it overlapped (next slot strictly after it finished),
+  as cron does. Any other run re-anchors the grid at the instant it counts from: a catch-up
+  (`misfire`), the run at a pause's end, a run after downtime (its start), a clamped run or
+  one planned by a hint; the next run is one interval after it, not the old grid's next
+  slot, which could be a fraction of a second away. A one-shot run at its own time is an
+  extra run and keeps the grid (the slot at or before it); one overdue when it ran (delayed
+  by a pause or downtime) stood in for missed slots and re-anchors like them.
+* Misfires: after downtime, pauses and resumes an endpoint runs ONCE (not once per missed
+  slot) and then as above. A pause that missed nothing adds no run: the plan already after
+  its end stands. Otherwise the pause's end is the catch-up (source `paused`).
+* Cron catch-ups never land in the second half of the cron's own gap before the next slot
+  (the gap between that slot and the one before it): a catch-up there is skipped for the
+  slot itself (resume, pause end), and when one already ran there (downtime) that slot is
+  skipped instead. Runs on a slot are never affected.
 * Backoff (x2 per consecutive failure, at most x32) stretches only the baseline interval,
   counts from the failed run's slot with the failure count INCLUDING that failure, and ends
   with the first success. Cron never backs off.
 * Hints. A fresh interval hint (its own expiry) overrides the baseline, cron included; its
-  slots count from the due time of the last run. A fresh one-shot (its own expiry) wins when
-  it is not later than the other candidate. A one-shot at or before a run's start was
-  consumed by that run: it is reported for clearing and not planned again.
+  slots count from the last run. A fresh one-shot (its own expiry) wins when it is not
+  later than the other candidate. A one-shot at or before a run's start was consumed by
+  that run: it is reported for clearing and not planned again. A one-shot that expires
+  before a pause ends never runs.
 * Clamps (min/max interval) are relative to `now` between runs; after a run the minimum
-  counts from the run's due time and the maximum from its start, so scheduling jitter never
-  drifts the grid and a late run is not followed by an immediate one. Comparisons are
-  strict. An explicit one-shot ("run now") is never held back by the minimum.
-* Pause (`paused_until > now`) wins over everything and returns `paused_until`.
+  counts from the instant the run counts from and the maximum from its start, so
+  scheduling jitter never drifts the grid and a late run is not followed by an immediate
+  one. Comparisons are strict. An explicit one-shot ("run now") is never held back by the
+  minimum.
+* Pause (`paused_until > now`) wins over everything: nothing is planned before its end.
 * A plan is never earlier than `now`.
 """
 
@@ -46,9 +62,10 @@ from typing import Any
 
 from cronicorn.domain.backoff import backoff_multiplier
 from cronicorn.domain.constants import DEFAULT_INTERVAL_MS, DEFAULT_TIMEZONE, MIN_GAP_MS, Source
-from cronicorn.domain.cron import next_cron_time
+from cronicorn.domain.cron import cron_slot_after, next_cron_time, previous_cron_time
 from cronicorn.domain.errors import ScheduleError
 
+_TICK = timedelta(microseconds=1)
 _INSTANTS = (
     "hint_interval_expires_at",
     "hint_oneshot_at",
@@ -135,20 +152,24 @@ def plan_after_run(
     _require_aware(due_at, started_at, finished_at, now)
     failures = 0 if succeeded else state.failure_count + 1
     consumed = state.hint_oneshot_at is not None and state.hint_oneshot_at <= started_at
+    extra = consumed and _served_oneshot(state, due_at, started_at)
     hint_step = _hint_step(state, now)
-    oneshot_at = None if consumed else _oneshot_at(state, now)
+    oneshot_at = None if consumed else _oneshot_at(state, _resumes(state, now))
     after = max(finished_at, now)
-    baseline, slot = _baseline_after_run(state, due_at, after, failures)
+    run = _Run(due_at, started_at, after, failures, extra)
+    baseline, ran_at, anchor = _baseline_after_run(state, run)
+    interval_at = None
+    if hint_step is not None:
+        ran_at = anchor = _ran_at(due_at, started_at, hint_step)
+        interval_at = _grid_after(ran_at, hint_step, after)
+    chosen = _select(baseline, interval_at, oneshot_at)
+    plan = _clamp(chosen, state, min_base=ran_at, max_base=started_at, floor=now)
     if _is_paused(state, now):
-        plan = _paused(state)
-    else:
-        interval_at = None if hint_step is None else _grid_after(due_at, hint_step, after)
-        chosen = _select(baseline, interval_at, oneshot_at)
-        plan = _clamp(chosen, state, min_base=due_at, max_base=started_at, floor=now)
+        plan = _paused(state, plan, _owed(state, anchor, failures, hint_step))
     return RunDecision(
         plan=plan,
         failure_count=failures,
-        last_due_at=due_at if state.baseline_cron or hint_step else slot,
+        last_due_at=anchor,
         clear_interval_hint=_has_interval_hint(state) and hint_step is None,
         clear_oneshot=_has_oneshot(state) and (consumed or oneshot_at is None),
         oneshot_consumed=consumed,
@@ -206,16 +227,17 @@ def preview(
 
 def _plan_between_runs(state: ScheduleState, now: datetime, *, catch_up: bool) -> Plan:
     _require_aware(now)
-    if _is_paused(state, now):
-        return _paused(state)
     baseline = _baseline_between_runs(state, now, catch_up=catch_up)
     step = _hint_step(state, now)
     interval_at = None
     if step is not None:
         anchor = state.last_due_at
         interval_at = now + step if anchor is None else _grid_after(anchor, step, now)
-    chosen = _select(baseline, interval_at, _oneshot_at(state, now))
-    return _clamp(chosen, state, min_base=now, max_base=now, floor=now)
+    chosen = _select(baseline, interval_at, _oneshot_at(state, _resumes(state, now)))
+    plan = _clamp(chosen, state, min_base=now, max_base=now, floor=now)
+    if _is_paused(state, now):
+        return _paused(state, plan, _owed(state, state.last_due_at, state.failure_count, step))
+    return plan
 
 
 def _baseline_between_runs(state: ScheduleState, now: datetime, *, catch_up: bool) -> Plan:
@@ -223,9 +245,9 @@ def _baseline_between_runs(state: ScheduleState, now: datetime, *, catch_up: boo
     first_due: datetime | None = None  # the first baseline slot owed after the last run
     if state.baseline_cron:
         source = Source.BASELINE_CRON
-        expected = next_cron_time(state.baseline_cron, state.timezone, now)
+        expected = _cron_after(state, now, anchor)
         if catch_up and anchor is not None:
-            first_due = next_cron_time(state.baseline_cron, state.timezone, anchor)
+            first_due = _cron_after(state, anchor, anchor)
     else:
         source = Source.BASELINE_INTERVAL
         step = _baseline_step(state)
@@ -236,41 +258,154 @@ def _baseline_between_runs(state: ScheduleState, now: datetime, *, catch_up: boo
             expected = _grid_after(anchor, step, now, min_slots=times)
             first_due = anchor + times * step
     if catch_up and _missed(state, now, expected, first_due):
-        return Plan(now, Source.MISFIRE)
+        catch_up_at = _clamp(
+            Plan(now, Source.MISFIRE), state, min_base=now, max_base=now, floor=now
+        )
+        if not (state.baseline_cron and _too_close(state, catch_up_at.at, expected)):
+            return Plan(now, Source.MISFIRE)
     return Plan(expected, source)
 
 
 def _missed(
     state: ScheduleState, now: datetime, expected: datetime, first_due: datetime | None
 ) -> bool:
-    """Overdue, or a slot passed and the stored plan would skip the grid's next slot too.
+    """A baseline slot owed since the last run has passed, and the stored plan is overdue
+    or would skip the grid's next slot too.
 
     A slot can pass legitimately: a slow run skipped it, or a one-shot ran instead; the
     stored plan is then no later than the next grid slot. A stored plan beyond it (the end
-    of a pause, a long hint) means slots were missed and one catch-up is owed.
+    of a pause, a long hint) means slots were missed and one catch-up is owed. An overdue
+    plan with no slot owed (a one-shot replaced, a hint slot) owes nothing: a catch-up
+    then would come too soon after the last run. Never run: overdue is enough.
     """
     planned = state.next_run_at
-    if planned is not None and planned <= now:
-        return True
-    owed = first_due is not None and first_due <= now
-    return owed and (planned is None or planned > expected)
+    if first_due is None:
+        return planned is not None and planned <= now
+    if first_due > now:
+        return False
+    return planned is None or planned <= now or planned > expected
 
 
 # --- after a run --------------------------------------------------------------------------
 
 
-def _baseline_after_run(
-    state: ScheduleState, due_at: datetime, after: datetime, failures: int
-) -> tuple[Plan, datetime]:
-    """The baseline candidate strictly after `after`, and the grid slot the run stood for."""
+@dataclass(frozen=True, slots=True)
+class _Run:
+    due_at: datetime
+    started_at: datetime
+    after: datetime  # the plan is strictly after this (finish, or later `now`)
+    failures: int  # including this run's failure
+    extra: bool  # served a one-shot before the schedule's next slot
+
+
+def _baseline_after_run(state: ScheduleState, run: _Run) -> tuple[Plan, datetime, datetime]:
+    """The baseline candidate, the instant the run counts from, and the new grid anchor."""
     if state.baseline_cron:
-        at = next_cron_time(state.baseline_cron, state.timezone, after)
-        return Plan(at, Source.BASELINE_CRON), due_at
+        return _cron_after_run(state, state.baseline_cron, run)
     step = _baseline_step(state)
-    anchor = state.last_due_at
-    slot = due_at if anchor is None else anchor + ((due_at - anchor) // step) * step
-    at = _grid_after(slot, step, after, min_slots=backoff_multiplier(failures))
-    return Plan(at, Source.BASELINE_INTERVAL), slot
+    slots = backoff_multiplier(run.failures)
+    previous = state.last_due_at
+    if run.extra:  # the one-shot does not move the grid: the slot at or before it
+        anchor = run.due_at
+        if previous is not None:
+            anchor = previous + ((run.due_at - previous) // step) * step
+        at = _grid_after(anchor, step, run.after, min_slots=slots)
+        return Plan(at, Source.BASELINE_INTERVAL), run.due_at, anchor
+    ran_at = _ran_at(run.due_at, run.started_at, step)
+    at = _grid_after(ran_at, step, run.after, min_slots=slots)
+    return Plan(at, Source.BASELINE_INTERVAL), ran_at, ran_at
+
+
+def _cron_after_run(state: ScheduleState, cron: str, run: _Run) -> tuple[Plan, datetime, datetime]:
+    on_slot, first = cron_slot_after(cron, state.timezone, run.due_at)
+    late = first <= run.started_at  # a slot passed before it started: a catch-up
+    ran_at = run.started_at if late else run.due_at
+    at = first if first > run.after else next_cron_time(cron, state.timezone, run.after)
+    if run.extra:  # the one-shot does not count as the schedule's run: the anchor stays
+        anchor = state.last_due_at
+        if anchor is None:
+            anchor = previous_cron_time(cron, state.timezone, run.due_at + _TICK)
+        elif _too_close(state, anchor, at):
+            at = next_cron_time(cron, state.timezone, at)
+        return Plan(at, Source.BASELINE_CRON), run.due_at, anchor
+    if (late or not on_slot) and _too_close(state, ran_at, at):
+        at = next_cron_time(cron, state.timezone, at)
+    return Plan(at, Source.BASELINE_CRON), ran_at, ran_at
+
+
+def _ran_at(due_at: datetime, started_at: datetime, step: timedelta) -> datetime:
+    """The instant a run counts from: its due time (so lateness never drifts the grid), or
+    its start when it started a whole step late (downtime: a catch-up, re-anchored)."""
+    return started_at if started_at >= due_at + step else due_at
+
+
+def _served_oneshot(state: ScheduleState, due_at: datetime, started_at: datetime) -> bool:
+    """Was this an extra run, for the one-shot alone? Planned at its time and started before
+    the next slot could have come. A one-shot overdue when it ran (at a pause's end, as a
+    catch-up, after downtime) stood in for the missed slots too and counts like them."""
+    if state.hint_oneshot_at != due_at:
+        return False
+    step = _hint_step(state, due_at) or _baseline_step(state)
+    return started_at < due_at + step
+
+
+# --- cron catch-ups -----------------------------------------------------------------------
+
+
+def _cron_after(state: ScheduleState, after: datetime, last: datetime | None) -> datetime:
+    """The first cron slot strictly after `after`, unless the last run lies too close to it."""
+    assert state.baseline_cron is not None
+    at = next_cron_time(state.baseline_cron, state.timezone, after)
+    if last is not None and _too_close(state, last, at):
+        at = next_cron_time(state.baseline_cron, state.timezone, at)
+    return at
+
+
+def _too_close(state: ScheduleState, run_at: datetime, slot: datetime) -> bool:
+    """A run at `run_at` falls in the second half of the cron gap that ends at `slot`.
+
+    A catch-up there is pointless (the slot is near) and would be a burst: it is skipped for
+    the slot; a run that already happened there (downtime) makes the slot itself skipped.
+    """
+    assert state.baseline_cron is not None
+    if run_at >= slot:
+        return False
+    gap = slot - previous_cron_time(state.baseline_cron, state.timezone, slot)
+    return (slot - run_at) * 2 < gap
+
+
+def _owed(
+    state: ScheduleState, anchor: datetime | None, failures: int, hint_step: timedelta | None
+) -> datetime | None:
+    """The first run owed after the last one (grid anchor `anchor`), whatever `now` is;
+    never sooner than the minimum interval after it."""
+    if anchor is None:
+        return None
+    if hint_step is not None:
+        at = anchor + hint_step
+    elif state.baseline_cron:
+        at = _cron_after(state, anchor, anchor)
+    else:
+        at = anchor + backoff_multiplier(failures) * _baseline_step(state)
+    low = _positive(state.min_interval_ms)
+    return at if low is None else max(at, anchor + _ms(low))
+
+
+def _paused(state: ScheduleState, plan: Plan, owed: datetime | None) -> Plan:
+    """Nothing runs before `paused_until`. A plan after it stands when the pause missed
+    nothing (no run was owed before its end); otherwise the endpoint runs once at the end
+    (the catch-up), except that a cron endpoint takes its next slot instead when that slot
+    is too close (`_too_close`)."""
+    until = state.paused_until
+    assert until is not None
+    if plan.at >= until and (owed is None or owed >= until):
+        return plan
+    cron = state.baseline_cron
+    if cron and _hint_step(state, until) is None and _oneshot_at(state, until) is None:
+        slot = next_cron_time(cron, state.timezone, until)
+        if _too_close(state, until, slot):
+            return Plan(slot, Source.BASELINE_CRON)
+    return Plan(until, Source.PAUSED)
 
 
 # --- shared rules -------------------------------------------------------------------------
@@ -337,13 +472,14 @@ def _has_oneshot(state: ScheduleState) -> bool:
     return state.hint_oneshot_at is not None or state.hint_oneshot_expires_at is not None
 
 
+def _resumes(state: ScheduleState, now: datetime) -> datetime:
+    """When the endpoint can run next: a one-shot that expires before then never runs."""
+    until = state.paused_until
+    return until if until is not None and until > now else now
+
+
 def _is_paused(state: ScheduleState, now: datetime) -> bool:
     return state.paused_until is not None and state.paused_until > now
-
-
-def _paused(state: ScheduleState) -> Plan:
-    assert state.paused_until is not None
-    return Plan(state.paused_until, Source.PAUSED)
 
 
 def _fresh(expires_at: datetime | None, now: datetime) -> bool:
