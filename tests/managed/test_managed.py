@@ -26,8 +26,9 @@ from cronicorn.backup.manifest import FileEntry, read_manifest, write_manifest
 from cronicorn.backup.prune import prune
 from cronicorn.backup.restore import pending_restore, restore_backup, safety_backups
 from cronicorn.backup.retention import Policy
-from cronicorn.backup.scheduled import ScheduleConfig, run_slot
+from cronicorn.backup.scheduled import BackupHealth, ScheduleConfig, run_slot
 from cronicorn.backup.verify import verify_backup
+from cronicorn.store.db import make_async_engine
 from managed.managed_server import APP_PASSWORD, ManagedServer
 from support import CLI, cli_env, run_cli, start_cli, wait_sync
 
@@ -184,6 +185,7 @@ def test_a_scheduled_backup_is_made_and_verified(
         schedule="0 2 * * *", verify=True, policy=Policy(), target=None, config_dir=tmp_path
     )
     slot = datetime(2031, 1, 2, 2, 0, tzinfo=UTC)
+    _forget_slots(server.url())
     outcome = run_slot(replace(ctx, clock=lambda: slot), cfg, slot)
     assert outcome.status == "done", outcome.detail
     assert "verified (embedded scratch)" in outcome.detail
@@ -269,3 +271,39 @@ def _shell(script: str, env: dict[str, str]) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "ERROR" not in done.stderr, done.stderr
+
+
+async def test_a_failed_scheduled_verification_is_a_failure_with_a_reason(
+    server: ManagedServer, backup_dir: Path, tmp_path: Path
+) -> None:
+    """BACKUP_VERIFY_SCRATCH=server without CREATEDB: the run fails (the role logs it as an
+    error and counts it as `failed`) and health says which backup and why."""
+    ctx = replace(_ctx(server, backup_dir), verify_scratch="server")
+    cfg = ScheduleConfig(
+        schedule="0 2 * * *", verify=True, policy=Policy(), target=None, config_dir=tmp_path
+    )
+    slot = datetime(2032, 3, 4, 2, 0, tzinfo=UTC)
+    _forget_slots(server.url())
+    outcome = run_slot(replace(ctx, clock=lambda: slot), cfg, slot)
+    assert outcome.status == "failed"
+    assert "verification failed" in outcome.detail
+    assert "CREATEDB" in outcome.detail
+    engine = make_async_engine(server.url(), pool_size=1, max_overflow=0)
+    try:
+        body = await BackupHealth(engine, cfg, replace(ctx, clock=lambda: slot)).probe()
+    finally:
+        await engine.dispose()
+    assert body["status"] == "warning"
+    rows = scalar(
+        server.url(),
+        "SELECT json_agg(json_build_array(name, created_at, verify_ok, location)) FROM backups",
+    )
+    assert "verifyFailed" in body, (body, rows, outcome)
+    assert body["verifyFailed"]["name"] == outcome.name
+    assert "CREATEDB" in body["verifyFailed"]["reason"]
+
+
+def _forget_slots(url: str) -> None:
+    """The module shares one database: each scheduled test starts with no slot taken."""
+    with psycopg.connect(url) as conn:
+        conn.execute("DELETE FROM settings WHERE key = 'backup.last_scheduled_slot'")
