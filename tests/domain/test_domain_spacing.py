@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
@@ -40,6 +41,7 @@ from cronicorn.domain import (
 from cronicorn.domain.cron import cron_slot_after, previous_cron_time
 
 SPACING = settings(deadline=None, max_examples=200)
+FEWER = settings(deadline=None, max_examples=100)  # cron evaluation is the slow part
 
 CRONS = ["*/5 * * * *", "0 * * * *", "*/20 * * * * *", "0 9,17 * * *", "30 2 * * *"]
 ZONES = ["UTC", "Europe/Berlin", "America/New_York"]
@@ -241,6 +243,7 @@ def interval_endpoints(draw: hs.DrawFn) -> tuple[ScheduleState, datetime]:
     return state, start
 
 
+@pytest.mark.slow
 @SPACING
 @given(interval_endpoints(), hs.data())
 def test_interval_runs_are_never_closer_than_the_interval_in_force(
@@ -262,7 +265,8 @@ def test_interval_runs_are_never_closer_than_the_interval_in_force(
         previous, steps = ran, list(gap_steps)
 
 
-@SPACING
+@pytest.mark.slow
+@FEWER
 @given(
     hs.sampled_from(CRONS),
     hs.sampled_from(ZONES),
@@ -292,7 +296,8 @@ def test_cron_catch_ups_never_land_in_the_second_half_of_a_gap(
         previous = ran
 
 
-@SPACING
+@pytest.mark.slow
+@FEWER
 @given(interval_endpoints(), hs.sampled_from([None, *CRONS]), hs.data())
 def test_preview_lists_the_runs_that_happen(
     endpoint: tuple[ScheduleState, datetime], cron: str | None, data: hs.DataObject
