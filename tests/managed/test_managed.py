@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -307,3 +308,23 @@ def _forget_slots(url: str) -> None:
     """The module shares one database: each scheduled test starts with no slot taken."""
     with psycopg.connect(url) as conn:
         conn.execute("DELETE FROM settings WHERE key = 'backup.last_scheduled_slot'")
+
+
+def test_the_cli_honours_backup_verify_scratch(
+    server: ManagedServer, backup_dir: Path, tmp_path: Path
+) -> None:
+    env = cli_env(DATABASE_URL=server.url(), BACKUP_DIR=str(backup_dir), AUTH_SECRET="k" * 40)
+    made = run_cli("backup", "create", "--no-config", "--json", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    name = scan(backup_dir)[0].name
+    auto = run_cli("backup", "verify", name, "--json", env=env, cwd=tmp_path, timeout=180)
+    assert auto.returncode == 0, auto.stdout + auto.stderr
+    assert '"scratch": "embedded"' in auto.stdout, "auto without CREATEDB: embedded"
+    forced = {**env, "BACKUP_VERIFY_SCRATCH": "server"}
+    refused = run_cli("backup", "verify", name, env=forced, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "(scratch: server)" in refused.stdout
+    assert "CREATEDB" in refused.stdout
+    for output in (made, auto, refused):
+        for secret in (APP_PASSWORD, quote(APP_PASSWORD, safe="")):
+            assert secret not in output.stdout + output.stderr
