@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scheduler.py                        # 1k and 10k endpoints, 1 s
     .venv/bin/python bench/scheduler.py --endpoints 10000 --interval-s 5 --duration 30
+    .venv/bin/python bench/scheduler.py --endpoints 2000 --rules both  # cost of rules
 
 What it does, all on this machine:
 
@@ -48,7 +49,8 @@ CLI = str(Path(sys.executable).parent / "cronicorn")
 def serve_target(port: int) -> None:
     from aiohttp import web
 
-    payload = b'{"ok":true}'
+    # A JSON body the rules and assertions of `--rules` look into (same body either way).
+    payload = b'{"ok":true,"status":"ok","queue":{"depth":7,"name":"main"},"items":[{"ok":true}]}'
 
     async def ok(_request: web.Request) -> web.Response:
         return web.Response(body=payload, content_type="application/json")
@@ -117,6 +119,33 @@ FROM (
 """
 
 
+RULES_SQL = """
+UPDATE endpoints SET
+    assertions = '{"statuses": ["2xx"],
+                   "conditions": [{"jsonPath": "$.ok", "op": "==", "value": true}]}',
+    rules = jsonb_build_array(
+        '{"name": "deep queue", "when": {"jsonPath": "$.queue.depth", "op": ">", "value": 100},
+          "then": {"action": "interval", "intervalMs": 1000, "ttlMinutes": 10}}'::jsonb,
+        '{"name": "degraded", "when": {"any": [{"status": ["5xx"]},
+          {"jsonPath": "$.status", "op": "==", "value": "degraded"}]},
+          "then": {"action": "pause", "forMinutes": 5}}'::jsonb,
+        jsonb_build_object(
+            'name', 'steady',
+            'when', '{"jsonPath": "$.items[0].ok", "op": "==", "value": true}'::jsonb,
+            'then', jsonb_build_object('action', 'interval', 'intervalMs', %(interval_ms)s,
+                                       'ttlMinutes', 60)))
+"""
+
+
+def add_rules(url: str, interval_ms: int) -> None:
+    """Assertions and three rules per endpoint: two that never fire (deep queue, degraded)
+    and one that fires on every run with the baseline interval, so demand is unchanged while
+    each write carries the rule's hint and the fired rule."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(RULES_SQL, {"interval_ms": interval_ms})
+        conn.execute("VACUUM ANALYZE")
+
+
 def reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE runs, endpoints, jobs, users CASCADE")
@@ -141,6 +170,7 @@ def seed(url: str, n: int, interval_ms: int, base: str, start: float) -> None:
 # -- one measurement ---------------------------------------------------------------------------
 @dataclass
 class Result:
+    rules: bool
     endpoints: int
     interval_s: float
     executions_per_s: float
@@ -172,11 +202,15 @@ def cpu_of(processes: list[psutil.Process]) -> float:
     return total
 
 
-def measure(url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: int) -> Result:
+def measure(
+    url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: int, rules: bool
+) -> Result:
     reset(url)
     interval_ms = int(args.interval_s * 1000)
     start = time.time() + args.startup
     seed(url, n, interval_ms, f"http://127.0.0.1:{args.port}", start)
+    if rules:
+        add_rules(url, interval_ms)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -216,6 +250,7 @@ def measure(url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: 
     assert row is not None
     count, (p50, p95, p99), worst, failed = row[0], row[1] or [0, 0, 0], row[2] or 0, row[3]
     return Result(
+        rules=rules,
         endpoints=n,
         interval_s=args.interval_s,
         executions_per_s=count / (t1 - t0),
@@ -253,13 +288,14 @@ def print_table(results: list[Result], target_rate: float, load: str) -> None:
     print(f"target alone (aiohttp blast, keep-alive, 64 connections): {target_rate:,.0f} req/s")
     print()
     print(
-        "| endpoints | interval | demand/s | executions/s | lateness p50 / p95 / p99 / max (ms)"
-        " | failed | scheduler CPU | scheduler RSS | PostgreSQL CPU | target CPU |"
+        "| rules | endpoints | interval | demand/s | executions/s | lateness p50 / p95 / p99 / max"
+        " (ms) | failed | scheduler CPU | scheduler RSS | PostgreSQL CPU | target CPU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r.endpoints:,} | {r.interval_s:g} s | {r.endpoints / r.interval_s:,.0f} "
+            f"| {'3 + assertion' if r.rules else 'none'} | {r.endpoints:,} | {r.interval_s:g} s "
+            f"| {r.endpoints / r.interval_s:,.0f} "
             f"| {r.executions_per_s:,.0f} "
             f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} / {r.max:.0f} | {r.failed} "
             f"| {r.scheduler_cpu:.0f}% | {r.scheduler_rss_mb:.0f} MB "
@@ -276,6 +312,12 @@ def parse() -> Any:
     parser.add_argument("--startup", type=float, default=4.0, help="first due after seeding")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--rules",
+        choices=("off", "on", "both"),
+        default="off",
+        help="assertions and three response rules per endpoint; both: each N without, then with",
+    )
     parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -312,9 +354,11 @@ def main() -> None:
                 )
                 target_rate = float(out.stdout.strip())
                 results = []
+                variants = {"off": [False], "on": [True], "both": [False, True]}[args.rules]
                 for n in (int(x) for x in args.endpoints.split(",")):
-                    results.append(measure(url, home, target, args, n))
-                    print_table(results[-1:], target_rate, load)
+                    for rules in variants:
+                        results.append(measure(url, home, target, args, n, rules))
+                        print_table(results[-1:], target_rate, load)
             finally:
                 target.terminate()
                 target.wait(timeout=10)

@@ -64,6 +64,6 @@ def judge(result: HttpResult, assertions_text: str | None) -> HttpResult:
         return replace(result, status="failed", error_message=assertions)
     error = failed_assertion(assertions, response_of(result))
     if error is None:
-        return replace(result, status="success", error_message=None)
+        return result if result.ok else replace(result, status="success", error_message=None)
     ASSERTION_FAILURES.inc()
     return replace(result, status="failed", error_message=error)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import jsonpath
 import re2
@@ -38,10 +38,10 @@ _ORDERED = frozenset({">", ">=", "<", "<="})
 _UNARY = frozenset({"exists", "not exists"})
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     """What a condition sees of one HTTP answer. `body_json` counts only when `is_json`
-    (a JSON `null` body is JSON; a text body, an empty one or a truncated one is not)."""
+    (a JSON `null` body is JSON; a text body, an empty one or a truncated one is not).
+    A tuple, not a frozen dataclass: built once per run on the scheduler's hot path."""
 
     status_code: int | None = None
     duration_ms: int | None = None

@@ -17,9 +17,10 @@ hop per run and no endpoint runs more than once a second because of rules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import copy
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from cronicorn.domain.conditions import (
     Condition,
@@ -82,9 +83,9 @@ class Rule:
     name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
-    """What one fired rule writes on `target` (None: the endpoint that ran)."""
+class Effect(NamedTuple):
+    """What one fired rule writes on `target` (None: the endpoint that ran). A tuple: built
+    on the scheduler's hot path."""
 
     rule_index: int
     rule_name: str | None
@@ -277,47 +278,65 @@ def decide(rules: tuple[Rule, ...], response: Response, now: datetime) -> list[E
 
 def effect_of(index: int, rule: Rule, now: datetime) -> Effect:
     a = rule.then
-    ttl = timedelta(minutes=a.ttl_minutes or DEFAULT_TTL_MINUTES)
-    base = Effect(index, rule.name, a.kind, a.target)
-    if a.kind == "interval":
-        return _with(base, interval_ms=a.interval_ms, interval_expires_at=now + ttl)
-    if a.kind == "oneshot":
+    kind = a.kind
+    if kind == "interval":
+        ttl = timedelta(minutes=a.ttl_minutes or DEFAULT_TTL_MINUTES)
+        return Effect(
+            index,
+            rule.name,
+            kind,
+            a.target,
+            interval_ms=a.interval_ms,
+            interval_expires_at=now + ttl,
+        )
+    if kind == "oneshot":
+        ttl = timedelta(minutes=a.ttl_minutes or DEFAULT_TTL_MINUTES)
         at = a.at if a.at is not None else now + timedelta(milliseconds=a.in_ms or 0)
-        at = max(at, now + timedelta(milliseconds=MIN_GAP_MS))  # never a hot loop
-        expires = max(at, now) + ttl
-        return _with(base, oneshot_at=at, oneshot_expires_at=expires)
-    if a.kind == "pause":
+        at = max(at, now + _MIN_GAP)  # never a hot loop
+        return Effect(
+            index, rule.name, kind, a.target, oneshot_at=at, oneshot_expires_at=max(at, now) + ttl
+        )
+    if kind == "pause":
         until = a.until if a.until is not None else now + timedelta(minutes=a.for_minutes or 0)
-        return _with(base, paused_until=until)
-    return base
+        return Effect(index, rule.name, kind, a.target, paused_until=until)
+    return Effect(index, rule.name, kind, a.target)
 
 
-def _with(effect: Effect, **changes: Any) -> Effect:
-    return replace(effect, **changes)
+_MIN_GAP = timedelta(milliseconds=MIN_GAP_MS)
 
 
 def apply_effect(state: ScheduleState, effect: Effect) -> ScheduleState:
     """`state` with the effect's hints or pause written (the governor then clamps them)."""
     if effect.kind == "interval":
-        return replace(
+        return _with(
             state,
             hint_interval_ms=effect.interval_ms,
             hint_interval_expires_at=effect.interval_expires_at,
         )
     if effect.kind == "oneshot":
-        return replace(
+        return _with(
             state,
             hint_oneshot_at=effect.oneshot_at,
             hint_oneshot_expires_at=effect.oneshot_expires_at,
         )
     if effect.kind == "pause":
-        return replace(state, paused_until=effect.paused_until)
+        return _with(state, paused_until=effect.paused_until)
     if effect.kind == "resume":
-        return replace(state, paused_until=None)
-    return replace(
+        return _with(state, paused_until=None)
+    return _with(
         state,
         hint_interval_ms=None,
         hint_interval_expires_at=None,
         hint_oneshot_at=None,
         hint_oneshot_expires_at=None,
     )
+
+
+def _with(state: ScheduleState, **changes: Any) -> ScheduleState:
+    # `dataclasses.replace` re-introspects every field and re-validates; on the scheduler's
+    # hot path a copy with the changed fields set costs a fraction. Every value set here is
+    # an aware instant or an int computed above, as validation would require.
+    new = copy.copy(state)
+    for name, value in changes.items():
+        object.__setattr__(new, name, value)
+    return new

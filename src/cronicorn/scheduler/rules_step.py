@@ -28,6 +28,11 @@ RULE_ACTIONS = Counter(
     "Response rules that fired after a run, by action and whom they acted on.",
     ["action", "on"],
 )
+_COUNTERS = {  # bound once: the hot path skips the label look-up
+    (action, on): RULE_ACTIONS.labels(action, on)
+    for action in ("interval", "oneshot", "pause", "resume", "clear")
+    for on in ("self", "sibling")
+}
 RULE_ERRORS = Counter(
     "cronicorn_rule_errors_total",
     "Stored rules that could not be parsed (written around the API); the run is unaffected.",
@@ -83,8 +88,8 @@ def after_run(
         if effect.target is None:
             state = apply_effect(state, effect)
             own = True
-            RULE_ACTIONS.labels(effect.kind, "self").inc()
+            _COUNTERS[effect.kind, "self"].inc()
         else:
             siblings.append(effect)
-            RULE_ACTIONS.labels(effect.kind, "sibling").inc()
+            _COUNTERS[effect.kind, "sibling"].inc()
     return Applied(state, own, [e.describe() for e in effects], siblings)
