@@ -123,6 +123,8 @@ BAD: list[tuple[Any, str]] = [
     ({"all": [{"status": [200]}, {"nope": 1}]}, "when.all[1]: expected one of"),
     ({"any": [{"all": [{"jsonPath": "$.x", "op": "bad"}]}]}, "when.any[0].all[0].op"),
     ("status == 200", "when: expected an object"),
+    ({"regex": "\ud800"}, "when.regex: not a usable regular expression"),
+    ({"jsonPath": "$[?@.a > 1e999]", "op": "exists"}, "when.jsonPath: invalid JSON path"),
     ({}, "when: expected an object"),
 ]
 
@@ -165,6 +167,10 @@ def test_catastrophic_pattern_runs_in_linear_time() -> None:
     # No wall-clock assert: a backtracking engine would hit the test timeout instead.
     assert holds(condition, text_response("a" * 50_000 + "b")) is False
     assert holds(condition, text_response("b" + "a" * 50_000)) is True
+
+
+def test_text_that_is_not_unicode_never_matches() -> None:
+    assert not holds(parse_condition({"regex": "x"}), text_response("\ud800x"))
 
 
 def test_regex_sees_only_the_capped_prefix() -> None:

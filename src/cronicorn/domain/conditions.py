@@ -209,8 +209,8 @@ def _parse_json_path(raw: dict[str, Any], where: str, _d: int, _c: list[int]) ->
         )
     try:
         compiled = jsonpath.compile(path)
-    except jsonpath.JSONPathError as exc:
-        reason = str(exc).splitlines()[0]
+    except Exception as exc:  # JSONPathError, and e.g. OverflowError on `1e999` in a filter
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise RuleError(f"{where}.jsonPath: invalid JSON path: {reason}") from None
     if not isinstance(compiled, jsonpath.JSONPath):  # a union of paths (`$.a | $.b`)
         raise RuleError(f"{where}.jsonPath: one path only, no unions")
@@ -266,7 +266,7 @@ def _parse_regex(raw: dict[str, Any], where: str, _d: int, _c: list[int]) -> Con
     options.log_errors = False
     try:
         compiled = re2.compile(pattern, options)
-    except re2.error as exc:
+    except Exception as exc:  # re2.error, or a pattern that is not valid UTF-8 (surrogates)
         raise RuleError(
             f"{where}: not a usable regular expression"
             f" (RE2 syntax: no backreferences or lookaround): {_reason(exc)}"
@@ -334,8 +334,7 @@ def holds(condition: Condition, response: Response) -> bool:
                 return False
             return (above is None or ms > above) and (below is None or ms < below)
         case Regex(compiled=compiled):
-            text = response.body_text
-            return text is not None and compiled.search(text[:MAX_REGEX_TEXT]) is not None
+            return _matches(compiled, response.body_text)
         case AllOf(items=items):
             return all(holds(c, response) for c in items)
         case AnyOf(items=items):
@@ -343,6 +342,15 @@ def holds(condition: Condition, response: Response) -> bool:
         case Not(item=item):
             return not holds(item, response)
     return False  # pragma: no cover
+
+
+def _matches(compiled: Any, text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        return compiled.search(text[:MAX_REGEX_TEXT]) is not None
+    except UnicodeError:  # lone surrogates: not text RE2 can read
+        return False
 
 
 def _json_holds(condition: JsonPath, response: Response) -> bool:
