@@ -35,6 +35,7 @@ class Source:
     MISFIRE: Final = "misfire"  # one catch-up run after missed slots (resume, job resume)
     TEST: Final = "test"  # manual test runs; never produced by the planner
     QUOTA: Final = "quota"  # deferred to the next month: the monthly run quota is used up
+    RULE: Final = "rule"  # a hint written by the endpoint's response rules (domain/rules.py)
 
 
 SOURCES: Final = frozenset(
@@ -49,5 +50,6 @@ SOURCES: Final = frozenset(
         Source.MISFIRE,
         Source.TEST,
         Source.QUOTA,
+        Source.RULE,
     }
 )
