@@ -71,7 +71,11 @@ NOTHING: list[Any] = []
 
 
 def after_run(
-    rules_text: str | None, outcome: RunOutcome | None, state: ScheduleState, now: datetime
+    rules_text: str | None,
+    outcome: RunOutcome | None,
+    state: ScheduleState,
+    now: datetime,
+    endpoint_id: str | None = None,
 ) -> Applied | None:
     """The rules' effects for this run, or None when no rule fired (the hot path)."""
     if rules_text is None or outcome is None:
@@ -85,7 +89,7 @@ def after_run(
     own = False
     siblings: list[Effect] = []
     for effect in effects:
-        if effect.target is None:
+        if effect.target is None or effect.target == endpoint_id:  # its own id: itself
             state = apply_effect(state, effect)
             own = True
             _COUNTERS[effect.kind, "self"].inc()

@@ -226,7 +226,11 @@ class RunWriter:
             )
             return outcome, keep
         started = item.started_at or now
-        applied = after_run(row.rules, outcome, state, now) if item.kind is Kind.FINISHED else None
+        applied = (
+            after_run(row.rules, outcome, state, now, item.endpoint_id)
+            if item.kind is Kind.FINISHED
+            else None
+        )
         if applied is not None:
             state = applied.state
         succeeded = item.kind is Kind.CONFLICT or (
