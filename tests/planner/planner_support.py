@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.domain.ids import new_id
@@ -101,6 +101,17 @@ class Rows:
                     status_code=code,
                     response_body=body,
                     error_message=error,
+                )
+            )
+            # What the scheduler's batch write keeps on the endpoint when a run finishes.
+            await conn.execute(
+                update(endpoints)
+                .where(endpoints.c.id == endpoint_id)
+                .values(
+                    last_run_at=func.greatest(
+                        func.coalesce(endpoints.c.last_run_at, started), started
+                    ),
+                    failure_count=0 if status == "success" else endpoints.c.failure_count + 1,
                 )
             )
         return run_id

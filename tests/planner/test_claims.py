@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.store import planner as planner_store
 from cronicorn.store.planner import Seen
-from cronicorn.store.tables import endpoint_analysis, endpoints, jobs
+from cronicorn.store.tables import endpoint_analysis, jobs
 from planner.planner_support import Rows
 
 
@@ -88,23 +88,22 @@ async def test_after_an_analysis_only_new_runs_and_a_trigger_bring_it_back(
     assert await claim(engine, rows) == [ep]  # due
 
 
-async def test_risen_failures_or_a_changed_status_trigger_early(
-    engine: AsyncEngine, rows: Rows
-) -> None:
+async def test_risen_failures_or_a_recovery_trigger_early(engine: AsyncEngine, rows: Rows) -> None:
     ep = await rows.endpoint()
     await rows.run(ep, {"a": 1}, ago_s=60)
     assert await claim(engine, rows) == [ep]
-    await finish(engine, rows, ep, next_min=600, status="success")
+    await finish(engine, rows, ep, next_min=600, failures=0)
     rows.clock.now += timedelta(seconds=30)
     await rows.run(ep, None, ago_s=5, status="failed", code=500)
-    assert await claim(engine, rows) == [ep]  # status changed to failed
-    await finish(engine, rows, ep, next_min=600, status="failed", failures=1)
+    assert await claim(engine, rows) == [ep]  # it started failing
+    await finish(engine, rows, ep, next_min=600, failures=1)
     rows.clock.now += timedelta(seconds=30)
-    await rows.run(ep, None, ago_s=5, status="failed", code=500)
-    assert await claim(engine, rows) == []  # still failed, count not risen on the row
-    async with engine.begin() as conn:
-        await conn.execute(update(endpoints).where(endpoints.c.id == ep).values(failure_count=2))
+    await rows.run(ep, {"a": 2}, ago_s=5)  # unrelated news would not do: this one recovered
     assert await claim(engine, rows) == [ep]
+    await finish(engine, rows, ep, next_min=600, failures=0)
+    rows.clock.now += timedelta(seconds=30)
+    await rows.run(ep, {"a": 3}, ago_s=5)
+    assert await claim(engine, rows) == []  # still fine, not due
 
 
 async def test_a_paused_endpoint_is_analysed_when_a_sibling_has_news(

@@ -125,6 +125,8 @@ async def up(
             AI_MODEL="scripted",
             AI_ANALYSIS_INTERVAL_MS="300",
             AI_LOOKBACK_MINUTES="1",
+            RATE_LIMIT_READ_RPM="1000000",
+            RATE_LIMIT_WRITE_RPM="1000000",
         )
         proc = start_cli("up", env=env, cwd=tmp_path)
         _, headers = await credentials(engine, "e2e@example.com")
@@ -211,7 +213,8 @@ async def test_auto_mode_tightens_on_a_deep_queue_and_relaxes_when_it_drains(
 
     await until(relaxed, timeout=90, what="back to the 3 s baseline")
     assert await _fast_runs(engine, ep) >= fast_before
-    _, sessions = await client.call("GET", f"/endpoints/{ep}/sessions?limit=100")
+    status, sessions = await client.call("GET", f"/endpoints/{ep}/sessions?limit=100")
+    assert status == 200, sessions
     outcomes = [s["outcome"] for s in sessions["sessions"]]
     assert outcomes.count("applied") >= 2  # tighten, then relax
     tools_used = {c["tool"] for s in sessions["sessions"] for c in s["toolCalls"]}

@@ -38,8 +38,7 @@ ENROL_SQL = text(
     """
     INSERT INTO endpoint_analysis (endpoint_id, user_id)
     SELECT e.id, e.user_id FROM endpoints e
-    WHERE e.id IN (SELECT DISTINCT r.endpoint_id FROM runs r WHERE r.started_at >= :since)
-      AND e.archived_at IS NULL
+    WHERE e.last_run_at >= :since AND e.archived_at IS NULL
     ON CONFLICT (endpoint_id) DO NOTHING
     """
 )
@@ -47,11 +46,16 @@ ENROL_SQL = text(
 
 CLAIM_SQL = text(
     """
-    WITH picked AS (
+    WITH job_news AS (
+        SELECT job_id, max(last_run_at) AS latest FROM endpoints
+        WHERE archived_at IS NULL
+        GROUP BY job_id
+    ), picked AS (
         SELECT a.endpoint_id
         FROM endpoint_analysis a
         JOIN endpoints e ON e.id = a.endpoint_id
         JOIN jobs j ON j.id = e.job_id
+        JOIN job_news n ON n.job_id = e.job_id
         WHERE (a.lease_until IS NULL OR a.lease_until < now())
           AND e.archived_at IS NULL
           AND j.status = 'active'
@@ -59,20 +63,12 @@ CLAIM_SQL = text(
           AND (
             a.last_analyzed_at IS NULL
             OR (
-              EXISTS (
-                SELECT 1 FROM runs r
-                WHERE r.endpoint_id IN (SELECT s.id FROM endpoints s WHERE s.job_id = e.job_id)
-                  AND r.started_at > a.last_analyzed_at AND r.status <> 'running'
-              )
+              n.latest > a.last_analyzed_at
               AND (
                 a.next_analysis_at IS NULL
                 OR a.next_analysis_at <= :now
                 OR e.failure_count > a.failure_count_seen
-                OR (
-                  SELECT r.status FROM runs r
-                  WHERE r.endpoint_id = e.id AND r.status <> 'running'
-                  ORDER BY r.started_at DESC LIMIT 1
-                ) IS DISTINCT FROM a.last_status_seen
+                OR (e.failure_count = 0 AND a.failure_count_seen > 0)
               )
             )
           )
@@ -86,9 +82,11 @@ CLAIM_SQL = text(
     RETURNING a.endpoint_id
     """
 )
-"""Endpoints to analyse now: never analysed, or with finished runs (its own or a job
-sibling's: a paused endpoint can be resumed on its siblings' news) since the last analysis
-and either due, with more failures, or a changed last status."""
+"""Endpoints to analyse now: never analysed, or with a finished run in the job (its own, or
+a sibling's: a paused endpoint can be resumed on its siblings' news) since the last analysis
+and either due, failing more, or recovered (failures back to zero: its status changed).
+Reads only `endpoints` rows (`last_run_at`, `failure_count`, which the scheduler keeps), never
+the runs table, so a claim costs one pass over the endpoints however long their history."""
 
 RENEW_SQL = text(
     """
