@@ -295,7 +295,7 @@ class _Run:
     started_at: datetime
     after: datetime  # the plan is strictly after this (finish, or later `now`)
     failures: int  # including this run's failure
-    extra: bool  # served a one-shot before the schedule's next slot
+    extra: bool  # an extra run, for a one-shot at its own time (`_served_oneshot`)
 
 
 def _baseline_after_run(state: ScheduleState, run: _Run) -> tuple[Plan, datetime, datetime]:
