@@ -21,6 +21,7 @@ class HttpOutcome:
     size: int | None = None
     truncated: bool = False
     error: str | None = None
+    attempts: list[dict[str, Any]] | None = None  # each call of a retried slot
 
     @classmethod
     def failed(cls, error: str) -> HttpOutcome:
@@ -39,6 +40,7 @@ class HttpOutcome:
             size=self.size,
             truncated=self.truncated,
             error=self.error,
+            attempts=self.attempts,
         )
 
 

@@ -92,7 +92,8 @@ claimed AS (
     WHERE e.id = ANY(ARRAY(SELECT id FROM allowed))
     RETURNING e.id, e.user_id, e.url, e.method, e.headers_json, e.body_json, e.timeout_ms,
               e.max_response_size_kb, e.baseline_cron, e.timezone, e.next_run_at,
-              e.next_run_source, e.failure_count, e.assertions::text AS assertions
+              e.next_run_source, e.failure_count, e.assertions::text AS assertions,
+              e.retry::text AS retry
 ), numbered AS (
     SELECT c.*, row_number() OVER (ORDER BY c.next_run_at, c.id) AS ord FROM claimed c
 ), started AS (
@@ -113,7 +114,7 @@ claimed AS (
 )
 SELECT n.id, n.user_id, n.url, n.method, n.headers_json, n.body_json, n.timeout_ms,
        n.max_response_size_kb, n.baseline_cron, n.timezone, n.next_run_at, n.next_run_source,
-       n.failure_count, n.assertions, s.id AS run_id
+       n.failure_count, n.assertions, n.retry, s.id AS run_id
 FROM numbered n LEFT JOIN started s ON s.endpoint_id = n.id
 ORDER BY n.next_run_at, n.id
 """
@@ -275,6 +276,7 @@ class Claimed:
     baseline_cron: str | None
     timezone: str
     assertions: str | None = None  # the endpoint's assertions (jsonb text); None: 2xx only
+    retry: str | None = None  # the endpoint's retry policy (jsonb text); None: no retries
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +386,7 @@ def _claimed(row: dict[str, Any], lease: str) -> Claimed:
         baseline_cron=row["baseline_cron"],
         timezone=row["timezone"],
         assertions=row.get("assertions"),
+        retry=row.get("retry"),
     )
 
 

@@ -58,6 +58,7 @@ CONFIG_FIELDS = (
     "ai_mode",
     "assertions",
     "rules",
+    "retry",
 )
 # Config fields whose change moves `next_run_at`.
 SCHEDULE_FIELDS = frozenset(
@@ -107,6 +108,7 @@ class EndpointRow:
     ai_mode: str = "inherit"  # the AI planner: inherit (the job's) | off | suggest | auto
     assertions: Any = None  # {statuses, conditions} as `domain.rules` accepted; None: 2xx
     rules: Any = None  # ordered response rules as `domain.rules` accepted; None: none
+    retry: Any = None  # in-run retry policy as `domain.retry` accepted; None: no retries
 
 
 _NAMES = tuple(f.name for f in fields(EndpointRow))

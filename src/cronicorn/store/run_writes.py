@@ -69,14 +69,14 @@ WITH vr AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS v(
         id text, status text, started_at timestamptz, finished_at timestamptz,
         duration_ms int, status_code int, body jsonb, body_text text, size int,
-        truncated bool, error text, rules_fired jsonb)
+        truncated bool, error text, rules_fired jsonb, attempts jsonb)
 ), finished AS (
     UPDATE runs r
     SET status = v.status, started_at = v.started_at, finished_at = v.finished_at,
         duration_ms = v.duration_ms, status_code = v.status_code,
         response_body = v.body, response_text = v.body_text,
         response_size = v.size, response_truncated = coalesce(v.truncated, false),
-        error_message = v.error, rules_fired = v.rules_fired
+        error_message = v.error, rules_fired = v.rules_fired, attempts = v.attempts
     FROM vr v
     WHERE r.id = v.id AND r.status = 'running' AND r.id = ANY(ARRAY(SELECT id FROM vr))
     RETURNING r.id
@@ -138,6 +138,7 @@ class RunOutcome:
     truncated: bool = False
     error: str | None = None
     rules_fired: list[dict[str, Any]] | None = None  # the response rules that fired
+    attempts: list[dict[str, Any]] | None = None  # each call of a retried slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +235,7 @@ def _run_row(o: RunOutcome) -> dict[str, Any]:
         "truncated": o.truncated,
         "error": o.error,
         "rules_fired": o.rules_fired,
+        "attempts": o.attempts,
     }
 
 

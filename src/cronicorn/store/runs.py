@@ -47,6 +47,7 @@ class RunDetail(RunSummary):
     endpoint_url: str
     endpoint_method: str
     rules_fired: Any = None  # response rules that fired after this run
+    attempts: Any = None  # each call of a retried slot
 
 
 _SUMMARY_COLUMNS = (
@@ -147,6 +148,7 @@ async def get_detail(conn: AsyncConnection, user_id: str, run_id: str) -> RunDet
                 runs.c.response_truncated,
                 runs.c.worker,
                 runs.c.rules_fired,
+                runs.c.attempts,
                 endpoints.c.name.label("endpoint_name"),
                 endpoints.c.url.label("endpoint_url"),
                 endpoints.c.method.label("endpoint_method"),

@@ -194,6 +194,7 @@ endpoints = Table(
     # Responses decide (0007): what `domain.rules` accepted; NULL: 2xx only / no rules.
     Column("assertions", JSONB),
     Column("rules", JSONB),
+    Column("retry", JSONB),  # in-run retry policy; NULL: no retries
     CheckConstraint("method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"),
     CheckConstraint("ai_mode IN ('inherit', 'off', 'suggest', 'auto')", name="ai_mode"),
     CheckConstraint(
@@ -238,6 +239,7 @@ runs = Table(
     Column("error_message", Text),
     Column("worker", Text),
     Column("rules_fired", JSONB),  # 0007: [{index, name?, action, target?}] after this run
+    Column("attempts", JSONB),  # 0007: each call of a retried slot; NULL: one call
     CheckConstraint("status IN ('running', 'success', 'failed')", name="status"),
     Index("ix_runs_endpoint_id_started_at", "endpoint_id", "started_at"),
     Index("ix_runs_user_id_started_at", "user_id", "started_at"),

@@ -33,6 +33,7 @@ from cronicorn.api.schemas.common import (
     json_without_nul,
 )
 from cronicorn.domain.errors import RuleError
+from cronicorn.domain.retry import parse_retry, retry_to_json
 from cronicorn.domain.rules import (
     assertions_to_json,
     parse_assertions,
@@ -163,6 +164,41 @@ AssertionsIn = Annotated[
 RulesIn = Annotated[JsonValue, AfterValidator(_check_rules), WithJsonSchema(_RULES_SCHEMA)]
 
 
+def _check_retry(value: Any) -> Any:
+    try:
+        return retry_to_json(parse_retry(value))
+    except RuleError as exc:
+        raise ValueError(str(exc)) from None
+
+
+RETRY_EXAMPLE = {
+    "attempts": 3,
+    "backoff": "exponential",
+    "initialDelayMs": 500,
+    "maxDelayMs": 10000,
+    "on": ["5xx", "timeout", "connection"],
+}
+_RETRY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Retries within one run (absent: none). `attempts` counts every call of the "
+    "slot, the first included (1 to 10); the delay before the next call is initialDelayMs "
+    "(fixed) or doubles from it (exponential), at most maxDelayMs (300000). `on`: status codes,"
+    ' classes or ranges, "timeout" and "connection" (default ["5xx", "timeout", '
+    '"connection"]). Each call is recorded on the run (`attempts`); the slot\'s lease is held '
+    "throughout, so the next slot never starts before the retries end.",
+    "properties": {
+        "attempts": {"type": "integer", "minimum": 1, "maximum": 10},
+        "backoff": {"enum": ["fixed", "exponential"]},
+        "initialDelayMs": {"type": "integer", "minimum": 0, "maximum": 300000},
+        "maxDelayMs": {"type": "integer", "minimum": 0, "maximum": 300000},
+        "on": {"type": "array", "items": {"type": ["integer", "string"]}, "minItems": 1},
+    },
+    "additionalProperties": False,
+    "examples": [RETRY_EXAMPLE],
+}
+RetryIn = Annotated[JsonValue, AfterValidator(_check_retry), WithJsonSchema(_RETRY_SCHEMA)]
+
+
 Name = Annotated[NonBlank, Field(min_length=1, max_length=255)]
 Url = Annotated[Text, Field(min_length=1, max_length=2048), AfterValidator(_check_url)]
 Headers = Annotated[dict[str, str], AfterValidator(_check_headers)]
@@ -199,6 +235,7 @@ class EndpointCreate(In):
     )
     assertions: AssertionsIn | None = None
     rules: RulesIn | None = None
+    retry: RetryIn | None = None
 
 
 _NOT_NULL = ("name", "url")
@@ -230,6 +267,7 @@ class EndpointPatch(In):
     ai_mode: AiMode | None = None  # null: inherit
     assertions: AssertionsIn | None = None  # null: 2xx only
     rules: RulesIn | None = None  # null: no rules
+    retry: RetryIn | None = None  # null: no retries
 
     @field_validator(*_NOT_NULL)
     @classmethod
@@ -282,6 +320,7 @@ class Endpoint(Out):
         default=None, description="Success assertions (absent: 2xx only)"
     )
     rules: Absent[JsonValue] = Field(default=None, description="Ordered response rules")
+    retry: Absent[JsonValue] = Field(default=None, description="Retries within a run")
     version: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -324,6 +363,7 @@ class Endpoint(Out):
             ai_mode=row.ai_mode,
             assertions=row.assertions,
             rules=row.rules,
+            retry=row.retry,
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,

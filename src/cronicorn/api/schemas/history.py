@@ -64,6 +64,12 @@ class RunDetails(Out):
         "target?}] (absent: none)",
         examples=[[{"index": 0, "name": "deep queue", "action": "interval"}]],
     )
+    attempts: Absent[list[JsonValue]] = Field(
+        default=None,
+        description="Each call of a retried slot: [{attempt, statusCode?, durationMs, error?}] "
+        "(absent: one call)",
+        examples=[[{"attempt": 1, "statusCode": 503, "durationMs": 40, "error": "HTTP 503"}]],
+    )
     endpoint: RunEndpoint
 
     @classmethod
@@ -86,6 +92,7 @@ class RunDetails(Out):
             response_truncated=run.response_truncated,
             worker=run.worker,
             rules_fired=run.rules_fired,
+            attempts=run.attempts,
             endpoint=RunEndpoint(
                 id=run.endpoint_id,
                 name=run.endpoint_name,

@@ -7,7 +7,9 @@ Create Date: 2026-11-30 03:00:00
 `endpoints.assertions` ({statuses, conditions}; NULL: 2xx only) and
 `endpoints.rules` (ordered [{name?, when, then}]; NULL: none) hold what the API
 validated with `domain.rules`; `runs.rules_fired` lists the rules that fired after a run
-([{index, name?, action, target?}]; NULL: none).
+([{index, name?, action, target?}]; NULL: none). `endpoints.retry` is the in-run retry
+policy (NULL: no retries) and `runs.attempts` each call of a retried slot
+([{attempt, statusCode?, durationMs, error?}]; NULL: a single call).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def upgrade() -> None:
         ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS assertions JSONB;
         ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS rules JSONB;
         ALTER TABLE runs ADD COLUMN IF NOT EXISTS rules_fired JSONB;
+        ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS retry JSONB;
+        ALTER TABLE runs ADD COLUMN IF NOT EXISTS attempts JSONB;
         """
     )
 
