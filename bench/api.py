@@ -9,21 +9,30 @@ shows in the latency) and prints requests/s, p50 and p99. A closed-loop pass wit
 connections measures throughput.
 
     .venv/bin/python bench/api.py [--rate 200] [--seconds 10] [--runs 100000]
+
+`--cpu N` measures instead the CPU time the API process (and its workers) spends per request,
+over N requests per route with 16 connections: a figure that holds on a loaded machine, where
+requests/s do not. `--profile DIR` also records a py-spy profile of each route under that load
+(py-spy must be installed; it is a local tool, not a dependency).
+
+    .venv/bin/python bench/api.py --cpu 5000 [--profile /tmp/prof]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,6 +240,81 @@ async def drive(
         print(result.row())
 
 
+# -- CPU per request ------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants (the API workers)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+async def _worker(http: aiohttp.ClientSession, url: str, queue: Iterator[int]) -> int:
+    """Send requests until the shared queue runs dry; how many failed."""
+    failures = 0
+    for _ in queue:
+        async with http.get(url) as resp:
+            await resp.read()
+            failures += resp.status >= 400
+    return failures
+
+
+async def cpu_per_request(
+    base: str, key: str, pid: int, requests: int, profile: Path | None
+) -> None:
+    """CPU ms per request of the API processes, per route (16 connections, N requests)."""
+    routes = [
+        ("GET /api/jobs (API key)", f"{base}/api/jobs"),
+        ("GET /api/health", f"{base}/api/health"),
+    ]
+    connector = aiohttp.TCPConnector(limit=16)
+    print("| route                    | requests | API CPU ms/request | wall s |")
+    print("|--------------------------|----------|--------------------|--------|")
+    async with aiohttp.ClientSession(headers={"x-api-key": key}, connector=connector) as http:
+        for name, url in routes:
+            for _ in range(200):  # warm up pools, statement caches, plans
+                async with http.get(url) as resp:
+                    await resp.read()
+            spy = None
+            if profile is not None:
+                profile.mkdir(parents=True, exist_ok=True)
+                out = profile / (name.split()[1].strip("/").replace("/", "_") + ".txt")
+                spy = subprocess.Popen(
+                    [
+                        str(BIN / "py-spy"),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--subprocesses",
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "500",
+                        "--output",
+                        str(out),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                await asyncio.sleep(1.0)
+            queue = iter(range(requests))
+            before, started = cpu_seconds(pid), time.perf_counter()
+            counts = await asyncio.gather(*(_worker(http, url, queue) for _ in range(16)))
+            failures = sum(counts)
+            used, wall = cpu_seconds(pid) - before, time.perf_counter() - started
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(60)
+            if failures:
+                print(f"{name}: {failures} failed requests")
+            print(f"| {name:<24} | {requests:8} | {used / requests * 1000:18.3f} | {wall:6.1f} |")
+
+
 # -- main -----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -247,6 +331,8 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="API_WORKERS: processes serving the API"
     )
+    parser.add_argument("--cpu", type=int, default=0, help="measure CPU per request instead")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-"))
@@ -285,7 +371,10 @@ def main() -> None:
         cpus = os.cpu_count()
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cpus} CPUs")
         print(f"API workers: {args.workers}")
-        asyncio.run(drive(base, key, ids, args.rate, args.seconds))
+        if args.cpu:
+            asyncio.run(cpu_per_request(base, key, api.pid, args.cpu, args.profile))
+        else:
+            asyncio.run(drive(base, key, ids, args.rate, args.seconds))
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:

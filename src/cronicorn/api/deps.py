@@ -33,6 +33,7 @@ from cronicorn.runtime import Runtime
 
 Clock = Callable[[], datetime]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AUTOCOMMIT = "AUTOCOMMIT"
 UNAUTHORIZED = "Authentication required: session cookie, Bearer token or x-api-key"
 
 
@@ -78,6 +79,18 @@ async def get_conn(
             await conn.rollback()
             raise
         await conn.commit()
+
+
+async def get_read_conn(
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+) -> AsyncIterator[AsyncConnection]:
+    """One autocommitted connection for a route that runs ONE read statement (lists): the
+    gate's statement and the route's then cost one round trip each, with no BEGIN and no
+    COMMIT around the read. Under READ COMMITTED a single statement sees the same snapshot
+    either way. Never for a route that writes or reads twice and needs them to agree."""
+    async with runtime.engine.connect() as conn:
+        await conn.execution_options(isolation_level=AUTOCOMMIT)
+        yield conn
 
 
 async def _identify(
@@ -193,6 +206,19 @@ async def current_user(
 ) -> Principal:
     """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
     request against the caller's rate limit (429 with Retry-After once it is spent)."""
+    return await _gate(request, runtime, conn)
+
+
+async def current_reader(
+    request: Request,
+    runtime: Annotated[Runtime, Depends(get_runtime)],
+    conn: Annotated[AsyncConnection, Depends(get_read_conn, scope="function")],
+) -> Principal:
+    """`current_user` on the read route's autocommitted connection (`get_read_conn`)."""
+    return await _gate(request, runtime, conn)
+
+
+async def _gate(request: Request, runtime: Runtime, conn: AsyncConnection) -> Principal:
     now = get_clock(request)()
     async with _autocommit(conn) as isolated:
         identity = await _identify(request, conn, runtime, now, isolated)
@@ -205,11 +231,16 @@ async def _autocommit(conn: AsyncConnection) -> AsyncIterator[bool]:
     """Run the gate's statements in autocommit: each commits as it ends, so the rate-limit
     counter row (shared by every request of one credential) is locked only while the
     statement runs, not for a further round trip. The route then gets a transaction again.
-    (If a dependency already opened a transaction, the gate simply joins it.)"""
+    (If a dependency already opened a transaction, the gate simply joins it; on a connection
+    already in autocommit, `get_read_conn`, there is nothing to switch.)"""
+    sync = conn.sync_connection
+    if sync is not None and sync.get_execution_options().get("isolation_level") == AUTOCOMMIT:
+        yield True
+        return
     if conn.in_transaction():
         yield False
         return
-    await conn.execution_options(isolation_level="AUTOCOMMIT")
+    await conn.execution_options(isolation_level=AUTOCOMMIT)
     try:
         yield True
     finally:
@@ -237,6 +268,9 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 # row is not yet (or never) committed.
 ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 UserDep = Annotated[Principal, Depends(current_user)]
+# A read-only route with one statement: `ReadConnDep` and `ReaderDep` together (same connection).
+ReadConnDep = Annotated[AsyncConnection, Depends(get_read_conn, scope="function")]
+ReaderDep = Annotated[Principal, Depends(current_reader)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SessionDep = Annotated[Principal, Depends(require_session)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

@@ -13,7 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from psycopg.errors import UndefinedTable
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 
 from cronicorn import __version__
 from cronicorn.runtime import Runtime
@@ -23,12 +25,21 @@ router = APIRouter(tags=["health"])
 DB_TIMEOUT_S = 2.0
 
 
+_REVISION = text("SELECT version_num FROM alembic_version")
+
+
 async def _database_revision(runtime: Runtime) -> str | None:
+    """The schema revision, read by one autocommitted statement: one round trip (no BEGIN,
+    no ROLLBACK), and every call really asks the database. None on a database that has no
+    `alembic_version` table (nothing migrated yet)."""
     async with runtime.engine.connect() as conn:
-        exists = (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar()
-        if exists is None:
-            return None
-        row = (await conn.execute(text("SELECT version_num FROM alembic_version"))).first()
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            row = (await conn.execute(_REVISION)).first()
+        except ProgrammingError as exc:
+            if isinstance(exc.orig, UndefinedTable):
+                return None
+            raise
         return str(row[0]) if row else None
 
 

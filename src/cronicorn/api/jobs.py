@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, ReadConnDep, ReaderDep, UserDep
 from cronicorn.api.schemas.common import NowDep, require_id
 from cronicorn.api.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
 from cronicorn.store import endpoints as endpoint_store
@@ -30,8 +30,8 @@ async def create_job(body: JobCreate, user: UserDep, conn: ConnDep, now: NowDep)
 
 @router.get("/jobs", response_model=JobList, summary="List jobs with their endpoint counts")
 async def list_jobs(
-    user: UserDep,
-    conn: ConnDep,
+    user: ReaderDep,
+    conn: ReadConnDep,  # one read statement: autocommitted, no BEGIN/COMMIT round trips
     status: Annotated[Literal["active", "paused", "archived"] | None, Query()] = None,
 ) -> JobList:
     rows = await job_store.list_with_counts(conn, user.user_id, status)

@@ -13,6 +13,7 @@ by `workers.py`) and whichever worker answers the scrape reports the sum over al
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import Response
@@ -44,9 +45,21 @@ LATENCY = Histogram(
 router = APIRouter()
 
 
+# Label children by (method, route, status): `labels()` takes a lock and builds a key on every
+# call, a cost paid on every request. Bounded like the series themselves (route templates).
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def observe(method: str, route: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    key = (method, route, status)
+    pair = _children.get(key)
+    if pair is None:
+        pair = _children[key] = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+        )
+    pair[0].inc()
+    pair[1].observe(seconds)
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import structlog
@@ -12,6 +13,9 @@ from cronicorn.logs import get_logger
 from cronicorn.requestid import accept_or_new, set_request_id
 
 log = get_logger("cronicorn.http")
+# structlog runs its processors (time stamp, context merge) before the standard-library level
+# check; the request line is skipped up front when INFO is off (LOG_LEVEL=warning).
+_level_gate = logging.getLogger("cronicorn.http")
 
 
 class RequestIdMiddleware:
@@ -51,13 +55,14 @@ class RequestIdMiddleware:
             elapsed = time.perf_counter() - started
             method = scope.get("method", "")
             metrics.observe(method, _route_label(scope, root_path), status, elapsed)
-            log.info(
-                "request",
-                method=method,
-                path=scope.get("path"),
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
+            if _level_gate.isEnabledFor(logging.INFO):
+                log.info(
+                    "request",
+                    method=method,
+                    path=scope.get("path"),
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
             structlog.contextvars.unbind_contextvars("request_id")
             set_request_id(None)
             del token
