@@ -17,8 +17,7 @@ hop per run and no endpoint runs more than once a second because of rules.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -333,10 +332,11 @@ def apply_effect(state: ScheduleState, effect: Effect) -> ScheduleState:
 
 
 def _with(state: ScheduleState, **changes: Any) -> ScheduleState:
-    # `dataclasses.replace` re-introspects every field and re-validates; on the scheduler's
-    # hot path a copy with the changed fields set costs a fraction. Every value set here is
-    # an aware instant or an int computed above, as validation would require.
-    new = copy.copy(state)
-    for name, value in changes.items():
-        object.__setattr__(new, name, value)
-    return new
+    # `dataclasses.replace` (and `copy.copy`) re-introspect every field on each call; the
+    # names are known, so the scheduler's hot path builds the new state directly.
+    values = {name: getattr(state, name) for name in _STATE_FIELDS}
+    values.update(changes)
+    return ScheduleState(**values)
+
+
+_STATE_FIELDS = tuple(f.name for f in fields(ScheduleState))
