@@ -395,7 +395,8 @@ def _paused(state: ScheduleState, plan: Plan, owed: datetime | None) -> Plan:
     """Nothing runs before `paused_until`. A plan after it stands when the pause missed
     nothing (no run was owed before its end); otherwise the endpoint runs once at the end
     (the catch-up), except that a cron endpoint takes its next slot instead when that slot
-    is too close (`_too_close`)."""
+    is too close (`_too_close`). Either is labelled `paused` and, like any pause, ignores the
+    clamps."""
     until = state.paused_until
     assert until is not None
     if plan.at >= until and (owed is None or owed >= until):
@@ -404,7 +405,7 @@ def _paused(state: ScheduleState, plan: Plan, owed: datetime | None) -> Plan:
     if cron and _hint_step(state, until) is None and _oneshot_at(state, until) is None:
         slot = next_cron_time(cron, state.timezone, until)
         if _too_close(state, until, slot):
-            return Plan(slot, Source.BASELINE_CRON)
+            return Plan(slot, Source.PAUSED)  # set by the pause, like its end: unclamped
     return Plan(until, Source.PAUSED)
 
 
