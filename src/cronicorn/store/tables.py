@@ -325,9 +325,7 @@ ai_suggestions = Table(
     Column("expires_at", TZ, nullable=False),
     Column("decided_at", TZ),
     Column("error", Text),
-    CheckConstraint(
-        "action IN ('interval', 'oneshot', 'pause', 'resume', 'clear')", name="action"
-    ),
+    CheckConstraint("action IN ('interval', 'oneshot', 'pause', 'resume', 'clear')", name="action"),
     CheckConstraint(
         "status IN ('pending', 'applied', 'dismissed', 'superseded', 'expired')", name="status"
     ),
