@@ -11,6 +11,7 @@ from api.api_support import NOW, add_run, add_session, interval_endpoint
 from cronicorn.store import ai_sessions as session_store
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
+from cronicorn.store import planner as planner_store
 from cronicorn.store import runs as run_store
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store import stats
@@ -187,9 +188,11 @@ async def test_usage_counts_this_month(engine: AsyncEngine, alice: str) -> None:
             conn, user_id=alice, endpoint_id=endpoint_id, started_at=NOW - timedelta(days=20)
         )
         await add_session(conn, user_id=alice, endpoint_id=endpoint_id, analyzed_at=NOW, tokens=7)
+        await planner_store.add_tokens(conn, alice, NOW, 11)  # the meter, as the planner counts
+        await planner_store.add_tokens(conn, alice, NOW - timedelta(days=20), 5)  # last month
         data = await stats.usage(conn, alice, NOW)
     assert data["periodStart"] == datetime(2025, 3, 1, tzinfo=UTC)
-    assert (data["endpointsUsed"], data["runsThisMonth"], data["aiTokensThisMonth"]) == (1, 1, 7)
+    assert (data["endpointsUsed"], data["runsThisMonth"], data["aiTokensThisMonth"]) == (1, 1, 11)
 
 
 def _fake_decrypt(blob: bytes, secret: str) -> bytes:

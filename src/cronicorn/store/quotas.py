@@ -67,6 +67,19 @@ async def runs_this_month(conn: AsyncConnection, user_id: str, now: datetime) ->
     return int(count or 0)
 
 
+async def meter(conn: AsyncConnection, user_id: str, now: datetime) -> tuple[int, int]:
+    """(runs, AI tokens) on the user's meter for this UTC month: the numbers the quotas count."""
+    row = (
+        await conn.execute(
+            select(monthly_usage.c.runs, monthly_usage.c.ai_tokens).where(
+                monthly_usage.c.user_id == user_id,
+                monthly_usage.c.period_start == month_start(now),
+            )
+        )
+    ).first()
+    return (int(row.runs), int(row.ai_tokens)) if row is not None else (0, 0)
+
+
 async def open_meter(conn: AsyncConnection, user_id: str, quotas: Quotas, now: datetime) -> None:
     """Under a run quota, make sure the user's meter for this month exists (see
     `claims.open_meters`): a user's first endpoint opens it."""

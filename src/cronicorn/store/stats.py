@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain import month_start
-from cronicorn.store.quotas import LIVE_ENDPOINTS, live_endpoints, runs_this_month
+from cronicorn.store.quotas import LIVE_ENDPOINTS, live_endpoints, meter
 from cronicorn.store.tables import ai_sessions, endpoints, jobs, runs
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -452,19 +452,14 @@ async def activity(conn: AsyncConnection, q: ActivityQuery) -> dict[str, Any]:
 
 # -- usage ----------------------------------------------------------------------------------
 async def usage(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, Any]:
-    """What the user has this calendar month (UTC): live endpoints, runs started this month
-    (the quota meter: scheduled and test runs, including runs of endpoints deleted since),
-    AI tokens."""
-    since = month_start(now)
+    """What the user has this calendar month (UTC): live endpoints, and the month's meter:
+    runs started (scheduled and test runs, including runs of endpoints deleted since) and AI
+    tokens (the planner counts them as it goes, so pruned sessions still count)."""
     live = await _endpoint_counts(conn, user_id, now)
-    tokens = await conn.scalar(
-        select(func.coalesce(func.sum(ai_sessions.c.token_usage), 0)).where(
-            ai_sessions.c.user_id == user_id, ai_sessions.c.analyzed_at >= since
-        )
-    )
+    runs_used, tokens = await meter(conn, user_id, now)
     return {
-        "periodStart": since,
+        "periodStart": month_start(now),
         "endpointsUsed": live["total"],
-        "runsThisMonth": await runs_this_month(conn, user_id, now),
-        "aiTokensThisMonth": int(tokens or 0),
+        "runsThisMonth": runs_used,
+        "aiTokensThisMonth": tokens,
     }
