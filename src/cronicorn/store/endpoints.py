@@ -534,7 +534,9 @@ async def set_paused_until(
     now: datetime,
 ) -> EndpointRow:
     """Pause until an instant (None resumes). Resuming replans with the misfire rule: an
-    endpoint overdue during the pause runs once, then returns to its grid."""
+    endpoint that missed a slot during the pause runs once, and that run starts a new grid
+    (the next one is a whole interval later: no burst); a pause that missed nothing adds no
+    run."""
     return await mutate(
         conn, user_id, endpoint_id, lambda _row: {"paused_until": paused_until}, now
     )
