@@ -69,7 +69,11 @@ async def health(request: Request) -> JSONResponse:
     if runtime.database_server is not None:
         server = _server_report(runtime.database_server)
         body["embeddedDatabase"] = server
-        if not ok and server.get("state") == "restarting":
+        if body["database"] == "ok" and server.get("state") == "restarting":
+            # It answered, so recovery is over: the restarting process records that only
+            # just after the server accepts connections.
+            server.update(state="running", lastError=None)
+        elif not ok and server.get("state") == "restarting":
             body["database"] = "restarting"
     for name, probe in runtime.health_probes.items():
         try:
