@@ -18,8 +18,14 @@ APPLICATION_NAME = "cronicorn-scheduler"
 
 
 def is_connection_error(exc: BaseException) -> bool:
-    """True when the connection itself is unusable (lost, terminated, closed)."""
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    """True when the connection itself is unusable (lost, terminated, closed; ended by the
+    server for idling in a transaction, which psycopg reports as an InternalError)."""
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | psycopg.InterfaceError
+        | psycopg.errors.IdleInTransactionSessionTimeout,
+    )
 
 
 async def connect(
@@ -35,17 +41,30 @@ async def connect(
     )
 
 
+def idle_transaction_limit(lease_s: float) -> str:
+    """Server options that end a session left idle inside a transaction (a hung or stopped
+    scheduler between its batch's statements) after max(lease, 10 s): its row locks go with it,
+    so peers, which skip locked rows, can take its expired leases over."""
+    return f"-c idle_in_transaction_session_timeout={int(max(lease_s, 10.0) * 1000)}"
+
+
 class ReconnectingConnection:
-    def __init__(self, url: str, *, purpose: str, connect_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, purpose: str, connect_timeout_s: float = 5.0, options: str = ""
+    ) -> None:
         self._url = url
         self._purpose = purpose
         self._timeout = connect_timeout_s
+        self._options = options
         self._conn: AsyncConnection[Any] | None = None
 
     async def get(self) -> AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = await connect(
-                self._url, purpose=self._purpose, connect_timeout_s=self._timeout
+                self._url,
+                purpose=self._purpose,
+                connect_timeout_s=self._timeout,
+                options=self._options,
             )
         return self._conn
 

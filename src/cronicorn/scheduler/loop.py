@@ -43,7 +43,7 @@ from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock, utc_now
-from cronicorn.scheduler.connection import ReconnectingConnection
+from cronicorn.scheduler.connection import ReconnectingConnection, idle_transaction_limit
 from cronicorn.scheduler.liveness import Liveness
 from cronicorn.scheduler.outcome import Execute, HttpOutcome
 from cronicorn.scheduler.planning import schedule_problem
@@ -122,15 +122,18 @@ class Scheduler:
         self._keys = keys
         self._clock = clock
         timeout = config.connect_timeout_s
+        locking = idle_transaction_limit(config.lease_s)  # connections that hold row locks
         self._claim_db = ReconnectingConnection(
-            database_url, purpose="claim", connect_timeout_s=timeout
+            database_url, purpose="claim", connect_timeout_s=timeout, options=locking
         )
         self._write_dbs = [
-            ReconnectingConnection(database_url, purpose="write", connect_timeout_s=timeout)
+            ReconnectingConnection(
+                database_url, purpose="write", connect_timeout_s=timeout, options=locking
+            )
             for _ in range(max(1, config.writers))
         ]
         self._maint_db = ReconnectingConnection(
-            database_url, purpose="lease", connect_timeout_s=timeout
+            database_url, purpose="lease", connect_timeout_s=timeout, options=locking
         )
         self._prune_db = ReconnectingConnection(
             database_url, purpose="prune", connect_timeout_s=timeout
