@@ -141,3 +141,13 @@ async def a_session_waits_on_a_lock(engine: AsyncEngine) -> bool:
             )
         )
     return waiting is not None
+
+
+def plan_scans(node: dict[str, Any]) -> list[tuple[str, str]]:
+    """(node type, index or relation) of every scan in an EXPLAIN (FORMAT JSON) plan."""
+    found = []
+    if "Scan" in node["Node Type"]:
+        found.append((node["Node Type"], node.get("Index Name") or node.get("Relation Name", "")))
+    for child in node.get("Plans", []):
+        found += plan_scans(child)
+    return found

@@ -34,6 +34,7 @@ from cronicorn.store.run_writes import (
 )
 from cronicorn.store.tables import endpoints, jobs
 from scheduler.conftest import Rows, utc
+from support import plan_scans
 
 
 async def _claim(conn: psycopg.AsyncConnection[Any], lease: str = "w1#1", **kw: Any) -> Any:
@@ -259,19 +260,9 @@ async def test_claim_uses_the_due_index_with_ten_thousand_endpoints(
         cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {CLAIM_SQL}", params)
         row = await cur.fetchone()
     assert row is not None
-    scans = _scans(row[0][0]["Plan"])
+    scans = plan_scans(row[0][0]["Plan"])
     assert ("Index Scan", "ix_endpoints_due") in scans, scans
     assert not any(kind == "Seq Scan" and rel == "endpoints" for kind, rel in scans), scans
-
-
-def _scans(node: dict[str, Any]) -> list[tuple[str, str]]:
-    """(node type, index or relation) of every scan in an EXPLAIN (FORMAT JSON) plan."""
-    found = []
-    if "Scan" in node["Node Type"]:
-        found.append((node["Node Type"], node.get("Index Name") or node.get("Relation Name", "")))
-    for child in node.get("Plans", []):
-        found += _scans(child)
-    return found
 
 
 async def test_finish_statements_use_primary_keys(
@@ -319,7 +310,7 @@ async def test_finish_statements_use_primary_keys(
             cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
             row = await cur.fetchone()
         assert row is not None
-        scans = _scans(row[0][0]["Plan"])
+        scans = plan_scans(row[0][0]["Plan"])
         assert not any(kind == "Seq Scan" for kind, _ in scans), scans
 
 

@@ -26,7 +26,7 @@ from cronicorn.store.claims import (
 )
 from cronicorn.store.tables import endpoints
 from scheduler.conftest import Rows, Target, running_scheduler, terminate_backends, utc
-from support import until
+from support import plan_scans, until
 
 
 @contextlib.asynccontextmanager
@@ -151,18 +151,9 @@ async def test_the_take_over_reads_only_leased_rows(
         cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {TAKE_OVER_SQL}", params)
         row = await cur.fetchone()
     assert row is not None
-    scans = _scans(row[0][0]["Plan"])
+    scans = plan_scans(row[0][0]["Plan"])
     assert ("Index Scan", "ix_endpoints_lease_until") in scans, scans
     assert not any(kind == "Seq Scan" and rel == "endpoints" for kind, rel in scans), scans
-
-
-def _scans(node: dict[str, Any]) -> list[tuple[str, str]]:
-    found = []
-    if "Scan" in node["Node Type"]:
-        found.append((node["Node Type"], node.get("Index Name") or node.get("Relation Name", "")))
-    for child in node.get("Plans", []):
-        found += _scans(child)
-    return found
 
 
 async def _lock_holders(url: str, key: int) -> int:
