@@ -226,21 +226,11 @@ async def test_a_killed_workers_endpoints_run_again_within_five_seconds(
 
         await until(warmed_up, timeout=60, what="every endpoint running")
         victim = processes[0]
-
-        async def victim_holds_leases() -> bool:
-            return await _leases_of(database_url, victim.pid) > 0
-
-        await until(victim_holds_leases, timeout=10, what="the victim to hold leases")
-        os.killpg(victim.pid, signal.SIGKILL)
-        killed_at = loop.time()
+        killed_at = await _signal_a_leaseholder(database_url, victim, signal.SIGKILL)
         victim.communicate(timeout=10)
 
         def after_kill() -> dict[str, float]:
-            first: dict[str, float] = {}
-            for hit in target.hits:
-                if hit.started > killed_at and hit.path not in first:
-                    first[hit.path] = hit.started - killed_at
-            return first
+            return _first_hits_after(target, killed_at)
 
         await until(lambda: len(after_kill()) == len(ids), timeout=60, what="all run again")
         silent = max(after_kill().values())
@@ -274,7 +264,6 @@ async def test_a_hung_workers_endpoints_run_again_once_its_leases_expire(
         ids = await rows.endpoints([target.url(f"/ok/{i}") for i in range(40)], spread_s=1.0)
         env = _env(database_url, tmp_path, SCHEDULER_LEASE_S=str(lease_s))
         processes += [start_cli("scheduler", env=env) for _ in range(2)]
-        loop = asyncio.get_running_loop()
 
         def warmed_up() -> bool:
             seen = Counter(h.path for h in target.hits)
@@ -282,21 +271,11 @@ async def test_a_hung_workers_endpoints_run_again_once_its_leases_expire(
 
         await until(warmed_up, timeout=60, what="every endpoint running")
         victim = processes[0]
-
-        async def victim_holds_leases() -> bool:
-            return await _leases_of(database_url, victim.pid) > 0
-
-        await until(victim_holds_leases, timeout=10, what="the victim to hold leases")
-        os.killpg(victim.pid, signal.SIGSTOP)
-        stopped_at = loop.time()
+        stopped_at = await _signal_a_leaseholder(database_url, victim, signal.SIGSTOP)
         try:
 
             def resumed() -> dict[str, float]:
-                first: dict[str, float] = {}
-                for hit in target.hits:
-                    if hit.started > stopped_at and hit.path not in first:
-                        first[hit.path] = hit.started - stopped_at
-                return first
+                return _first_hits_after(target, stopped_at)
 
             await until(lambda: len(resumed()) == len(ids), timeout=60, what="all run again")
             silent = max(resumed().values())
@@ -343,3 +322,34 @@ async def test_sigterm_drains_and_metrics_are_served(
     assert run["status"] == "success", "the in-flight call finished before exit"
     row = await rows.endpoint_row(endpoint)
     assert row["lease_owner"] is None
+
+
+async def _signal_a_leaseholder(
+    database_url: str, victim: subprocess.Popen[str], sig: signal.Signals
+) -> float:
+    """Signal the victim's process group at a moment it holds leases; the loop time it was
+    sent. It is frozen first and the leases checked while it cannot release them (a check
+    before the signal could see leases it released meanwhile)."""
+
+    async def victim_holds_leases() -> bool:
+        return await _leases_of(database_url, victim.pid) > 0
+
+    for _ in range(50):
+        await until(victim_holds_leases, timeout=10, what="the victim to hold leases")
+        os.killpg(victim.pid, signal.SIGSTOP)
+        frozen_at = asyncio.get_running_loop().time()
+        if await victim_holds_leases():
+            if sig != signal.SIGSTOP:
+                os.killpg(victim.pid, sig)
+            return frozen_at
+        os.killpg(victim.pid, signal.SIGCONT)
+    raise AssertionError("the victim never held leases while frozen")
+
+
+def _first_hits_after(target: Any, since: float) -> dict[str, float]:
+    """Seconds from `since` to each path's first call after it."""
+    first: dict[str, float] = {}
+    for hit in target.hits:
+        if hit.started > since and hit.path not in first:
+            first[hit.path] = hit.started - since
+    return first
