@@ -195,12 +195,20 @@ endpoints = Table(
     Column("assertions", JSONB),
     Column("rules", JSONB),
     Column("retry", JSONB),  # in-run retry policy; NULL: no retries
+    # Overlap policy (0008): skip | queue_one | allow (at most max_concurrent at once);
+    # `running` counts an allow endpoint's detached runs (domain/overlap.py).
+    Column("overlap", Text, nullable=False, server_default="skip"),
+    Column("max_concurrent", Integer),
+    Column("running", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("method IN ('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD')", name="method"),
     CheckConstraint("ai_mode IN ('inherit', 'off', 'suggest', 'auto')", name="ai_mode"),
     CheckConstraint(
         "(baseline_cron IS NULL) <> (baseline_interval_ms IS NULL)", name="one_baseline"
     ),
     CheckConstraint("failure_count >= 0", name="failure_count"),
+    CheckConstraint("overlap IN ('skip', 'queue_one', 'allow')", name="overlap"),
+    CheckConstraint("max_concurrent BETWEEN 1 AND 100", name="max_concurrent"),
+    CheckConstraint("running >= 0", name="running"),
     Index("ix_endpoints_job_id", "job_id"),
     Index("ix_endpoints_user_id", "user_id"),
     # The claim query: due, not archived, job active, oldest first.
@@ -240,12 +248,29 @@ runs = Table(
     Column("worker", Text),
     Column("rules_fired", JSONB),  # 0007: [{index, name?, action, target?}] after this run
     Column("attempts", JSONB),  # 0007: each call of a retried slot; NULL: one call
-    CheckConstraint("status IN ('running', 'success', 'failed')", name="status"),
+    # 0008: the own lease of a detached run (overlap `allow`); NULL: the endpoint's lease
+    Column("lease_owner", Text),
+    Column("lease_until", TZ),
+    CheckConstraint("status IN ('running', 'success', 'failed', 'skipped')", name="status"),
     Index("ix_runs_endpoint_id_started_at", "endpoint_id", "started_at"),
     Index("ix_runs_user_id_started_at", "user_id", "started_at"),
     Index("ix_runs_started_at", "started_at"),
     Index("ix_runs_running", "started_at", postgresql_where=text("status = 'running'")),
     Index("ux_runs_endpoint_id_due_at", "endpoint_id", "due_at", unique=True),
+    Index("ix_runs_lease_until", "lease_until", postgresql_where=text("lease_until IS NOT NULL")),
+)
+
+# Response-rule effects on a sibling endpoint (0008), written with the run that fired them
+# and applied (then deleted) by any scheduler (store/rule_writes.py).
+rule_effects = Table(
+    "rule_effects",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("source_id", Text, nullable=False),
+    Column("target_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("effect", JSONB, nullable=False),
+    _created(),
+    Index("ix_rule_effects_target_id", "target_id"),
 )
 
 # Runs per user per calendar month (UTC), counted when a run row is created (claim or "run
