@@ -267,7 +267,7 @@ rule_effects = Table(
     metadata,
     Column("id", BigInteger, primary_key=True),
     Column("source_id", Text, nullable=False),
-    Column("target_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), nullable=False),
+    Column("target_id", Text, nullable=False),  # no FK: see migration 0008
     Column("effect", JSONB, nullable=False),
     _created(),
     Index("ix_rule_effects_target_id", "target_id"),

@@ -14,7 +14,9 @@ heartbeated and taken over like an endpoint's. `runs.status` gains `skipped`.
 
 `rule_effects` holds response-rule effects on a sibling endpoint, written in the same
 transaction that records the run and applied (then deleted) by any scheduler, so a crash
-between the two cannot lose one.
+between the two cannot lose one. No foreign keys: checking one inside the batch would lock
+the target's row, which another scheduler's batch may hold (a lock cycle); effects on an
+endpoint deleted meanwhile are dropped when applied.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def upgrade() -> None:
         CREATE TABLE IF NOT EXISTS rule_effects (
             id BIGSERIAL PRIMARY KEY,
             source_id TEXT NOT NULL,
-            target_id TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+            target_id TEXT NOT NULL,
             effect JSONB NOT NULL,
             created_at TIMESTAMPTZ NOT NULL DEFAULT now()
         );
