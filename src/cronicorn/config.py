@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     scheduler_metrics_port: int | None = Field(
         default=None, ge=1, le=65535, alias="SCHEDULER_METRICS_PORT"
     )
+    # GET /health and /livez of a process serving no API (scheduler, planner): role_health.py
+    health_port: int | None = Field(default=None, ge=1, le=65535, alias="HEALTH_PORT")
     run_retention_days: float = Field(default=30, ge=0, le=36_500, alias="RUN_RETENTION_DAYS")
     run_retention_per_endpoint: int = Field(
         default=1000, ge=0, le=10_000_000, alias="RUN_RETENTION_PER_ENDPOINT"
@@ -150,6 +152,8 @@ class Settings(BaseSettings):
         "openai_base_url",
         "openai_api_key",
         "ai_temperature",
+        "scheduler_metrics_port",
+        "health_port",
         mode="before",
     )
     @classmethod

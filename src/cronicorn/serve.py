@@ -179,6 +179,18 @@ def run_roles(
 
     async def main() -> None:
         runtime = make_runtime(settings, database_url, role=role)
+        health = None
+        if settings.health_port is not None:
+            from cronicorn import role_health
+
+            try:
+                health = await role_health.start(runtime, settings.host, settings.health_port)
+            except OSError as exc:
+                await runtime.close()
+                raise StartupError(
+                    f"cannot serve health on {settings.host}:{settings.health_port} "
+                    f"({exc.strerror}); free the port or change HEALTH_PORT"
+                ) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -197,6 +209,8 @@ def run_roles(
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if health is not None:
+                health.close()
             await runtime.close()
 
     asyncio.run(main())
