@@ -136,6 +136,8 @@ jobs = Table(
     Column("archived_at", TZ),
     # The AI planner's default for the job's endpoints (0006): off | suggest | auto.
     Column("ai_mode", Text, nullable=False, server_default="auto"),
+    # Notification subscriptions (0009): {channels, onFailureAfter, onRecovery, ...}; NULL: none.
+    Column("notify", JSONB),
     CheckConstraint("status IN ('active', 'paused', 'archived')", name="status"),
     CheckConstraint("ai_mode IN ('off', 'suggest', 'auto')", name="ai_mode"),
     Index("ix_jobs_user_id", "user_id"),
@@ -195,6 +197,7 @@ endpoints = Table(
     Column("assertions", JSONB),
     Column("rules", JSONB),
     Column("retry", JSONB),  # in-run retry policy; NULL: no retries
+    Column("notify", JSONB),  # 0009: overrides the job's notify settings; NULL: inherit
     # Overlap policy (0008): skip | queue_one | allow (at most max_concurrent at once);
     # `running` counts an allow endpoint's detached runs (domain/overlap.py).
     Column("overlap", Text, nullable=False, server_default="skip"),
@@ -414,4 +417,100 @@ backups = Table(
     Column("kind", Text, nullable=False, server_default="manual"),
     CheckConstraint("kind IN ('manual', 'scheduled', 'safety')", name="kind"),
     Index("ix_backups_created_at", "created_at"),
+)
+
+
+# Notification channels (0009): an Apprise URL per channel, encrypted at rest (it holds
+# tokens); delivery state (last success/error, rate-limit gap, the delivering scheduler's
+# lease) lives beside it. See docs/notifications.md.
+channels = Table(
+    "channels",
+    metadata,
+    _id(),
+    _user_fk(),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("url_encrypted", LargeBinary, nullable=False),
+    Column("url_preview", Text, nullable=False),
+    _created(),
+    _updated(),
+    Column("failing", Boolean, nullable=False, server_default=text("false")),
+    Column("consecutive_failures", Integer, nullable=False, server_default=text("0")),
+    Column("last_success_at", TZ),
+    Column("last_error_at", TZ),
+    Column("last_error", Text),
+    Column("next_send_at", TZ, nullable=False, server_default=NOW),
+    Column("lease_owner", Text),
+    Column("lease_until", TZ),
+    Index("ix_channels_user_id", "user_id"),
+    Index("ux_channels_user_id_name", "user_id", text("lower(name)"), unique=True),
+)
+
+# One row per (event, channel), written in the transaction that caused the event; any
+# scheduler delivers it under the channel's lease. `dedup_key` makes an event at most one row.
+notify_outbox = Table(
+    "notify_outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("channel_id", Text, ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    _user_fk(),
+    Column("event", Text, nullable=False),
+    Column("dedup_key", Text, nullable=False),
+    Column("endpoint_id", Text),
+    Column("job_id", Text),
+    Column("run_id", Text),
+    Column("payload", JSONB, nullable=False),
+    Column("state", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TZ, nullable=False, server_default=NOW),
+    Column("last_error", Text),
+    _created(),
+    Column("sent_at", TZ),
+    CheckConstraint("state IN ('pending', 'sent', 'failed')", name="state"),
+    Index("ux_notify_outbox_dedup_key", "dedup_key", unique=True),
+    Index(
+        "ix_notify_outbox_pending",
+        "channel_id",
+        "next_attempt_at",
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index("ix_notify_outbox_endpoint_id_created_at", "endpoint_id", "created_at"),
+    Index("ix_notify_outbox_created_at", "created_at"),
+)
+
+# Each send to a channel (one message, possibly grouping several events).
+notify_deliveries = Table(
+    "notify_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("channel_id", Text, ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("at", TZ, nullable=False, server_default=NOW),
+    Column("ok", Boolean, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("duration_ms", Integer),
+    Column("error", Text),
+    Index("ix_notify_deliveries_channel_id_at", "channel_id", "at"),
+    Index("ix_notify_deliveries_at", "at"),
+)
+
+# Every change to audited tables, written by triggers (0009), so no code path can skip it.
+# `user_id` is the owner of the changed entity (no foreign key: the log outlives users).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("at", TZ, nullable=False, server_default=NOW),
+    Column("user_id", Text),
+    Column("actor_kind", Text, nullable=False),
+    Column("actor_id", Text),
+    Column("actor_name", Text),
+    Column("action", Text, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("entity_id", Text, nullable=False),
+    Column("changes", JSONB, nullable=False),
+    Column("request_id", Text),
+    CheckConstraint("action IN ('create', 'update', 'delete')", name="action"),
+    Index("ix_audit_log_user_id_id", "user_id", "id"),
+    Index("ix_audit_log_entity_entity_id_id", "entity", "entity_id", "id"),
+    Index("ix_audit_log_at", "at"),
 )

@@ -1,0 +1,380 @@
+"""Notifications (channels, outbox, deliveries, notify settings) and the audit log
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-11-30 06:00:00
+
+`channels` hold Apprise URLs (encrypted at rest) with their delivery state; `jobs.notify`
+and `endpoints.notify` say who hears about what; `notify_outbox` holds one row per (event,
+channel), written in the transaction that caused the event (runs: the scheduler's batch
+write; pauses by the planner or a rule and a reached run quota: the triggers below);
+`notify_deliveries` records each send.
+
+`audit_log` is written by triggers on every audited table, so a change made through the API,
+the CLI, an import or psql is recorded alike. The actor comes from the transaction setting
+`cronicorn.actor` (JSON, set by the API and the CLI), else from the connection's
+`application_name` (planner, scheduler); `cronicorn.request_id` names the request. Each
+UPDATE trigger has a WHEN clause over the audited columns only, so the scheduler's hot-path
+writes (next run, lease, failure count) never run it. See docs/audit.md.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+# entity name, key column, audited columns, secret columns (shown as "[redacted]")
+AUDITED: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
+    "users": (
+        "user",
+        "id",
+        ("email", "name", "password_hash", "is_admin", "github_id", "disabled_at"),
+        ("password_hash",),
+    ),
+    "api_keys": (
+        "api_key",
+        "id",
+        ("name", "prefix", "key_hash", "expires_at", "revoked_at"),
+        ("key_hash",),
+    ),
+    "signing_keys": (
+        "signing_key",
+        "id",
+        ("key_encrypted", "key_prefix", "rotated_at", "retire_at"),
+        ("key_encrypted",),
+    ),
+    "jobs": (
+        "job",
+        "id",
+        ("name", "description", "status", "archived_at", "ai_mode", "notify"),
+        (),
+    ),
+    "endpoints": (
+        "endpoint",
+        "id",
+        (
+            "job_id",
+            "name",
+            "description",
+            "url",
+            "method",
+            "headers_json",
+            "body_json",
+            "timeout_ms",
+            "max_execution_time_ms",
+            "max_response_size_kb",
+            "baseline_cron",
+            "baseline_interval_ms",
+            "timezone",
+            "min_interval_ms",
+            "max_interval_ms",
+            "hint_interval_ms",
+            "hint_interval_expires_at",
+            "hint_oneshot_at",
+            "hint_oneshot_expires_at",
+            "hint_reason",
+            "hint_source",
+            "paused_until",
+            "archived_at",
+            "ai_mode",
+            "assertions",
+            "rules",
+            "retry",
+            "overlap",
+            "max_concurrent",
+            "notify",
+        ),
+        ("headers_json",),
+    ),
+    "channels": (
+        "channel",
+        "id",
+        ("name", "kind", "url_encrypted", "url_preview"),
+        ("url_encrypted",),
+    ),
+    "backups": (
+        "backup",
+        "name",
+        (
+            "location",
+            "format",
+            "size_bytes",
+            "revision",
+            "verified_at",
+            "verify_ok",
+            "offsite_url",
+            "kind",
+        ),
+        (),
+    ),
+}
+
+TABLES = """
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS notify JSONB;
+ALTER TABLE endpoints ADD COLUMN IF NOT EXISTS notify JSONB;
+
+CREATE TABLE channels (
+    id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    url_encrypted BYTEA NOT NULL,
+    url_preview TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    failing BOOLEAN NOT NULL DEFAULT false,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_success_at TIMESTAMPTZ,
+    last_error_at TIMESTAMPTZ,
+    last_error TEXT,
+    next_send_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    lease_owner TEXT,
+    lease_until TIMESTAMPTZ,
+    CONSTRAINT pk_channels PRIMARY KEY (id),
+    CONSTRAINT fk_channels_user_id_users FOREIGN KEY (user_id)
+        REFERENCES users (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_channels_user_id ON channels (user_id);
+CREATE UNIQUE INDEX ux_channels_user_id_name ON channels (user_id, lower(name));
+
+CREATE TABLE notify_outbox (
+    id BIGSERIAL NOT NULL,
+    channel_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    endpoint_id TEXT,
+    job_id TEXT,
+    run_id TEXT,
+    payload JSONB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_error TEXT,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    sent_at TIMESTAMPTZ,
+    CONSTRAINT pk_notify_outbox PRIMARY KEY (id),
+    CONSTRAINT fk_notify_outbox_channel_id_channels FOREIGN KEY (channel_id)
+        REFERENCES channels (id) ON DELETE CASCADE,
+    CONSTRAINT fk_notify_outbox_user_id_users FOREIGN KEY (user_id)
+        REFERENCES users (id) ON DELETE CASCADE,
+    CONSTRAINT ck_notify_outbox_state CHECK (state IN ('pending', 'sent', 'failed'))
+);
+CREATE UNIQUE INDEX ux_notify_outbox_dedup_key ON notify_outbox (dedup_key);
+CREATE INDEX ix_notify_outbox_pending ON notify_outbox (channel_id, next_attempt_at)
+    WHERE state = 'pending';
+CREATE INDEX ix_notify_outbox_endpoint_id_created_at ON notify_outbox (endpoint_id, created_at);
+CREATE INDEX ix_notify_outbox_created_at ON notify_outbox (created_at);
+
+CREATE TABLE notify_deliveries (
+    id BIGSERIAL NOT NULL,
+    channel_id TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    ok BOOLEAN NOT NULL,
+    events INTEGER NOT NULL,
+    duration_ms INTEGER,
+    error TEXT,
+    CONSTRAINT pk_notify_deliveries PRIMARY KEY (id),
+    CONSTRAINT fk_notify_deliveries_channel_id_channels FOREIGN KEY (channel_id)
+        REFERENCES channels (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_notify_deliveries_channel_id_at ON notify_deliveries (channel_id, at);
+CREATE INDEX ix_notify_deliveries_at ON notify_deliveries (at);
+
+CREATE TABLE audit_log (
+    id BIGSERIAL NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    user_id TEXT,
+    actor_kind TEXT NOT NULL,
+    actor_id TEXT,
+    actor_name TEXT,
+    action TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entity_id TEXT NOT NULL,
+    changes JSONB NOT NULL,
+    request_id TEXT,
+    CONSTRAINT pk_audit_log PRIMARY KEY (id),
+    CONSTRAINT ck_audit_log_action CHECK (action IN ('create', 'update', 'delete'))
+);
+CREATE INDEX ix_audit_log_user_id_id ON audit_log (user_id, id);
+CREATE INDEX ix_audit_log_entity_entity_id_id ON audit_log (entity, entity_id, id);
+CREATE INDEX ix_audit_log_at ON audit_log (at);
+"""
+
+FUNCTIONS = r"""
+-- Who is changing things: the transaction's `cronicorn.actor` (JSON, set by the API and the
+-- CLI), else the role behind the connection (application_name `cronicorn-<role>@host:pid`).
+CREATE FUNCTION cronicorn_actor() RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    given text := current_setting('cronicorn.actor', true);
+    app text := coalesce(current_setting('application_name', true), '');
+BEGIN
+    IF given IS NOT NULL AND given <> '' THEN
+        RETURN given::jsonb;
+    END IF;
+    IF app LIKE 'cronicorn-planner%' THEN
+        RETURN '{"kind": "planner"}'::jsonb;
+    END IF;
+    IF app LIKE 'cronicorn-scheduler%' THEN
+        RETURN '{"kind": "system", "name": "scheduler"}'::jsonb;
+    END IF;
+    RETURN jsonb_build_object('kind', 'system', 'name', nullif(split_part(app, '@', 1), ''));
+END $$;
+
+-- TG_ARGV: entity, key column, audited columns, secret columns (comma-separated).
+CREATE FUNCTION cronicorn_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    cols text[] := string_to_array(TG_ARGV[2], ',');
+    secret text[] := string_to_array(TG_ARGV[3], ',');
+    old_row jsonb;
+    new_row jsonb;
+    cur jsonb;
+    changes jsonb := '{}'::jsonb;
+    actor jsonb := cronicorn_actor();
+    col text;
+    before jsonb;
+    after jsonb;
+    only_cleared_hints boolean := true;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+    cur := coalesce(new_row, old_row);
+    FOREACH col IN ARRAY cols LOOP
+        before := nullif(old_row -> col, 'null'::jsonb);
+        after := nullif(new_row -> col, 'null'::jsonb);
+        CONTINUE WHEN before IS NOT DISTINCT FROM after;
+        IF col = ANY(secret) THEN
+            before := CASE WHEN before IS NULL THEN NULL ELSE '"[redacted]"'::jsonb END;
+            after := CASE WHEN after IS NULL THEN NULL ELSE '"[redacted]"'::jsonb END;
+        END IF;
+        changes := changes || jsonb_build_object(
+            col, jsonb_build_object('from', before, 'to', after));
+        IF NOT (col LIKE 'hint%' AND after IS NULL) THEN
+            only_cleared_hints := false;
+        END IF;
+    END LOOP;
+    IF changes = '{}'::jsonb THEN
+        RETURN NULL;
+    END IF;
+    IF actor ->> 'kind' = 'system' AND actor ->> 'name' = 'scheduler' THEN
+        IF TG_OP = 'UPDATE' AND only_cleared_hints THEN
+            RETURN NULL;  -- hints the governor consumed or found expired: nobody's change
+        END IF;
+        IF TG_ARGV[0] = 'endpoint' AND (new_row ->> 'hint_source' = 'rule'
+                                        OR changes ? 'paused_until') THEN
+            actor := '{"kind": "rule"}'::jsonb;
+        END IF;
+    END IF;
+    IF actor ->> 'kind' = 'system' AND changes -> 'hint_source' ->> 'to' = 'ai' THEN
+        actor := '{"kind": "planner"}'::jsonb;
+    END IF;
+    INSERT INTO audit_log (user_id, actor_kind, actor_id, actor_name, action, entity,
+                           entity_id, changes, request_id)
+    VALUES (
+        CASE WHEN TG_ARGV[0] = 'user' THEN cur ->> 'id' ELSE cur ->> 'user_id' END,
+        coalesce(actor ->> 'kind', 'system'),
+        actor ->> 'id',
+        actor ->> 'name',
+        CASE TG_OP WHEN 'INSERT' THEN 'create' WHEN 'UPDATE' THEN 'update' ELSE 'delete' END,
+        TG_ARGV[0],
+        cur ->> TG_ARGV[1],
+        changes,
+        nullif(current_setting('cronicorn.request_id', true), ''));
+    RETURN NULL;
+END $$;
+
+-- One outbox row per subscribed channel of the endpoint (its own settings, else its job's).
+CREATE FUNCTION cronicorn_notify_enqueue(
+    ep_id text, event text, dedup text, extra jsonb
+) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO notify_outbox (channel_id, user_id, event, dedup_key, endpoint_id, job_id,
+                               payload)
+    SELECT c.id, e.user_id, event, dedup || ':' || c.id, e.id, e.job_id,
+           jsonb_build_object('event', event, 'endpointId', e.id, 'endpointName', e.name,
+                              'jobId', j.id, 'jobName', j.name, 'at', now()) || extra
+    FROM endpoints e
+    JOIN jobs j ON j.id = e.job_id
+    CROSS JOIN LATERAL jsonb_array_elements_text(
+        coalesce(e.notify, j.notify) -> 'channels') AS s(channel_id)
+    JOIN channels c ON c.id = s.channel_id AND c.user_id = e.user_id
+    WHERE e.id = ep_id AND coalesce(e.notify, j.notify) IS NOT NULL
+    ON CONFLICT (dedup_key) DO NOTHING;
+$$;
+
+-- Paused or resumed by the planner or a response rule (users know what they did).
+CREATE FUNCTION cronicorn_notify_pause() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    actor jsonb := cronicorn_actor();
+    kind text := actor ->> 'kind';
+BEGIN
+    IF kind = 'system' AND actor ->> 'name' = 'scheduler' THEN
+        kind := 'rule';
+    END IF;
+    IF kind NOT IN ('planner', 'rule') THEN
+        RETURN NULL;
+    END IF;
+    PERFORM cronicorn_notify_enqueue(
+        NEW.id,
+        CASE WHEN NEW.paused_until IS NULL THEN 'resumed' ELSE 'paused' END,
+        'pause:' || NEW.id || ':' || coalesce(NEW.paused_until::text, 'none') || ':'
+            || txid_current()::text,
+        jsonb_build_object('by', kind, 'pausedUntil', NEW.paused_until));
+    RETURN NULL;
+END $$;
+
+-- A slot moved past this month's run quota (the claim labels it `quota`): once per month.
+CREATE FUNCTION cronicorn_notify_quota() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM cronicorn_notify_enqueue(
+        NEW.id, 'quota',
+        'quota:' || NEW.user_id || ':' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'),
+        jsonb_build_object('nextRunAt', NEW.next_run_at));
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER endpoints_notify_pause
+    AFTER UPDATE OF paused_until ON endpoints
+    FOR EACH ROW WHEN (OLD.paused_until IS DISTINCT FROM NEW.paused_until)
+    EXECUTE FUNCTION cronicorn_notify_pause();
+CREATE TRIGGER endpoints_notify_quota
+    AFTER UPDATE OF next_run_source ON endpoints
+    FOR EACH ROW WHEN (NEW.next_run_source = 'quota'
+                       AND OLD.next_run_source IS DISTINCT FROM 'quota')
+    EXECUTE FUNCTION cronicorn_notify_quota();
+"""
+
+
+def audit_triggers() -> str:
+    """One INSERT/DELETE trigger and one UPDATE trigger (WHEN an audited column changed) per
+    audited table."""
+    parts = []
+    for table, (entity, key, cols, secret) in AUDITED.items():
+        args = f"'{entity}', '{key}', '{','.join(cols)}', '{','.join(secret)}'"
+        old = ", ".join(f"OLD.{c}" for c in cols)
+        new = ", ".join(f"NEW.{c}" for c in cols)
+        parts.append(
+            f"""
+            CREATE TRIGGER {table}_audit_write
+                AFTER INSERT OR DELETE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION cronicorn_audit({args});
+            CREATE TRIGGER {table}_audit_update
+                AFTER UPDATE ON {table}
+                FOR EACH ROW WHEN (({old}) IS DISTINCT FROM ({new}))
+                EXECUTE FUNCTION cronicorn_audit({args});
+            """
+        )
+    return "\n".join(parts)
+
+
+def upgrade() -> None:
+    op.execute(TABLES)
+    op.execute(FUNCTIONS)
+    op.execute(audit_triggers())
+
+
+def downgrade() -> None:
+    raise NotImplementedError("migrations are forward-only; restore a backup to go back")
