@@ -17,6 +17,8 @@ import typer
 from cronicorn import __version__
 from cronicorn.commands import apikeys as apikey_commands
 from cronicorn.commands import backup as backup_commands
+from cronicorn.commands import docs as docs_commands
+from cronicorn.commands import health as health_commands
 from cronicorn.commands import transfer as transfer_commands
 from cronicorn.commands import users as users_commands
 from cronicorn.commands.common import debug_mode, err, friendly, load_cli_settings, out
@@ -48,9 +50,18 @@ def settings() -> Settings:
     return load_cli_settings()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    show_version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     debug_mode["on"] = debug
 
@@ -361,6 +372,8 @@ def _shell_quote(value: str) -> str:
 
 
 transfer_commands.register(app)  # export, import
+health_commands.register(app)
+docs_commands.register(app)
 app.add_typer(users_commands.app, name="users")
 app.add_typer(apikey_commands.app, name="apikey")
 app.add_typer(backup_commands.app, name="backup")
