@@ -16,6 +16,7 @@ from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
+from cronicorn.mcp.http import McpEndpoint
 from cronicorn.runtime import Runtime
 from cronicorn.web import device as device_page
 
@@ -43,6 +44,7 @@ async def supervise(name: str, role: Role, runtime: Runtime, stop: asyncio.Event
 
 def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> FastAPI:
     api = create_api(runtime)
+    mcp = McpEndpoint(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +54,8 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
             for name, role in roles
         ]
         try:
-            yield
+            async with mcp.running():  # MCP at /mcp: its task group lives as long as the app
+                yield
         finally:
             stop.set()
             if tasks:
@@ -67,6 +70,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = runtime
     app.mount("/api", api)
+    app.router.routes.append(mcp.route())  # POST /mcp (MCP over streamable HTTP)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
     app.include_router(device_page.router, prefix="/device")
 

@@ -1,0 +1,156 @@
+"""`/mcp`: the MCP server over streamable HTTP, mounted on the API's ASGI app.
+
+Stateless and JSON-answered: every POST carries one message and gets one JSON reply, and no
+session lives in process memory, so any API worker (`--workers N`, several machines) can
+answer any request, as for `/api`. Each request is authenticated and rate-limited before the
+SDK sees it (`mcp.gate`); the caller rides in the ASGI scope to the tool handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.mcp import gate
+from cronicorn.mcp.server import CALLER_KEY, create_mcp_server
+from cronicorn.mcp.tools import ALL_TOOLS
+from cronicorn.requestid import current_request_id
+from cronicorn.runtime import Runtime
+from cronicorn.store.auth_gate import Access
+
+_WRITE_TOOLS = frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only)
+
+
+def access_of(body: bytes) -> Access:
+    """A call of a tool that writes counts as a write; any other message as a read."""
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return "read"
+    messages = message if isinstance(message, list) else [message]
+    for item in messages:
+        if not isinstance(item, dict) or item.get("method") != "tools/call":
+            continue
+        params = item.get("params")
+        if isinstance(params, dict) and params.get("name") in _WRITE_TOOLS:
+            return "write"
+    return "read"
+
+
+def _refusal(status: int, code: str, message: str, headers: dict[str, str]) -> JSONResponse:
+    """The API's error envelope, for refusals before the MCP layer."""
+    body = {
+        "error": {
+            "code": code,
+            "message": message,
+            "details": None,
+            "requestId": current_request_id(),
+        }
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class McpEndpoint:
+    """The ASGI app at `/mcp`; `running()` must wrap the hosting app's lifespan."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._dispatcher: Dispatcher | None = None
+        self.server = create_mcp_server(runtime, self.dispatcher)
+        self.max_body = runtime.settings.max_body_bytes
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server,
+            json_response=True,
+            stateless=True,
+            max_request_body_size=self.max_body,
+        )
+
+    async def dispatcher(self) -> Dispatcher:
+        """One dispatcher for the process's tool calls (SSRF checks, run now)."""
+        if self._dispatcher is None:
+            fresh = Dispatcher(DispatchConfig(allow_networks=self.runtime.settings.allow_networks))
+            await fresh.start()
+            if self._dispatcher is None:
+                self._dispatcher = fresh
+            else:
+                await fresh.close()
+        return self._dispatcher
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        try:
+            async with self.manager.run():
+                yield
+        finally:
+            if self._dispatcher is not None:
+                await self._dispatcher.close()
+                self._dispatcher = None
+
+    def route(self) -> Route:
+        """`/mcp` exactly (a Mount would redirect `/mcp` to `/mcp/`)."""
+        return Route("/mcp", self, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = await _read_body(receive, self.max_body)
+        if body is None:
+            response = _refusal(413, "payload_too_large", "Request body too large", {})
+            await response(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        outcome = await gate.authenticate(self.runtime, headers, access_of(body), _clock(scope))
+        if isinstance(outcome, gate.Refusal):
+            code = "unauthorized" if outcome.status == 401 else "rate_limited"
+            await _refusal(outcome.status, code, outcome.message, outcome.headers)(
+                scope, receive, send
+            )
+            return
+        scope = {**scope, CALLER_KEY: outcome}
+        await self.manager.handle_request(scope, _replay(body, receive), send)
+
+
+def _clock(scope: Scope) -> gate.Clock:
+    """The hosting app's clock (`api.deps.set_clock` in tests), else the wall clock."""
+    app: Any = scope.get("app")
+    clock = getattr(getattr(app, "state", None), "clock", None)
+    return clock if callable(clock) else gate.utcnow
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that yields the body read already, then the client's further messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
