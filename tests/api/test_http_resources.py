@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Client, Served, add_run, add_session
 from cronicorn.api.deps import set_clock
-from cronicorn.api.schemas.history import RunList
+from cronicorn.schemas.history import RunList
 from cronicorn.signing import verify
 from cronicorn.store import signing_keys as key_store
 from support import serve_app

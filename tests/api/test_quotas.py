@@ -15,8 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Client, Served, serving
-from cronicorn.api.schemas.common import iso_ms
 from cronicorn.domain import Quotas, next_month_start
+from cronicorn.schemas.common import iso_ms
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import QuotaExceeded

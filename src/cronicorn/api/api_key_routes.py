@@ -15,7 +15,9 @@ from fastapi import APIRouter
 from cronicorn.api.auth_common import invalid_input
 from cronicorn.api.deps import ClockDep, ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.accounts import (
+from cronicorn.auth import service
+from cronicorn.auth.errors import ApiKeyNotFound, InvalidInput
+from cronicorn.schemas.accounts import (
     ApiKey,
     CreatedApiKey,
     CreateKey,
@@ -23,9 +25,7 @@ from cronicorn.api.schemas.accounts import (
     Success,
     UpdateKey,
 )
-from cronicorn.api.schemas.common import iso_ms
-from cronicorn.auth import service
-from cronicorn.auth.errors import ApiKeyNotFound, InvalidInput
+from cronicorn.schemas.common import iso_ms
 from cronicorn.store import api_keys
 from cronicorn.store.api_keys import ApiKeyRow
 

@@ -28,7 +28,7 @@ from cronicorn.api import (
     users,
 )
 from cronicorn.api.backups import router as backups_router
-from cronicorn.api.schemas.common import install_error_mapping
+from cronicorn.api.errors import install_error_mapping
 from cronicorn.runtime import Runtime
 
 

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronicorn.api.cookies import session_cookies
 from cronicorn.api.errors import ApiError
 from cronicorn.api.ratelimit import limiter_for
-from cronicorn.api.schemas.common import iso_ms
 from cronicorn.auth.errors import InvalidInput
 from cronicorn.auth.service import start_session
 from cronicorn.auth.tokens import csrf_token
 from cronicorn.runtime import Runtime
+from cronicorn.schemas.common import iso_ms
 from cronicorn.store.sessions import SessionRow
 from cronicorn.store.users import UserRow
 

@@ -27,11 +27,11 @@ from cronicorn.api.auth_common import (
 from cronicorn.api.cookies import cleared_cookies, session_token
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep, UserDep, optional_identity
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.accounts import AuthBody, AuthConfig
-from cronicorn.api.schemas.common import NonBlank, Text, iso_ms
 from cronicorn.auth import service
 from cronicorn.auth.errors import InvalidCredentials, InvalidInput, SignupDisabled, UserExists
 from cronicorn.auth.tokens import csrf_token
+from cronicorn.schemas.accounts import AuthBody, AuthConfig
+from cronicorn.schemas.common import NonBlank, Text, iso_ms
 from cronicorn.store import sessions, users
 
 router = APIRouter(prefix="/auth", tags=["Auth"])

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import NowDep, Text, require_id
-from cronicorn.api.schemas.dashboard import ActivityTimeline, DashboardDate, DashboardStats
+from cronicorn.api.params import NowDep, require_id
+from cronicorn.schemas.common import Text
+from cronicorn.schemas.dashboard import ActivityTimeline, DashboardDate, DashboardStats
 from cronicorn.store import stats
 
 router = APIRouter(tags=["Dashboard"])

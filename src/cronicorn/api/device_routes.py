@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 from cronicorn.api.auth_common import ANONYMOUS_CALLS_PER_MINUTE, client_ip, session_ttl, throttle
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep, SessionDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import iso_ms
 from cronicorn.auth import device_flow
 from cronicorn.auth.errors import DeviceFlowError
+from cronicorn.schemas.common import iso_ms
 
 router = APIRouter(prefix="/auth/device", tags=["Device flow"])
 

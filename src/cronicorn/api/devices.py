@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from cronicorn.api.auth_common import session_json
 from cronicorn.api.deps import ClockDep, ConnDep, UserDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.accounts import DeviceList, Success
+from cronicorn.schemas.accounts import DeviceList, Success
 from cronicorn.store import sessions
 
 router = APIRouter(prefix="/devices", tags=["Devices"])

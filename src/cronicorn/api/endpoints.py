@@ -12,10 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
-from cronicorn.api.schemas.common import NowDep, require_id
-from cronicorn.api.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
+from cronicorn.api.params import NowDep, require_id
 from cronicorn.dispatch import DispatchConfig, Dispatcher, UrlNotAllowed
 from cronicorn.runtime import Runtime
+from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store.errors import Invalid
 

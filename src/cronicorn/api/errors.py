@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cronicorn.logs import get_logger
 from cronicorn.requestid import current_request_id
+from cronicorn.schemas.common import camel, iso_ms
+from cronicorn.store.errors import Conflict, Invalid, NotFound, QuotaExceeded
 
 log = get_logger("cronicorn.api")
 
@@ -142,3 +144,34 @@ def install(app: FastAPI) -> None:
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled_error", error=type(exc).__name__)
         return envelope(500, "internal_error", "Internal server error")
+
+
+def install_error_mapping(app: FastAPI) -> None:
+    """Map the store's typed errors to the one envelope (done once, for every router)."""
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return envelope(404, "not_found", f"{exc.what} not found")
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return envelope(409, "conflict", str(exc))
+
+    @app.exception_handler(Invalid)
+    async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
+        return invalid_response(exc.field, exc.message)
+
+    @app.exception_handler(QuotaExceeded)
+    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
+        details: dict[str, Any] = {"quota": exc.quota, "limit": exc.limit, "used": exc.used}
+        if exc.resets_at is not None:
+            details["resetsAt"] = iso_ms(exc.resets_at)
+        return envelope(403, "quota_exceeded", exc.message, details)
+
+
+def invalid_response(field: str, message: str, where: str = "body") -> JSONResponse:
+    path = camel(field)
+    details: list[dict[str, Any]] = [
+        {"path": path, "in": where, "message": message, "type": "value_error"}
+    ]
+    return envelope(422, "validation_error", f"{message} at '{path}'", details)

@@ -19,11 +19,11 @@ from cronicorn.api.auth_common import open_browser_session, with_cookies
 from cronicorn.api.cookies import session_cookie_attributes
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import Text
 from cronicorn.auth import github
 from cronicorn.auth.errors import OAuthError
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
+from cronicorn.schemas.common import Text
 
 router = APIRouter(prefix="/auth", tags=["Auth"], include_in_schema=False)
 log = get_logger("cronicorn.auth.github")

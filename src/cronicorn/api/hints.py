@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
-from cronicorn.api.schemas.common import NowDep, require_id
-from cronicorn.api.schemas.endpoints import (
+from cronicorn.api.params import NowDep, require_id
+from cronicorn.schemas.endpoints import (
     IntervalHintIn,
     OneshotHintIn,
     PauseIn,

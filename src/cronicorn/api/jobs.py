@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ConnDep, ReadConnDep, ReaderDep, UserDep
-from cronicorn.api.schemas.common import NowDep, require_id
-from cronicorn.api.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
+from cronicorn.api.params import NowDep, require_id
+from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 

@@ -12,12 +12,13 @@ from fastapi import APIRouter, Query, Response
 
 from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
 from cronicorn.api.endpoints import DispatcherDep
-from cronicorn.api.schemas.common import InDatetime, NowDep, iso_ms, require_id
-from cronicorn.api.schemas.endpoints import TestResult
-from cronicorn.api.schemas.history import Health, RunDetails, RunList
+from cronicorn.api.params import NowDep, require_id
 from cronicorn.dispatch import HttpRequest
 from cronicorn.dispatch.judge import judge
 from cronicorn.dispatch.signing import SigningKeyError
+from cronicorn.schemas.common import InDatetime, iso_ms
+from cronicorn.schemas.endpoints import TestResult
+from cronicorn.schemas.history import Health, RunDetails, RunList
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import runs as run_store
 from cronicorn.store import signing_keys as key_store

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ConnDep, UserDep
-from cronicorn.api.schemas.common import require_id
-from cronicorn.api.schemas.history import Session, SessionDetail, SessionList
+from cronicorn.api.params import require_id
+from cronicorn.schemas.history import Session, SessionDetail, SessionList
 from cronicorn.store import ai_sessions as session_store
 
 router = APIRouter(tags=["AI Analysis"])

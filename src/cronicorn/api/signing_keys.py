@@ -9,9 +9,9 @@ from datetime import timedelta
 from fastapi import APIRouter
 
 from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
-from cronicorn.api.schemas.common import NowDep
-from cronicorn.api.schemas.dashboard import GraceKey, KeyInfo, NewKey
+from cronicorn.api.params import NowDep
 from cronicorn.runtime import Runtime
+from cronicorn.schemas.dashboard import GraceKey, KeyInfo, NewKey
 from cronicorn.store import signing_keys as key_store
 
 router = APIRouter(tags=["Signing Keys"])

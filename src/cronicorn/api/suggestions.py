@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
-from cronicorn.api.schemas.common import NowDep, require_id
-from cronicorn.api.schemas.suggestions import Suggestion, SuggestionList, SuggestionStatus
+from cronicorn.api.params import NowDep, require_id
+from cronicorn.schemas.suggestions import Suggestion, SuggestionList, SuggestionStatus
 from cronicorn.store import suggestions as suggestion_store
 
 router = APIRouter(tags=["AI Analysis"])

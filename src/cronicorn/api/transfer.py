@@ -20,16 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.endpoints import DispatcherDep, url_refusal
-from cronicorn.api.schemas.common import NowDep, camel, iso_ms
-from cronicorn.api.schemas.endpoints import EndpointCreate
-from cronicorn.api.schemas.transfer import (
+from cronicorn.api.params import NowDep
+from cronicorn.domain import NO_QUOTAS, Quotas
+from cronicorn.schemas.common import camel, iso_ms
+from cronicorn.schemas.endpoints import EndpointCreate
+from cronicorn.schemas.transfer import (
     Action,
     ImportReport,
     Tally,
     TransferDocument,
     TransferJob,
 )
-from cronicorn.domain import NO_QUOTAS, Quotas
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.endpoints import CONFIG_FIELDS, DEFAULTS, config_of

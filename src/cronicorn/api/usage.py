@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from cronicorn.api.deps import ConnDep, QuotasDep, RuntimeDep, UserDep
-from cronicorn.api.schemas.common import NowDep
-from cronicorn.api.schemas.dashboard import Usage
+from cronicorn.api.params import NowDep
 from cronicorn.domain import next_month_start
+from cronicorn.schemas.dashboard import Usage
 from cronicorn.store import stats
 
 router = APIRouter(tags=["Usage"])

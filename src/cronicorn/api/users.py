@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from cronicorn.api.auth_common import invalid_input, user_json
 from cronicorn.api.deps import AdminDep, ClockDep, ConnDep
 from cronicorn.api.errors import ApiError
-from cronicorn.api.schemas.common import NonBlank, Text
 from cronicorn.auth import service
 from cronicorn.auth.errors import InvalidInput, UserExists, UserNotFound
 from cronicorn.auth.passwords import random_password
+from cronicorn.schemas.common import NonBlank, Text
 from cronicorn.store import users
 
 router = APIRouter(prefix="/users", tags=["Users"])

@@ -16,14 +16,14 @@ import yaml
 from pydantic import ValidationError
 
 from cronicorn.api.endpoints import url_refusal
-from cronicorn.api.schemas.common import camel
-from cronicorn.api.schemas.transfer import ImportReport, TransferDocument
 from cronicorn.api.transfer import export_document, import_document
 from cronicorn.commands.common import fail, friendly
 from cronicorn.config import load_settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.errors import first_line
 from cronicorn.runtime import Runtime
+from cronicorn.schemas.common import camel
+from cronicorn.schemas.transfer import ImportReport, TransferDocument
 from cronicorn.serve import check_database, database
 from cronicorn.store import users
 from cronicorn.store.errors import Invalid, StoreError

@@ -20,7 +20,15 @@ from pydantic import (
     model_validator,
 )
 
-from cronicorn.api.schemas.common import (
+from cronicorn.domain.errors import RuleError
+from cronicorn.domain.retry import parse_retry, retry_to_json
+from cronicorn.domain.rules import (
+    assertions_to_json,
+    parse_assertions,
+    parse_rules,
+    rules_to_json,
+)
+from cronicorn.schemas.common import (
     MAX_INTERVAL_MS,
     MAX_TTL_MINUTES,
     Absent,
@@ -31,14 +39,6 @@ from cronicorn.api.schemas.common import (
     Text,
     UtcDatetime,
     json_without_nul,
-)
-from cronicorn.domain.errors import RuleError
-from cronicorn.domain.retry import parse_retry, retry_to_json
-from cronicorn.domain.rules import (
-    assertions_to_json,
-    parse_assertions,
-    parse_rules,
-    rules_to_json,
 )
 from cronicorn.store.endpoints import EndpointRow
 

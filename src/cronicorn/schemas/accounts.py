@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cronicorn.api.schemas.common import NonBlank, Out, Text, UtcDatetime
+from cronicorn.schemas.common import NonBlank, Out, Text, UtcDatetime
 
 KeyName = Annotated[NonBlank, Field(min_length=1, max_length=200)]
 

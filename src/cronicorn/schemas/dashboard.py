@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
-from cronicorn.api.schemas.common import Absent, InDatetime, Out, UtcDatetime
-from cronicorn.api.schemas.history import ToolCalls, Warnings
+from cronicorn.schemas.common import Absent, InDatetime, Out, UtcDatetime
+from cronicorn.schemas.history import ToolCalls, Warnings
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _JS_DATE = re.compile(

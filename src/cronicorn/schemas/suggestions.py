@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import JsonValue
 
-from cronicorn.api.schemas.common import Out, UtcDatetime
+from cronicorn.schemas.common import Out, UtcDatetime
 from cronicorn.store.suggestions import SuggestionRow
 
 SuggestionStatus = Literal["pending", "applied", "dismissed", "superseded", "expired"]

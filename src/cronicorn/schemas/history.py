@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, JsonValue, WithJsonSchema
 
-from cronicorn.api.schemas.common import Absent, Out, UtcDatetime
+from cronicorn.schemas.common import Absent, Out, UtcDatetime
 from cronicorn.store.ai_sessions import SessionRow
 from cronicorn.store.runs import HealthSummary, RunDetail
 

@@ -6,9 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from cronicorn.api.schemas.common import In, InDatetime, Out
-from cronicorn.api.schemas.endpoints import EndpointCreate
-from cronicorn.api.schemas.jobs import JobAiMode, JobDescription, JobName
+from cronicorn.schemas.common import In, InDatetime, Out
+from cronicorn.schemas.endpoints import EndpointCreate
+from cronicorn.schemas.jobs import JobAiMode, JobDescription, JobName
 
 MAX_JOBS = 1000
 MAX_ENDPOINTS_PER_JOB = 1000

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from cronicorn.api.schemas.common import Absent, In, NonBlank, Out, Text, UtcDatetime
+from cronicorn.schemas.common import Absent, In, NonBlank, Out, Text, UtcDatetime
 from cronicorn.store.jobs import JobRow
 
 JobName = Annotated[NonBlank, Field(min_length=1, max_length=255)]

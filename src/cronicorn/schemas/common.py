@@ -1,13 +1,14 @@
-"""Shared pieces of the schema layer: base models, time types, ids, the clock, error mapping."""
+"""Shared pieces of the schema layer: base models, time and text types, field paths.
+
+Face-neutral: the REST API, the web dashboard, the MCP tools and the CLI all use these models,
+so nothing here knows about HTTP (the API's clock and error mapping live in `api/`).
+"""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -19,10 +20,6 @@ from pydantic import (
     WithJsonSchema,
 )
 from pydantic.alias_generators import to_camel
-
-from cronicorn.api.deps import Clock, get_clock
-from cronicorn.api.errors import ApiError, envelope
-from cronicorn.store.errors import Conflict, Invalid, NotFound, QuotaExceeded
 
 MAX_INTERVAL_MS = 366 * 24 * 3600 * 1000  # a year: keeps every planned instant representable
 MAX_TTL_MINUTES = 30 * 24 * 60
@@ -154,55 +151,6 @@ def json_without_nul(value: Any) -> Any:
     return value
 
 
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def require_id(value: str, what: str) -> str:
-    """Path ids that cannot exist are a 404 like any unknown id (not a 422 or a 500)."""
-    if _ID.fullmatch(value) is None:
-        raise ApiError(404, f"{what} not found")
-    return value
-
-
-def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
-    """This request's "now", read once from the app's clock (`deps.set_clock` in tests)."""
-    return clock()
-
-
-NowDep = Annotated[datetime, Depends(get_now)]
-
-
 def camel(field: str) -> str:
     """A snake_case field path as clients see it (`jobs.0.base_url` → `jobs.0.baseUrl`)."""
     return ".".join(to_camel(part) for part in field.split("."))
-
-
-def install_error_mapping(app: FastAPI) -> None:
-    """Map the store's typed errors to the one envelope (done once, for every router)."""
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return envelope(404, "not_found", f"{exc.what} not found")
-
-    @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return envelope(409, "conflict", str(exc))
-
-    @app.exception_handler(Invalid)
-    async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
-        return invalid_response(exc.field, exc.message)
-
-    @app.exception_handler(QuotaExceeded)
-    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
-        details: dict[str, Any] = {"quota": exc.quota, "limit": exc.limit, "used": exc.used}
-        if exc.resets_at is not None:
-            details["resetsAt"] = iso_ms(exc.resets_at)
-        return envelope(403, "quota_exceeded", exc.message, details)
-
-
-def invalid_response(field: str, message: str, where: str = "body") -> JSONResponse:
-    path = camel(field)
-    details: list[dict[str, Any]] = [
-        {"path": path, "in": where, "message": message, "type": "value_error"}
-    ]
-    return envelope(422, "validation_error", f"{message} at '{path}'", details)
