@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     quota_ai_tokens_per_month: int = Field(
         default=0, ge=0, le=10_000_000_000_000, alias="QUOTA_AI_TOKENS_PER_MONTH"
     )
+    # notifications and the audit log (cronicorn.notify, docs/notifications.md, docs/audit.md)
+    notify_channel_gap_s: float = Field(default=10, ge=0, le=86_400, alias="NOTIFY_CHANNEL_GAP_S")
+    notify_retry_base_s: float = Field(default=30, gt=0, le=86_400, alias="NOTIFY_RETRY_BASE_S")
+    notify_max_attempts: int = Field(default=6, ge=1, le=100, alias="NOTIFY_MAX_ATTEMPTS")
+    notify_timeout_s: float = Field(default=10, gt=0, le=300, alias="NOTIFY_TIMEOUT_S")
+    notify_poll_s: float = Field(default=1, gt=0, le=60, alias="NOTIFY_POLL_S")
+    notify_retention_days: float = Field(default=30, ge=0, le=36_500, alias="NOTIFY_RETENTION_DAYS")
+    audit_retention_days: float = Field(default=365, ge=0, le=36_500, alias="AUDIT_RETENTION_DAYS")
     # backups (cronicorn.backup)
     backup_schedule: str = Field(default="0 2 * * *", alias="BACKUP_SCHEDULE")
     backup_verify: bool = Field(default=True, alias="BACKUP_VERIFY")
