@@ -26,6 +26,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from cronicorn.domain import ScheduleState
+from cronicorn.domain.ids import new_id
+from cronicorn.store.notify import RUNS_FINISHED_SQL
 
 _STATE_COLUMNS = (
     "baseline_cron",
@@ -52,12 +54,17 @@ _LOCK_COLUMNS = ", ".join(
     for c in _STATE_COLUMNS
 )
 
+# A pair with lease NULL locks the endpoint whoever leases it: a detached run of an `allow`
+# endpoint finishing (`store.detached`). Callers compare `lease_owner` for the others.
 LOCK_SQL = f"""
-WITH v AS (SELECT * FROM jsonb_to_recordset(%(leases)s::jsonb) AS v(id text, lease text))
-SELECT e.id, e.next_run_source, e.rules::text AS rules, e.hint_source, {_LOCK_COLUMNS}
+WITH v AS (SELECT * FROM jsonb_to_recordset(%(leases)s::jsonb) AS v(id text, lease text)),
+g AS (SELECT id, array_agg(lease) AS leases, bool_or(lease IS NULL) AS any FROM v GROUP BY id)
+SELECT e.id, e.lease_owner, e.overlap, e.next_run_source, e.rules::text AS rules,
+       e.hint_source, {_LOCK_COLUMNS}
 FROM endpoints e
-JOIN v ON e.id = v.id AND e.lease_owner = v.lease
+JOIN g ON g.id = e.id
 WHERE e.id = ANY(ARRAY(SELECT id FROM v))  -- lets the planner use the primary key
+  AND (g.any OR e.lease_owner = ANY(g.leases))
 ORDER BY e.id
 FOR UPDATE OF e
 """
@@ -85,7 +92,8 @@ WITH vr AS (
         id text, lease text, next_run_at timestamptz, source text, failures int,
         last_due_at timestamptz, last_run_at timestamptz, clear_interval bool,
         clear_oneshot bool, by_rule bool, hi_ms bigint, hi_exp timestamptz,
-        ho_at timestamptz, ho_exp timestamptz, paused timestamptz, rule_reason text)
+        ho_at timestamptz, ho_exp timestamptz, paused timestamptz, rule_reason text,
+        running_delta int)
 )
 UPDATE endpoints e
 SET next_run_at = v.next_run_at,
@@ -114,6 +122,7 @@ SET next_run_at = v.next_run_at,
                        WHEN (v.clear_interval OR e.hint_interval_ms IS NULL)
                         AND (v.clear_oneshot OR e.hint_oneshot_at IS NULL)
                        THEN NULL ELSE e.hint_source END,
+    running = e.running + coalesce(v.running_delta, 0),
     lease_owner = NULL,
     lease_until = NULL
 FROM ve v
@@ -157,25 +166,32 @@ class EndpointUpdate:
     # Response rules acted on the endpoint: its hints and pause become exactly these.
     rule_state: ScheduleState | None = None
     rule_reason: str | None = None
+    running_delta: int = 0  # a run detached from its endpoint (overlap allow): +1
 
 
 @dataclass(frozen=True, slots=True)
 class Leased:
     """An endpoint's schedule as re-read under lock, the label of its stored plan, its
-    response rules (jsonb text) and who wrote its hints."""
+    response rules (jsonb text), who wrote its hints, its overlap policy and its lease."""
 
     state: ScheduleState
     next_run_source: str
     rules: str | None = None
     hint_source: str | None = None
+    overlap: str = "skip"
+    lease_owner: str | None = None
 
 
 async def lock_leased(
-    conn: AsyncConnection[Any], leases: Sequence[tuple[str, str]], *, min_floor_ms: int = 0
+    conn: AsyncConnection[Any],
+    leases: Sequence[tuple[str, str | None]],
+    *,
+    min_floor_ms: int = 0,
 ) -> dict[str, Leased]:
     """Lock and read the schedule of endpoints still held under the given (endpoint id,
     lease) pairs (call inside a transaction; absent ids were taken over by another worker).
-    `min_floor_ms` raises every minimum interval to the quota floor."""
+    A pair with lease None locks its endpoint whoever holds it (check `lease_owner` when an
+    id comes with both). `min_floor_ms` raises every minimum interval to the quota floor."""
     if not leases:
         return {}
     params = {
@@ -186,7 +202,14 @@ async def lock_leased(
         await cur.execute(LOCK_SQL, params)
         rows = await cur.fetchall()
     return {
-        row["id"]: Leased(_state(row), row["next_run_source"], row["rules"], row["hint_source"])
+        row["id"]: Leased(
+            _state(row),
+            row["next_run_source"],
+            row["rules"],
+            row["hint_source"],
+            row["overlap"],
+            row["lease_owner"],
+        )
         for row in rows
     }
 
@@ -210,10 +233,12 @@ async def write_finished(
     cur = await conn.execute(
         WRITE_SQL,
         {
-            "runs": json.dumps([_run_row(o) for o in outcomes]),
+            "runs": json.dumps([run_row(o) for o in outcomes]),
             "endpoints": json.dumps([_endpoint_row(u) for u in updates]),
         },
     )
+    if outcomes:  # live pages (web/live.py); same pipeline and transaction, no extra round trip
+        await conn.execute(RUNS_FINISHED_SQL, {"ids": [o.run_id for o in outcomes]})
     return cur.rowcount
 
 
@@ -221,7 +246,7 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _run_row(o: RunOutcome) -> dict[str, Any]:
+def run_row(o: RunOutcome) -> dict[str, Any]:
     return {
         "id": o.run_id,
         "status": o.status,
@@ -251,6 +276,7 @@ def _endpoint_row(u: EndpointUpdate) -> dict[str, Any]:
         "clear_interval": u.clear_interval,
         "clear_oneshot": u.clear_oneshot,
         **_rule_columns(u.rule_state, u.rule_reason),
+        **({"running_delta": u.running_delta} if u.running_delta else {}),
     }
 
 
@@ -266,3 +292,45 @@ def _rule_columns(state: ScheduleState | None, reason: str | None) -> dict[str, 
         "paused": _iso(state.paused_until),
         "rule_reason": reason,
     }
+
+
+SKIPPED_SQL = """
+INSERT INTO runs (id, endpoint_id, user_id, status, source, attempt, due_at, started_at,
+                  finished_at, error_message)
+SELECT v.id, v.endpoint_id, e.user_id, 'skipped', v.source, 1, v.due_at, v.due_at, v.due_at,
+       v.error
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
+    id text, endpoint_id text, source text, due_at timestamptz, error text)
+JOIN endpoints e ON e.id = v.endpoint_id
+ON CONFLICT (endpoint_id, due_at) DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedSlot:
+    """A slot that came due while a run of its endpoint was still going (overlap)."""
+
+    endpoint_id: str
+    due_at: datetime
+    source: str
+    reason: str
+
+
+async def record_skipped(conn: AsyncConnection[Any], slots: Sequence[SkippedSlot]) -> int:
+    """Record skipped slots as `skipped` runs (a slot that already has a run keeps it);
+    returns how many were recorded. Call in the transaction that writes the overlapping
+    run, under its endpoint's lock: each slot is recorded once, whoever writes."""
+    if not slots:
+        return 0
+    rows = [
+        {
+            "id": new_id(),
+            "endpoint_id": s.endpoint_id,
+            "source": s.source,
+            "due_at": s.due_at.isoformat(),
+            "error": s.reason,
+        }
+        for s in slots
+    ]
+    cur = await conn.execute(SKIPPED_SQL, {"rows": json.dumps(rows)})
+    return cur.rowcount

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import NotFound
+from cronicorn.store.notify import endpoint_changed
 from cronicorn.store.tables import endpoints, runs
 
 RUN_STATUSES = ("running", "success", "failed")
@@ -246,4 +247,5 @@ async def record_test_run(
             **outcome,
         )
     )
+    await endpoint_changed(conn, user_id, endpoint_id)
     return run_id
