@@ -1,0 +1,2 @@
+"""Notifications: channels (Apprise URLs), events from the outbox, delivery by every
+scheduler process. See docs/notifications.md."""

@@ -1,0 +1,105 @@
+"""What a notification says: what happened, where, since when, the last error, and a link.
+
+One event makes one message; several pending events for one channel (a storm) make one
+grouped message, so a channel hears once per rate-limit gap, not once per endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_LINES = 20  # events listed in a grouped message; the rest are counted
+
+_TITLES = {
+    "failure": "Failing",
+    "reminder": "Still failing",
+    "recovery": "Recovered",
+    "slow": "Slow run",
+    "paused": "Paused",
+    "resumed": "Resumed",
+    "quota": "Monthly run quota reached",
+    "test": "Test notification",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+    payload: dict[str, Any]  # what JSON webhooks receive
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    event: str
+    payload: Mapping[str, Any]
+
+
+def link(web_url: str, payload: Mapping[str, Any]) -> str | None:
+    """The run (or endpoint) in the dashboard."""
+    base = web_url.rstrip("/")
+    endpoint = payload.get("endpointId")
+    if not endpoint:
+        return None
+    run = payload.get("runId")
+    return f"{base}/endpoints/{endpoint}/runs/{run}" if run else f"{base}/endpoints/{endpoint}"
+
+
+def where(payload: Mapping[str, Any]) -> str:
+    job, endpoint = payload.get("jobName"), payload.get("endpointName")
+    return f"{job} / {endpoint}" if job else str(endpoint or "Cronicorn")
+
+
+def describe(event: str, p: Mapping[str, Any]) -> str:
+    """One sentence per event kind."""
+    n = p.get("failures")
+    since = f" since {p['since']}" if p.get("since") else ""
+    if event == "failure":
+        return f"Failed {n} time(s) in a row{since}."
+    if event == "reminder":
+        return f"Still failing: {n} failure(s) in a row{since}."
+    if event == "recovery":
+        return f"Succeeded again after {n} failure(s){since}."
+    if event == "slow":
+        return f"Run took {p.get('durationMs')} ms (bound {p.get('slowerThanMs')} ms)."
+    if event == "paused":
+        return f"Paused by the {p.get('by', 'system')} until {p.get('pausedUntil')}."
+    if event == "resumed":
+        return f"Resumed by the {p.get('by', 'system')}."
+    if event == "quota":
+        return f"This month's run quota is used up; runs resume at {p.get('nextRunAt')}."
+    if event == "test":
+        return "This channel works: Cronicorn can reach it."
+    return event
+
+
+def _detail(e: Event, web_url: str) -> list[str]:
+    p = e.payload
+    lines = [describe(e.event, p)]
+    if p.get("error") and e.event in ("failure", "reminder"):
+        lines.append(f"Last error: {p['error']}")
+    url = link(web_url, p)
+    if url:
+        lines.append(url)
+    return lines
+
+
+def render(events: Sequence[Event], web_url: str) -> Message:
+    payload = {"events": [{"id": e.id, **e.payload} for e in events], "count": len(events)}
+    if len(events) == 1:
+        e = events[0]
+        title = f"{_TITLES.get(e.event, e.event)}: {where(e.payload)}"
+        return Message(title, "\n".join(_detail(e, web_url)), payload)
+    counts: dict[str, int] = {}
+    for e in events:
+        counts[e.event] = counts.get(e.event, 0) + 1
+    summary = ", ".join(f"{n} {_TITLES.get(k, k).lower()}" for k, n in counts.items())
+    lines = [
+        f"- {_TITLES.get(e.event, e.event)}: {where(e.payload)}: {describe(e.event, e.payload)}"
+        for e in events[:MAX_LINES]
+    ]
+    if len(events) > MAX_LINES:
+        lines.append(f"... and {len(events) - MAX_LINES} more")
+    return Message(f"{len(events)} notifications: {summary}", "\n".join(lines), payload)
