@@ -18,6 +18,7 @@ _CHECKOUT = _PACKAGE.parents[1]  # src/cronicorn -> the repository root
 
 API_PAGE = "reference/api.md"
 API_MARKER = "<!-- openapi -->"
+ENV_MARKER = "<!-- env-example -->"  # replaced by .env.example itself: the page never drifts
 
 
 def docs_project() -> Path:
@@ -77,9 +78,12 @@ def on_pre_build(config: Any) -> None:
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    if page.file.src_uri != API_PAGE or API_MARKER not in markdown:
-        return markdown
-    return markdown.replace(API_MARKER, api_reference_markdown(_state["openapi"]))
+    if ENV_MARKER in markdown:
+        env = (docs_project() / ".env.example").read_text()
+        markdown = markdown.replace(ENV_MARKER, f"```bash\n{env}```")
+    if page.file.src_uri == API_PAGE and API_MARKER in markdown:
+        markdown = markdown.replace(API_MARKER, api_reference_markdown(_state["openapi"]))
+    return markdown
 
 
 def on_post_build(config: Any) -> None:

@@ -8,6 +8,7 @@ process exists. Exit 0 when healthy, 1 when it answers unhealthy or not at all.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from enum import StrEnum
@@ -15,7 +16,8 @@ from typing import Any
 
 import typer
 
-from cronicorn.commands.common import err, friendly, load_cli_settings, out
+from cronicorn.commands.common import err, friendly, out
+from cronicorn.config import ConfigError, load_settings
 
 
 class Role(StrEnum):
@@ -25,11 +27,22 @@ class Role(StrEnum):
     planner = "planner"
 
 
+def _ports() -> tuple[int, int | None]:
+    """PORT and HEALTH_PORT. A check must not fail on settings it does not use (a container
+    without AUTH_SECRET, say): when the whole configuration is invalid, read just these two."""
+    try:
+        cfg = load_settings()
+    except ConfigError:
+        raw = os.environ.get("HEALTH_PORT", "").strip()
+        return int(os.environ.get("PORT", "").strip() or 3333), int(raw) if raw else None
+    return cfg.port, cfg.health_port
+
+
 def _url(role: Role, port: int | None) -> str:
-    cfg = load_cli_settings()
-    if role is Role.api or (role is Role.auto and cfg.health_port is None and port is None):
-        return f"http://127.0.0.1:{port or cfg.port}/api/health"
-    chosen = port or cfg.health_port
+    api_port, health_port = _ports()
+    if role is Role.api or (role is Role.auto and health_port is None and port is None):
+        return f"http://127.0.0.1:{port or api_port}/api/health"
+    chosen = port or health_port
     if chosen is None:
         raise typer.BadParameter(
             f"the {role.value} serves health only with HEALTH_PORT set (or pass --port)"
