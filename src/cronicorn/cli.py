@@ -19,6 +19,7 @@ from cronicorn.commands import apikeys as apikey_commands
 from cronicorn.commands import backup as backup_commands
 from cronicorn.commands import docs as docs_commands
 from cronicorn.commands import health as health_commands
+from cronicorn.commands import mcp as mcp_commands
 from cronicorn.commands import transfer as transfer_commands
 from cronicorn.commands import users as users_commands
 from cronicorn.commands.common import debug_mode, err, friendly, load_cli_settings, out
@@ -374,6 +375,7 @@ def _shell_quote(value: str) -> str:
 transfer_commands.register(app)  # export, import
 health_commands.register(app)
 docs_commands.register(app)
+mcp_commands.register(app)  # mcp (stdio bridge to /mcp)
 app.add_typer(users_commands.app, name="users")
 app.add_typer(apikey_commands.app, name="apikey")
 app.add_typer(backup_commands.app, name="backup")

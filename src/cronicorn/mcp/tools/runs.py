@@ -1,0 +1,193 @@
+"""What happened: runs, one run's details, health (as `/api/endpoints/{id}/runs`,
+`/api/runs/{id}`, `/api/endpoints/{id}/health`). Every filter is applied (the original's tools
+never sent them)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cronicorn.dispatch import HttpRequest
+from cronicorn.dispatch.judge import judge
+from cronicorn.dispatch.signing import SigningKeyError
+from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
+from cronicorn.schemas.common import In, InDatetime
+from cronicorn.schemas.endpoints import TestResult
+from cronicorn.schemas.history import Health, RunDetails, RunList, RunListItem
+from cronicorn.store import endpoints as endpoint_store
+from cronicorn.store import runs as run_store
+from cronicorn.store import signing_keys as key_store
+from cronicorn.store.errors import Conflict
+from cronicorn.store.quotas import reserve_run
+
+ENDPOINT_ID = (PathId("id", "Endpoint", "The endpoint's id"),)
+RUN_ID = (PathId("id", "Run", "The run's id (runId in listEndpointRuns)"),)
+
+
+class RunQuery(In):
+    status: Literal["running", "success", "failed"] | None = Field(
+        default=None, description="Only runs with this outcome"
+    )
+    since: InDatetime | None = Field(
+        default=None, description="Only runs started at or after this ISO-8601 instant"
+    )
+    until: InDatetime | None = Field(
+        default=None, description="Only runs started before this ISO-8601 instant"
+    )
+    limit: int = Field(default=20, ge=1, le=1000, description="Page size (1-1000)")
+    offset: int = Field(default=0, ge=0, le=1_000_000, description="Runs to skip (paging)")
+
+
+class HealthQuery(In):
+    since_hours: int = Field(
+        default=24, ge=1, le=24 * 366, description="The window, in hours back from now"
+    )
+
+
+async def _runs(call: Call, query: RunQuery) -> RunList:
+    page, total = await run_store.list_for_endpoint(
+        call.conn,
+        call.user_id,
+        call.id("id"),
+        status=query.status,
+        since=query.since,
+        until=query.until,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    items = [
+        RunListItem(
+            run_id=run.id,
+            endpoint_id=run.endpoint_id,
+            status=run.status,
+            source=run.source,
+            attempt=run.attempt,
+            due_at=run.due_at,
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            duration_ms=run.duration_ms,
+            status_code=run.status_code,
+            error_message=run.error_message,
+        )
+        for run in page
+    ]
+    return RunList(runs=items, total=total, limit=query.limit, offset=query.offset)
+
+
+async def _run(call: Call, _: NoArguments) -> RunDetails:
+    return RunDetails.of(await run_store.get_detail(call.conn, call.user_id, call.id("id")))
+
+
+async def _health(call: Call, query: HealthQuery) -> Health:
+    since = call.now - timedelta(hours=query.since_hours)
+    summary = await run_store.health(call.conn, call.user_id, call.id("id"), since)
+    return Health.of(summary, query.since_hours)
+
+
+async def _test(call: Call, _: NoArguments) -> TestResult:
+    """Run now, as `POST /api/endpoints/{id}/test`: same SSRF guard, signing and assertions
+    as a scheduled run; the schedule, failure count and hints are untouched."""
+    conn, user_id, now = call.conn, call.user_id, call.now
+    endpoint = await endpoint_store.get(conn, user_id, call.id("id"))
+    if endpoint.archived_at is not None:
+        raise Conflict("Cannot run an archived endpoint")
+    try:
+        keys = await key_store.load_signing_keys(conn, [user_id], now, call.runtime.auth_secret)
+    except SigningKeyError:
+        raise Conflict(
+            "Your signing key cannot be decrypted with this server's AUTH_SECRET; "
+            "rotate it with rotateSigningKey"
+        ) from None
+    await reserve_run(conn, user_id, call.runtime.settings.quotas, now)
+    await conn.commit()  # the quota counted, nothing held open while the call is in flight
+    request = HttpRequest(
+        url=endpoint.url,
+        method=endpoint.method,
+        headers=endpoint.headers_json or {},
+        body_json=endpoint.body_json,
+        timeout_ms=endpoint.timeout_ms,
+        max_response_size_kb=endpoint.max_response_size_kb,
+        signing_keys=keys.get(user_id, []),
+    )
+    result = await (await call.dispatcher()).execute(request)
+    if endpoint.assertions is not None:
+        result = judge(result, json.dumps(endpoint.assertions, sort_keys=True))
+    run_id = await run_store.record_test_run(
+        conn,
+        user_id=user_id,
+        endpoint_id=endpoint.id,
+        started_at=now,
+        finished_at=now + timedelta(milliseconds=result.duration_ms),
+        outcome={
+            "status": result.status,
+            "duration_ms": result.duration_ms,
+            "status_code": result.status_code,
+            "response_body": result.response_json,
+            "response_text": result.response_text,
+            "response_size": result.response_size,
+            "response_truncated": result.truncated,
+            "error_message": result.error_message,
+        },
+    )
+    body = result.response_json if result.response_json is not None else result.response_text
+    return TestResult(
+        run_id=run_id,
+        status=result.status,
+        duration_ms=result.duration_ms,
+        status_code=result.status_code,
+        response_body=body,
+        error_message=result.error_message,
+    )
+
+
+TOOLS: list[Tool[Any]] = [
+    Tool(
+        "listEndpointRuns",
+        "List an endpoint's runs",
+        "An endpoint's runs, newest first, with the total matching. Filters: status "
+        "(running, success, failed), since/until (ISO-8601, on startedAt), limit and offset.",
+        RunQuery,
+        _runs,
+        ids=ENDPOINT_ID,
+        output=RunList,
+        read_only=True,
+    ),
+    Tool(
+        "getRunDetails",
+        "Get one run",
+        "One run with its response (JSON body or text, capped), status code, error, the "
+        "calls of a retried slot and the response rules that fired.",
+        NoArguments,
+        _run,
+        ids=RUN_ID,
+        output=RunDetails,
+        read_only=True,
+    ),
+    Tool(
+        "getEndpointHealth",
+        "Endpoint health",
+        "Success and failure counts, average duration, last run and current failure streak "
+        "over the last `sinceHours` hours (default 24).",
+        HealthQuery,
+        _health,
+        ids=ENDPOINT_ID,
+        output=Health,
+        read_only=True,
+    ),
+    Tool(
+        "testEndpoint",
+        "Run now",
+        "Call the endpoint at once and record a `test` run, through the same SSRF guard, "
+        "signing and assertions as scheduled runs. Its schedule, failure count and hints are "
+        "untouched. A failed call is still a result, with status failed. Archived endpoints "
+        "cannot run (409); a used-up monthly run quota is a 403.",
+        NoArguments,
+        _test,
+        ids=ENDPOINT_ID,
+        output=TestResult,
+        open_world=True,
+    ),
+]
