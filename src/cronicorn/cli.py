@@ -16,6 +16,7 @@ import typer
 
 from cronicorn import __version__
 from cronicorn.commands import apikeys as apikey_commands
+from cronicorn.commands import audit as audit_commands
 from cronicorn.commands import backup as backup_commands
 from cronicorn.commands import docs as docs_commands
 from cronicorn.commands import health as health_commands
@@ -199,9 +200,10 @@ def _use_uvloop() -> None:
 def _scheduler_roles() -> list[tuple[str, Role]]:
     """Roles a lone `cronicorn scheduler` runs (the scheduler loop, scheduled backups)."""
     from cronicorn.backup.scheduled import backup_role
+    from cronicorn.notify.role import notify_role
     from cronicorn.scheduler.role import scheduler_role
 
-    return [("scheduler", scheduler_role), ("backups", backup_role)]
+    return [("scheduler", scheduler_role), ("backups", backup_role), ("notify", notify_role)]
 
 
 def _planner_roles() -> list[tuple[str, Role]]:
@@ -376,6 +378,7 @@ transfer_commands.register(app)  # export, import
 health_commands.register(app)
 docs_commands.register(app)
 mcp_commands.register(app)  # mcp (stdio bridge to /mcp)
+app.command("audit")(audit_commands.audit)
 app.add_typer(users_commands.app, name="users")
 app.add_typer(apikey_commands.app, name="apikey")
 app.add_typer(backup_commands.app, name="backup")

@@ -28,6 +28,7 @@ from cronicorn.scheduler.clock import Clock
 from cronicorn.scheduler.connection import ReconnectingConnection, is_connection_error
 from cronicorn.scheduler.planning import plan_after
 from cronicorn.scheduler.rules_step import Applied, after_run
+from cronicorn.store.outbox import enqueue_run_events
 from cronicorn.store.rule_writes import apply_to_siblings
 from cronicorn.store.run_writes import (
     EndpointUpdate,
@@ -199,6 +200,7 @@ class RunWriter:
                 if update is not None:
                     updates.append(update)
             await write_finished(conn, outcomes=outcomes, updates=updates)
+            await enqueue_run_events(conn, batch, outcomes, updates, leased, now)
         if siblings:
             await _apply_siblings(conn, siblings, now)
         metrics.WRITE_BATCH.observe(len(batch))
