@@ -75,7 +75,7 @@ async def health(request: Request) -> JSONResponse:
             server.update(state="running", lastError=None)
         elif not ok and server.get("state") == "restarting":
             body["database"] = "restarting"
-    for name, probe in runtime.health_probes.items():
+    for name, probe in list(runtime.health_probes.items()):  # roles add theirs meanwhile
         try:
             body[name] = await probe()
         except Exception as exc:
