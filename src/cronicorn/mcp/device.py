@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -103,8 +103,16 @@ async def check(http: httpx2.AsyncClient, api: str, token: StoredToken) -> Store
     return StoredToken(token.access_token, int(at.timestamp() * 1000))
 
 
+Sleep = Callable[[float], Awaitable[None]]
+
+
 async def device_flow(
-    http: httpx2.AsyncClient, api: str, *, open_browser: bool, clock: Callable[[], int] = now_ms
+    http: httpx2.AsyncClient,
+    api: str,
+    *,
+    open_browser: bool,
+    clock: Callable[[], int] = now_ms,
+    sleep: Sleep = asyncio.sleep,
 ) -> StoredToken:
     """Ask for codes, show the user where to approve, poll until approved."""
     response = await http.post(
@@ -119,9 +127,9 @@ async def device_flow(
         with contextlib.suppress(Exception):
             webbrowser.open(page)
     interval = max(1.0, float(codes.get("interval", 5)))
-    deadline = time.monotonic() + float(codes.get("expires_in", 1800))
-    while time.monotonic() < deadline:
-        await asyncio.sleep(interval)
+    polls = int(float(codes.get("expires_in", 1800)) // interval) + 1
+    for _ in range(polls):
+        await sleep(interval)
         poll = await http.post(
             f"{api}/api/auth/device/token",
             json={"grant_type": GRANT, "device_code": codes["device_code"], "client_id": CLIENT_ID},
@@ -142,7 +150,13 @@ async def device_flow(
 
 
 async def signed_in(
-    http: httpx2.AsyncClient, api: str, path: Path, *, open_browser: bool, renew: bool = False
+    http: httpx2.AsyncClient,
+    api: str,
+    path: Path,
+    *,
+    open_browser: bool,
+    renew: bool = False,
+    sleep: Sleep = asyncio.sleep,
 ) -> str:
     """A usable access token: the stored one (checked), else a new one from the device flow."""
     stored = None if renew else load(path)
@@ -153,7 +167,7 @@ async def signed_in(
                 save(path, current)
             return current.access_token
     forget(path)
-    token = await device_flow(http, api, open_browser=open_browser)
+    token = await device_flow(http, api, open_browser=open_browser, sleep=sleep)
     save(path, token)
     return token.access_token
 
