@@ -1,5 +1,5 @@
-"""Compose the ASGI application: the API under `/api` (the web UI joins later), and the
-background roles (scheduler, planner) that `cronicorn up` runs in the same process."""
+"""Compose the ASGI application: the API under `/api`, MCP at `/mcp`, the web pages at `/`,
+and the background roles (scheduler, planner) that `cronicorn up` runs in the same process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
 
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import create_api
@@ -18,7 +17,7 @@ from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
 from cronicorn.mcp.http import McpEndpoint
 from cronicorn.runtime import Runtime
-from cronicorn.web import device as device_page
+from cronicorn.web.app import close_web, create_web
 
 log = get_logger("cronicorn.app")
 
@@ -45,6 +44,7 @@ async def supervise(name: str, role: Role, runtime: Runtime, stop: asyncio.Event
 def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> FastAPI:
     api = create_api(runtime)
     mcp = McpEndpoint(runtime)
+    web = create_web(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +65,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
                 await asyncio.gather(*tasks, return_exceptions=True)
             # Mounted sub-apps get no lifespan events: close what the API opened here.
             await close_dispatcher(api)
+            await close_web(web)
             await runtime.close()
 
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -72,15 +73,12 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
     app.mount("/api", api)
     app.router.routes.append(mcp.route())  # POST /mcp (MCP over streamable HTTP)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
-    app.include_router(device_page.router, prefix="/device")
-
-    @app.get("/", include_in_schema=False)
-    async def _root() -> RedirectResponse:
-        return RedirectResponse("/api/reference", status_code=307)  # until the web UI exists
 
     @app.exception_handler(404)
     async def _not_found(*_: object) -> object:
         return envelope(404, "not_found", "Not found")
+
+    app.mount("/", web)  # the pages (dashboard, login, /device…): every path not matched above
 
     app.add_middleware(RequestIdMiddleware)
     return app

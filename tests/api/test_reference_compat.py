@@ -1,4 +1,4 @@
-"""What the reference's clients rely on beyond response shapes: the front page, API-key
+"""What the reference's clients rely on beyond response shapes: the API reference, API-key
 rename, stray ids in bodies, JavaScript dates, and an OpenAPI document that says precisely
 which response fields may be absent and which may be null."""
 
@@ -12,16 +12,16 @@ import aiohttp
 from api.api_support import Served
 
 
-async def test_front_page_redirects_to_the_api_reference(served: Served) -> None:
+async def test_front_page_is_the_dashboard_and_the_api_reference_stays(served: Served) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{served.base}/", allow_redirects=False) as resp:
-            assert resp.status == 307
-            assert resp.headers["Location"] == "/api/reference"
-        async with http.get(f"{served.base}/") as resp:
+            assert resp.status == 303  # the web dashboard: sign in first
+            assert resp.headers["Location"] == "/login"
+        async with http.get(f"{served.base}/api/reference") as resp:
             assert resp.status == 200
             assert "reference/app.js" in await resp.text()
         async with http.get(f"{served.base}/nowhere") as resp:
-            assert resp.status == 404  # only the root moved
+            assert resp.status == 404
 
 
 async def test_api_key_rename(served: Served) -> None:

@@ -1,0 +1,334 @@
+"""An endpoint's page (schedule and its source, active hints, next runs, run history with
+filters; pause, resume, reset failures, clear hints, archive) and its create and edit forms
+with a live preview of the next runs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from cronicorn.store import endpoints as endpoint_store
+from cronicorn.store import jobs as job_store
+from cronicorn.store import runs as run_store
+from cronicorn.store.endpoints import REASONS, EndpointRow
+from cronicorn.store.errors import Conflict, Invalid, QuotaExceeded
+from cronicorn.web import endpoint_form
+from cronicorn.web.deps import (
+    ClockDep,
+    ConnDep,
+    DispatcherDep,
+    FormDep,
+    RuntimeDep,
+    ViewerDep,
+    require_id,
+    url_refusal,
+)
+from cronicorn.web.forms import Errors, flash_text
+from cronicorn.web.templating import render
+
+router = APIRouter()
+PAGE_SIZE = 25
+RUN_FILTERS = ("running", "success", "failed")
+PAUSES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+PAUSE_LABELS = (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
+
+
+# -- the page ---------------------------------------------------------------------------
+
+
+def _page_number(raw: str) -> int:
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
+
+
+@router.get("/endpoints/{endpoint_id}")
+async def endpoint_page(
+    request: Request,
+    endpoint_id: str,
+    viewer: ViewerDep,
+    conn: ConnDep,
+    clock: ClockDep,
+    status: str = "",
+    page: str = "1",
+) -> Response:
+    endpoint = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    job = await job_store.get(conn, viewer.user_id, endpoint.job_id)
+    now = clock()
+    wanted = status if status in RUN_FILTERS else None
+    number = _page_number(page)
+    runs, total = await run_store.list_for_endpoint(
+        conn,
+        viewer.user_id,
+        endpoint.id,
+        status=wanted,
+        limit=PAGE_SIZE,
+        offset=(number - 1) * PAGE_SIZE,
+    )
+    planned = await endpoint_store.preview(conn, viewer.user_id, endpoint.id, now, 5)
+    return render(
+        request,
+        "endpoint.html",
+        viewer=viewer,
+        title=endpoint.name,
+        endpoint=endpoint,
+        job=job,
+        now=now,
+        hints=_active_hints(endpoint, now),
+        planned=planned,
+        next_reason=REASONS.get(endpoint.next_run_source, endpoint.next_run_source),
+        runs=runs,
+        total=total,
+        status=wanted or "",
+        page=number,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        run_filters=RUN_FILTERS,
+        pauses=PAUSE_LABELS,
+        flash=flash_text(request.query_params.get("done")),
+        problem=request.query_params.get("problem"),
+    )
+
+
+def _active_hints(e: EndpointRow, now: datetime) -> list[dict[str, Any]]:
+    hints = []
+    if e.hint_interval_ms is not None:
+        hints.append(
+            {
+                "kind": "Interval",
+                "value": e.hint_interval_ms,
+                "expires_at": e.hint_interval_expires_at,
+                "expired": e.hint_interval_expires_at is not None
+                and e.hint_interval_expires_at <= now,
+            }
+        )
+    if e.hint_oneshot_at is not None:
+        hints.append(
+            {
+                "kind": "One-shot",
+                "at": e.hint_oneshot_at,
+                "expires_at": e.hint_oneshot_expires_at,
+                "expired": e.hint_oneshot_expires_at is not None
+                and e.hint_oneshot_expires_at <= now,
+            }
+        )
+    return hints
+
+
+# -- steering -------------------------------------------------------------------------------
+
+_PROBLEMS = {
+    "archived": "This endpoint is archived: it cannot be changed or run.",
+    "quota": "Your monthly run quota is used up.",
+}
+
+
+def _back(endpoint_id: str, done: str | None = None, problem: str | None = None) -> Response:
+    query = f"?done={done}" if done else f"?problem={problem}" if problem else ""
+    return RedirectResponse(f"/endpoints/{endpoint_id}{query}", status_code=303)
+
+
+async def _live_endpoint(conn: ConnDep, user_id: str, endpoint_id: str) -> EndpointRow | None:
+    """The caller's endpoint (404 page otherwise), or None when it is archived."""
+    row = await endpoint_store.get(conn, user_id, require_id(endpoint_id, "Endpoint"))
+    return None if row.archived_at is not None else row
+
+
+@router.post("/endpoints/{endpoint_id}/pause")
+async def pause(
+    endpoint_id: str, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    now = clock()
+    until = now + PAUSES.get(form.get("for", "24h"), PAUSES["24h"])
+    await endpoint_store.set_paused_until(conn, viewer.user_id, row.id, until, now)
+    return _back(row.id, "paused")
+
+
+@router.post("/endpoints/{endpoint_id}/resume")
+async def resume(
+    endpoint_id: str, viewer: ViewerDep, _form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    await endpoint_store.set_paused_until(conn, viewer.user_id, row.id, None, clock())
+    return _back(row.id, "resumed")
+
+
+@router.post("/endpoints/{endpoint_id}/reset-failures")
+async def reset_failures(
+    endpoint_id: str, viewer: ViewerDep, _form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    await endpoint_store.reset_failures(conn, viewer.user_id, row.id, clock())
+    return _back(row.id, "reset")
+
+
+@router.post("/endpoints/{endpoint_id}/clear-hints")
+async def clear_hints(
+    endpoint_id: str, viewer: ViewerDep, _form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    await endpoint_store.clear_hints(conn, viewer.user_id, row.id, clock())
+    return _back(row.id, "saved")
+
+
+@router.post("/endpoints/{endpoint_id}/archive")
+async def archive(
+    endpoint_id: str, viewer: ViewerDep, _form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    row = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    await endpoint_store.archive(conn, viewer.user_id, row.id, clock(), job_id=row.job_id)
+    return RedirectResponse(f"/jobs/{row.job_id}?done=archived", status_code=303)
+
+
+# -- create and edit ------------------------------------------------------------------------
+
+
+def _form_page(
+    request: Request,
+    viewer: ViewerDep,
+    *,
+    job: job_store.JobRow,
+    values: dict[str, Any],
+    errors: Errors,
+    endpoint: EndpointRow | None = None,
+    planned: list[dict[str, Any]] | None = None,
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "endpoint_form.html",
+        viewer=viewer,
+        status_code=status,
+        title=f"Edit {endpoint.name}" if endpoint else "New endpoint",
+        job=job,
+        endpoint=endpoint,
+        values=values,
+        errors=errors,
+        planned=planned or [],
+        methods=[(m, m) for m in endpoint_form.METHODS],
+        ai_modes=endpoint_form.AI_MODES,
+    )
+
+
+@router.get("/jobs/{job_id}/endpoints/new")
+async def new_endpoint_page(
+    request: Request, job_id: str, viewer: ViewerDep, conn: ConnDep
+) -> Response:
+    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    values = endpoint_form.form_values(None)
+    return _form_page(request, viewer, job=job, values=values, errors={})
+
+
+async def _check_and_save(
+    conn: ConnDep,
+    viewer: ViewerDep,
+    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
+    form: dict[str, str],
+    now: datetime,
+    *,
+    job: job_store.JobRow,
+    endpoint: EndpointRow | None,
+) -> tuple[EndpointRow | None, Errors]:
+    config, errors = endpoint_form.validate(form, editing=endpoint is not None)
+    if config is None:
+        return None, errors
+    reason = await url_refusal(dispatcher, config["url"])
+    if reason is not None:
+        return None, {"url": f"URL not allowed: {reason}"}
+    quotas = runtime.settings.quotas
+    try:
+        if endpoint is None:
+            row = await endpoint_store.create(
+                conn, viewer.user_id, job.id, config, now, quotas=quotas
+            )
+        else:
+            row = await endpoint_store.update_config(
+                conn, viewer.user_id, endpoint.id, config, now, quotas=quotas
+            )
+    except Invalid as exc:
+        return None, endpoint_form.invalid_errors(exc)
+    except (Conflict, QuotaExceeded) as exc:
+        return None, {"_": str(exc)}
+    return row, {}
+
+
+@router.post("/jobs/{job_id}/endpoints/new")
+async def create_endpoint(
+    request: Request,
+    job_id: str,
+    viewer: ViewerDep,
+    form: FormDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
+    clock: ClockDep,
+) -> Response:
+    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    row, errors = await _check_and_save(
+        conn, viewer, runtime, dispatcher, form, clock(), job=job, endpoint=None
+    )
+    if row is None:
+        return _form_page(request, viewer, job=job, values=form, errors=errors, status=422)
+    return RedirectResponse(f"/endpoints/{row.id}?done=created", status_code=303)
+
+
+@router.get("/endpoints/{endpoint_id}/edit")
+async def edit_endpoint_page(
+    request: Request, endpoint_id: str, viewer: ViewerDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    row = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    job = await job_store.get(conn, viewer.user_id, row.job_id)
+    planned = await endpoint_store.preview(conn, viewer.user_id, row.id, clock(), 5)
+    values = endpoint_form.form_values(row)
+    return _form_page(
+        request, viewer, job=job, values=values, errors={}, endpoint=row, planned=planned
+    )
+
+
+@router.post("/endpoints/{endpoint_id}/edit")
+async def edit_endpoint(
+    request: Request,
+    endpoint_id: str,
+    viewer: ViewerDep,
+    form: FormDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
+    clock: ClockDep,
+) -> Response:
+    row = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    job = await job_store.get(conn, viewer.user_id, row.job_id)
+    saved, errors = await _check_and_save(
+        conn, viewer, runtime, dispatcher, form, clock(), job=job, endpoint=row
+    )
+    if saved is None:
+        return _form_page(
+            request, viewer, job=job, values=form, errors=errors, endpoint=row, status=422
+        )
+    return RedirectResponse(f"/endpoints/{saved.id}?done=saved", status_code=303)
+
+
+@router.post("/endpoints/preview")
+async def preview_fragment(
+    request: Request, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    """The form's live preview (htmx): the next runs this draft would get, or why none."""
+    row = None
+    if form.get("endpoint_id"):
+        row = await endpoint_store.get(
+            conn, viewer.user_id, require_id(form["endpoint_id"], "Endpoint")
+        )
+    planned, errors = endpoint_form.schedule_preview(form, row, clock())
+    return render(
+        request, "partials/preview.html", viewer=viewer, planned=planned, preview_errors=errors
+    )

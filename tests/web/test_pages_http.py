@@ -1,0 +1,184 @@
+"""The pages over plain HTTP (no browser): sign-in with the API's session cookie, CSRF and
+Origin checks on every form, the CSP and cache headers, content-hash static URLs, the same
+404 for another user's ids, and escaping of hostile names. Cheap enough to run per test."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import aiohttp
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronicorn.store import endpoints as endpoint_store
+from cronicorn.store import jobs as job_store
+from cronicorn.store import users
+from web.conftest import PASSWORD, Site
+
+HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def sign_in(http: aiohttp.ClientSession, site: Site, email: str) -> str:
+    form = {"email": email, "password": PASSWORD, "next": "/jobs"}
+    async with http.post(f"{site.base}/login", data=form, allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+        assert resp.headers["Location"] == "/jobs"
+    return await csrf_of(http, f"{site.base}/jobs")
+
+
+async def csrf_of(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url) as resp:
+        html = await resp.text()
+    found = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert found is not None, html[:500]
+    return found.group(1)
+
+
+async def test_signed_out_pages_go_to_login_and_the_api_reference_stays(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{site.base}/jobs?status=paused", allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/login?next=%2Fjobs%3Fstatus%3Dpaused"
+    async with http.get(f"{site.base}/login") as resp:
+        html = await resp.text()
+        csp = resp.headers["Content-Security-Policy"]
+    assert 'name="password"' in html
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
+    async with http.get(f"{site.base}/api/reference") as resp:
+        assert resp.status == 200
+    async with http.get(f"{site.base}/api/nope") as resp:
+        assert resp.status == 404
+        assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_static_files_are_served_by_content_hash(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{site.base}/login") as resp:
+        html = await resp.text()
+    urls = re.findall(r'(?:src|href)="(/static/[0-9a-f]{12}/[^"]+)"', html)
+    assert {u.rsplit("/", 1)[1] for u in urls} >= {"app.css", "app.js", "htmx-2.0.11.min.js"}
+    for url in urls:
+        async with http.get(f"{site.base}{url}") as resp:
+            assert resp.status == 200
+            assert "immutable" in resp.headers["Cache-Control"]
+    stale = re.sub(r"/static/[0-9a-f]{12}/", "/static/000000000000/", urls[0])
+    async with http.get(f"{site.base}{stale}") as resp:
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "no-cache"
+    async with http.get(f"{site.base}/static/000000000000/../app.py") as resp:
+        assert resp.status == 404
+
+
+async def test_login_refuses_wrong_password_and_foreign_origin(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    email = await site.user()
+    bad = {"email": email, "password": "wrong password!", "next": "/"}
+    async with http.post(f"{site.base}/login", data=bad, allow_redirects=False) as resp:
+        assert resp.status == 401
+        assert "Wrong email or password" in await resp.text()
+    good = {"email": email, "password": PASSWORD, "next": "//evil.example/x"}
+    headers = {"Origin": "https://evil.example"}
+    async with http.post(
+        f"{site.base}/login", data=good, headers=headers, allow_redirects=False
+    ) as resp:
+        assert resp.status == 403
+    async with http.post(f"{site.base}/login", data=good, allow_redirects=False) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == "/"  # never an open redirect
+        assert "cronicorn_session" in resp.cookies
+
+
+async def test_forms_need_the_csrf_token_and_our_origin(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    csrf = await sign_in(http, site, await site.user())
+    form = {"name": "nightly", "ai_mode": "auto"}
+    async with http.post(f"{site.base}/jobs/new", data=form, allow_redirects=False) as resp:
+        assert resp.status == 403
+    async with http.post(
+        f"{site.base}/jobs/new", data={**form, "csrf": "forged"}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 403
+    async with http.post(
+        f"{site.base}/jobs/new",
+        data={**form, "csrf": csrf},
+        headers={"Origin": "https://evil.example"},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 403
+    async with http.post(
+        f"{site.base}/jobs/new", data={**form, "csrf": csrf}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 303
+        assert re.fullmatch(r"/jobs/[0-9a-f-]{36}\?done=created", resp.headers["Location"])
+
+
+async def test_another_users_ids_are_the_same_404_as_unknown_ones(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    owner = await site.user("owner")
+    async with site.engine.begin() as conn:
+        row = await _owned_endpoint(conn, owner)
+    csrf = await sign_in(http, site, await site.user("other"))
+    for path in (f"/jobs/{row[0]}", f"/endpoints/{row[1]}", f"/endpoints/{row[1]}/edit"):
+        async with http.get(f"{site.base}{path}") as resp:
+            theirs = (resp.status, _main(await resp.text()))
+        unknown = re.sub(r"[0-9a-f-]{36}", "00000000-0000-7000-8000-000000000000", path)
+        async with http.get(f"{site.base}{unknown}") as resp:
+            assert (resp.status, _main(await resp.text())) == theirs
+        assert theirs[0] == 404
+    async with http.post(
+        f"{site.base}/endpoints/{row[1]}/pause", data={"csrf": csrf}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 404
+    async with site.engine.connect() as conn:
+        endpoint = await endpoint_store.get(conn, await _id_of(conn, owner), row[1])
+    assert endpoint.paused_until is None
+
+
+async def test_hostile_names_are_escaped(site: Site, http: aiohttp.ClientSession) -> None:
+    email = await site.user()
+    await sign_in(http, site, email)
+    async with site.engine.begin() as conn:
+        user_id = await _id_of(conn, email)
+        job = await job_store.create(
+            conn, user_id, name=HOSTILE, description=HOSTILE, now=datetime.now(UTC)
+        )
+    for path in ("/jobs", f"/jobs/{job.id}"):
+        async with http.get(f"{site.base}{path}") as resp:
+            html = await resp.text()
+        assert "<script>alert(2)" not in html
+        assert "<img src=x" not in html
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+
+
+def _main(html: str) -> str:
+    return html.split('<main id="main"', 1)[1]
+
+
+async def _id_of(conn: AsyncConnection, email: str) -> str:
+    row = await users.get_by_email(conn, email)
+    assert row is not None
+    return row.id
+
+
+async def _owned_endpoint(conn: AsyncConnection, email: str) -> tuple[str, str]:
+    """A job with one endpoint owned by `email`: (job id, endpoint id)."""
+    user_id, now = await _id_of(conn, email), datetime.now(UTC)
+    job = await job_store.create(conn, user_id, name="theirs", description=None, now=now)
+    config = {"name": "secret", "url": "https://example.com/x", "baseline_interval_ms": 3_600_000}
+    endpoint = await endpoint_store.create(conn, user_id, job.id, config, now)
+    return job.id, endpoint.id
