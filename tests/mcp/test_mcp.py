@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Served, add_session, serving
@@ -41,7 +41,7 @@ from cronicorn.mcp.http import access_of
 from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.store import suggestions as suggestion_store
 from cronicorn.store.db import make_async_engine
-from cronicorn.store.tables import endpoints
+from cronicorn.store.tables import api_keys, audit_log, endpoints
 from mcp import Client, StdioServerParameters
 from support import CLI, serve_app, until
 
@@ -193,6 +193,18 @@ async def test_every_tool_once_in_a_session(world: Any, receiver: str) -> None:
             "createJob", {"name": "queue", "description": "drains the queue", "aiMode": "suggest"}
         )
         other = await call("createJob", {"name": "other"})
+        async with engine.connect() as conn:  # the audit log names the key that acted
+            actor = (
+                await conn.execute(
+                    select(audit_log.c.actor_kind, audit_log.c.actor_id).where(
+                        audit_log.c.entity == "job", audit_log.c.entity_id == job["id"]
+                    )
+                )
+            ).one()
+            key_id = await conn.scalar(
+                select(api_keys.c.id).where(api_keys.c.user_id == served.a.user_id)
+            )
+        assert tuple(actor) == ("api_key", key_id)
         assert (await call("pauseJob", {"id": other["id"]}))["status"] == "paused"
         paused = await call("listJobs", {"status": "paused"})
         assert [j["id"] for j in paused["jobs"]] == [other["id"]]
@@ -442,6 +454,8 @@ async def test_mcp_needs_the_api_credentials(world: Any) -> None:
             "/mcp", json=hello, headers=headers | {"Cookie": "cronicorn_session=x"}
         )
         assert response.status_code == 401
+        response = await http.get("/mcp", headers=headers | dict(served.a.headers))
+        assert response.status_code in {404, 405}  # stateless: no stream is held open
     async with over_http(served.base, dict(served.a.headers)) as client:  # x-api-key works too
         assert (await ok(client, "listJobs"))["jobs"] is not None
 

@@ -38,6 +38,7 @@ class Caller:
     user_id: str
     is_admin: bool
     credential_id: str
+    via: credentials.Via
     clock: Clock
 
 
@@ -90,4 +91,4 @@ async def authenticate(
             f"Too many requests: at most {limit} per minute; retry in {reset} s",
             {"Retry-After": str(reset)},
         )
-    return Caller(identity.user_id, identity.is_admin, identity.credential_id, clock)
+    return Caller(identity.user_id, identity.is_admin, identity.credential_id, identity.via, clock)

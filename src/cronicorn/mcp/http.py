@@ -95,8 +95,10 @@ class McpEndpoint:
                 self._dispatcher = None
 
     def route(self) -> Route:
-        """`/mcp` exactly (a Mount would redirect `/mcp` to `/mcp/`)."""
-        return Route("/mcp", self, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        """`POST /mcp` exactly (a Mount would redirect `/mcp` to `/mcp/`). Stateless: no
+        session to delete and no server-to-client stream to open, so GET and DELETE are 405
+        (a GET would otherwise hold a connection open for nothing)."""
+        return Route("/mcp", self, methods=["POST"], include_in_schema=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -24,6 +24,7 @@ from cronicorn.mcp.gate import Caller
 from cronicorn.mcp.tooling import Call, Tool, reply
 from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.runtime import Runtime
+from cronicorn.store.audit import actor_of, set_actor
 
 CALLER_KEY = "cronicorn.caller"
 
@@ -106,6 +107,9 @@ async def run_tool(
         async with runtime.engine.connect() as conn:
             call = Call(runtime, conn, caller.user_id, caller.clock(), dispatcher, ids)
             try:
+                if not tool.read_only:  # the audit triggers name this actor, as for /api
+                    actor = actor_of(caller.via, caller.credential_id, caller.user_id)
+                    await set_actor(conn, actor)
                 result = await tool.run(call, body)
             except BaseException:
                 await conn.rollback()
