@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -106,9 +106,8 @@ def run_cli(
 _started: list[subprocess.Popen[str]] = []
 
 
-def start_cli(*args: str, env: Mapping[str, str], cwd: Any = None) -> subprocess.Popen[str]:
-    """The real `cronicorn` in its own process group; `reap_started` kills what a test left."""
-    proc = subprocess.Popen(
+def _spawn(args: tuple[str, ...], env: Mapping[str, str], cwd: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [CLI, *args],
         env=dict(env),
         stdout=subprocess.PIPE,
@@ -117,22 +116,43 @@ def start_cli(*args: str, env: Mapping[str, str], cwd: Any = None) -> subprocess
         cwd=cwd,
         start_new_session=True,
     )
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def start_cli(*args: str, env: Mapping[str, str], cwd: Any = None) -> subprocess.Popen[str]:
+    """The real `cronicorn` in its own process group; `reap_started` kills what a test left."""
+    proc = _spawn(args, env, cwd)
     _started.append(proc)
     return proc
+
+
+@contextlib.contextmanager
+def shared_cli(
+    *args: str, env: Mapping[str, str], cwd: Any = None
+) -> Iterator[subprocess.Popen[str]]:
+    """The real `cronicorn` for a module fixture (one `up` shared by several tests): unlike
+    `start_cli`, not reaped after each test; its process group is killed when the block exits."""
+    proc = _spawn(args, env, cwd)
+    try:
+        yield proc
+    finally:
+        _kill(proc)
 
 
 def reap_started() -> None:
     """Kill the process group of every CLI process a test left running (an assertion failed
     before the test stopped it), so no server or worker outlives its test."""
     while _started:
-        proc = _started.pop()
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        _kill(_started.pop())
 
 
 async def a_session_waits_on_a_lock(engine: AsyncEngine) -> bool:
