@@ -3,6 +3,7 @@
     .venv/bin/python bench/scheduler.py                        # 1k and 10k endpoints, 1 s
     .venv/bin/python bench/scheduler.py --endpoints 10000 --interval-s 5 --duration 30
     .venv/bin/python bench/scheduler.py --endpoints 2000 --rules both  # cost of rules
+    .venv/bin/python bench/scheduler.py --endpoints 2000 --rules both --rounds 3 --json out.json
 
 What it does, all on this machine:
 
@@ -17,6 +18,12 @@ What it does, all on this machine:
    max over the measured window, the scheduler's CPU% (100% = one core) and peak RSS, and the
    CPU% of PostgreSQL and of the target meanwhile.
 
+`--rules both` measures each N without and then with assertions and three rules per endpoint
+(`--rounds K` alternates the two K times) and reports the overhead of rules two ways:
+executions/s, which a shared, busy machine makes noisy, and the scheduler's process CPU time
+per execution (user + system over the measured window / executions), which other processes'
+load barely moves. Medians over rounds; `--json` writes every round and the summary.
+
 Demand is N / interval executions per second; when it exceeds what one scheduler can do,
 endpoints skip slots (no drift, no catch-up storm) and lateness grows: executions/s is then
 the saturation throughput.
@@ -27,14 +34,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +120,12 @@ STATS = """
 SELECT count(*),
        percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY lateness),
        max(lateness),
-       count(*) FILTER (WHERE status <> 'success')
+       count(*) FILTER (WHERE status <> 'success'),
+       (SELECT count(*) FROM runs WHERE status = 'skipped'
+          AND due_at >= %(t0)s AND due_at < %(t1)s)
 FROM (
     SELECT extract(epoch FROM started_at - due_at) * 1000 AS lateness, status
-    FROM runs WHERE started_at >= %(t0)s AND started_at < %(t1)s
+    FROM runs WHERE started_at >= %(t0)s AND started_at < %(t1)s AND status <> 'skipped'
 ) AS r
 """
 
@@ -183,6 +194,9 @@ class Result:
     scheduler_rss_mb: float
     postgres_cpu: float
     target_cpu: float
+    cpu_us_per_execution: float  # the scheduler's process CPU time per execution
+    skipped: int
+    load: float  # 1-minute load average when the measured window began
 
 
 def postgres_processes(url: str) -> list[psutil.Process]:
@@ -228,12 +242,15 @@ def measure(
         time.sleep(max(0.0, start + args.warmup - time.time()))
         pg = postgres_processes(url)
         cpu_of([sched, target_proc, *pg])  # prime; backends may exit meanwhile
+        load = os.getloadavg()[0]
+        cpu0 = _cpu_seconds(sched)
         t0 = time.time()
         rss = 0
         while time.time() < t0 + args.duration:
             rss = max(rss, sched.memory_info().rss)
             time.sleep(0.5)
         t1 = time.time()
+        cpu1 = _cpu_seconds(sched)
         sched_cpu = sched.cpu_percent(None)
         target_cpu = target_proc.cpu_percent(None)
         pg_cpu = cpu_of(pg)
@@ -249,6 +266,7 @@ def measure(
         ).fetchone()
     assert row is not None
     count, (p50, p95, p99), worst, failed = row[0], row[1] or [0, 0, 0], row[2] or 0, row[3]
+    per_execution = (cpu1 - cpu0) / count * 1e6 if count else 0.0
     return Result(
         rules=rules,
         endpoints=n,
@@ -263,7 +281,15 @@ def measure(
         scheduler_rss_mb=rss / 2**20,
         postgres_cpu=pg_cpu,
         target_cpu=target_cpu,
+        cpu_us_per_execution=per_execution,
+        skipped=row[4],
+        load=load,
     )
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
 
 
 def free_port() -> int:
@@ -289,17 +315,57 @@ def print_table(results: list[Result], target_rate: float, load: str) -> None:
     print()
     print(
         "| rules | endpoints | interval | demand/s | executions/s | lateness p50 / p95 / p99 / max"
-        " (ms) | failed | scheduler CPU | scheduler RSS | PostgreSQL CPU | target CPU |"
+        " (ms) | failed | skipped | scheduler CPU | CPU per execution | scheduler RSS "
+        "| PostgreSQL CPU | target CPU | load |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {'3 + assertion' if r.rules else 'none'} | {r.endpoints:,} | {r.interval_s:g} s "
             f"| {r.endpoints / r.interval_s:,.0f} "
             f"| {r.executions_per_s:,.0f} "
-            f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} / {r.max:.0f} | {r.failed} "
-            f"| {r.scheduler_cpu:.0f}% | {r.scheduler_rss_mb:.0f} MB "
-            f"| {r.postgres_cpu:.0f}% | {r.target_cpu:.0f}% |"
+            f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} / {r.max:.0f} | {r.failed} | {r.skipped} "
+            f"| {r.scheduler_cpu:.0f}% | {r.cpu_us_per_execution:.0f} µs "
+            f"| {r.scheduler_rss_mb:.0f} MB "
+            f"| {r.postgres_cpu:.0f}% | {r.target_cpu:.0f}% | {r.load:.1f} |"
+        )
+
+
+def summary(results: list[Result]) -> list[dict[str, Any]]:
+    """Per N: medians without and with rules, and the overhead of rules in %."""
+    out = []
+    for n in sorted({r.endpoints for r in results}):
+        off = [r for r in results if r.endpoints == n and not r.rules]
+        on = [r for r in results if r.endpoints == n and r.rules]
+        if not off or not on:
+            continue
+        rate = (_median(off, "executions_per_s"), _median(on, "executions_per_s"))
+        cpu = (_median(off, "cpu_us_per_execution"), _median(on, "cpu_us_per_execution"))
+        out.append(
+            {
+                "endpoints": n,
+                "rounds": min(len(off), len(on)),
+                "executionsPerS": {"without": rate[0], "with": rate[1]},
+                "throughputCostPct": (rate[0] - rate[1]) / rate[0] * 100 if rate[0] else None,
+                "cpuUsPerExecution": {"without": cpu[0], "with": cpu[1]},
+                "cpuOverheadPct": (cpu[1] - cpu[0]) / cpu[0] * 100 if cpu[0] else None,
+            }
+        )
+    return out
+
+
+def _median(results: list[Result], name: str) -> float:
+    return float(statistics.median(getattr(r, name) for r in results))
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        rate, cpu = row["executionsPerS"], row["cpuUsPerExecution"]
+        print(
+            f"\nrules overhead at {row['endpoints']:,} endpoints (median of {row['rounds']}): "
+            f"throughput {rate['without']:,.0f} -> {rate['with']:,.0f} executions/s "
+            f"({row['throughputCostPct']:+.1f}% cost); scheduler CPU per execution "
+            f"{cpu['without']:.0f} -> {cpu['with']:.0f} µs ({row['cpuOverheadPct']:+.1f}%)"
         )
 
 
@@ -318,6 +384,8 @@ def parse() -> Any:
         default="off",
         help="assertions and three response rules per endpoint; both: each N without, then with",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="alternations of --rules both")
+    parser.add_argument("--json", default=None, help="write results and summary to this file")
     parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -356,13 +424,25 @@ def main() -> None:
                 results = []
                 variants = {"off": [False], "on": [True], "both": [False, True]}[args.rules]
                 for n in (int(x) for x in args.endpoints.split(",")):
-                    for rules in variants:
-                        results.append(measure(url, home, target, args, n, rules))
-                        print_table(results[-1:], target_rate, load)
+                    for k in range(max(1, args.rounds)):
+                        order = variants if k % 2 == 0 else variants[::-1]  # no order bias
+                        for rules in order:
+                            results.append(measure(url, home, target, args, n, rules))
+                            print_table(results[-1:], target_rate, load)
             finally:
                 target.terminate()
                 target.wait(timeout=10)
     print_table(results, target_rate, load)
+    rows = summary(results)
+    print_summary(rows)
+    if args.json:
+        document = {
+            "machine": {"cpus": os.cpu_count(), "loadBefore": load},
+            "targetAloneRps": target_rate,
+            "results": [asdict(r) for r in results],
+            "summary": rows,
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":

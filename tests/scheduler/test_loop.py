@@ -161,7 +161,7 @@ async def test_stop_drains_running_calls_and_gives_back_waiting_ones(
     async with running_scheduler(database_url, engine, claim_ahead_s=3.0):
         await until(lambda: target.count("/hang/") >= 1, timeout=5, what="the slow call")
         assert (await rows.endpoint_row(later))["lease_owner"] is not None, "claimed ahead"
-    (run,) = await rows.runs(slow)
+    (run,) = [r for r in await rows.runs(slow) if r["status"] != "skipped"]
     assert run["status"] == "success", "the running call finished and was written"
     assert await rows.run_count(later) == 0, "the waiting slot was given back"
     row = await rows.endpoint_row(later)

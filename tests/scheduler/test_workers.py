@@ -153,8 +153,8 @@ async def test_a_killed_workers_runs_are_closed_as_lost_and_run_again(
                 return {r["endpoint_id"] for r in done} == set(ids)
 
             await until(rescued, timeout=30, what="every endpoint to run again")
-    for endpoint in ids:
-        lost, *later = await rows.runs(endpoint)
+    for endpoint in ids:  # (the slots the hanging run overlapped are recorded as skipped)
+        lost, *later = [r for r in await rows.runs(endpoint) if r["status"] != "skipped"]
         assert lost["status"] == "failed"
         assert lost["error_message"] == WORKER_LOST
         assert lost["worker"] != "rescuer"
@@ -318,7 +318,7 @@ async def test_sigterm_drains_and_metrics_are_served(
         assert "cronicorn_scheduler_in_flight_runs 1.0" in body
         assert "cronicorn_scheduler_lateness_seconds_bucket" in body
         await _stop(proc)
-    (run,) = await rows.runs(endpoint)
+    (run,) = [r for r in await rows.runs(endpoint) if r["status"] != "skipped"]
     assert run["status"] == "success", "the in-flight call finished before exit"
     row = await rows.endpoint_row(endpoint)
     assert row["lease_owner"] is None

@@ -40,7 +40,7 @@ async def list_runs(
     id: str,
     user: UserDep,
     conn: ConnDep,
-    status: Annotated[Literal["running", "success", "failed"] | None, Query()] = None,
+    status: Annotated[Literal["running", "success", "failed", "skipped"] | None, Query()] = None,
     since: Annotated[InDatetime | None, Query()] = None,
     until: Annotated[InDatetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

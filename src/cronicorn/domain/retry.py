@@ -102,3 +102,18 @@ def retry_to_json(policy: RetryPolicy) -> dict[str, Any]:
         "maxDelayMs": policy.max_delay_ms,
         "on": list(policy.on),
     }
+
+
+def describe(policy: RetryPolicy) -> str | None:
+    """One line for `preview`: how a failed call is retried within its slot (None: never)."""
+    if policy.attempts <= 1:
+        return None
+    if policy.backoff == "fixed":
+        spacing = f"{policy.delay_ms(1)} ms apart"
+    else:
+        spacing = f"exponential from {policy.initial_delay_ms} ms to {policy.max_delay_ms} ms"
+    on = ", ".join(str(x) for x in policy.on)
+    return (
+        f"retry: a failed call is tried up to {policy.attempts} times within its slot "
+        f"({spacing}) on {on}; the next slot never starts before the retries end"
+    )

@@ -81,8 +81,14 @@ def dispatching(dispatcher: Dispatcher) -> Execute:
         for n in range(2, policy.attempts + 1):
             if not policy.retries(*failure_of(result)):
                 break
+            try:
+                await asyncio.sleep(policy.delay_ms(n - 1) / 1000)
+            except asyncio.CancelledError:  # shutdown between attempts: the slot ends here
+                outcome = outcome_of(result)
+                note = f"retries cut short by shutdown after attempt {n - 1}"
+                error = note if outcome.error is None else f"{outcome.error}; {note}"
+                return replace(outcome, error=error, attempts=attempts)
             RETRIES.inc()
-            await asyncio.sleep(policy.delay_ms(n - 1) / 1000)
             result = judge(await dispatcher.execute(request), claim.assertions)
             attempts.append(_attempt(n, result))
             if result.ok:

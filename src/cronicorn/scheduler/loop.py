@@ -39,6 +39,7 @@ import psycopg
 
 from cronicorn.domain import NO_QUOTAS, Quotas, month_start
 from cronicorn.domain.ids import new_id
+from cronicorn.domain.overlap import ALLOW
 from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
@@ -51,6 +52,7 @@ from cronicorn.scheduler.retention import RetentionPolicy, run_retention
 from cronicorn.scheduler.signing import BatchKeys
 from cronicorn.scheduler.wakeup import listen_for_wakeups
 from cronicorn.scheduler.writer import Done, Kind, RunWriter
+from cronicorn.store import detached_runs
 from cronicorn.store.claims import (
     Claimed,
     claim_due,
@@ -61,6 +63,7 @@ from cronicorn.store.claims import (
     renew_leases,
     take_over,
 )
+from cronicorn.store.rule_writes import apply_pending
 
 log = get_logger("cronicorn.scheduler")
 
@@ -153,9 +156,12 @@ class Scheduler:
             max_batch=config.max_held,
             max_delay_s=config.write_delay_s,
             min_floor_ms=config.quotas.min_interval_ms,
+            lease_s=config.lease_s,
         )
         self._sequence = itertools.count(1)
         self._held: dict[str, str] = {}  # endpoint id -> lease, until written back
+        self._detached: dict[str, str] = {}  # run id -> its own lease (overlap allow)
+        self._detaching: dict[str, asyncio.Event] = {}  # run id -> set once detached
         self._waiting: dict[asyncio.Task[None], Claimed] = {}  # claimed, not yet started
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -220,7 +226,8 @@ class Scheduler:
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         backoff = 0.05
         while not stop.is_set():
-            limit = min(self.config.batch_size, self.config.max_held - len(self._held))
+            held = len(self._held) + len(self._detached)
+            limit = min(self.config.batch_size, self.config.max_held - held)
             if limit <= 0:
                 self._capacity.clear()
                 await _wait_any((self._capacity, stop), self.config.idle_wake_s)
@@ -337,6 +344,8 @@ class Scheduler:
                 if problem is not None:
                     outcome = HttpOutcome.failed(problem)
                 else:
+                    if claim.overlap == ALLOW:
+                        self._detach(claim, started)
                     outcome = await self._execute(claim, keys)
         except asyncio.CancelledError:
             if started is None:  # shutdown before it began: `_drain` gives the slot back
@@ -351,14 +360,35 @@ class Scheduler:
         finished = self._clock()
         started = started or finished
         (metrics.SUCCEEDED if outcome.succeeded else metrics.FAILED).inc()
+        kind = Kind.FINISHED
+        detaching = self._detaching.pop(claim.run_id, None)
+        if detaching is not None:  # written after the detach, which it then follows
+            await detaching.wait()
+            kind = Kind.DETACHED
         self._writer.submit(
             Done(
-                Kind.FINISHED,
+                kind,
                 claim.endpoint_id,
                 claim.lease,
                 claim.due_at,
                 started,
                 outcome.run(claim.run_id, started, finished),
+            )
+        )
+
+    def _detach(self, claim: Claimed, started: datetime) -> None:
+        """An `allow` run starts: its endpoint's next slot is planned now and the run goes on
+        under a lease of its own (`store.detached_runs`)."""
+        assert claim.run_id is not None
+        self._detaching[claim.run_id] = asyncio.Event()
+        self._writer.submit(
+            Done(
+                Kind.DETACH,
+                claim.endpoint_id,
+                claim.lease,
+                claim.due_at,
+                started,
+                run_id=claim.run_id,
             )
         )
 
@@ -372,6 +402,15 @@ class Scheduler:
 
     def _released(self, items: Sequence[Done], earliest: datetime | None) -> None:
         for item in items:
+            if item.kind is Kind.DETACH and item.run_id is not None:
+                self._detached[item.run_id] = item.lease
+                event = self._detaching.get(item.run_id)
+                if event is not None:
+                    event.set()
+            elif item.kind is Kind.DETACHED and item.outcome is not None:
+                self._detached.pop(item.outcome.run_id, None)
+                self._wake.set()  # a place freed: the endpoint may be claimable again
+                continue
             if self._held.get(item.endpoint_id) == item.lease:
                 del self._held[item.endpoint_id]
         metrics.IN_FLIGHT.set(len(self._held))
@@ -394,9 +433,12 @@ class Scheduler:
                 if time.monotonic() - renewed_at >= self.config.renew_every_s:
                     held = list(self._held.items())
                     await renew_leases(conn, held, lease_s=self.config.lease_s)
+                    runs = list(self._detached.items())
+                    await detached_runs.renew(conn, runs, lease_s=self.config.lease_s)
                     renewed_at = time.monotonic()
                 if not self._draining and self._liveness.held.is_set():
                     await self._take_over(conn)  # (leases we take must carry a held key)
+                    await apply_pending(conn, self._clock())  # left by a crashed peer
             except (psycopg.Error, OSError) as exc:
                 metrics.DB_ERRORS.labels("lease").inc()
                 await self._maint_db.discard()
@@ -404,6 +446,13 @@ class Scheduler:
             await _wait_any((quiet,), self.config.takeover_every_s)
 
     async def _take_over(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        closed = await detached_runs.take_over(
+            conn, now=self._clock(), dead_owners=self._liveness.may_take_over_dead()
+        )
+        if closed:
+            metrics.WORKER_LOST.inc(len(closed))
+            log.warning("worker_lost", runs=len(closed), why="detached run's lease lost")
+            self._wake.set()
         lost = await take_over(
             conn,
             lease=self._new_lease(),

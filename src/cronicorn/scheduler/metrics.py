@@ -40,6 +40,16 @@ DB_ERRORS = Counter(
     "Database errors the scheduler recovered from (reconnect and retry), by operation.",
     ["operation"],
 )
+SKIPPED_SLOTS = Counter(
+    "cronicorn_scheduler_skipped_slots_total",
+    "Slots not run because a run of the endpoint was still going, recorded as skipped runs "
+    "(overlap skip, or queue_one beyond the one queued).",
+    ["overlap"],
+)
+QUEUED_SLOTS = Counter(
+    "cronicorn_scheduler_queued_slots_total",
+    "Slots run right after the run that overlapped them (overlap queue_one).",
+)
 RETENTION_DELETED = Counter(
     "cronicorn_scheduler_runs_deleted_total",
     "Run rows deleted by retention, by rule.",

@@ -4,7 +4,9 @@ The writer re-reads each endpoint under lock (`store.run_writes.lock_leased`), r
 included, so rules edited while a run was in flight are the ones applied. The effects on the
 endpoint itself are written into its schedule state before the governor plans it, so the
 next slot already follows them (clamped to min/max like any hint); effects on a sibling are
-returned for `store.rule_writes`, which applies them after the batch commits.
+queued in `rule_effects` in the same transaction for `store.rule_writes` to apply once the
+batch committed. A detached run (overlap `allow`) queues its own effects the same way: its
+endpoint's next slot was planned when it started.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Applied:
     own: bool  # an effect acted on the endpoint itself
     fired: list[dict[str, Any]]  # recorded on the run
     siblings: list[Effect]  # effects on other endpoints of the job
+    own_effects: tuple[Effect, ...] = ()  # those on the endpoint itself, as fired
 
 
 NOTHING: list[Any] = []
@@ -86,14 +89,14 @@ def after_run(
     effects = decide(rules, response_of(outcome), now)
     if not effects:
         return None
-    own = False
+    own: list[Effect] = []
     siblings: list[Effect] = []
     for effect in effects:
         if effect.target is None or effect.target == endpoint_id:  # its own id: itself
             state = apply_effect(state, effect)
-            own = True
+            own.append(effect)
             _COUNTERS[effect.kind, "self"].inc()
         else:
             siblings.append(effect)
             _COUNTERS[effect.kind, "sibling"].inc()
-    return Applied(state, own, [e.describe() for e in effects], siblings)
+    return Applied(state, bool(own), [e.describe() for e in effects], siblings, tuple(own))

@@ -15,26 +15,32 @@ import contextlib
 import enum
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
+from cronicorn.domain import ScheduleState
+from cronicorn.domain.rules import Effect
 from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
-from cronicorn.scheduler import metrics
+from cronicorn.scheduler import metrics, overlap_step
 from cronicorn.scheduler.clock import Clock
 from cronicorn.scheduler.connection import ReconnectingConnection, is_connection_error
 from cronicorn.scheduler.planning import plan_after
 from cronicorn.scheduler.rules_step import Applied, after_run
+from cronicorn.store import detached_runs
+from cronicorn.store.notify import WAKEUP_CHANNEL
 from cronicorn.store.outbox import enqueue_run_events
-from cronicorn.store.rule_writes import apply_to_siblings
+from cronicorn.store.rule_writes import apply_pending, queue_effects
 from cronicorn.store.run_writes import (
     EndpointUpdate,
     Leased,
     RunOutcome,
+    SkippedSlot,
     lock_leased,
+    record_skipped,
     write_finished,
 )
 
@@ -48,6 +54,8 @@ class Kind(enum.Enum):
     LOST = "lost"  # a dead worker's run, already closed: plan after a failure
     RELEASE = "release"  # nothing ran: keep the plan, drop the lease
     CONFLICT = "conflict"  # the slot already had a run: move on to the next slot
+    DETACH = "detach"  # an `allow` run started: plan the next slot, give the run its lease
+    DETACHED = "detached"  # a detached run ended: write it (its endpoint's plan stands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,21 @@ class Done:
     due_at: datetime | None = None
     started_at: datetime | None = None
     outcome: RunOutcome | None = None
+    run_id: str | None = None  # DETACH: the run that goes on under its own lease
+
+
+@dataclass
+class _Batch:
+    """What one batch transaction writes, gathered while planning its items."""
+
+    outcomes: list[RunOutcome] = field(default_factory=list)
+    updates: list[EndpointUpdate] = field(default_factory=list)
+    effects: list[tuple[str, Effect]] = field(default_factory=list)  # (source, effect)
+    skipped: list[SkippedSlot] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)  # overlap policy of each queued slot
+    skipped_by: dict[str, int] = field(default_factory=dict)  # overlap policy -> slots
+    detach: list[tuple[str, str]] = field(default_factory=list)  # (run id, lease)
+    finished_detached: list[tuple[str, RunOutcome]] = field(default_factory=list)
 
 
 Released = Callable[[Sequence[Done], datetime | None], None]
@@ -78,8 +101,10 @@ class RunWriter:
         max_batch: int,
         max_delay_s: float,
         min_floor_ms: int = 0,
+        lease_s: float = 15.0,
     ) -> None:
         self._dbs = list(dbs)
+        self._lease_s = lease_s  # of runs detached from their endpoint (overlap allow)
         self._clock = clock
         self._on_released = on_released
         self._gather = max(1, gather)
@@ -183,36 +208,67 @@ class RunWriter:
 
     async def _write(self, db: ReconnectingConnection, batch: Sequence[Done]) -> datetime | None:
         conn = await db.get()
+        acc = _Batch()
         # Pipeline mode: BEGIN travels with the locking read, the write with COMMIT, so a
         # batch costs two round trips (each one waits behind a busy event loop).
         async with conn.pipeline(), conn.transaction():
             leased = await lock_leased(
-                conn, [(d.endpoint_id, d.lease) for d in batch], min_floor_ms=self._min_floor_ms
+                conn,
+                [(d.endpoint_id, None if d.kind is Kind.DETACHED else d.lease) for d in batch],
+                min_floor_ms=self._min_floor_ms,
             )
             now = self._clock()
-            outcomes: list[RunOutcome] = []
-            updates: list[EndpointUpdate] = []
-            siblings: list[tuple[str, Applied]] = []
             for item in batch:
-                outcome, update = self._plan(item, leased.get(item.endpoint_id), now, siblings)
-                if outcome is not None:
-                    outcomes.append(outcome)
-                if update is not None:
-                    updates.append(update)
-            await write_finished(conn, outcomes=outcomes, updates=updates)
-            await enqueue_run_events(conn, batch, outcomes, updates, leased, now)
-        if siblings:
-            await _apply_siblings(conn, siblings, now)
+                self._plan(item, _held(item, leased.get(item.endpoint_id)), now, acc)
+            await write_finished(conn, outcomes=acc.outcomes, updates=acc.updates)
+            await enqueue_run_events(conn, batch, acc.outcomes, acc.updates, leased, now)
+            await self._write_extras(conn, acc)
+        if acc.effects:
+            await _apply_effects(conn, now)
+        _count(acc)
         metrics.WRITE_BATCH.observe(len(batch))
         self.touched.update(d.endpoint_id for d in batch if d.outcome is not None)
-        return min((u.next_run_at for u in updates), default=None)
+        return min((u.next_run_at for u in acc.updates), default=None)
 
-    def _plan(
-        self,
-        item: Done,
-        row: Leased | None,
-        now: datetime,
-        siblings: list[tuple[str, Applied]],
+    async def _write_extras(self, conn: Any, acc: _Batch) -> None:
+        """The rarer parts of a batch, in its transaction: skipped slots, rule effects for
+        later, runs detached from or finished apart from their endpoint's lease."""
+        if acc.skipped:
+            await record_skipped(conn, acc.skipped)
+        if acc.effects:
+            await queue_effects(conn, acc.effects)
+        if acc.detach:
+            await detached_runs.detach(conn, acc.detach, lease_s=self._lease_s)
+        if acc.finished_detached:
+            await detached_runs.finish(conn, acc.finished_detached)
+            await conn.execute("SELECT pg_notify(%s, '')", (WAKEUP_CHANNEL,))  # a place freed
+
+    def _plan(self, item: Done, row: Leased | None, now: datetime, acc: _Batch) -> None:
+        if item.kind is Kind.DETACHED:
+            self._plan_detached(item, row, now, acc)
+            return
+        outcome, update = self._plan_one(item, row, now, acc)
+        if outcome is not None:
+            acc.outcomes.append(outcome)
+        if update is not None:
+            acc.updates.append(update)
+
+    def _plan_detached(self, item: Done, row: Leased | None, now: datetime, acc: _Batch) -> None:
+        """A detached run ended: its row and its endpoint's counters; its rules' effects,
+        its own included, are queued (the endpoint's plan was made when it started)."""
+        outcome = item.outcome
+        if outcome is None:
+            return
+        if row is not None:
+            applied = after_run(row.rules, outcome, row.state, now, item.endpoint_id)
+            if applied is not None:
+                outcome = replace(outcome, rules_fired=applied.fired)
+                acc.effects.extend((item.endpoint_id, e) for e in applied.own_effects)
+                acc.effects.extend((item.endpoint_id, e) for e in applied.siblings)
+        acc.finished_detached.append((item.lease, outcome))
+
+    def _plan_one(
+        self, item: Done, row: Leased | None, now: datetime, acc: _Batch
     ) -> tuple[RunOutcome | None, EndpointUpdate | None]:
         outcome = item.outcome
         if row is None:  # lease lost: another worker took the endpoint over
@@ -228,6 +284,13 @@ class RunWriter:
             )
             return outcome, keep
         started = item.started_at or now
+        if item.kind is Kind.DETACH:
+            if item.run_id is not None:
+                acc.detach.append((item.run_id, item.lease))
+            update = overlap_step.detached(
+                item.endpoint_id, item.lease, state, due_at=item.due_at, started_at=started, now=now
+            )
+            return None, _labelled(update, row, None)
         applied = (
             after_run(row.rules, outcome, state, now, item.endpoint_id)
             if item.kind is Kind.FINISHED
@@ -238,27 +301,27 @@ class RunWriter:
         succeeded = item.kind is Kind.CONFLICT or (
             outcome is not None and outcome.status == "success"
         )
+        finished = outcome.finished_at if outcome is not None else now
         planned = plan_after(
             item.endpoint_id,
             item.lease,
             state,
             due_at=item.due_at,
             started_at=started,
-            finished_at=outcome.finished_at if outcome is not None else now,
+            finished_at=finished,
             succeeded=succeeded,
             now=now,
         )
         update = planned.update
         if item.kind is Kind.CONFLICT:  # nothing ran: the failure streak stands
             update = replace(update, failure_count=state.failure_count, last_run_at=None)
+        else:
+            update = self._overlap(item, row, update, state, started, max(finished, now), acc)
         if applied is not None:
             update, outcome = _with_rules(update, outcome, applied)
             if applied.siblings:
-                siblings.append((item.endpoint_id, applied))
-        if update.source in _HINT_PLANS and (
-            (applied is not None and applied.own) or row.hint_source == "rule"
-        ):
-            update = replace(update, source="rule")
+                acc.effects.extend((item.endpoint_id, e) for e in applied.siblings)
+        update = _labelled(update, row, applied)
         if planned.error is not None and outcome is not None:
             outcome = replace(
                 outcome,
@@ -266,6 +329,61 @@ class RunWriter:
                 error=outcome.error if outcome.error else planned.error,
             )
         return outcome, update
+
+    def _overlap(
+        self,
+        item: Done,
+        row: Leased,
+        update: EndpointUpdate,
+        state: ScheduleState,
+        started: datetime,
+        until: datetime,
+        acc: _Batch,
+    ) -> EndpointUpdate:
+        """Slots that came due while the run held its endpoint: skipped, or one queued."""
+        assert item.due_at is not None
+        paused = state.paused_until is not None and state.paused_until > until
+        moved, skipped = overlap_step.overlapped(
+            item.endpoint_id,
+            row.overlap,
+            row.state,
+            update,
+            due_at=item.due_at,
+            started_at=started,
+            until=until,
+            succeeded=update.failure_count == 0,
+            paused=paused,
+        )
+        if skipped:
+            acc.skipped.extend(skipped)
+            acc.skipped_by[row.overlap] = acc.skipped_by.get(row.overlap, 0) + len(skipped)
+        if moved is not update:
+            acc.queued.append(row.overlap)
+        return moved
+
+
+def _held(item: Done, row: Leased | None) -> Leased | None:
+    """The re-read row, if this item's lease still holds it (a detached run's row is locked
+    whoever holds the endpoint)."""
+    if row is None or item.kind is Kind.DETACHED or row.lease_owner == item.lease:
+        return row
+    return None
+
+
+def _labelled(update: EndpointUpdate, row: Leased, applied: Applied | None) -> EndpointUpdate:
+    """Plans from hints a rule wrote are labelled `rule`."""
+    if update.source in _HINT_PLANS and (
+        (applied is not None and applied.own) or row.hint_source == "rule"
+    ):
+        return replace(update, source="rule")
+    return update
+
+
+def _count(acc: _Batch) -> None:
+    for mode, n in acc.skipped_by.items():
+        overlap_step.count(mode, n, False)
+    for mode in acc.queued:
+        overlap_step.count(mode, 0, True)
 
 
 _HINT_PLANS = frozenset({"ai-interval", "ai-oneshot"})
@@ -290,19 +408,15 @@ def _with_rules(
     return replace(update, rule_state=state, rule_reason=reason), outcome
 
 
-async def _apply_siblings(
-    conn: Any, siblings: Sequence[tuple[str, Applied]], now: datetime
-) -> None:
-    """Rules acting on siblings, after the batch committed (see `store.rule_writes`). A
-    database refusal loses only these actions (logged), never the recorded runs."""
-    for source_id, applied in siblings:  # one short transaction each: no lock cycles
-        try:
-            async with conn.transaction():
-                await apply_to_siblings(conn, source_id, applied.siblings, now)
-        except psycopg.Error as exc:
-            if is_connection_error(exc):
-                raise
-            log.warning("rule_sibling_actions_failed", error=first_line(exc)[:200])
+async def _apply_effects(conn: Any, now: datetime) -> None:
+    """Rule effects queued by the batch, applied once it committed (`store.rule_writes`).
+    A database refusal leaves them queued for the maintenance loop, never loses runs."""
+    try:
+        await apply_pending(conn, now)
+    except psycopg.Error as exc:
+        if is_connection_error(exc):
+            raise
+        log.warning("rule_effects_failed", error=first_line(exc)[:200])
 
 
 def _join(first: str | None, second: str) -> str:

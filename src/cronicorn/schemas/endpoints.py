@@ -44,6 +44,21 @@ from cronicorn.store.endpoints import EndpointRow
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 AiMode = Literal["inherit", "off", "suggest", "auto"]
+Overlap = Literal["skip", "queue_one", "allow"]
+_OVERLAP = (
+    "What a slot that comes due while a run of the endpoint is still going does: skip (it does "
+    "not run and is recorded as a skipped run), queue_one (the last such slot runs right after "
+    "the run ends) or allow (runs side by side, at most maxConcurrent at once)"
+)
+MaxConcurrent = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=100,
+        description="With overlap allow: runs in flight at once (default 5)",
+        examples=[3],
+    ),
+]
 MAX_BODY_BYTES = 64 * 1024
 MAX_HEADERS = 50
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
@@ -236,6 +251,8 @@ class EndpointCreate(In):
     assertions: AssertionsIn | None = None
     rules: RulesIn | None = None
     retry: RetryIn | None = None
+    overlap: Overlap = Field(default="skip", description=_OVERLAP, examples=["queue_one"])
+    max_concurrent: MaxConcurrent | None = None
 
 
 _NOT_NULL = ("name", "url")
@@ -268,6 +285,8 @@ class EndpointPatch(In):
     assertions: AssertionsIn | None = None  # null: 2xx only
     rules: RulesIn | None = None  # null: no rules
     retry: RetryIn | None = None  # null: no retries
+    overlap: Overlap | None = Field(default=None, description=_OVERLAP + "; null: skip")
+    max_concurrent: MaxConcurrent | None = None  # null: the default cap
 
     @field_validator(*_NOT_NULL)
     @classmethod
@@ -321,6 +340,10 @@ class Endpoint(Out):
     )
     rules: Absent[JsonValue] = Field(default=None, description="Ordered response rules")
     retry: Absent[JsonValue] = Field(default=None, description="Retries within a run")
+    overlap: str = Field(default="skip", description=_OVERLAP)
+    max_concurrent: Absent[int] = Field(
+        default=None, description="With overlap allow: runs at once (absent: 5)"
+    )
     version: int
     created_at: UtcDatetime
     updated_at: UtcDatetime
@@ -364,6 +387,8 @@ class Endpoint(Out):
             assertions=row.assertions,
             rules=row.rules,
             retry=row.retry,
+            overlap=row.overlap,
+            max_concurrent=row.max_concurrent,
             version=row.version,
             created_at=row.created_at,
             updated_at=row.updated_at,
@@ -417,6 +442,18 @@ class PlannedRun(Out):
     at: UtcDatetime
     source: str
     reason: str
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What happens at the slot beyond its time: retries within it, and the "
+        "overlap policy for a slot due while a run is still going",
+        examples=[
+            [
+                "retry: a failed call is tried up to 3 times within its slot (exponential from "
+                "500 ms to 10000 ms) on 5xx, timeout, connection; the next slot never starts "
+                "before the retries end"
+            ]
+        ],
+    )
 
 
 class Preview(Out):

@@ -8,6 +8,10 @@ unique per endpoint, so a slot that has a run can never be claimed into a second
 a worker that lost its lease. The reference selected and locked in two autocommitted
 statements, which let two workers run the same endpoint (reference defect 1).
 
+An endpoint whose overlap policy is `allow` stays claimable while fewer than its cap of
+runs are in flight (`endpoints.running`, see `detached_runs`); the unique slot per run
+holds all the same.
+
 A lease lives only while a run is in flight: it is renewed by a heartbeat, released by the
 statement that writes the next `next_run_at` (see `run_writes`), and an expired one means its
 worker died: `take_over_expired` closes the dead worker's run ("worker lost") and hands the
@@ -37,6 +41,7 @@ from psycopg.rows import dict_row
 
 from cronicorn.domain import month_start, next_month_start
 from cronicorn.domain.ids import new_id
+from cronicorn.domain.overlap import DEFAULT_MAX_CONCURRENT
 
 WORKER_LOST = "worker lost"
 """Error message of a run whose worker died (its lease expired) before it finished."""
@@ -45,6 +50,7 @@ _CLAIMABLE = """
     e2.archived_at IS NULL
     AND e2.job_active
     AND e2.lease_until IS NULL
+    AND (e2.overlap <> 'allow' OR e2.running < coalesce(e2.max_concurrent, %(default_cap)s))
     AND (e2.paused_until IS NULL OR e2.paused_until <= %(now)s)
     AND j.status = 'active'
 """
@@ -93,7 +99,7 @@ claimed AS (
     RETURNING e.id, e.user_id, e.url, e.method, e.headers_json, e.body_json, e.timeout_ms,
               e.max_response_size_kb, e.baseline_cron, e.timezone, e.next_run_at,
               e.next_run_source, e.failure_count, e.assertions::text AS assertions,
-              e.retry::text AS retry
+              e.retry::text AS retry, e.overlap
 ), numbered AS (
     SELECT c.*, row_number() OVER (ORDER BY c.next_run_at, c.id) AS ord FROM claimed c
 ), started AS (
@@ -114,7 +120,7 @@ claimed AS (
 )
 SELECT n.id, n.user_id, n.url, n.method, n.headers_json, n.body_json, n.timeout_ms,
        n.max_response_size_kb, n.baseline_cron, n.timezone, n.next_run_at, n.next_run_source,
-       n.failure_count, n.assertions, n.retry, s.id AS run_id
+       n.failure_count, n.assertions, n.retry, n.overlap, s.id AS run_id
 FROM numbered n LEFT JOIN started s ON s.endpoint_id = n.id
 ORDER BY n.next_run_at, n.id
 """
@@ -124,10 +130,11 @@ CLAIM_SQL = f"WITH {_PICK}{_NO_QUOTA}{_START}"
 CLAIM_WITH_QUOTA_SQL = f"WITH {_PICK}{_QUOTA}{_START}"
 """The same, deferring the slots of users whose monthly run quota is used up."""
 
+_CAP = str(DEFAULT_MAX_CONCURRENT)
 NEXT_DUE_SQL = f"""
 SELECT e2.next_run_at
 FROM endpoints e2 JOIN jobs j ON j.id = e2.job_id
-WHERE {_CLAIMABLE.replace("%(now)s", "e2.next_run_at")}
+WHERE {_CLAIMABLE.replace("%(now)s", "e2.next_run_at").replace("%(default_cap)s", _CAP)}
 ORDER BY e2.next_run_at
 LIMIT 1
 """
@@ -228,6 +235,7 @@ WITH live AS (
     UPDATE runs r
     SET status = 'failed', finished_at = %(now)s, error_message = %(error)s
     WHERE r.endpoint_id = ANY(ARRAY(SELECT id FROM lost)) AND r.status = 'running'
+      AND r.lease_owner IS NULL  -- detached runs hold leases of their own (detached_runs)
     RETURNING r.id, r.endpoint_id, r.due_at, r.started_at, r.attempt
 )
 SELECT t.id AS endpoint_id, l.lease_owner AS dead_lease, l.gone AS owner_gone,
@@ -277,6 +285,7 @@ class Claimed:
     timezone: str
     assertions: str | None = None  # the endpoint's assertions (jsonb text); None: 2xx only
     retry: str | None = None  # the endpoint's retry policy (jsonb text); None: no retries
+    overlap: str = "skip"  # the endpoint's overlap policy (domain.overlap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +324,7 @@ def claim_params(
         "month": month_start(now),
         "next_month": next_month_start(now),
         "run_quota": runs_per_month,
+        "default_cap": DEFAULT_MAX_CONCURRENT,
     }
 
 
@@ -387,6 +397,7 @@ def _claimed(row: dict[str, Any], lease: str) -> Claimed:
         timezone=row["timezone"],
         assertions=row.get("assertions"),
         retry=row.get("retry"),
+        overlap=row.get("overlap") or "skip",
     )
 
 

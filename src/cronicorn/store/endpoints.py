@@ -32,7 +32,12 @@ from cronicorn.domain import (
     validate_timezone,
 )
 from cronicorn.domain import preview as preview_plans
+from cronicorn.domain.errors import RuleError
 from cronicorn.domain.ids import new_id
+from cronicorn.domain.overlap import describe as describe_overlap
+from cronicorn.domain.overlap import parse_overlap
+from cronicorn.domain.retry import describe as describe_retry
+from cronicorn.domain.retry import parse_retry
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.notify import wake_schedulers
@@ -59,13 +64,20 @@ CONFIG_FIELDS = (
     "assertions",
     "rules",
     "retry",
+    "overlap",
+    "max_concurrent",
 )
 # Config fields whose change moves `next_run_at`.
 SCHEDULE_FIELDS = frozenset(
     {"baseline_cron", "baseline_interval_ms", "timezone", "min_interval_ms", "max_interval_ms"}
 )
 # Config fields that have a default instead of NULL when cleared.
-DEFAULTS: dict[str, Any] = {"method": "GET", "timezone": "UTC", "ai_mode": "inherit"}
+DEFAULTS: dict[str, Any] = {
+    "method": "GET",
+    "timezone": "UTC",
+    "ai_mode": "inherit",
+    "overlap": "skip",
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,8 @@ class EndpointRow:
     assertions: Any = None  # {statuses, conditions} as `domain.rules` accepted; None: 2xx
     rules: Any = None  # ordered response rules as `domain.rules` accepted; None: none
     retry: Any = None  # in-run retry policy as `domain.retry` accepted; None: no retries
+    overlap: str = "skip"  # a slot due while a run goes on: skip | queue_one | allow
+    max_concurrent: int | None = None  # `allow`: runs at once (None: the domain default)
 
 
 _NAMES = tuple(f.name for f in fields(EndpointRow))
@@ -208,6 +222,11 @@ def check_config(values: dict[str, Any]) -> None:
     if low is not None and high is not None and low > high:
         raise Invalid("min_interval_ms", "minIntervalMs must not exceed maxIntervalMs")
     _check_schedule(values)
+    try:
+        parse_overlap(values.get("overlap"), values.get("max_concurrent"))
+    except RuleError as exc:
+        field = "max_concurrent" if str(exc).startswith("maxConcurrent") else "overlap"
+        raise Invalid(field, str(exc)) from None
 
 
 MIN_INTERVAL_MS = MIN_GAP_MS
@@ -623,11 +642,28 @@ async def preview(
         return []
     plans = preview_plans(schedule_state(row), now, count, next_source=row.next_run_source)
     by_rule = row.hint_source == HINT_SOURCE_RULE
+    notes = preview_notes(row)
     out = []
     for p in plans:
         source = "rule" if by_rule and p.source in _HINT_PLANS else p.source
-        out.append({"at": p.at, "source": source, "reason": REASONS.get(source, source)})
+        out.append(
+            {"at": p.at, "source": source, "reason": REASONS.get(source, source), "notes": notes}
+        )
     return out
+
+
+def preview_notes(row: EndpointRow) -> list[str]:
+    """What happens at each planned slot beyond its time: retries within it, and what a
+    slot that comes due while a run is still going does (the overlap policy)."""
+    notes: list[str] = []
+    try:
+        retry = describe_retry(parse_retry(row.retry))
+        if retry is not None:
+            notes.append(retry)
+        notes.append(describe_overlap(parse_overlap(row.overlap, row.max_concurrent)))
+    except RuleError:  # written around the API: the scheduler treats it as absent too
+        pass
+    return notes
 
 
 HINT_SOURCE_RULE = "rule"  # hints written by an endpoint's response rules

@@ -1,12 +1,16 @@
 """Response rules acting on a sibling endpoint (the flash-sale pattern).
 
-Applied by the scheduler right after the batch that recorded the run commits, in a short
-transaction of its own: the batch already holds its endpoints' locks in id order, and taking
-a sibling's lock inside it could wait in a cycle with another scheduler's batch. Here the
-siblings are locked alone, in id order, and only endpoints of the same job and user that are
-not archived are touched, whatever the stored rule says. A sibling whose run is in flight
-only gets its hints or pause (its own write replans it under lock); any other is replanned
-with the governor at once and schedulers are woken if it moved earlier.
+Durable in two steps. The batch that records the run also inserts each sibling effect into
+`rule_effects` (same transaction: a crash loses both or neither), without touching the
+sibling: the batch holds its endpoints' locks in id order, and taking a sibling's lock inside
+it could wait in a cycle with another scheduler's batch. Then `apply_pending`, called by
+the writer right after the commit and by every scheduler's maintenance loop once a second
+(for effects a crashed scheduler left), takes pending effects (`SKIP LOCKED`: each is
+applied once), locks their targets alone in id order and deletes them in one transaction.
+Only endpoints of the source's job and user that are not archived are touched, whatever the
+stored rule says. A sibling whose run is in flight only gets its hints or pause (its own
+write replans it under lock); any other is replanned with the governor at once and
+schedulers are woken if it moved earlier.
 """
 
 from __future__ import annotations
@@ -25,16 +29,6 @@ from cronicorn.domain.rules import Effect, apply_effect
 from cronicorn.store.notify import WAKEUP_CHANNEL
 
 _STATE = tuple(f.name for f in fields(ScheduleState))
-
-LOCK_SQL = f"""
-SELECT e.id, e.lease_owner, e.next_run_source, {", ".join("e." + c for c in _STATE)}
-FROM endpoints e
-JOIN endpoints src ON src.id = %(source)s
-WHERE e.id = ANY(%(ids)s) AND e.job_id = src.job_id AND e.user_id = src.user_id
-  AND e.archived_at IS NULL
-ORDER BY e.id
-FOR UPDATE OF e
-"""
 
 WRITE_SQL = """
 WITH v AS (
@@ -64,22 +58,85 @@ WHERE e.id = v.id
 _HINT_PLANS = frozenset({"ai-interval", "ai-oneshot"})
 
 
-async def apply_to_siblings(
-    conn: AsyncConnection[Any], source_id: str, effects: Sequence[Effect], now: datetime
+QUEUE_SQL = """
+INSERT INTO rule_effects (source_id, target_id, effect)
+SELECT v.source_id, v.target_id, v.effect
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(source_id text, target_id text, effect jsonb)
+"""
+
+TAKE_SQL = """
+WITH pending AS (
+    SELECT id, source_id, target_id, effect FROM rule_effects
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+SELECT p.id, p.source_id, p.target_id, p.effect,
+       coalesce(t.job_id = s.job_id AND t.user_id = s.user_id AND t.archived_at IS NULL, false)
+           AS allowed
+FROM pending p
+LEFT JOIN endpoints s ON s.id = p.source_id
+LEFT JOIN endpoints t ON t.id = p.target_id
+ORDER BY p.id
+"""
+
+TARGETS_SQL = f"""
+SELECT e.id, e.lease_owner, e.next_run_source, {", ".join("e." + c for c in _STATE)}
+FROM endpoints e
+WHERE e.id = ANY(%(ids)s) AND e.archived_at IS NULL
+ORDER BY e.id
+FOR UPDATE OF e
+"""
+
+
+async def queue_effects(conn: AsyncConnection[Any], effects: Sequence[tuple[str, Effect]]) -> int:
+    """Record (source endpoint id, effect) pairs for `apply_pending`, in the caller's
+    transaction (the batch that records the runs whose rules fired). An effect without a
+    target acts on its source (a detached run's own effects)."""
+    rows = [
+        {"source_id": source, "target_id": e.target or source, "effect": effect_to_json(e)}
+        for source, e in effects
+    ]
+    if rows:
+        await conn.execute(QUEUE_SQL, {"rows": json.dumps(rows)})
+    return len(rows)
+
+
+async def apply_pending(conn: AsyncConnection[Any], now: datetime, *, limit: int = 200) -> int:
+    """Apply up to `limit` pending sibling effects, oldest first, in one transaction of
+    their own; returns how many endpoints were written."""
+    async with conn.transaction():
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(TAKE_SQL, {"limit": limit})
+            pending = await cur.fetchall()
+        if not pending:
+            return 0
+        effects = [(r["target_id"], effect_from_json(r["effect"])) for r in pending if r["allowed"]]
+        written = await _apply(conn, effects, now)
+        await conn.execute(
+            "DELETE FROM rule_effects WHERE id = ANY(%(ids)s)", {"ids": [r["id"] for r in pending]}
+        )
+    return written
+
+
+async def _apply(
+    conn: AsyncConnection[Any], effects: Sequence[tuple[str, Effect]], now: datetime
 ) -> int:
-    """Apply `effects` (each naming its target) from `source_id`'s rules; returns how many
-    siblings were written. Call inside a transaction."""
-    by_target = {e.target: e for e in effects if e.target is not None and e.target != source_id}
-    if not by_target:
+    if not effects:
         return 0
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(LOCK_SQL, {"source": source_id, "ids": list(by_target)})
-        found = await cur.fetchall()
+        await cur.execute(TARGETS_SQL, {"ids": sorted({t for t, _ in effects})})
+        found = {row["id"]: row for row in await cur.fetchall()}
+    states = {i: ScheduleState(**{c: row[c] for c in _STATE}) for i, row in found.items()}
+    reasons: dict[str, str | None] = {}
+    for target, effect in effects:  # in the order they fired
+        if target in states:
+            states[target] = apply_effect(states[target], effect)
+            reasons[target] = effect.rule_name
     rows: list[dict[str, Any]] = []
     earliest: datetime | None = None
-    for row in found:
-        effect = by_target[row["id"]]
-        state = apply_effect(ScheduleState(**{c: row[c] for c in _STATE}), effect)
+    for target, state in states.items():
+        row = found[target]
         if row["lease_owner"] is None:
             plan = plan_on_change(state, now)
             at, source = plan.at, plan.source
@@ -89,12 +146,35 @@ async def apply_to_siblings(
             at, source = row["next_run_at"], row["next_run_source"]
         if source in _HINT_PLANS:
             source = "rule"
-        rows.append(_row(row["id"], state, at, source, effect.rule_name))
+        rows.append(_row(target, state, at, source, reasons.get(target)))
     if rows:
         await conn.execute(WRITE_SQL, {"rows": json.dumps(rows)})
     if earliest is not None:
         await conn.execute("SELECT pg_notify(%s, %s)", (WAKEUP_CHANNEL, earliest.isoformat()))
     return len(rows)
+
+
+_INSTANTS = (
+    "interval_expires_at",
+    "oneshot_at",
+    "oneshot_expires_at",
+    "paused_until",
+)
+
+
+def effect_to_json(effect: Effect) -> dict[str, Any]:
+    out = effect._asdict()
+    for name in _INSTANTS:
+        out[name] = _iso(out[name])
+    return out
+
+
+def effect_from_json(raw: dict[str, Any]) -> Effect:
+    values = dict(raw)
+    for name in _INSTANTS:
+        if values.get(name) is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    return Effect(**values)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -19,7 +19,7 @@ from cronicorn.store.errors import NotFound
 from cronicorn.store.notify import endpoint_changed
 from cronicorn.store.tables import endpoints, runs
 
-RUN_STATUSES = ("running", "success", "failed")
+RUN_STATUSES = ("running", "success", "failed", "skipped")  # skipped: overlap (0008)
 
 
 @dataclass(frozen=True)

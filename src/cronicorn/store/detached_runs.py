@@ -1,0 +1,175 @@
+"""Runs of `allow` endpoints that go on after their endpoint's next slot was planned.
+
+An `allow` endpoint is claimed like any other (endpoint lease, `running` run row). When the
+call starts, the scheduler's batch write plans the next slot at once, releases the endpoint
+lease and hands the run a lease of its own (`detach`, inside the batch transaction, so
+`endpoints.running` and the run's lease change together). Claims skip an `allow` endpoint
+while `running` has reached its cap, so at most `max_concurrent` runs are in flight and a
+slot still gets one run at most (the unique `(endpoint_id, due_at)` of runs).
+
+A detached run's lease is heartbeated (`renew`), and a peer takes it over when its owner's
+liveness lock is free or it expired (`take_over`): the run is closed as "worker lost", the
+endpoint's `running` goes down and its failure streak up. The run's own write (`finish`)
+only touches a run still `running` under the same lease, so a late write after a take-over
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from cronicorn.store.claims import LIVENESS_CLASS, WORKER_LOST
+from cronicorn.store.run_writes import RunOutcome, run_row
+
+DETACH_SQL = """
+UPDATE runs r
+SET lease_owner = v.lease, lease_until = now() + make_interval(secs => %(lease_s)s)
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id text, lease text)
+WHERE r.id = v.id AND r.status = 'running'
+"""
+
+FINISH_SQL = """
+WITH vr AS (
+    SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS v(
+        id text, lease text, status text, started_at timestamptz, finished_at timestamptz,
+        duration_ms int, status_code int, body jsonb, body_text text, size int,
+        truncated bool, error text, rules_fired jsonb, attempts jsonb)
+), finished AS (
+    UPDATE runs r
+    SET status = v.status, started_at = v.started_at, finished_at = v.finished_at,
+        duration_ms = v.duration_ms, status_code = v.status_code,
+        response_body = v.body, response_text = v.body_text,
+        response_size = v.size, response_truncated = coalesce(v.truncated, false),
+        error_message = v.error, rules_fired = v.rules_fired, attempts = v.attempts,
+        lease_owner = NULL, lease_until = NULL
+    FROM vr v
+    WHERE r.id = v.id AND r.status = 'running' AND r.lease_owner = v.lease
+      AND r.id = ANY(ARRAY(SELECT id FROM vr))
+    RETURNING r.endpoint_id, r.status, r.started_at, r.finished_at
+), per AS (
+    SELECT endpoint_id, count(*) AS n, count(*) FILTER (WHERE status <> 'success') AS fails,
+           (array_agg(status ORDER BY finished_at DESC))[1] = 'success' AS last_ok,
+           max(started_at) AS last_run
+    FROM finished GROUP BY endpoint_id
+)
+UPDATE endpoints e
+SET running = greatest(e.running - p.n, 0),
+    failure_count = CASE WHEN p.last_ok THEN 0 ELSE e.failure_count + p.fails END,
+    last_run_at = greatest(e.last_run_at, p.last_run)
+FROM per p
+WHERE e.id = p.endpoint_id
+"""
+
+RENEW_SQL = """
+WITH mine AS (
+    SELECT r.id FROM runs r
+    WHERE r.id = ANY(%(ids)s::text[])
+    ORDER BY r.id
+    FOR UPDATE OF r SKIP LOCKED  -- a run being written right now needs no heartbeat
+)
+UPDATE runs r
+SET lease_until = now() + make_interval(secs => %(lease_s)s)
+FROM unnest(%(ids)s::text[], %(leases)s::text[]) AS v(id, lease)
+WHERE r.id = v.id AND r.lease_owner = v.lease AND r.status = 'running'
+  AND r.id = ANY(ARRAY(SELECT id FROM mine))
+"""
+
+# Like `claims.TAKE_OVER_SQL`, for run leases: never waits (SKIP LOCKED on the endpoints
+# first, then on the runs), and re-checks owner and expiry on the newest row versions.
+TAKE_OVER_SQL = """
+WITH live AS (
+    SELECT l.objid::bigint AS key
+    FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = %(liveness_class)s::bigint::oid
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+), candidates AS (
+    SELECT r.id, r.endpoint_id, r.lease_owner, o.gone
+    FROM runs r,
+         LATERAL (SELECT substring(r.lease_owner FROM '@([0-9]{1,10})$')::bigint AS key) k,
+         LATERAL (
+             SELECT %(dead_owners)s AND k.key IS NOT NULL AND k.key NOT IN (SELECT key FROM live)
+                 AS gone
+         ) o
+    WHERE r.lease_until IS NOT NULL AND r.status = 'running'
+      AND (r.lease_until < now() OR o.gone)
+    ORDER BY r.lease_until
+    LIMIT %(limit)s
+), eps AS (
+    SELECT e.id FROM endpoints e
+    WHERE e.id = ANY(ARRAY(SELECT endpoint_id FROM candidates))
+    ORDER BY e.id
+    FOR UPDATE OF e SKIP LOCKED
+), lost AS (
+    SELECT r.id FROM runs r
+    JOIN candidates c ON c.id = r.id AND c.lease_owner = r.lease_owner
+    WHERE r.id = ANY(ARRAY(SELECT id FROM candidates)) AND r.status = 'running'
+      AND r.endpoint_id = ANY(ARRAY(SELECT id FROM eps))
+      AND (c.gone OR r.lease_until < now())
+    FOR UPDATE OF r SKIP LOCKED
+), closed AS (
+    UPDATE runs r
+    SET status = 'failed', finished_at = %(now)s, error_message = %(error)s,
+        lease_owner = NULL, lease_until = NULL
+    WHERE r.id = ANY(ARRAY(SELECT id FROM lost))
+    RETURNING r.id, r.endpoint_id
+), per AS (
+    SELECT endpoint_id, count(*) AS n FROM closed GROUP BY endpoint_id
+), counted AS (
+    UPDATE endpoints e
+    SET running = greatest(e.running - p.n, 0), failure_count = e.failure_count + p.n
+    FROM per p
+    WHERE e.id = p.endpoint_id
+)
+SELECT id FROM closed
+"""
+
+
+async def detach(
+    conn: AsyncConnection[Any], runs: Sequence[tuple[str, str]], *, lease_s: float
+) -> None:
+    """Give (run id, lease) runs their own lease; call in the batch transaction that plans
+    their endpoints' next slots and adds them to `endpoints.running`."""
+    if runs:
+        rows = [{"id": i, "lease": lease} for i, lease in runs]
+        await conn.execute(DETACH_SQL, {"rows": json.dumps(rows), "lease_s": lease_s})
+
+
+async def finish(conn: AsyncConnection[Any], runs: Sequence[tuple[str, RunOutcome]]) -> None:
+    """Write detached runs that ended, given with their leases: the run rows, and on their
+    endpoints `running`, the failure streak and `last_run_at` (never the next slot: it was
+    planned when the run started). Call with the endpoints locked (`lock_leased`)."""
+    if runs:
+        rows = [{**run_row(o), "lease": lease} for lease, o in runs]
+        await conn.execute(FINISH_SQL, {"runs": json.dumps(rows)})
+
+
+async def renew(
+    conn: AsyncConnection[Any], runs: Sequence[tuple[str, str]], *, lease_s: float
+) -> None:
+    """Heartbeat the (run id, lease) leases of detached runs still going."""
+    if runs:
+        await conn.execute(
+            RENEW_SQL,
+            {"ids": [i for i, _ in runs], "leases": [t for _, t in runs], "lease_s": lease_s},
+        )
+
+
+async def take_over(
+    conn: AsyncConnection[Any], *, now: datetime, dead_owners: bool, limit: int = 500
+) -> list[str]:
+    """Close detached runs whose worker is gone ("worker lost"); returns their ids."""
+    params = {
+        "now": now,
+        "limit": limit,
+        "error": WORKER_LOST,
+        "dead_owners": dead_owners,
+        "liveness_class": LIVENESS_CLASS,
+    }
+    cur = await conn.execute(TAKE_OVER_SQL, params)
+    return [row[0] for row in await cur.fetchall()]
