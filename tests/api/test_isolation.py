@@ -50,9 +50,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/endpoints/{id}/hints/oneshot"): {"nextRunInMs": 1000},
     ("POST", "/endpoints/{id}/pause"): {"pausedUntil": SOON},
     ("POST", "/import"): {"version": 1, "jobs": [{"name": "b-import", "endpoints": [ENDPOINT]}]},
+    ("POST", "/channels"): {"name": "b-ch", "url": "json://example.com/hook", "test": False},
+    ("PATCH", "/channels/{id}"): {"name": "stolen"},
+    ("PUT", "/jobs/{id}/notify"): {"notify": None},
+    ("PUT", "/endpoints/{id}/notify"): {"notify": None},
 }
 # Our resources answer 404 to other users; admin-only routes may answer 403 to non-admins.
-OURS = ("/jobs", "/endpoints", "/runs", "/sessions", "/suggestions")
+OURS = ("/jobs", "/endpoints", "/runs", "/sessions", "/suggestions", "/channels")
 QUERIES: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/dashboard/stats"): RANGE,
     ("GET", "/dashboard/activity"): RANGE,
@@ -69,6 +73,7 @@ PARAMS = {
     "/runs/{id}": {"id": "run"},
     "/sessions/{id}": {"id": "session"},
     "/suggestions/{id}": {"id": "suggestion"},
+    "/channels/{id}": {"id": "channel"},
 }
 
 
@@ -98,6 +103,10 @@ async def _seed(a: Client, engine: AsyncEngine) -> dict[str, str]:
     status, job = await a.call("POST", "/jobs", {"name": "a-secret-job"})
     assert status == 201
     status, ep = await a.call("POST", f"/jobs/{job['id']}/endpoints", ENDPOINT | {"name": "a-ep"})
+    assert status == 201
+    status, channel = await a.call(
+        "POST", "/channels", {"name": job["id"], "url": "json://example.com/a", "test": False}
+    )
     assert status == 201
     now = datetime.now(UTC)
     async with engine.begin() as conn:
@@ -130,6 +139,7 @@ async def _seed(a: Client, engine: AsyncEngine) -> dict[str, str]:
         "api_key": str(api_key),
         "browser_session": browser.id,
         "backup": "no-such-backup",
+        "channel": channel["id"],
     }
 
 

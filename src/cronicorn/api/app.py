@@ -7,7 +7,9 @@ from fastapi import FastAPI
 from cronicorn import __version__
 from cronicorn.api import (
     api_key_routes,
+    audit,
     auth_routes,
+    channels,
     dashboard,
     device_routes,
     devices,
@@ -63,6 +65,8 @@ def create_api(runtime: Runtime) -> FastAPI:
         signing_keys,
         usage,
         transfer,
+        channels,
+        audit,
         docs,
     ):
         api.include_router(module.router)

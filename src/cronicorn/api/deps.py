@@ -30,6 +30,7 @@ from cronicorn.auth import credentials
 from cronicorn.auth.tokens import csrf_token, same_secret
 from cronicorn.domain import Quotas
 from cronicorn.runtime import Runtime
+from cronicorn.store.audit import actor_of, set_actor
 
 Clock = Callable[[], datetime]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -223,6 +224,8 @@ async def _gate(request: Request, runtime: Runtime, conn: AsyncConnection) -> Pr
     async with _autocommit(conn) as isolated:
         identity = await _identify(request, conn, runtime, now, isolated)
         await _limit(request, conn, runtime, identity, now)
+    if request.method.upper() not in SAFE_METHODS:  # the audit triggers name this actor
+        await set_actor(conn, actor_of(identity.via, identity.credential_id, identity.user_id))
     return Principal(identity.user_id, identity.is_admin, identity.via, identity.credential_id)
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterator
+
+import apprise
 
 _local = threading.local()
 _installed = threading.Lock()
-_done = False
 
 
 class _ThreadCapture(logging.Handler):
@@ -24,16 +26,18 @@ class _ThreadCapture(logging.Handler):
             lines.append(record.getMessage())
 
 
+_HANDLER = _ThreadCapture(level=logging.WARNING)
+
+
 def _install() -> None:
-    global _done
+    """(Re)attach the handler: logging set-up elsewhere may have reset the logger."""
+    logger = logging.getLogger("apprise")
+    if logger.handlers == [_HANDLER] and not logger.propagate:
+        return
     with _installed:
-        if _done:
-            return
-        logger = logging.getLogger("apprise")
-        logger.handlers[:] = [_ThreadCapture(level=logging.WARNING)]
+        logger.handlers[:] = [_HANDLER]
         logger.setLevel(logging.WARNING)
         logger.propagate = False
-        _done = True
 
 
 @contextlib.contextmanager
@@ -47,3 +51,21 @@ def captured() -> Iterator[list[str]]:
         yield lines
     finally:
         _local.lines = previous
+
+
+_loaded = False
+_load_lock = threading.Lock()
+
+
+def ensure_loaded() -> None:
+    """Load Apprise's plugins once (about a second), with its import-time deprecation
+    warnings (`imghdr` on Python 3.11/3.12) silenced: they are Apprise's business, and the
+    test suite turns warnings into errors."""
+    global _loaded
+    if _loaded:
+        return
+    with _load_lock, warnings.catch_warnings():
+        if not _loaded:
+            warnings.simplefilter("ignore", DeprecationWarning)
+            apprise.Apprise.instantiate("json://localhost/", suppress_exceptions=True)
+            _loaded = True

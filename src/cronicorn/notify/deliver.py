@@ -32,12 +32,8 @@ from cronicorn.logs import get_logger
 from cronicorn.notify import metrics
 from cronicorn.notify.messages import Event, Message, render
 from cronicorn.notify.secrets import ChannelSecretError, decrypt_url
-from cronicorn.notify.transports import (
-    AppriseTransport,
-    Transport,
-    TransportError,
-    WebhookTransport,
-)
+from cronicorn.notify.service import transport_for
+from cronicorn.notify.transports import Transport, TransportError
 from cronicorn.notify.urls import InvalidChannelUrl, parse_channel_url
 from cronicorn.store import audit, outbox
 from cronicorn.store.outbox import ClaimedChannel, Pending
@@ -158,15 +154,12 @@ class Deliverer:
             parsed = parse_channel_url(decrypt_url(channel.url_encrypted, self.config.auth_secret))
         except (ChannelSecretError, InvalidChannelUrl) as exc:
             return _Broken(str(exc))
-        if parsed.webhook is not None:
-            return WebhookTransport(
-                parsed, dispatcher=self.dispatcher, keys=keys, timeout_s=self.config.timeout_s
-            )
-        return AppriseTransport(
+        return transport_for(
             parsed,
-            executor=self._executor,
             dispatcher=self.dispatcher,
+            keys=keys,
             timeout_s=self.config.timeout_s,
+            executor=self._executor,
         )
 
     async def _sent(self, channel: ClaimedChannel, rows: list[Pending], started: float) -> None:

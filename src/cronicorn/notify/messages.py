@@ -87,7 +87,10 @@ def _detail(e: Event, web_url: str) -> list[str]:
 
 
 def render(events: Sequence[Event], web_url: str) -> Message:
-    payload = {"events": [{"id": e.id, **e.payload} for e in events], "count": len(events)}
+    payload = {
+        "events": [{"id": e.id, "event": e.event, **e.payload} for e in events],
+        "count": len(events),
+    }
     if len(events) == 1:
         e = events[0]
         title = f"{_TITLES.get(e.event, e.event)}: {where(e.payload)}"

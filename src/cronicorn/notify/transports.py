@@ -77,7 +77,8 @@ class AppriseTransport:
 
 def _apprise_send(url: str, message: Message) -> tuple[bool, list[str]]:
     with captured() as lines:
-        sender = apprise.Apprise()
+        # Sequential mode: the plugin sends (and logs) in this thread, where we capture.
+        sender = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
         if not sender.add(url):
             return False, lines or ["Apprise cannot load this URL"]
         ok = sender.notify(title=message.title, body=message.body)

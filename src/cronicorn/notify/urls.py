@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import apprise
 
-from cronicorn.notify.apprise_log import captured
+from cronicorn.notify.apprise_log import captured, ensure_loaded
 
 MAX_URL = 2048
 JSON_WEBHOOKS = {"json": "http", "jsons": "https"}
@@ -62,6 +62,7 @@ def parse_channel_url(url: str) -> ChannelUrl:
     url = url.strip()
     if not url or len(url) > MAX_URL:
         raise InvalidChannelUrl(f"URL must be 1 to {MAX_URL} characters")
+    ensure_loaded()
     with captured() as lines:
         plugin: Any = apprise.Apprise.instantiate(url, suppress_exceptions=True)
     if plugin is None or isinstance(plugin, bool):

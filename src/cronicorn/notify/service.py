@@ -1,0 +1,195 @@
+"""Channel operations for every face (REST API, CLI, MCP): validate the Apprise URL, check
+its address, send a test, store it encrypted. Subscriptions (`notify` on jobs/endpoints) may
+only name the caller's own channels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronicorn.dispatch import Dispatcher, UrlNotAllowed
+from cronicorn.notify.messages import Event, render
+from cronicorn.notify.secrets import decrypt_url, encrypt_url
+from cronicorn.notify.transports import (
+    AppriseTransport,
+    Transport,
+    TransportError,
+    WebhookTransport,
+)
+from cronicorn.notify.urls import ChannelUrl, InvalidChannelUrl, parse_channel_url
+from cronicorn.store import channels as channel_store
+from cronicorn.store.errors import Invalid, NotFound
+from cronicorn.store.signing_keys import load_signing_keys
+from cronicorn.store.tables import endpoints, jobs
+
+__all__ = [
+    "InvalidChannelUrl",
+    "TransportError",
+    "check_address",
+    "create_channel",
+    "send_test",
+    "set_notify",
+    "transport_for",
+    "update_channel",
+]
+
+
+@lru_cache(maxsize=1)
+def _executor() -> ThreadPoolExecutor:
+    """Threads for Apprise test sends made outside the delivery loop (API, CLI)."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify-test")
+
+
+def transport_for(
+    parsed: ChannelUrl,
+    *,
+    dispatcher: Dispatcher,
+    keys: Sequence[bytes],
+    timeout_s: float,
+    executor: ThreadPoolExecutor | None = None,
+) -> Transport:
+    if parsed.webhook is not None:
+        return WebhookTransport(parsed, dispatcher=dispatcher, keys=keys, timeout_s=timeout_s)
+    return AppriseTransport(
+        parsed, executor=executor or _executor(), dispatcher=dispatcher, timeout_s=timeout_s
+    )
+
+
+async def check_address(parsed: ChannelUrl, dispatcher: Dispatcher) -> None:
+    """`InvalidChannelUrl` when the SSRF guard refuses the channel's host (metadata,
+    link-local, private ranges outside CRONICORN_ALLOW_NETWORKS)."""
+    target = parsed.webhook or parsed.host_check
+    if target is None:
+        return
+    try:
+        await dispatcher.check_url(target)
+    except UrlNotAllowed as exc:
+        raise InvalidChannelUrl(f"address not allowed: {exc.reason}") from None
+
+
+async def send_test(
+    conn: AsyncConnection,
+    user_id: str,
+    parsed: ChannelUrl,
+    *,
+    dispatcher: Dispatcher,
+    auth_secret: str,
+    timeout_s: float,
+    now: datetime,
+    web_url: str,
+) -> None:
+    """One "test" message through the channel; `TransportError` with the reason."""
+    keys = await load_signing_keys(conn, [user_id], now, auth_secret)
+    message = render([Event(0, "test", {"at": now.isoformat()})], web_url)
+    transport = transport_for(
+        parsed, dispatcher=dispatcher, keys=keys.get(user_id, []), timeout_s=timeout_s
+    )
+    await transport.send(message)
+
+
+async def create_channel(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    name: str,
+    url: str,
+    dispatcher: Dispatcher,
+    auth_secret: str,
+    now: datetime,
+    test: bool,
+    timeout_s: float,
+    web_url: str,
+) -> channel_store.Channel:
+    """Validate, check the address, send a test (unless `test` is False: a failed test
+    stores nothing), then store the URL encrypted."""
+    parsed = parse_channel_url(url)
+    await check_address(parsed, dispatcher)
+    if test:
+        await send_test(
+            conn,
+            user_id,
+            parsed,
+            dispatcher=dispatcher,
+            auth_secret=auth_secret,
+            timeout_s=timeout_s,
+            now=now,
+            web_url=web_url,
+        )
+    return await channel_store.create(
+        conn,
+        user_id,
+        name=name,
+        kind=parsed.kind,
+        encrypted=encrypt_url(parsed.url, auth_secret),
+        preview=parsed.preview,
+        now=now,
+    )
+
+
+async def update_channel(
+    conn: AsyncConnection,
+    user_id: str,
+    channel_id: str,
+    *,
+    name: str | None,
+    url: str | None,
+    dispatcher: Dispatcher,
+    auth_secret: str,
+    now: datetime,
+) -> channel_store.Channel:
+    await channel_store.get(conn, user_id, channel_id)  # 404 before any URL work
+    if url is None:
+        return await channel_store.update_channel(conn, user_id, channel_id, now=now, name=name)
+    parsed = parse_channel_url(url)
+    await check_address(parsed, dispatcher)
+    return await channel_store.update_channel(
+        conn,
+        user_id,
+        channel_id,
+        now=now,
+        name=name,
+        kind=parsed.kind,
+        encrypted=encrypt_url(parsed.url, auth_secret),
+        preview=parsed.preview,
+    )
+
+
+async def stored_url(
+    conn: AsyncConnection, user_id: str, channel_id: str, auth_secret: str
+) -> ChannelUrl:
+    return parse_channel_url(
+        decrypt_url(await channel_store.secret_of(conn, user_id, channel_id), auth_secret)
+    )
+
+
+async def set_notify(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    job_id: str | None = None,
+    endpoint_id: str | None = None,
+    settings: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Subscribe a job (its endpoints inherit) or one endpoint (overrides its job); None
+    unsubscribes (an endpoint then inherits its job's settings again)."""
+    if settings is not None:
+        wanted = list(dict.fromkeys(settings.get("channels", [])))
+        missing = set(wanted) - await channel_store.owned_ids(conn, user_id, wanted)
+        if missing:
+            raise Invalid("channels", f"unknown channel(s): {', '.join(sorted(missing))}")
+    table = jobs if job_id is not None else endpoints
+    key = job_id if job_id is not None else endpoint_id
+    result = await conn.execute(
+        update(table)
+        .where(table.c.id == key, table.c.user_id == user_id)
+        .values(notify=settings, updated_at=now)
+    )
+    if result.rowcount == 0:
+        raise NotFound("Job" if job_id is not None else "Endpoint")

@@ -1,0 +1,93 @@
+"""Real local receivers for notifications: an HTTP server (JSON webhooks, ntfy-style) and an
+SMTP server (aiosmtpd), all on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from fastapi import FastAPI, Request, Response
+
+from support import free_port, serve_app
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+
+
+@dataclass
+class Receiver:
+    """Records every request; `status[path]` answers other than 200, `hang` paths never
+    answer within any sane deadline."""
+
+    base: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    status: dict[str, int] = field(default_factory=dict)
+    hang: set[str] = field(default_factory=set)
+
+    def at(self, path: str) -> list[Hit]:
+        return [h for h in self.hits if h.path == path]
+
+
+@contextlib.asynccontextmanager
+async def http_receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+    app = FastAPI()
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT"])
+    async def anything(path: str, request: Request) -> Response:
+        body = await request.body()
+        try:
+            parsed = await request.json()
+        except ValueError:
+            parsed = None
+        receiver.hits.append(Hit("/" + path, dict(request.headers), body, parsed))
+        if "/" + path in receiver.hang:
+            await asyncio.sleep(4)  # past any send deadline in these tests
+        return Response(status_code=receiver.status.get("/" + path, 200), content=b"{}")
+
+    async with serve_app(app) as base:
+        receiver.base = base
+        yield receiver
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": list(envelope.rcpt_tos),
+                "data": envelope.content.decode("utf-8", "replace"),
+            }
+        )
+        return "250 Message accepted for delivery"
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
+    box = _Mailbox()
+    port = free_port()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        auth_require_tls=False,
+        authenticator=lambda *_: AuthResult(success=True),
+    )
+    controller.start()
+    try:
+        yield port, box
+    finally:
+        controller.stop()
