@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.dispatch import Dispatcher
 from cronicorn.mcp.errors import ToolError
+from cronicorn.mcp.notes import annotate
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.common import In
 from cronicorn.store.errors import NotFound
@@ -88,7 +89,7 @@ class Tool(Generic[B]):
         if required:
             schema["required"] = required
         schema["type"] = "object"
-        return schema
+        return annotate(schema)
 
     def listing(self) -> types.Tool:
         output = None
