@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import NOW, make_user
-from cronicorn.api.transfer import export_document, import_document
 from cronicorn.schemas.transfer import TransferDocument
+from cronicorn.services.transfer import export_document, import_document
 from cronicorn.store.errors import Invalid
 from cronicorn.store.tables import endpoints, jobs
 from support import a_session_waits_on_a_lock, cli_env, run_cli, until

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.params import NowDep, require_id
-from cronicorn.dispatch import DispatchConfig, Dispatcher, UrlNotAllowed
+from cronicorn.dispatch import DispatchConfig, Dispatcher, url_refusal
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
 from cronicorn.store import endpoints as endpoint_store
@@ -29,17 +29,6 @@ async def ensure_url_allowed(dispatcher: Dispatcher, url: str, field: str = "url
     reason = await url_refusal(dispatcher, url)
     if reason is not None:
         raise Invalid(field, f"URL not allowed: {reason}")
-
-
-async def url_refusal(dispatcher: Dispatcher, url: str) -> str | None:
-    """Why the dispatcher would refuse this URL (scheme, blocked address, a name resolving to
-    one), or None. A name that does not resolve yet passes: the service may not be up. The
-    dispatcher's resolver caches answers and merges concurrent lookups of one name."""
-    try:
-        await dispatcher.check_url(url)
-    except UrlNotAllowed as exc:
-        return exc.reason
-    return None
 
 
 async def get_dispatcher(request: Request) -> Dispatcher:

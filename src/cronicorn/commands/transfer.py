@@ -15,8 +15,6 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from cronicorn.api.endpoints import url_refusal
-from cronicorn.api.transfer import export_document, import_document
 from cronicorn.commands.common import fail, friendly
 from cronicorn.config import load_settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
@@ -25,6 +23,7 @@ from cronicorn.runtime import Runtime
 from cronicorn.schemas.common import camel
 from cronicorn.schemas.transfer import ImportReport, TransferDocument
 from cronicorn.serve import check_database, database
+from cronicorn.services.transfer import checked_by, export_document, import_document
 from cronicorn.store import users
 from cronicorn.store.errors import Invalid, StoreError
 
@@ -146,16 +145,12 @@ async def _import(
 
     config = DispatchConfig(allow_networks=runtime.settings.allow_networks)
     async with Dispatcher(config) as dispatcher, runtime.engine.begin() as conn:
-
-        async def check(url: str) -> str | None:
-            return await url_refusal(dispatcher, url)
-
         return await import_document(
             conn,
             user_id,
             doc,
             datetime.now(UTC),
-            check_url=check,
+            check_url=checked_by(dispatcher),
             dry_run=dry_run,
             quotas=runtime.settings.quotas,
         )

@@ -2,6 +2,7 @@
 
 from cronicorn.dispatch.dispatcher import Dispatcher
 from cronicorn.dispatch.models import DispatchConfig, HttpRequest, HttpResult
+from cronicorn.dispatch.refusal import url_refusal
 from cronicorn.dispatch.ssrf import UrlNotAllowed, check_url, check_url_syntax
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "UrlNotAllowed",
     "check_url",
     "check_url_syntax",
+    "url_refusal",
 ]
