@@ -118,3 +118,11 @@ def test_records_are_bounded_and_queue_one_takes_the_latest_slot() -> None:
     assert queue.queued.at == s(3600)
     assert len(queue.skipped) == MAX_SKIPPED
     assert ALLOW == "allow"
+
+
+def test_slots_a_late_start_missed_are_lateness_not_overlap() -> None:
+    state = ScheduleState(baseline_interval_ms=10_000)
+    late = overlapped_slots(state, due_at=T, started_at=s(25), until=s(27), succeeded=True)
+    assert late == [], "the scheduler was behind: the governor's catch-up rules, no record"
+    long = overlapped_slots(state, due_at=T, started_at=s(25), until=s(50), succeeded=True)
+    assert [p.at for p in long] == [s(35), s(45)], "then the grid from its late start"

@@ -9,9 +9,11 @@
   `DEFAULT_MAX_CONCURRENT`); a slot that comes due with the cap reached waits until a run
   ends (it is late, never doubled).
 
-The slots a run overlapped are those of the schedule in force while it ran: the slots the
-governor would have planned had the run ended the instant it started with the same outcome
-(`overlapped_slots`). Slots set by a one-shot or a pause are not grid slots and never count.
+The slots a run overlapped are those of the schedule in force while it ran that came due
+between its start and its end: the slots the governor would have planned had the run ended
+the instant it started with the same outcome (`overlapped_slots`). Slots a late start missed
+(a saturated scheduler, downtime) are lateness, handled by the governor as before, and not
+recorded. Slots set by a one-shot or a pause are not grid slots and never count.
 """
 
 from __future__ import annotations
@@ -104,10 +106,12 @@ def overlapped_slots(
     succeeded: bool,
     limit: int = MAX_WALK,
 ) -> list[Plan]:
-    """Grid slots after `due_at` that came due by `until` (the run's end, or the write),
-    in the schedule as it stood while the run went on (`state`, re-read before the run's
-    own rules apply), with this run's failure streak. At most `limit`."""
-    if until - due_at < _NO_SLOT_BEFORE:  # the hot path: no slot is closer than 1 s
+    """Grid slots that came due while the run was going: after its start (slots a late
+    start missed are lateness, not overlap) and by `until` (its end), in the schedule as it
+    stood meanwhile (`state`, re-read before the run's own rules apply), with this run's
+    failure streak. At most `limit`."""
+    since = max(due_at, started_at)
+    if until - since < _NO_SLOT_BEFORE:  # the hot path: no slot is closer than 1 s
         return []
     slots: list[Plan] = []
     decision = plan_after_run(
@@ -123,7 +127,7 @@ def overlapped_slots(
         plan = decision.plan
         if plan.at > until or len(slots) >= limit:
             break
-        if plan.source in _GRID and plan.at > due_at:
+        if plan.source in _GRID and plan.at > since:
             slots.append(plan)
         state = apply_run(state, decision)
         state = dataclasses.replace(state, failure_count=max(streak - 1, 0))

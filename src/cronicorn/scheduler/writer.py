@@ -316,7 +316,7 @@ class RunWriter:
         if item.kind is Kind.CONFLICT:  # nothing ran: the failure streak stands
             update = replace(update, failure_count=state.failure_count, last_run_at=None)
         else:
-            update = self._overlap(item, row, update, state, started, max(finished, now), acc)
+            update = self._overlap(item, row, update, state, started, finished, acc)
         if applied is not None:
             update, outcome = _with_rules(update, outcome, applied)
             if applied.siblings:
