@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.store import planner as planner_store
-from cronicorn.store.planner import Seen
+from cronicorn.store.planner import CLAIM_SQL, ENROL_SQL, Seen
 from cronicorn.store.tables import endpoint_analysis, jobs
 from planner.planner_support import Rows
+from support import plan_scans
 
 
 async def claim(engine: AsyncEngine, rows: Rows, owner: str = "p1", limit: int = 10) -> list[str]:
@@ -135,3 +136,67 @@ async def test_off_mode_archived_and_paused_jobs_are_never_claimed(
     assert await claim(engine, rows) == [overrides]
     async with engine.connect() as conn:
         assert await conn.scalar(select(jobs.c.ai_mode).where(jobs.c.id == rows.job_id)) == "auto"
+
+
+HISTORY = {"runs", "ai_sessions", "ai_suggestions"}  # tables that grow with every run
+
+
+async def test_the_claim_reads_no_history_and_leases_by_primary_key_at_scale(
+    engine: AsyncEngine, rows: Rows
+) -> None:
+    """10k endpoints in 100 jobs, all analysed once: the claim's plan never touches the run
+    or session history (however long it grows), reads `endpoints` in at most two passes (the
+    job news and the candidates; no per-row subquery over siblings), and updates the leases
+    through the primary key."""
+    now = rows.clock.now
+    params = {"user": rows.user_id, "now": now}
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO jobs (id, user_id, name) "
+                "SELECT 'j' || g, :user, 'job ' || g FROM generate_series(1, 100) AS g"
+            ),
+            params,
+        )
+        await conn.execute(
+            text(
+                """
+                INSERT INTO endpoints (id, job_id, user_id, name, url, baseline_interval_ms,
+                                       next_run_at, last_run_at)
+                SELECT 'e' || g, 'j' || (g % 100 + 1), :user, 'e' || g, 'http://x/' || g,
+                       1000, :now, :now - g * interval '1 second'
+                FROM generate_series(1, 10000) AS g
+                """
+            ),
+            params,
+        )
+        await conn.execute(
+            text(
+                """
+                INSERT INTO endpoint_analysis (endpoint_id, user_id, last_analyzed_at,
+                                               next_analysis_at)
+                SELECT 'e' || g, :user, :now - interval '1 hour', :now + interval '1 hour'
+                FROM generate_series(1, 10000) AS g
+                """
+            ),
+            params,
+        )
+        for table in ("jobs", "endpoints", "endpoint_analysis"):
+            await conn.execute(text(f"ANALYZE {table}"))
+        statements = (
+            (ENROL_SQL, {"since": now - timedelta(minutes=5)}),
+            (CLAIM_SQL, {"now": now, "limit": 10, "token": "p1", "lease_s": 60}),
+        )
+        plans = []
+        for sql, values in statements:
+            plan = await conn.scalar(text(f"EXPLAIN (FORMAT JSON) {sql.text}"), values)
+            plans.append(plan_scans(plan[0]["Plan"]))
+        table_of = {row[0]: row[1] for row in await conn.execute(text(INDEXES))}
+    for scans in plans:
+        read = [table_of.get(relation, relation) for _, relation in scans]
+        assert not set(read) & HISTORY, scans
+        assert read.count("endpoints") <= 2, scans
+    assert ("Index Scan", "pk_endpoint_analysis") in plans[1], plans[1]
+
+
+INDEXES = "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'"
