@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronicorn.requestid import current_request_id
 from cronicorn.store.tables import audit_log
 
 ActorKind = Literal["user", "api_key", "device", "planner", "rule", "system"]
@@ -56,9 +57,10 @@ SET_ACTOR_SQL = text(
 
 
 async def set_actor(conn: AsyncConnection, actor: Actor, request_id: str | None = None) -> None:
-    """Name the actor (and request) of the current transaction for the audit triggers. Call
-    inside the transaction that writes; it opens one if none is open."""
-    await conn.execute(SET_ACTOR_SQL, {"actor": actor.to_json(), "request_id": request_id or ""})
+    """Name the actor (and request: default, the current one) of the current transaction for
+    the audit triggers. Call inside the transaction that writes; it opens one if none is."""
+    rid = request_id if request_id is not None else current_request_id()
+    await conn.execute(SET_ACTOR_SQL, {"actor": actor.to_json(), "request_id": rid or ""})
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,13 @@ async def prune(conn: AsyncConnection, older_than: datetime) -> int:
     """Drop entries older than the retention (AUDIT_RETENTION_DAYS)."""
     result = await conn.execute(delete(audit_log).where(audit_log.c.at < older_than))
     return result.rowcount
+
+
+def actor_of(via: str, credential_id: str, user_id: str) -> Actor:
+    """The actor behind an authenticated request: a browser session is the user, an API key
+    is that key, a bearer session token is a device session (CLI, MCP client)."""
+    if via == "api_key":
+        return Actor("api_key", id=credential_id, user_id=user_id)
+    if via == "bearer":
+        return Actor("device", id=credential_id, user_id=user_id)
+    return Actor("user", id=user_id, user_id=user_id)
