@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import aiohttp
 import httpx2
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -35,10 +35,12 @@ from auth.auth_support import sign_in
 from conftest import PgServer
 from cronicorn.api.deps import set_clock
 from cronicorn.auth.service import start_session
-from cronicorn.mcp import device
+from cronicorn.config import load_settings
+from cronicorn.mcp import device, gate
 from cronicorn.mcp.bridge import BearerAuth, BridgeConfig, api_base
 from cronicorn.mcp.http import access_of
 from cronicorn.mcp.tools import ALL_TOOLS
+from cronicorn.runtime import Runtime
 from cronicorn.store import suggestions as suggestion_store
 from cronicorn.store.db import make_async_engine
 from cronicorn.store.tables import api_keys, audit_log, endpoints
@@ -130,6 +132,9 @@ async def world(pg_server: PgServer) -> AsyncIterator[tuple[Served, AsyncEngine,
         pg_server.drop_database(url)
 
 
+HOOKED: list[Any] = []  # what the receiver's /hook was sent (notification channels)
+
+
 @pytest.fixture(scope="module")
 async def receiver() -> AsyncIterator[str]:
     """The endpoints' target: a JSON answer, and a failure."""
@@ -142,6 +147,11 @@ async def receiver() -> AsyncIterator[str]:
     @app.get("/fail")
     async def fail() -> JSONResponse:
         return JSONResponse({"error": "down"}, status_code=500)
+
+    @app.post("/hook")
+    async def hook(request: Request) -> dict[str, bool]:
+        HOOKED.append(await request.json())
+        return {"ok": True}
 
     async with serve_app(app) as base:
         yield base
@@ -163,6 +173,8 @@ async def test_tools_are_listed_with_schemas_from_the_api_models(world: Any) -> 
     assert add["properties"]["method"]["enum"] == ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
     assert add["properties"]["baselineIntervalMs"]["anyOf"][0]["minimum"] == 1000
     assert add.get("additionalProperties") is False  # unknown arguments are refused
+    assert "milliseconds" in add["properties"]["baselineIntervalMs"]["description"]
+    assert "1000" in tools["addEndpoint"].description  # type: ignore[operator]
     hint = tools["applyIntervalHint"].input_schema
     assert hint["required"] == ["id", "intervalMs"]
     runs = tools["listEndpointRuns"].input_schema["properties"]
@@ -333,6 +345,39 @@ async def test_every_tool_once_in_a_session(world: Any, receiver: str) -> None:
             "suggestions"
         ] == []
 
+        # export, then import (a dry run first writes nothing)
+        document = await call("exportJobs")
+        assert "q2" in [j["name"] for j in document["jobs"]]
+        renamed = {
+            **document,
+            "jobs": [{**j, "name": j["name"] + "-copy"} for j in document["jobs"]],
+        }
+        dry = await call("importJobs", {"document": renamed})  # a dry run by default
+        assert dry["dryRun"] is True
+        assert len((await ok(client, "listJobs"))["jobs"]) == 2
+        done = await call("importJobs", {"document": renamed, "dryRun": False})
+        assert done["dryRun"] is False
+        assert len((await ok(client, "listJobs"))["jobs"]) == 4
+
+        # notification channels and subscriptions
+        hook = f"json://{receiver[len('http://') :]}/hook"
+        channel = await call("createChannel", {"name": "ops", "url": hook})  # tested first
+        assert len(HOOKED) == 1
+        assert (await call("listChannels"))["channels"][0]["id"] == channel["id"]
+        renamed_channel = await call("updateChannel", {"id": channel["id"], "name": "oncall"})
+        assert renamed_channel["name"] == "oncall"
+        assert (await call("testChannel", {"id": channel["id"]}))["ok"] is True
+        assert len(HOOKED) == 2
+        assert (await call("getChannel", {"id": channel["id"]}))["name"] == "oncall"
+        notify = {"channels": [channel["id"]], "onFailureAfter": 3}
+        set_job = await call("setJobNotify", {"id": job["id"], "notify": notify})
+        assert set_job["notify"]["onFailureAfter"] == 3
+        assert (await call("getJobNotify", {"id": job["id"]}))["notify"] == set_job["notify"]
+        await call("setEndpointNotify", {"id": eid, "notify": None})
+        assert (await call("getEndpointNotify", {"id": eid}))["notify"] is None
+        assert (await call("deleteChannel", {"id": channel["id"]}))["deleted"] is True
+        assert (await ok(client, "listChannels"))["channels"] == []
+
         # the end of things
         assert "archivedAt" in await call("archiveEndpoint", ids | {"id": eid})
         assert (await call("deleteEndpoint", ids | {"id": spare["id"]}))["deleted"] is True
@@ -382,6 +427,13 @@ async def test_failures_come_back_as_tool_errors_in_the_api_words(world: Any) ->
             },
         )
         assert both["status"] == 422
+        endpoint = {"name": "e", "url": "http://169.254.169.254/", "baselineIntervalMs": 60_000}
+        document = {"version": 1, "jobs": [{"name": "imported", "endpoints": [endpoint]}]}
+        refused_import = await refused(client, "importJobs", {"document": document})
+        assert (refused_import["status"], refused_import["field"]) == (
+            422,
+            "document.jobs.0.endpoints.0.url",
+        )
         no_id = await refused(client, "pauseJob", {})
         assert (no_id["status"], no_id["field"]) == (422, "id")
         backwards = await refused(
@@ -394,7 +446,7 @@ async def test_failures_come_back_as_tool_errors_in_the_api_words(world: Any) ->
 
 async def test_another_user_sees_nothing_and_changes_nothing(world: Any, receiver: str) -> None:
     """User B's key, through every tool that takes an id, with A's ids: always "not found"."""
-    served, _, _ = world
+    served, engine, _ = world
     async with over_http(served.base, _bearer(served, "a")) as a:
         job = await ok(a, "createJob", {"name": "a-private"})
         ep = await ok(
@@ -408,9 +460,34 @@ async def test_another_user_sees_nothing_and_changes_nothing(world: Any, receive
             },
         )
         run = await ok(a, "testEndpoint", {"id": ep["id"]})
+        hook = f"json://{receiver[len('http://') :]}/hook"
+        channel = await ok(a, "createChannel", {"name": "a-ch", "url": hook, "test": False})
         before = await ok(a, "getEndpoint", {"jobId": job["id"], "id": ep["id"]})
         modern = a.protocol_version
-    ids = {"Job": job["id"], "Endpoint": ep["id"], "Run": run["runId"]}
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        session = await add_session(
+            conn, user_id=served.a.user_id, endpoint_id=ep["id"], analyzed_at=now
+        )
+        suggestion = await suggestion_store.record(
+            conn,
+            endpoint_id=ep["id"],
+            user_id=served.a.user_id,
+            session_id=session,
+            action="clear",
+            args={},
+            reason=None,
+            expires_at=now + timedelta(days=1),
+            now=now,
+        )
+    ids = {
+        "Job": job["id"],
+        "Endpoint": ep["id"],
+        "Run": run["runId"],
+        "Channel": channel["id"],
+        "Session": session,
+        "Suggestion": suggestion,
+    }
     bodies: dict[str, dict[str, Any]] = {
         "addEndpoint": {"name": "x", "url": "https://example.com", "baselineIntervalMs": 60_000},
         "updateEndpoint": {"name": "stolen"},
@@ -418,6 +495,9 @@ async def test_another_user_sees_nothing_and_changes_nothing(world: Any, receive
         "applyIntervalHint": {"intervalMs": 60_000},
         "scheduleOneShot": {"nextRunInMs": 60_000},
         "pauseResumeEndpoint": {"pausedUntil": None},
+        "updateChannel": {"name": "stolen"},
+        "setJobNotify": {"notify": None},
+        "setEndpointNotify": {"notify": None},
     }
     async with over_http(served.base, _bearer(served, "b"), mode="legacy") as b:
         assert b.protocol_version != modern  # both protocol eras are served
@@ -432,11 +512,14 @@ async def test_another_user_sees_nothing_and_changes_nothing(world: Any, receive
             error = await refused(b, tool.name, arguments | bodies.get(tool.name, {}))
             assert error["status"] == 404, (tool.name, error)
             tried += 1
-        assert tried >= 20
+        assert tried == sum(1 for tool in ALL_TOOLS if tool.ids)  # every id-taking tool
     async with over_http(served.base, _bearer(served, "a")) as a:
         after = await ok(a, "getEndpoint", {"jobId": job["id"], "id": ep["id"]})
         assert after == before
         assert (await ok(a, "getJob", {"id": job["id"]}))["name"] == "a-private"
+        assert (await ok(a, "getChannel", {"id": channel["id"]}))["name"] == "a-ch"
+        pending = await ok(a, "listSuggestions", {"id": ep["id"], "status": "pending"})
+        assert [x["id"] for x in pending["suggestions"]] == [suggestion]
 
 
 async def test_mcp_needs_the_api_credentials(world: Any) -> None:
@@ -458,6 +541,30 @@ async def test_mcp_needs_the_api_credentials(world: Any) -> None:
         assert response.status_code in {404, 405}  # stateless: no stream is held open
     async with over_http(served.base, dict(served.a.headers)) as client:  # x-api-key works too
         assert (await ok(client, "listJobs"))["jobs"] is not None
+
+
+async def test_rate_limits_are_the_api_budgets(world: Any) -> None:
+    """One write a minute: the second write tool call is a 429 with Retry-After, while reads
+    keep their own budget (the same windows as /api)."""
+    served, engine, _ = world
+    url = engine.url.render_as_string(hide_password=False)
+    settings = load_settings(
+        DATABASE_URL=url, AUTH_SECRET="s" * 40, RATE_LIMIT_WRITE_RPM=1, RATE_LIMIT_READ_RPM=1000
+    )
+    runtime = Runtime.create(settings, url)
+    headers = {"authorization": "Bearer " + served.b.headers["x-api-key"]}
+    at = datetime(2025, 3, 10, 12, 0, 10, tzinfo=UTC)  # one window for every call here
+    try:
+        first = await gate.authenticate(runtime, headers, "write", lambda: at)
+        second = await gate.authenticate(runtime, headers, "write", lambda: at)
+        read = await gate.authenticate(runtime, headers, "read", lambda: at)
+    finally:
+        await runtime.close()
+    assert isinstance(first, gate.Caller)
+    assert first.user_id == served.b.user_id
+    assert isinstance(second, gate.Refusal)
+    assert (second.status, second.headers["Retry-After"]) == (429, "50")
+    assert isinstance(read, gate.Caller)
 
 
 def test_tool_calls_that_write_count_against_the_write_budget() -> None:
@@ -505,7 +612,8 @@ async def test_stdio_bridge_serves_the_same_tools_as_the_caller(world: Any, tmp_
             assert "minIntervalMs" in a.instructions
             job = await ok(a, "createJob", {"name": "via-stdio"})
             assert job["userId"] == served.a.user_id
-            assert (await ok(a, "listJobs", {"status": "archived"}))["jobs"] == []
+            archived = (await ok(a, "listJobs", {"status": "archived"}))["jobs"]
+            assert "via-stdio" not in [j["name"] for j in archived]
             names = [j["name"] for j in (await ok(a, "listJobs", {"status": "active"}))["jobs"]]
             assert "via-stdio" in names
             missing = await refused(a, "getJob", {"id": "no-such-job"})

@@ -1,12 +1,13 @@
 """Every tool, in the order agents see them: jobs, endpoints, adaptive scheduling, runs,
-dashboard and signing keys, the AI planner."""
+dashboard and signing keys, the AI planner, export and import,
+notification channels and subscriptions."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cronicorn.mcp.tooling import Tool
-from cronicorn.mcp.tools import account, adaptive, ai, endpoints, jobs, runs
+from cronicorn.mcp.tools import account, adaptive, ai, channels, endpoints, jobs, runs, transfer
 
 ALL_TOOLS: list[Tool[Any]] = [
     *jobs.TOOLS,
@@ -15,4 +16,6 @@ ALL_TOOLS: list[Tool[Any]] = [
     *runs.TOOLS,
     *account.TOOLS,
     *ai.TOOLS,
+    *transfer.TOOLS,
+    *channels.TOOLS,
 ]

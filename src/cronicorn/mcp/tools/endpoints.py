@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cronicorn.dispatch import UrlNotAllowed
+from cronicorn.dispatch import url_refusal
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
 from cronicorn.store import endpoints as endpoint_store
@@ -22,10 +22,9 @@ ENDPOINT_IN_JOB = (
 
 
 async def ensure_url_allowed(call: Call, url: str) -> None:
-    try:
-        await (await call.dispatcher()).check_url(url)
-    except UrlNotAllowed as exc:
-        raise Invalid("url", f"URL not allowed: {exc.reason}") from None
+    reason = await url_refusal(await call.dispatcher(), url)
+    if reason is not None:
+        raise Invalid("url", f"URL not allowed: {reason}")
 
 
 async def _add(call: Call, body: EndpointCreate) -> Endpoint:
