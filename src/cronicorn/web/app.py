@@ -14,12 +14,25 @@ from starlette.exceptions import HTTPException
 
 from cronicorn.runtime import Runtime
 from cronicorn.store.errors import NotFound
-from cronicorn.web import assets, dashboard, device, endpoints, jobs, live, login, runs
+from cronicorn.web import (
+    admin,
+    ai,
+    assets,
+    dashboard,
+    device,
+    endpoints,
+    home,
+    jobs,
+    live,
+    login,
+    runs,
+    settings,
+)
 from cronicorn.web.deps import FormRefused, LoginRequired, login_url
 from cronicorn.web.security import PageSecurityMiddleware
 from cronicorn.web.templating import render
 
-PAGES = (login, dashboard, jobs, endpoints, runs, live)
+PAGES = (login, home, dashboard, jobs, endpoints, runs, live, settings, ai, admin)
 
 
 def create_web(runtime: Runtime) -> FastAPI:

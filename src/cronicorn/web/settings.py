@@ -1,0 +1,234 @@
+"""`/settings`: the signed-in user's account. Profile, password change, API keys (a new key
+is shown once, on the page that created it, never again), the webhook signing key (generate
+or rotate; the raw key shown once), and the browser and device sessions (revoke one).
+
+The same store and auth functions as `/api/auth/*`, `/api/signing-keys` and `/api/devices`,
+with the same rules: a wrong current password counts toward the sign-in attempt limit, a
+password change signs out every other session, another user's key or session is a 404.
+Writes name the viewer as the audit actor.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cronicorn.auth import service
+from cronicorn.auth.errors import ApiKeyNotFound, InvalidCredentials, InvalidInput
+from cronicorn.store import api_keys, rate_limits, sessions
+from cronicorn.store import signing_keys as key_store
+from cronicorn.store.audit import actor_of, set_actor
+from cronicorn.store.errors import Conflict, NotFound
+from cronicorn.web.deps import (
+    ClockDep,
+    ConnDep,
+    FormDep,
+    RuntimeDep,
+    Viewer,
+    ViewerDep,
+    require_id,
+)
+from cronicorn.web.templating import render
+
+router = APIRouter(prefix="/settings")
+
+EXPIRY_CHOICES: tuple[tuple[str, str], ...] = (
+    ("", "Never"),
+    ("7", "7 days"),
+    ("30", "30 days"),
+    ("90", "90 days"),
+    ("365", "365 days"),
+)
+ATTEMPTS_PER_MINUTE = 10
+DONE = {
+    "password": "Password changed. Your other sessions were signed out.",
+    "revoked": "API key revoked: it stops working at once.",
+    "signed-out": "Session revoked.",
+}
+
+
+async def act_as(conn: AsyncConnection, viewer: Viewer) -> None:
+    """Name the viewer in the audit log for this transaction's writes."""
+    await set_actor(conn, actor_of("session", viewer.session_id, viewer.user_id))
+
+
+async def _page(
+    request: Request,
+    viewer: Viewer,
+    conn: AsyncConnection,
+    now: datetime,
+    *,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    keys = await key_store.list_live(conn, viewer.user_id, now)
+    done = DONE.get(request.query_params.get("done", ""))
+    context: dict[str, Any] = {
+        "title": "Settings",
+        "api_keys": await api_keys.list_for_user(conn, viewer.user_id),
+        "signing_current": next((k for k in keys if k.retire_at is None), None),
+        "signing_grace": [k for k in keys if k.retire_at is not None],
+        "devices": await sessions.list_for_user(conn, viewer.user_id, now),
+        "expiry_choices": EXPIRY_CHOICES,
+        "now": now,
+        "errors": {},
+        "values": {},
+        "flash": done,
+    }
+    context.update(extra)
+    headers = {"cache-control": "no-store"}
+    return render(
+        request, "settings.html", viewer=viewer, status_code=status_code, headers=headers, **context
+    )
+
+
+def _back(done: str, anchor: str) -> RedirectResponse:
+    return RedirectResponse(f"/settings?done={done}#{anchor}", status_code=303)
+
+
+@router.get("")
+async def settings_page(
+    request: Request, viewer: ViewerDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    return await _page(request, viewer, conn, clock())
+
+
+@router.post("/password")
+async def change_password(
+    request: Request, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    now = clock()
+    current, new = form.get("current_password", ""), form.get("new_password", "")
+    errors: dict[str, str] = {}  # field -> message (no secrets in here)
+    if new != form.get("confirm_password", ""):
+        errors["confirm_password"] = "The two new passwords differ."  # noqa: S105
+    elif not await _attempt_allowed(conn, request, viewer, now):
+        errors["current_password"] = "Too many attempts: wait a minute."  # noqa: S105
+    else:
+        try:
+            await act_as(conn, viewer)
+            await service.change_password(
+                conn,
+                viewer.user_id,
+                current=current,
+                new=new,
+                now=now,
+                keep_session=viewer.session_id,
+            )
+            return _back("password", "password")
+        except InvalidCredentials:
+            errors["current_password"] = "The current password is not right."  # noqa: S105
+        except InvalidInput as exc:
+            field = "new_password" if exc.field == "newPassword" else "current_password"
+            errors[field] = str(exc)
+    await conn.rollback()
+    return await _page(request, viewer, conn, now, status_code=422, errors=errors)
+
+
+async def _attempt_allowed(
+    conn: AsyncConnection, request: Request, viewer: Viewer, now: datetime
+) -> bool:
+    """Password checks share the sign-in budget per user and address (kept on failure)."""
+    ip = request.client.host if request.client else "unknown"
+    bucket = f"change:{viewer.user_id}:{ip}"
+    count = await rate_limits.hit(conn, bucket, rate_limits.window_start(now))
+    await conn.commit()
+    return count <= ATTEMPTS_PER_MINUTE
+
+
+@router.post("/api-keys")
+async def create_api_key(
+    request: Request, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    now = clock()
+    name, days = form.get("name", ""), form.get("expires_days", "")
+    values = {"name": name, "expires_days": days}
+    if days not in {value for value, _ in EXPIRY_CHOICES}:
+        errors = {"expires_days": "Choose one of the listed expiries."}
+        return await _page(
+            request, viewer, conn, now, status_code=422, errors=errors, values=values
+        )
+    expires = timedelta(days=int(days)) if days else None
+    try:
+        await act_as(conn, viewer)
+        key, row = await service.issue_api_key(
+            conn, viewer.user_id, name=name, now=now, expires_in=expires
+        )
+    except InvalidInput as exc:
+        await conn.rollback()
+        errors = {"name": str(exc)}
+        return await _page(
+            request, viewer, conn, now, status_code=422, errors=errors, values=values
+        )
+    return await _page(request, viewer, conn, now, new_key=key, new_key_name=row.name)
+
+
+@router.post("/api-keys/{key_id}/revoke")
+async def revoke_api_key(
+    key_id: str, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    await act_as(conn, viewer)
+    try:
+        await service.revoke_api_key(
+            conn, require_id(key_id, "API key"), clock(), user_id=viewer.user_id
+        )
+    except ApiKeyNotFound:
+        raise NotFound("API key") from None
+    return _back("revoked", "api-keys")
+
+
+@router.post("/signing-key")
+async def new_signing_key(
+    request: Request,
+    viewer: ViewerDep,
+    form: FormDep,
+    conn: ConnDep,
+    clock: ClockDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Generate the first key, or rotate: the old key signs on through the grace period."""
+    from cronicorn.dispatch.signing import encrypt_signing_key, generate_signing_key
+
+    now = clock()
+    raw, shown, prefix = generate_signing_key()
+    encrypted = encrypt_signing_key(raw, runtime.auth_secret)
+    await act_as(conn, viewer)
+    retire_at = None
+    if form.get("action") == "rotate":
+        grace = timedelta(hours=runtime.settings.signing_key_grace_hours)
+        try:
+            _, retire_at = await key_store.rotate(
+                conn, viewer.user_id, encrypted=encrypted, prefix=prefix, now=now, grace=grace
+            )
+        except NotFound:
+            await key_store.create(
+                conn, viewer.user_id, encrypted=encrypted, prefix=prefix, now=now
+            )
+    else:
+        try:
+            await key_store.create(
+                conn, viewer.user_id, encrypted=encrypted, prefix=prefix, now=now
+            )
+        except Conflict:
+            await conn.rollback()
+            message = "You already have a signing key: rotate it instead."
+            return await _page(request, viewer, conn, now, status_code=409, signing_error=message)
+    return await _page(
+        request, viewer, conn, now, new_signing_key=shown, previous_retire_at=retire_at
+    )
+
+
+@router.post("/devices/{session_id}/revoke")
+async def revoke_device(
+    session_id: str, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    await act_as(conn, viewer)
+    if not await sessions.revoke(conn, viewer.user_id, require_id(session_id, "Session"), clock()):
+        raise NotFound("Session")
+    if session_id == viewer.session_id:
+        return RedirectResponse("/login", status_code=303)
+    return _back("signed-out", "devices")
