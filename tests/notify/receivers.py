@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ class Hit:
     headers: dict[str, str]
     body: bytes
     json: Any
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Receiver:
     hits: list[Hit] = field(default_factory=list)
     status: dict[str, int] = field(default_factory=dict)
     hang: set[str] = field(default_factory=set)
+    held: set[str] = field(default_factory=set)  # answered only once `release` is set
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def at(self, path: str) -> list[Hit]:
         return [h for h in self.hits if h.path == path]
@@ -51,6 +55,8 @@ async def http_receiver() -> AsyncIterator[Receiver]:
         except ValueError:
             parsed = None
         receiver.hits.append(Hit("/" + path, dict(request.headers), body, parsed))
+        if "/" + path in receiver.held:
+            await receiver.release.wait()
         if "/" + path in receiver.hang:
             await asyncio.sleep(4)  # past any send deadline in these tests
         return Response(status_code=receiver.status.get("/" + path, 200), content=b"{}")
