@@ -41,7 +41,12 @@ SECONDS = ("baseline_interval_ms", "min_interval_ms", "max_interval_ms")
 FORM_FIELD = {name: name.removesuffix("_ms") + "_s" for name in SECONDS}
 JSON_FIELDS = ("body_json", "assertions", "rules", "retry")
 TEXT_FIELDS = ("name", "url", "description", "timezone", "baseline_cron")
-INT_FIELDS = ("timeout_ms", "max_execution_time_ms", "max_response_size_kb")
+INT_FIELDS = ("timeout_ms", "max_execution_time_ms", "max_response_size_kb", "max_concurrent")
+OVERLAPS = (
+    ("skip", "Skip: a slot due while a run is going does not run"),
+    ("queue_one", "Queue one: the last such slot runs right after"),
+    ("allow", "Allow: run side by side (up to the maximum below)"),
+)
 PREVIEW_COUNT = 5
 MIN_INTERVAL_MS = 1000  # as the API's IntervalMs
 
@@ -49,9 +54,15 @@ MIN_INTERVAL_MS = 1000  # as the API's IntervalMs
 def form_values(row: EndpointRow | None) -> dict[str, Any]:
     """The form's fields for a stored endpoint (or the defaults of a new one)."""
     if row is None:
-        return {"method": "GET", "timezone": "UTC", "ai_mode": "inherit", "kind": "interval"}
+        return {
+            "method": "GET",
+            "timezone": "UTC",
+            "ai_mode": "inherit",
+            "kind": "interval",
+            "overlap": "skip",
+        }
     values: dict[str, Any] = {name: getattr(row, name) or "" for name in TEXT_FIELDS}
-    values.update(method=row.method, ai_mode=row.ai_mode)
+    values.update(method=row.method, ai_mode=row.ai_mode, overlap=row.overlap)
     values["kind"] = "cron" if row.baseline_cron else "interval"
     for name in SECONDS:
         ms = getattr(row, name)
@@ -103,6 +114,8 @@ def api_fields(form: dict[str, str]) -> dict[str, Any]:
         "timeoutMs": int_or_none(form, "timeout_ms"),
         "maxExecutionTimeMs": int_or_none(form, "max_execution_time_ms"),
         "maxResponseSizeKb": int_or_none(form, "max_response_size_kb"),
+        "overlap": form.get("overlap") or "skip",
+        "maxConcurrent": int_or_none(form, "max_concurrent"),
         "bodyJson": json_or_none(form, "body_json"),
         "assertions": json_or_none(form, "assertions"),
         "rules": json_or_none(form, "rules"),

@@ -15,7 +15,7 @@ from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
 from cronicorn.store.endpoints import REASONS, EndpointRow
 from cronicorn.store.errors import Conflict, Invalid, QuotaExceeded
-from cronicorn.web import endpoint_form
+from cronicorn.web import endpoint_form, run_now
 from cronicorn.web.deps import (
     ClockDep,
     ConnDep,
@@ -31,7 +31,7 @@ from cronicorn.web.templating import render
 
 router = APIRouter()
 PAGE_SIZE = 25
-RUN_FILTERS = ("running", "success", "failed")
+RUN_FILTERS = run_store.RUN_STATUSES
 PAUSES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 PAUSE_LABELS = (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 
@@ -216,6 +216,7 @@ def _form_page(
         planned=planned or [],
         methods=[(m, m) for m in endpoint_form.METHODS],
         ai_modes=endpoint_form.AI_MODES,
+        overlaps=endpoint_form.OVERLAPS,
     )
 
 
@@ -330,5 +331,8 @@ async def preview_fragment(
         )
     planned, errors = endpoint_form.schedule_preview(form, row, clock())
     return render(
-        request, "partials/preview.html", viewer=viewer, planned=planned, preview_errors=errors
+        request, "partials/preview_body.html", viewer=viewer, planned=planned, preview_errors=errors
     )
+
+
+router.include_router(run_now.router)  # POST /endpoints/{id}/run-now (web/run_now.py)

@@ -17,6 +17,7 @@ STATUS_LABELS = {
     "success": "Success",
     "failed": "Failed",
     "running": "Running",
+    "skipped": "Skipped",
     "active": "Active",
     "paused": "Paused",
     "archived": "Archived",

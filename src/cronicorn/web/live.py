@@ -43,6 +43,7 @@ class LiveHub:
         self._subscribers: dict[str, set[asyncio.Queue[str]]] = {}
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while LISTEN is in place (tests wait on it)
+        self.stream_s = STREAM_S  # how long one stream lasts (tests shorten it)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, user_id: str) -> AsyncIterator[asyncio.Queue[str]]:
@@ -113,7 +114,7 @@ async def _stream(hub: LiveHub, user_id: str) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     async with hub.subscribe(user_id) as queue:
         yield "retry: 1000\n" + _event("hello", "live")
-        ends = loop.time() + STREAM_S
+        ends = loop.time() + hub.stream_s
         while (left := ends - loop.time()) > 0:
             try:
                 item = await asyncio.wait_for(queue.get(), min(HEARTBEAT_S, left))
