@@ -4,17 +4,23 @@ Origin checks on every form, the CSP and cache headers, content-hash static URLs
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aiohttp
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import users
+from cronicorn.store.notify import endpoint_changed
+from cronicorn.store.outcomes import RECENT_SQL
+from cronicorn.web.live import LiveHub
+from support import plan_scans
 from web.conftest import PASSWORD, Site
 
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
@@ -182,3 +188,71 @@ async def _owned_endpoint(conn: AsyncConnection, email: str) -> tuple[str, str]:
     config = {"name": "secret", "url": "https://example.com/x", "baseline_interval_ms": 3_600_000}
     endpoint = await endpoint_store.create(conn, user_id, job.id, config, now)
     return job.id, endpoint.id
+
+
+async def test_bulk_pause_and_resume_touch_only_the_chosen_endpoints_of_the_job(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    stranger = await site.user("stranger")
+    async with site.engine.begin() as conn:
+        _, theirs = await _owned_endpoint(conn, stranger)
+    email = await site.user("bulk")
+    csrf = await sign_in(http, site, email)
+    async with site.engine.begin() as conn:
+        job_id, first = await _owned_endpoint(conn, email)
+        user_id, now = await _id_of(conn, email), datetime.now(UTC)
+        config = {"name": "two", "url": "https://example.com/2", "baseline_interval_ms": 60_000}
+        second = (await endpoint_store.create(conn, user_id, job_id, config, now)).id
+    form = aiohttp.FormData({"csrf": csrf, "action": "pause"})
+    form.add_field("endpoint", first)
+    form.add_field("endpoint", theirs)  # another user's id: ignored
+    async with http.post(
+        f"{site.base}/jobs/{job_id}/endpoints/bulk", data=form, allow_redirects=False
+    ) as resp:
+        assert resp.status == 303
+        assert resp.headers["Location"] == f"/jobs/{job_id}?done=paused"
+    paused = await _paused(site, {first: email, second: email, theirs: stranger})
+    assert paused == {first: True, second: False, theirs: False}
+    form = aiohttp.FormData({"csrf": csrf, "action": "resume"})
+    form.add_field("endpoint", first)
+    async with http.post(
+        f"{site.base}/jobs/{job_id}/endpoints/bulk", data=form, allow_redirects=False
+    ) as resp:
+        assert resp.headers["Location"] == f"/jobs/{job_id}?done=resumed"
+    assert (await _paused(site, {first: email}))[first] is False
+
+
+async def _paused(site: Site, owners: dict[str, str]) -> dict[str, bool]:
+    out = {}
+    async with site.engine.connect() as conn:
+        for endpoint_id, email in owners.items():
+            row = await endpoint_store.get(conn, await _id_of(conn, email), endpoint_id)
+            out[endpoint_id] = row.paused_until is not None
+    return out
+
+
+async def test_live_events_reach_only_the_owners_streams(site: Site) -> None:
+    """NOTIFY cronicorn_runs '<user> <endpoint>' goes to that user's streams only; a
+    listener that reconnects tells every stream to resync."""
+    hub = LiveHub(site.app.state.runtime.database_url)
+    async with hub.subscribe("alice") as alice, hub.subscribe("bob") as bob:
+        await asyncio.wait_for(hub.listening.wait(), 10)
+        async with site.engine.begin() as conn:
+            await endpoint_changed(conn, "alice", "e1")
+        assert await asyncio.wait_for(alice.get(), 10) == "e1"
+        assert bob.empty()
+    assert not hub.listening.is_set()  # the last stream gone: the LISTEN connection closed
+
+
+async def test_recent_outcomes_read_each_endpoint_by_index(site: Site) -> None:
+    async with site.engine.connect() as conn:
+        await conn.execute(text("SET enable_seqscan = off"))
+        plan = await conn.scalar(
+            text("EXPLAIN (FORMAT JSON) " + str(RECENT_SQL.text)),
+            {"ids": ["a", "b"], "user_id": "u", "per": 20},
+        )
+    scans = plan_scans(plan[0]["Plan"])
+    assert ("Index Scan", "ix_runs_endpoint_id_started_at") in scans or (
+        "Index Scan Backward",
+        "ix_runs_endpoint_id_started_at",
+    ) in scans, scans

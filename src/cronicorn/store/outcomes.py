@@ -16,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 RECENT_SQL = text(
     """
 SELECT e.id AS endpoint_id, r.status, r.started_at
-FROM unnest(CAST(:ids AS text[])) AS e(id)
+FROM endpoints e
 CROSS JOIN LATERAL (
     SELECT status, started_at FROM runs
-    WHERE runs.endpoint_id = e.id AND runs.user_id = :user_id
+    WHERE runs.endpoint_id = e.id
     ORDER BY started_at DESC
     LIMIT :per
 ) AS r
+WHERE e.id = ANY(CAST(:ids AS text[])) AND e.user_id = :user_id
 """
 )
 
@@ -37,7 +38,8 @@ class Recent:
 async def recent_outcomes(
     conn: AsyncConnection, user_id: str, endpoint_ids: Sequence[str], per: int = 20
 ) -> dict[str, Recent]:
-    """The last `per` outcomes of each of the user's endpoints (ids of others give nothing)."""
+    """The last `per` outcomes of each of the user's endpoints (another user's ids give
+    nothing: ownership is checked on the endpoint row)."""
     if not endpoint_ids:
         return {}
     rows = await conn.execute(

@@ -28,6 +28,7 @@ FLASHES = {
     "reset": "Failure count reset.",
     "queued": "Run started: it will appear in the history below.",
     "ran": "Run finished: see the history below.",
+    "none": "Nothing selected: tick the endpoints first.",
 }
 
 

@@ -3,6 +3,7 @@ status and a sparkline of recent outcomes; pause, resume, archive), create and e
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request
@@ -190,3 +191,34 @@ async def job_action(
         await endpoint_store.reschedule_job(conn, viewer.user_id, after.id, now)
     where = "/jobs" if target == "archived" else f"/jobs/{job_id}"
     return RedirectResponse(f"{where}?done={_DONE[action]}", status_code=303)
+
+
+MAX_BULK = 500
+BULK_PAUSE = timedelta(hours=24)
+
+
+@router.post("/jobs/{job_id}/endpoints/bulk")
+async def bulk_endpoints(
+    request: Request,
+    job_id: str,
+    viewer: ViewerDep,
+    form: FormDep,
+    conn: ConnDep,
+    clock: ClockDep,
+) -> Response:
+    """Pause (24 h) or resume the selected endpoints of a job, in id order (the lock order
+    for several endpoints); archived ones and ids of other jobs are left alone."""
+    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    chosen = {str(v) for v in (await request.form()).getlist("endpoint")}
+    pause = form.get("action") == "pause"
+    now = clock()
+    live = [
+        e.id
+        for e in await endpoint_store.list_for_job(conn, viewer.user_id, job.id)
+        if e.id in chosen and e.archived_at is None
+    ]
+    for endpoint_id in sorted(live)[:MAX_BULK]:
+        until = now + BULK_PAUSE if pause else None
+        await endpoint_store.set_paused_until(conn, viewer.user_id, endpoint_id, until, now)
+    done = ("paused" if pause else "resumed") if live else "none"
+    return RedirectResponse(f"/jobs/{job.id}?done={done}", status_code=303)

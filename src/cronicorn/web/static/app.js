@@ -77,6 +77,23 @@
   document.addEventListener("DOMContentLoaded", function () { enhance(document); startLive(); });
   document.addEventListener("htmx:load", function (event) { enhance(event.detail.elt); });
 
+  // A live refresh must not drop what the user ticked: checkboxes marked data-keep keep
+  // their state across a swap (matched by id).
+  var kept = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var boxes = event.detail.target.querySelectorAll("input[type=checkbox][data-keep]");
+    kept = {};
+    for (var i = 0; i < boxes.length; i++) kept[boxes[i].id] = boxes[i].checked;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!kept) return;
+    for (var id in kept) {
+      var box = document.getElementById(id);
+      if (box) box.checked = kept[id];
+    }
+    kept = null;
+  });
+
   function refresh(endpointId) {
     if (!window.htmx) return;
     var nodes = document.querySelectorAll("[data-live]");
