@@ -306,6 +306,13 @@ async def test_every_tool_once_in_a_session(world: Any, receiver: str) -> None:
         mine = await call("getDashboardStats", {"jobId": other["id"]})
         assert mine["filteredMetrics"]["totalRuns"] == 0
 
+        activity = await call("getActivity", {"eventType": "runs", "limit": 1})
+        assert activity["total"] >= 2  # the page holds one
+        assert [e["type"] for e in activity["events"]] == ["run"]
+        usage = await call("getUsage")
+        assert usage["runsThisMonth"] >= 2
+        assert usage["totalRunsLimit"] is None  # no quota set
+
         # signing key
         assert (await call("getSigningKey"))["hasKey"] is False
         created = await call("createSigningKey")

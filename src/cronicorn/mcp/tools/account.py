@@ -5,15 +5,24 @@ here the range defaults to the last 7 days."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from cronicorn.dispatch.signing import encrypt_signing_key, generate_signing_key
+from cronicorn.domain import next_month_start
 from cronicorn.mcp.errors import invalid
 from cronicorn.mcp.tooling import Call, NoArguments, Tool
 from cronicorn.schemas.common import In, Text
-from cronicorn.schemas.dashboard import DashboardDate, DashboardStats, GraceKey, KeyInfo, NewKey
+from cronicorn.schemas.dashboard import (
+    ActivityTimeline,
+    DashboardDate,
+    DashboardStats,
+    GraceKey,
+    KeyInfo,
+    NewKey,
+    Usage,
+)
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store import stats
 
@@ -40,13 +49,67 @@ class StatsQuery(In):
     )
 
 
-async def _stats(call: Call, query: StatsQuery) -> DashboardStats:
-    end = query.end_date or call.now
-    start = query.start_date or end - DEFAULT_RANGE
+class ActivityQuery(In):
+    start_date: DashboardDate | None = Field(
+        default=None, description="ISO-8601 start of the range (default: 7 days before endDate)"
+    )
+    end_date: DashboardDate | None = Field(
+        default=None, description="ISO-8601 end of the range (default: now); at most 400 days"
+    )
+    job_id: str | None = Field(default=None, max_length=64, description="Only this job")
+    event_type: Literal["all", "runs", "sessions"] = Field(
+        default="all", description="runs, AI planner sessions, or both"
+    )
+    limit: int = Field(default=50, ge=1, le=100, description="Page size (1-100)")
+    offset: int = Field(default=0, ge=0, le=100_000, description="Events to skip (paging)")
+
+
+def _range(call: Call, start_date: Any, end_date: Any) -> tuple[Any, Any]:
+    """The range asked for (default: the 7 days up to now), checked as the API checks it."""
+    end = end_date or call.now
+    start = start_date or end - DEFAULT_RANGE
     if end <= start:
         raise invalid("end_date", "must be after startDate", "arguments")
     if end - start > MAX_RANGE:
         raise invalid("start_date", "the range may span at most 400 days", "arguments")
+    return start, end
+
+
+async def _activity(call: Call, query: ActivityQuery) -> ActivityTimeline:
+    start, end = _range(call, query.start_date, query.end_date)
+    q = stats.ActivityQuery(
+        user_id=call.user_id,
+        start=start,
+        end=end,
+        job_id=query.job_id,
+        event_type=query.event_type,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    return ActivityTimeline.model_validate(await stats.activity(call.conn, q))
+
+
+async def _usage(call: Call, _: NoArguments) -> Usage:
+    counts = await stats.usage(call.conn, call.user_id, call.now)
+    settings = call.runtime.settings
+    quotas = settings.quotas
+    return Usage(
+        period_start=counts["periodStart"],
+        period_end=next_month_start(call.now),
+        endpoints_used=counts["endpointsUsed"],
+        endpoints_limit=quotas.max_endpoints or None,
+        runs_this_month=counts["runsThisMonth"],
+        total_runs=counts["runsThisMonth"],
+        total_runs_limit=quotas.runs_per_month or None,
+        min_interval_ms=quotas.min_interval_ms or None,
+        ai_tokens_this_month=counts["aiTokensThisMonth"],
+        ai_calls_used=counts["aiTokensThisMonth"],
+        ai_calls_limit=settings.quota_ai_tokens_per_month or None,
+    )
+
+
+async def _stats(call: Call, query: StatsQuery) -> DashboardStats:
+    start, end = _range(call, query.start_date, query.end_date)
     q = stats.StatsQuery(
         user_id=call.user_id,
         start=start,
@@ -108,6 +171,27 @@ TOOLS: list[Tool[Any]] = [
         StatsQuery,
         _stats,
         output=DashboardStats,
+        read_only=True,
+    ),
+    Tool(
+        "getActivity",
+        "Activity timeline",
+        "Runs and AI planner sessions merged, newest first, over startDate..endDate "
+        "(ISO-8601; default the last 7 days), with a summary. Filters: jobId, eventType "
+        "(all, runs, sessions), limit, offset.",
+        ActivityQuery,
+        _activity,
+        output=ActivityTimeline,
+        read_only=True,
+    ),
+    Tool(
+        "getUsage",
+        "Usage this month",
+        "Endpoints, runs and AI tokens used this calendar month (UTC), against the operator's "
+        "quotas (a null limit is unlimited), and when the counts reset.",
+        NoArguments,
+        _usage,
+        output=Usage,
         read_only=True,
     ),
     Tool(
