@@ -36,6 +36,7 @@ from conftest import PgServer
 from cronicorn.api.deps import set_clock
 from cronicorn.auth.service import start_session
 from cronicorn.config import load_settings
+from cronicorn.docs_site import openapi_document
 from cronicorn.mcp import device, gate
 from cronicorn.mcp.bridge import BearerAuth, BridgeConfig, api_base
 from cronicorn.mcp.http import access_of
@@ -764,3 +765,55 @@ def test_the_api_url_is_accepted_with_or_without_api() -> None:
     config = BridgeConfig.from_env({"CRONICORN_API_URL": "http://h:3333/api", "HOME": "/home/x"})
     assert (config.mcp_url, config.api_key) == ("http://h:3333/mcp", None)
     assert config.credentials == Path("/home/x/.cronicorn/credentials.json")
+
+
+# -- the query tools against the REST API's own parameters ----------------------------------
+
+QUERY_TOOLS = {  # tool -> (method, path) of the REST route it mirrors
+    "listJobs": ("get", "/jobs"),
+    "listEndpointRuns": ("get", "/endpoints/{id}/runs"),
+    "getEndpointHealth": ("get", "/endpoints/{id}/health"),
+    "previewSchedule": ("get", "/endpoints/{id}/preview"),
+    "getDashboardStats": ("get", "/dashboard/stats"),
+    "getActivity": ("get", "/dashboard/activity"),
+    "listAiSessions": ("get", "/endpoints/{id}/sessions"),
+    "listSuggestions": ("get", "/endpoints/{id}/suggestions"),
+    "importJobs": ("post", "/import"),
+}
+# Deliberate differences, for agents: dates default to the last 7 days, a smaller first page
+# of runs, and an import is a dry run unless told otherwise.
+RELAXED = {("getDashboardStats", "startDate"), ("getDashboardStats", "endDate")}
+RELAXED |= {("getActivity", "startDate"), ("getActivity", "endDate")}
+OTHER_DEFAULTS = {("listEndpointRuns", "limit"): 20, ("importJobs", "dryRun"): True}
+
+
+def _plain(schema: dict[str, Any]) -> dict[str, Any]:
+    """The non-null branch of an optional parameter, without titles and descriptions."""
+    branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
+    merged = {**branches[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
+    return {
+        k: v for k, v in merged.items() if k in {"type", "enum", "minimum", "maximum", "maxLength"}
+    }
+
+
+def test_query_tools_take_the_rest_routes_parameters() -> None:
+    """The query models of the MCP tools are written beside the routes' `Query()` parameters:
+    names, types, allowed values, bounds, defaults and required-ness must agree."""
+    document = openapi_document()
+    tools = {tool.name: tool for tool in ALL_TOOLS}
+    for name, (method, path) in QUERY_TOOLS.items():
+        parameters = [
+            p for p in document["paths"][path][method]["parameters"] if p["in"] == "query"
+        ]
+        schema = tools[name].input_schema()
+        properties, required = schema["properties"], set(schema.get("required", []))
+        ids = {pid.name for pid in tools[name].ids}
+        body = {"document"} if name == "importJobs" else set()
+        assert set(properties) == ids | body | {p["name"] for p in parameters}, name
+        for param in parameters:
+            key, mine = param["name"], properties[param["name"]]
+            assert _plain(mine) == _plain(param["schema"]), (name, key)
+            default = OTHER_DEFAULTS.get((name, key), param["schema"].get("default"))
+            assert mine.get("default") == default, (name, key)
+            if (name, key) not in RELAXED:
+                assert (key in required) == bool(param.get("required")), (name, key)

@@ -28,7 +28,7 @@ RUN_ID = (PathId("id", "Run", "The run's id (runId in listEndpointRuns)"),)
 
 
 class RunQuery(In):
-    status: Literal["running", "success", "failed"] | None = Field(
+    status: Literal["running", "success", "failed", "skipped"] | None = Field(
         default=None, description="Only runs with this outcome"
     )
     since: InDatetime | None = Field(
@@ -148,7 +148,8 @@ TOOLS: list[Tool[Any]] = [
         "listEndpointRuns",
         "List an endpoint's runs",
         "An endpoint's runs, newest first, with the total matching. Filters: status "
-        "(running, success, failed), since/until (ISO-8601, on startedAt), limit and offset.",
+        "(running, success, failed, skipped: an overlapping run not started), since/until "
+        "(ISO-8601, on startedAt), limit and offset.",
         RunQuery,
         _runs,
         ids=ENDPOINT_ID,
