@@ -15,9 +15,9 @@ import contextlib
 import enum
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -45,6 +45,7 @@ from cronicorn.store.run_writes import (
 )
 
 log = get_logger("cronicorn.scheduler")
+_T = TypeVar("_T")
 
 MAX_BACKOFF_S = 2.0
 
@@ -262,7 +263,7 @@ class RunWriter:
         if row is not None:
             applied = after_run(row.rules, outcome, row.state, now, item.endpoint_id)
             if applied is not None:
-                outcome = replace(outcome, rules_fired=applied.fired)
+                outcome = _evolve(outcome, rules_fired=applied.fired)
                 acc.effects.extend((item.endpoint_id, e) for e in applied.own_effects)
                 acc.effects.extend((item.endpoint_id, e) for e in applied.siblings)
         acc.finished_detached.append((item.lease, outcome))
@@ -314,7 +315,7 @@ class RunWriter:
         )
         update = planned.update
         if item.kind is Kind.CONFLICT:  # nothing ran: the failure streak stands
-            update = replace(update, failure_count=state.failure_count, last_run_at=None)
+            update = _evolve(update, failure_count=state.failure_count, last_run_at=None)
         else:
             update = self._overlap(item, row, update, state, started, finished, acc)
         if applied is not None:
@@ -323,7 +324,7 @@ class RunWriter:
                 acc.effects.extend((item.endpoint_id, e) for e in applied.siblings)
         update = _labelled(update, row, applied)
         if planned.error is not None and outcome is not None:
-            outcome = replace(
+            outcome = _evolve(
                 outcome,
                 status="failed",
                 error=outcome.error if outcome.error else planned.error,
@@ -375,7 +376,7 @@ def _labelled(update: EndpointUpdate, row: Leased, applied: Applied | None) -> E
     if update.source in _HINT_PLANS and (
         (applied is not None and applied.own) or row.hint_source == "rule"
     ):
-        return replace(update, source="rule")
+        return _evolve(update, source="rule")
     return update
 
 
@@ -395,7 +396,7 @@ def _with_rules(
     """The fired rules recorded on the run; the endpoint's own effects written with the plan
     (hints the governor consumed or found expired stay cleared)."""
     if outcome is not None:
-        outcome = replace(outcome, rules_fired=applied.fired)
+        outcome = _evolve(outcome, rules_fired=applied.fired)
     if not applied.own:
         return update, outcome
     state = applied.state
@@ -405,7 +406,20 @@ def _with_rules(
         state = replace(state, hint_oneshot_at=None, hint_oneshot_expires_at=None)
     names = [f["name"] for f in applied.fired if "name" in f and "target" not in f]
     reason = f"rule: {names[0]}" if names else "response rule"
-    return replace(update, rule_state=state, rule_reason=reason), outcome
+    return _evolve(update, rule_state=state, rule_reason=reason), outcome
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _evolve(obj: _T, **changes: Any) -> _T:
+    """`dataclasses.replace` without its per-call field introspection: the rules path runs it
+    two or three times per run (profiled: a fifth of that path's time)."""
+    cls = type(obj)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls(*[changes[n] if n in changes else getattr(obj, n) for n in names])
 
 
 async def _apply_effects(conn: Any, now: datetime) -> None:
