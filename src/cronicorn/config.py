@@ -116,6 +116,7 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=6, ge=1, le=100, alias="NOTIFY_MAX_ATTEMPTS")
     notify_timeout_s: float = Field(default=10, gt=0, le=300, alias="NOTIFY_TIMEOUT_S")
     notify_poll_s: float = Field(default=1, gt=0, le=60, alias="NOTIFY_POLL_S")
+    notify_concurrency: int = Field(default=4, ge=1, le=100, alias="NOTIFY_CONCURRENCY")
     notify_retention_days: float = Field(default=30, ge=0, le=36_500, alias="NOTIFY_RETENTION_DAYS")
     audit_retention_days: float = Field(default=365, ge=0, le=36_500, alias="AUDIT_RETENTION_DAYS")
     # backups (cronicorn.backup)
