@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from api.api_support import add_run
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import users
@@ -256,3 +257,27 @@ async def test_recent_outcomes_read_each_endpoint_by_index(site: Site) -> None:
         "Index Scan Backward",
         "ix_runs_endpoint_id_started_at",
     ) in scans, scans
+
+
+async def test_run_history_filters_by_status_and_day(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    email = await site.user("history")
+    await sign_in(http, site, email)
+    day1 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    async with site.engine.begin() as conn:
+        _, endpoint_id = await _owned_endpoint(conn, email)
+        user_id = await _id_of(conn, email)
+        for at, status in ((day1, "success"), (day1, "failed"), (day1 + timedelta(1), "success")):
+            at += timedelta(minutes=len(status))  # distinct instants
+            await add_run(
+                conn, user_id=user_id, endpoint_id=endpoint_id, started_at=at, status=status
+            )
+    base = f"{site.base}/endpoints/{endpoint_id}"
+    expected = {"": 3, "?status=failed": 1, "?since=2025-03-11": 1, "?until=2025-03-10": 2}
+    for query, rows in expected.items():
+        async with http.get(base + query) as resp:
+            html = (await resp.text()).split('id="runs"', 1)[1]
+        assert html.count('<a href="/runs/') == rows, query
+    async with http.get(base + "?status=skipped&since=2025-03-11") as resp:
+        assert "No runs match these filters" in await resp.text()

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronicorn.auth import credentials
 from cronicorn.auth.cookies import CSRF_HEADER, session_cookies, session_token
 from cronicorn.auth.tokens import csrf_token, same_secret
-from cronicorn.dispatch import DispatchConfig, Dispatcher, UrlNotAllowed
+from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.runtime import Runtime
 from cronicorn.store import users
 from cronicorn.store.errors import NotFound
@@ -199,12 +199,3 @@ async def get_dispatcher(request: Request) -> Dispatcher:
 
 
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
-
-
-async def url_refusal(dispatcher: Dispatcher, url: str) -> str | None:
-    """Why the dispatcher would refuse this URL (as the API checks it on save), or None."""
-    try:
-        await dispatcher.check_url(url)
-    except UrlNotAllowed as exc:
-        return exc.reason
-    return None

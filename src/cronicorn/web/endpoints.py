@@ -4,12 +4,14 @@ with a live preview of the next runs."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from cronicorn.dispatch.refusal import url_refusal
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
@@ -24,7 +26,6 @@ from cronicorn.web.deps import (
     RuntimeDep,
     ViewerDep,
     require_id,
-    url_refusal,
 )
 from cronicorn.web.forms import Errors, flash_text
 from cronicorn.web.templating import render
@@ -52,8 +53,11 @@ async def endpoint_page(
     clock: ClockDep,
     status: str = "",
     page: str = "1",
+    since: str = "",
+    until: str = "",
 ) -> Response:
     endpoint = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    since_at, until_at = _day(since), _day(until, end=True)
     job = await job_store.get(conn, viewer.user_id, endpoint.job_id)
     now = clock()
     wanted = status if status in RUN_FILTERS else None
@@ -63,6 +67,8 @@ async def endpoint_page(
         viewer.user_id,
         endpoint.id,
         status=wanted,
+        since=since_at,
+        until=until_at,
         limit=PAGE_SIZE,
         offset=(number - 1) * PAGE_SIZE,
     )
@@ -81,6 +87,15 @@ async def endpoint_page(
         runs=runs,
         total=total,
         status=wanted or "",
+        since=since if since_at else "",
+        until=until if until_at else "",
+        filter_query=urlencode(
+            {
+                "status": wanted or "",
+                "since": since if since_at else "",
+                "until": until if until_at else "",
+            }
+        ),
         page=number,
         pages=max(1, -(-total // PAGE_SIZE)),
         run_filters=RUN_FILTERS,
@@ -88,6 +103,16 @@ async def endpoint_page(
         flash=flash_text(request.query_params.get("done")),
         problem=request.query_params.get("problem"),
     )
+
+
+def _day(text: str, *, end: bool = False) -> datetime | None:
+    """A `YYYY-MM-DD` filter as a UTC instant: the day's start, or (end) the next day's."""
+    try:
+        day = date.fromisoformat(text[:10])
+    except ValueError:
+        return None
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start + timedelta(days=1) if end else start
 
 
 def _active_hints(e: EndpointRow, now: datetime) -> list[dict[str, Any]]:
