@@ -1,11 +1,13 @@
-"""Upgrades keep data: for every earlier schema revision, a database migrated to it and filled
-with representative rows is backed up by the backup command's code (`create_backup`),
-restored into a new database by the restore command's (`restore_backup`, which migrates a
-restored database forward), and is then at the code's head with every row intact and the new
-columns filled in as their migrations promise."""
+"""Upgrades keep data: one database walks through every earlier schema revision, with rows
+written at each (users, keys, jobs, endpoints, runs) and a backup taken at each by the backup
+command's code (`create_backup`). Each backup is restored into a new database by the restore
+command's code (`restore_backup`, which migrates a restored database forward), which is then
+at the code's head with every row intact and new columns filled as their migrations promise."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from cronicorn.backup.restore import RestoreOptions, restore_backup
 from cronicorn.store.db import make_sync_engine
 from cronicorn.store.migrate import alembic_config, head_revision
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.xdist_group("upgrades")]
 
 REVISIONS = [
     rev.revision
@@ -82,6 +84,49 @@ def _migrate_to(url: str, revision: str) -> None:
         engine.dispose()
 
 
+def _more(revision: str) -> list[str]:
+    """Rows written while the database was at `revision` (ids carry it)."""
+    r = revision.split("_")[0]
+    return [
+        f"INSERT INTO jobs (id, user_id, name) VALUES ('j{r}', 'u1', 'added at {r}')",
+        "INSERT INTO endpoints (id, job_id, user_id, name, url, baseline_interval_ms, "
+        f"next_run_at) VALUES ('e{r}', 'j{r}', 'u1', 'at {r}', 'https://example.com/{r}', "
+        "120000, '2031-01-03T00:00:00Z')",
+        "INSERT INTO runs (id, endpoint_id, user_id, status, source, started_at) VALUES "
+        f"('r{r}', 'e{r}', 'u1', 'success', 'baseline-interval', '2030-12-31T12:00:00Z')",
+    ]
+
+
+@dataclass(frozen=True)
+class Dumped:
+    name: str
+    snapshot: dict[str, list[tuple[Any, ...]]]
+
+
+@pytest.fixture(scope="module")
+def dumps(
+    pg_server: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, dict[str, Dumped]]]:
+    """One database walked through every earlier revision: rows written at each, and a backup
+    taken at each (so later backups hold rows that lived through several migrations)."""
+    backups = tmp_path_factory.mktemp("upgrades") / "backups"
+    source = pg_server.empty_database()
+    taken: dict[str, Dumped] = {}
+    try:
+        for index, revision in enumerate(EARLIER):
+            _migrate_to(source, revision)
+            with psycopg.connect(source) as conn:
+                for statement in (FILL if index == 0 else []) + _more(revision):
+                    conn.execute(statement)  # type: ignore[arg-type]
+            ctx = BackupContext(database_url=source, backup_dir=backups)
+            made = create_backup(ctx, CreateOptions())
+            assert made.manifest.revision == revision
+            taken[revision] = Dumped(made.name, _snapshot(source))
+        yield backups, taken
+    finally:
+        pg_server.drop_database(source)
+
+
 def test_revisions_are_known() -> None:
     assert REVISIONS[0].startswith("0001")
     assert REVISIONS[-1] == head_revision()
@@ -90,27 +135,16 @@ def test_revisions_are_known() -> None:
 
 @pytest.mark.parametrize("revision", EARLIER)
 def test_backup_at_an_earlier_revision_restores_and_migrates_forward(
-    revision: str, pg_server: Any, tmp_path: Path
+    revision: str, pg_server: Any, dumps: tuple[Path, dict[str, Dumped]]
 ) -> None:
-    source = pg_server.empty_database()
+    backups, taken = dumps
+    dumped = taken[revision]
+    assert len(dumped.snapshot["runs"]) == 50 + EARLIER.index(revision) + 1
     target = pg_server.empty_database()
     try:
-        _migrate_to(source, revision)
-        with psycopg.connect(source) as conn:
-            for statement in FILL:
-                conn.execute(statement)  # type: ignore[arg-type]
-        before = _snapshot(source)
-        assert len(before["runs"]) == 50
-
-        backups = tmp_path / "backups"
-        made = create_backup(
-            BackupContext(database_url=source, backup_dir=backups), CreateOptions()
-        )
-        assert made.manifest.revision == revision
-
         done = restore_backup(
             BackupContext(database_url=target, backup_dir=backups),
-            made.name,
+            dumped.name,
             RestoreOptions(safety_backup=False),
         )
         assert done.migrations == REVISIONS[REVISIONS.index(revision) + 1 :]
@@ -119,8 +153,8 @@ def test_backup_at_an_earlier_revision_restores_and_migrates_forward(
             assert version == head_revision()
             # 0003: endpoints mirror their job's status (the paused job's endpoint is not live)
             live = dict(conn.execute("SELECT id, job_active FROM endpoints").fetchall())  # type: ignore[arg-type]
-            assert live == {"e1": True, "e2": False, "e3": True}
-        assert _snapshot(target) == before
+            assert live.pop("e2") is False
+            assert all(live.values())
+        assert _snapshot(target) == dumped.snapshot
     finally:
-        pg_server.drop_database(source)
         pg_server.drop_database(target)
