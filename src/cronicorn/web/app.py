@@ -18,6 +18,7 @@ from cronicorn.web import (
     admin,
     ai,
     assets,
+    channels,
     dashboard,
     device,
     endpoints,
@@ -32,7 +33,7 @@ from cronicorn.web.deps import FormRefused, LoginRequired, login_url
 from cronicorn.web.security import PageSecurityMiddleware
 from cronicorn.web.templating import render
 
-PAGES = (login, home, dashboard, jobs, endpoints, runs, live, settings, ai, admin)
+PAGES = (login, home, dashboard, jobs, endpoints, runs, live, settings, channels, ai, admin)
 
 
 def create_web(runtime: Runtime) -> FastAPI:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronicorn.auth import service
 from cronicorn.auth.errors import ApiKeyNotFound, InvalidCredentials, InvalidInput
 from cronicorn.store import api_keys, rate_limits, sessions
+from cronicorn.store import channels as channel_store
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store.audit import actor_of, set_actor
 from cronicorn.store.errors import Conflict, NotFound
@@ -48,6 +49,8 @@ DONE = {
     "password": "Password changed. Your other sessions were signed out.",
     "revoked": "API key revoked: it stops working at once.",
     "signed-out": "Session revoked.",
+    "channel-added": "Channel added.",
+    "channel-removed": "Channel removed.",
 }
 
 
@@ -73,6 +76,7 @@ async def _page(
         "signing_current": next((k for k in keys if k.retire_at is None), None),
         "signing_grace": [k for k in keys if k.retire_at is not None],
         "devices": await sessions.list_for_user(conn, viewer.user_id, now),
+        "channels": await channel_store.list_for(conn, viewer.user_id),
         "expiry_choices": EXPIRY_CHOICES,
         "now": now,
         "errors": {},
@@ -83,6 +87,21 @@ async def _page(
     headers = {"cache-control": "no-store"}
     return render(
         request, "settings.html", viewer=viewer, status_code=status_code, headers=headers, **context
+    )
+
+
+async def settings_response(
+    request: Request,
+    viewer: Viewer,
+    conn: AsyncConnection,
+    now: datetime,
+    status_code: int,
+    errors: dict[str, str],
+    values: dict[str, str],
+) -> Response:
+    """The settings page again with a form's errors next to its fields."""
+    return await _page(
+        request, viewer, conn, now, status_code=status_code, errors=errors, values=values
     )
 
 
