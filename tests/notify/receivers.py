@@ -24,6 +24,7 @@ class Hit:
     body: bytes
     json: Any
     started: float = field(default_factory=time.monotonic)
+    acked: bool = False  # answered 2xx (what counts as delivered)
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Receiver:
     hang: set[str] = field(default_factory=set)
     held: set[str] = field(default_factory=set)  # answered only once `release` is set
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_first: bool = False  # hold the very first request (any path) until `release`
 
     def at(self, path: str) -> list[Hit]:
         return [h for h in self.hits if h.path == path]
@@ -54,12 +56,17 @@ async def http_receiver() -> AsyncIterator[Receiver]:
             parsed = await request.json()
         except ValueError:
             parsed = None
-        receiver.hits.append(Hit("/" + path, dict(request.headers), body, parsed))
-        if "/" + path in receiver.held:
+        hit = Hit("/" + path, dict(request.headers), body, parsed)
+        receiver.hits.append(hit)
+        if "/" + path in receiver.held or (receiver.hold_first and len(receiver.hits) == 1):
             await receiver.release.wait()
+            if receiver.hold_first:
+                return Response(status_code=503, content=b"{}")  # never acknowledged
         if "/" + path in receiver.hang:
             await asyncio.sleep(4)  # past any send deadline in these tests
-        return Response(status_code=receiver.status.get("/" + path, 200), content=b"{}")
+        status = receiver.status.get("/" + path, 200)
+        hit.acked = status < 300
+        return Response(status_code=status, content=b"{}")
 
     async with serve_app(app) as base:
         receiver.base = base

@@ -63,7 +63,7 @@ class NotifyConfig:
     @property
     def lease(self) -> timedelta:
         """Long enough for one send and its bookkeeping; a dead holder's channels wait this."""
-        return timedelta(seconds=max(30.0, 3 * self.timeout_s))
+        return timedelta(seconds=3 * self.timeout_s + 5)
 
     def retry_in(self, attempt: int) -> timedelta:
         """Backoff before attempt `attempt + 1` (attempt counts from 1)."""

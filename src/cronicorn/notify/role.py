@@ -16,6 +16,7 @@ def notify_config(settings: Settings, auth_secret: str) -> NotifyConfig:
     return NotifyConfig(
         web_url=settings.web_url,
         poll_s=settings.notify_poll_s,
+        channels_per_tick=settings.notify_concurrency,
         gap_s=settings.notify_channel_gap_s,
         retry_base_s=settings.notify_retry_base_s,
         max_attempts=settings.notify_max_attempts,
