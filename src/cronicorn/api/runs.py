@@ -13,18 +13,11 @@ from fastapi import APIRouter, Query, Response
 from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
 from cronicorn.api.endpoints import DispatcherDep
 from cronicorn.api.params import NowDep, require_id
-from cronicorn.dispatch import HttpRequest
-from cronicorn.dispatch.judge import judge
-from cronicorn.dispatch.signing import SigningKeyError
 from cronicorn.schemas.common import InDatetime, iso_ms
 from cronicorn.schemas.endpoints import TestResult
 from cronicorn.schemas.history import Health, RunDetails, RunList
-from cronicorn.store import endpoints as endpoint_store
+from cronicorn.services import runs as services_runs
 from cronicorn.store import runs as run_store
-from cronicorn.store import signing_keys as key_store
-from cronicorn.store.endpoints import EndpointRow
-from cronicorn.store.errors import Conflict
-from cronicorn.store.quotas import reserve_run
 from cronicorn.store.runs import RunSummary
 
 router = APIRouter(tags=["Execution"])
@@ -133,59 +126,12 @@ async def run_now(
     dispatcher: DispatcherDep,
     now: NowDep,
 ) -> TestResult:
-    endpoint = await endpoint_store.get(conn, user.user_id, require_id(id, "Endpoint"))
-    if endpoint.archived_at is not None:
-        raise Conflict("Cannot run an archived endpoint")
-    try:
-        keys = await key_store.load_signing_keys(conn, [user.user_id], now, runtime.auth_secret)
-    except SigningKeyError:
-        raise Conflict(
-            "Your signing key cannot be decrypted with this server's AUTH_SECRET; "
-            "rotate it with POST /api/signing-keys/rotate"
-        ) from None
-    # Counted before the call and committed with nothing else open while it is in flight.
-    await reserve_run(conn, user.user_id, runtime.settings.quotas, now)
-    await conn.commit()
-    result = await dispatcher.execute(_request_for(endpoint, keys.get(user.user_id, [])))
-    if endpoint.assertions is not None:  # the endpoint's own verdict, as the scheduler's
-        result = judge(result, json.dumps(endpoint.assertions, sort_keys=True))
-    finished = now + timedelta(milliseconds=result.duration_ms)
-    run_id = await run_store.record_test_run(
+    return await services_runs.run_now(
         conn,
-        user_id=user.user_id,
-        endpoint_id=endpoint.id,
-        started_at=now,
-        finished_at=finished,
-        outcome={
-            "status": result.status,
-            "duration_ms": result.duration_ms,
-            "status_code": result.status_code,
-            "response_body": result.response_json,
-            "response_text": result.response_text,
-            "response_size": result.response_size,
-            "response_truncated": result.truncated,
-            "error_message": result.error_message,
-        },
-    )
-    return TestResult(
-        run_id=run_id,
-        status=result.status,
-        duration_ms=result.duration_ms,
-        status_code=result.status_code,
-        response_body=result.response_json
-        if result.response_json is not None
-        else result.response_text,
-        error_message=result.error_message,
-    )
-
-
-def _request_for(endpoint: EndpointRow, keys: list[bytes]) -> HttpRequest:
-    return HttpRequest(
-        url=endpoint.url,
-        method=endpoint.method,
-        headers=endpoint.headers_json or {},
-        body_json=endpoint.body_json,
-        timeout_ms=endpoint.timeout_ms,
-        max_response_size_kb=endpoint.max_response_size_kb,
-        signing_keys=keys,
+        user.user_id,
+        require_id(id, "Endpoint"),
+        now,
+        dispatcher=dispatcher,
+        auth_secret=runtime.auth_secret,
+        quotas=runtime.settings.quotas,
     )

@@ -46,7 +46,7 @@ from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock, utc_now
 from cronicorn.scheduler.connection import ReconnectingConnection, idle_transaction_limit
 from cronicorn.scheduler.liveness import Liveness
-from cronicorn.scheduler.outcome import Execute, HttpOutcome
+from cronicorn.scheduler.outcome import Execute, HttpOutcome, run_of
 from cronicorn.scheduler.planning import schedule_problem
 from cronicorn.scheduler.retention import RetentionPolicy, run_retention
 from cronicorn.scheduler.signing import BatchKeys
@@ -372,7 +372,7 @@ class Scheduler:
                 claim.lease,
                 claim.due_at,
                 started,
-                outcome.run(claim.run_id, started, finished),
+                run_of(outcome, claim.run_id, started, finished),
             )
         )
 

@@ -1,55 +1,36 @@
-"""What one execution produced, in the shape the run row stores."""
+"""What one execution produced (`dispatch.calls.HttpOutcome`, shared with run now), and the
+run row the scheduler's batch writer stores from it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+from cronicorn.dispatch.calls import HttpOutcome, clean_text
 from cronicorn.store.claims import Claimed
 from cronicorn.store.run_writes import RunOutcome
 
+__all__ = ["Execute", "HttpOutcome", "clean_text", "run_of"]
 
-@dataclass(frozen=True, slots=True)
-class HttpOutcome:
-    succeeded: bool
-    duration_ms: int | None = None
-    status_code: int | None = None
-    body_json: Any = None  # a JSON body, parsed (stored as jsonb); None: see body_text
-    body_text: str | None = None  # any other body, as text
-    size: int | None = None
-    truncated: bool = False
-    error: str | None = None
-    attempts: list[dict[str, Any]] | None = None  # each call of a retried slot
 
-    @classmethod
-    def failed(cls, error: str) -> HttpOutcome:
-        return cls(succeeded=False, error=error)
-
-    def run(self, run_id: str, started_at: datetime, finished_at: datetime) -> RunOutcome:
-        return RunOutcome(
-            run_id=run_id,
-            status="success" if self.succeeded else "failed",
-            started_at=started_at,
-            finished_at=finished_at,
-            duration_ms=self.duration_ms,
-            status_code=self.status_code,
-            body_json=self.body_json,
-            body_text=self.body_text,
-            size=self.size,
-            truncated=self.truncated,
-            error=self.error,
-            attempts=self.attempts,
-        )
+def run_of(
+    outcome: HttpOutcome, run_id: str, started_at: datetime, finished_at: datetime
+) -> RunOutcome:
+    return RunOutcome(
+        run_id=run_id,
+        status=outcome.status,
+        started_at=started_at,
+        finished_at=finished_at,
+        duration_ms=outcome.duration_ms,
+        status_code=outcome.status_code,
+        body_json=outcome.body_json,
+        body_text=outcome.body_text,
+        size=outcome.size,
+        truncated=outcome.truncated,
+        error=outcome.error,
+        attempts=outcome.attempts,
+    )
 
 
 Execute = Callable[[Claimed, list[bytes]], Awaitable[HttpOutcome]]
 """Performs one claimed call with the user's signing keys; never raises for HTTP problems."""
-
-
-def clean_text(value: str) -> str:
-    """Text PostgreSQL accepts (no NUL characters, no lone surrogates)."""
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    return value.encode("utf-8", "replace").decode("utf-8")
