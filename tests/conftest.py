@@ -103,6 +103,23 @@ def _ensure_template(admin_url: str, lock_path: Path) -> str:
     return template
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Make `--dist loadgroup` keep each `xdist_group` on one worker. pytest-xdist 3.8 tags a
+    grouped test by setting `item._nodeid`, which pytest 9 no longer reads (the id lives in
+    `item._id`): every group was silently spread over both workers, so module fixtures (a
+    managed server, a shared `up`) started once per worker. Does nothing once xdist does it."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers only
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        if names and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(names))}")
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("TEST_DATABASE_URL")
