@@ -4,7 +4,10 @@ when the depth falls it relaxes. In suggest mode nothing changes until the sugge
 applied over the API. Without a model, health says the planner is disabled.
 
 Speeds are read from the runs' planned slots (`due_at` gaps and `source`), which the
-governor sets exactly, so the assertions hold however busy the machine is."""
+governor sets exactly, so the assertions hold however busy the machine is.
+
+The auto and suggest scenarios share one `up` (and one database): both endpoints are created
+when it starts, so the two run side by side and each test waits for its own."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import json
 import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +28,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import credentials
+from conftest import PgServer
+from cronicorn.store.db import make_async_engine
 from cronicorn.store.tables import runs
 from planner.fake_llm import FakeModel, Reply, call, serving, submit, tools
-from support import cli_env, free_port, start_cli, until
+from support import cli_env, free_port, shared_cli, start_cli, until
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +52,7 @@ class Target:
         )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def target() -> AsyncIterator[Target]:
     state = Target()
     app = web.Application()
@@ -108,42 +113,89 @@ def _stop(proc: subprocess.Popen[str]) -> int:
             proc.wait()
 
 
-@pytest.fixture
-async def up(
-    database_url: str, engine: AsyncEngine, tmp_path: Path, target: Target
-) -> AsyncIterator[tuple[Up, FakeModel]]:
-    async with serving(FakeModel(default=queue_policy)) as fake:
-        port = free_port()
-        env = cli_env(
-            DATABASE_URL=database_url,
-            PORT=str(port),
-            HOST="127.0.0.1",
-            AUTH_SECRET=SECRET,
-            CRONICORN_ALLOW_NETWORKS="127.0.0.0/8",
-            OPENAI_BASE_URL=fake.base_url,
-            OPENAI_API_KEY="test",
-            AI_MODEL="scripted",
-            AI_ANALYSIS_INTERVAL_MS="300",
-            AI_LOOKBACK_MINUTES="1",
-            RATE_LIMIT_READ_RPM="1000000",
-            RATE_LIMIT_WRITE_RPM="1000000",
-        )
-        proc = start_cli("up", env=env, cwd=tmp_path)
-        _, headers = await credentials(engine, "e2e@example.com")
-        async with aiohttp.ClientSession() as http:
-            client = Up(f"http://127.0.0.1:{port}", http, headers)
+def _up_env(database_url: str, port: int, **extra: str) -> dict[str, str]:
+    return cli_env(
+        DATABASE_URL=database_url,
+        PORT=str(port),
+        HOST="127.0.0.1",
+        AUTH_SECRET=SECRET,
+        **extra,
+    )
 
-            async def healthy() -> bool:
-                assert proc.poll() is None, proc.communicate()
-                try:
-                    status, body = await client.call("GET", "/health")
-                except aiohttp.ClientError:
-                    return False
-                return status == 200 and body.get("planner", {}).get("status") == "ok"
 
-            await until(healthy, timeout=90, what="cronicorn up with the planner")
-            yield client, fake
-        assert _stop(proc) == 0
+async def _health(
+    proc: subprocess.Popen[str], client: Up, ready: Callable[[dict[str, Any]], bool], what: str
+) -> None:
+    """Poll `up`'s health until `ready(body)`; fail at once if the process exits."""
+
+    async def answered() -> bool:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            status, body = await client.call("GET", "/health")
+        except aiohttp.ClientError:
+            return False
+        return status == 200 and ready(body)
+
+    await until(answered, timeout=90, what=what)
+
+
+@dataclass
+class Shared:
+    """One `up` with the scripted model, and the endpoints of both scenarios in it."""
+
+    client: Up
+    engine: AsyncEngine
+    auto: str
+    suggest: str
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server: PgServer) -> Iterator[str]:
+    """A migrated database for the module's shared `up`."""
+    url = pg_server.create_database()
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="module")
+async def shared(
+    module_database: str, target: Target, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Shared]:
+    engine = make_async_engine(module_database, pool_size=2, max_overflow=2)
+    try:
+        async with serving(FakeModel(default=queue_policy)) as fake:
+            port = free_port()
+            env = _up_env(
+                module_database,
+                port,
+                CRONICORN_ALLOW_NETWORKS="127.0.0.0/8",
+                OPENAI_BASE_URL=fake.base_url,
+                OPENAI_API_KEY="test",
+                AI_MODEL="scripted",
+                AI_ANALYSIS_INTERVAL_MS="300",
+                AI_LOOKBACK_MINUTES="1",
+                RATE_LIMIT_READ_RPM="1000000",
+                RATE_LIMIT_WRITE_RPM="1000000",
+            )
+            cwd = tmp_path_factory.mktemp("up")
+            with shared_cli("up", env=env, cwd=cwd) as proc:
+                _, headers = await credentials(engine, "e2e@example.com")
+                async with aiohttp.ClientSession() as http:
+                    client = Up(f"http://127.0.0.1:{port}", http, headers)
+                    await _health(
+                        proc,
+                        client,
+                        lambda body: body.get("planner", {}).get("status") == "ok",
+                        "cronicorn up with the planner",
+                    )
+                    auto = await _endpoint(client, target, "auto", "auto")
+                    suggest = await _endpoint(client, target, "suggest", "suggest")
+                    yield Shared(client, engine, auto, suggest)
+                assert _stop(proc) == 0
+    finally:
+        await engine.dispose()
 
 
 async def _endpoint(up: Up, target: Target, name: str, job_mode: str) -> str:
@@ -190,11 +242,11 @@ async def _fast_runs(engine: AsyncEngine, ep: str) -> int:
     )
 
 
+@pytest.mark.xdist_group("planner-e2e")  # one worker, one `up` for both scenarios
 async def test_auto_mode_tightens_on_a_deep_queue_and_relaxes_when_it_drains(
-    up: tuple[Up, FakeModel], target: Target, engine: AsyncEngine
+    shared: Shared, target: Target
 ) -> None:
-    client, _fake = up
-    ep = await _endpoint(client, target, "auto", "auto")
+    client, engine, ep = shared.client, shared.engine, shared.auto
 
     async def tightened() -> bool:
         return await _fast_runs(engine, ep) >= 3
@@ -226,11 +278,9 @@ async def test_auto_mode_tightens_on_a_deep_queue_and_relaxes_when_it_drains(
     assert 'cronicorn_planner_tokens_total{kind="prompt"}' in metrics
 
 
-async def test_suggest_mode_changes_nothing_until_applied(
-    up: tuple[Up, FakeModel], target: Target, engine: AsyncEngine
-) -> None:
-    client, _fake = up
-    ep = await _endpoint(client, target, "suggest", "suggest")
+@pytest.mark.xdist_group("planner-e2e")
+async def test_suggest_mode_changes_nothing_until_applied(shared: Shared) -> None:
+    client, engine, ep = shared.client, shared.engine, shared.suggest
 
     async def suggested() -> bool:
         _, body = await client.call("GET", f"/endpoints/{ep}/suggestions")
@@ -266,27 +316,11 @@ async def test_without_a_model_health_reports_the_planner_disabled(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = cli_env(
-        DATABASE_URL=database_url,
-        PORT=str(port),
-        HOST="127.0.0.1",
-        AUTH_SECRET=SECRET,
-        OPENAI_API_KEY="",
-        OPENAI_BASE_URL="",
-    )
+    env = _up_env(database_url, port, OPENAI_API_KEY="", OPENAI_BASE_URL="")
     proc = start_cli("up", env=env, cwd=tmp_path)
     async with aiohttp.ClientSession() as http:
         client = Up(f"http://127.0.0.1:{port}", http, {})
-
-        async def reported() -> bool:
-            assert proc.poll() is None, proc.communicate()
-            try:
-                status, body = await client.call("GET", "/health")
-            except aiohttp.ClientError:
-                return False
-            return status == 200 and "planner" in body
-
-        await until(reported, timeout=90, what="health with a planner section")
+        await _health(proc, client, lambda body: "planner" in body, "a planner section")
         _, body = await client.call("GET", "/health")
     assert body["planner"] == "disabled"
     assert _stop(proc) == 0
