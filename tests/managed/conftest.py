@@ -18,7 +18,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): keep these tests on one worker")
 
 
-@pytest.fixture(scope="module", params=["cronicorn", "postgres"])
+# One xdist group per server: each worker starts one server and runs its tests, so the two
+# scenarios run side by side instead of one after the other on a single worker.
+SCENARIOS = [
+    pytest.param(name, marks=pytest.mark.xdist_group(f"managed-{name}"))
+    for name in ("cronicorn", "postgres")
+]
+
+
+@pytest.fixture(scope="module", params=SCENARIOS)
 def server(request: pytest.FixtureRequest) -> Iterator[ManagedServer]:
     if server_bin_dir() is None:
         pytest.skip(
