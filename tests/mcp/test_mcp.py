@@ -179,7 +179,7 @@ async def test_tools_are_listed_with_schemas_from_the_api_models(world: Any) -> 
     hint = tools["applyIntervalHint"].input_schema
     assert hint["required"] == ["id", "intervalMs"]
     runs = tools["listEndpointRuns"].input_schema["properties"]
-    assert runs["status"]["anyOf"][0]["enum"] == ["running", "success", "failed"]
+    assert runs["status"]["anyOf"][0]["enum"] == ["running", "success", "failed", "skipped"]
     assert {"since", "until", "limit", "offset"} <= set(runs)
     annotations = {name: tool.annotations for name, tool in tools.items()}
     assert annotations["listJobs"].read_only_hint is True  # type: ignore[union-attr]
