@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronicorn.notify import metrics
 from cronicorn.store.tables import channels, notify_deliveries, notify_outbox
 from notify.notify_support import add_channel, delivering, outbox_rows, subscribe
 from notify.receivers import Receiver, http_receiver
@@ -114,6 +115,7 @@ async def test_a_storm_is_grouped_and_rate_limited_per_channel(
         other = await add_channel(engine, rows.user_id, f"json://{rx.base[7:]}/calm", "calm")
         await enqueue(engine, rows, channel, 250)
         await enqueue(engine, rows, other, 1, tag="calm")
+        sent_before = metrics.EVENTS.labels("failure", "sent")._value.get()
         async with delivering(engine, gap_s=0.5, max_group=100):
             await until(lambda: _all(engine, "sent"), timeout=30, what="all sent")
         ids = delivered_ids(rx, "/storm")
@@ -125,6 +127,7 @@ async def test_a_storm_is_grouped_and_rate_limited_per_channel(
         assert sends[0].json["title"].startswith("100 notifications")
         assert "... and 80 more" in sends[0].json["body"]
         assert len(rx.at("/calm")) == 1
+        assert metrics.EVENTS.labels("failure", "sent")._value.get() == sent_before + 251
 
 
 async def test_runs_go_on_while_a_channel_hangs(
