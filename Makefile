@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: run test lint typecheck pytest clean venv
+.PHONY: run test lint typecheck layers pytest clean venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,7 +27,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The dependency rules of docs/architecture.md (.importlinter); fails on a violation.
+layers: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
+test: lint typecheck layers pytest
 
 # The tests' embedded PostgreSQL (tests/conftest.py): stopped first, then removed with its cache.
 TEST_HOME = /tmp/cronicorn-tests-$(shell id -u)-$(shell printf '%s' '$(realpath $(CURDIR))' | sha1sum | cut -c1-8)
