@@ -92,6 +92,7 @@ async def test_import_is_idempotent_and_round_trips(engine: AsyncEngine, alice: 
         "baselineCron": "0 6 * * *",
         "timezone": "Europe/Berlin",
         "aiMode": "inherit",
+        "overlap": "skip",
     }
     # An exported document imports as "nothing to do".
     assert (await _import(engine, alice, exported)).updated.endpoints == 0

@@ -334,9 +334,9 @@ def apply_effect(state: ScheduleState, effect: Effect) -> ScheduleState:
 def _with(state: ScheduleState, **changes: Any) -> ScheduleState:
     # `dataclasses.replace` (and `copy.copy`) re-introspect every field on each call; the
     # names are known, so the scheduler's hot path builds the new state directly.
-    values = {name: getattr(state, name) for name in _STATE_FIELDS}
-    values.update(changes)
-    return ScheduleState(**values)
+    return ScheduleState(
+        *[changes[name] if name in changes else getattr(state, name) for name in _STATE_FIELDS]
+    )
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(ScheduleState))
