@@ -34,9 +34,9 @@ from auth.auth_support import make_user as make_password_user
 from auth.auth_support import sign_in
 from conftest import PgServer
 from cronicorn.api.deps import set_clock
+from cronicorn.api.docs_hook import openapi_document
 from cronicorn.auth.service import start_session
 from cronicorn.config import load_settings
-from cronicorn.docs_site import openapi_document
 from cronicorn.mcp import device, gate
 from cronicorn.mcp.bridge import BearerAuth, BridgeConfig, api_base
 from cronicorn.mcp.http import access_of

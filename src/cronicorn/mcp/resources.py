@@ -1,10 +1,11 @@
 """The project's documentation as MCP resources, so an agent can read how scheduling, hints,
 AI adaptation, response rules and signatures work before it acts.
 
-Every Markdown page under the docs directory is a resource, as in the original: the URI is the
-front matter's `mcp.uri` if set, else `file:///docs/<path>`; title and description come from
-the front matter, which reading strips. Pages are read from disk on each call (a few small
-files), so a docs edit shows without a restart.
+Every Markdown page under the docs directory (`docs_site.docs_root()`, in a checkout or a
+wheel) is a resource, as in the original: the URI is the front matter's `mcp.uri` if set,
+else `file:///docs/<path>`; title and description come from the front matter, which reading
+strips. Pages are read from disk on each call (a few small files), so a docs edit shows
+without a restart.
 """
 
 from __future__ import annotations
@@ -18,22 +19,10 @@ import yaml
 from mcp.server import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 
-_PACKAGE = Path(__file__).resolve().parents[1]
+from cronicorn.docs_site import docs_root
+
 MIME = "text/markdown"
 RESOURCE_NOT_FOUND = -32002  # the MCP spec's code for an unknown resource URI
-
-
-def docs_dir() -> Path:
-    """docs/ in a checkout, or the copy an installed wheel carries (as `docs_site.docs_root`,
-    which this does not import: that module reaches into the API for the OpenAPI page)."""
-    for candidate in (
-        _PACKAGE / "_docs" / "docs",
-        _PACKAGE / "_docs",
-        _PACKAGE.parents[1] / "docs",
-    ):
-        if candidate.is_dir() and any(candidate.glob("*.md")):
-            return candidate
-    return _PACKAGE.parents[1] / "docs"
 
 
 @dataclass(frozen=True)
@@ -68,7 +57,7 @@ def _heading(body: str) -> str | None:
 
 
 def pages(root: Path | None = None) -> list[Page]:
-    base = root or docs_dir()
+    base = root or docs_root()
     found = []
     for path in sorted(base.rglob("*.md")):
         relative = path.relative_to(base).as_posix()

@@ -4,24 +4,17 @@ never sent them)."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import Field
 
-from cronicorn.dispatch import HttpRequest
-from cronicorn.dispatch.judge import judge
-from cronicorn.dispatch.signing import SigningKeyError
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.schemas.common import In, InDatetime
 from cronicorn.schemas.endpoints import TestResult
 from cronicorn.schemas.history import Health, RunDetails, RunList, RunListItem
-from cronicorn.store import endpoints as endpoint_store
+from cronicorn.services.runs import run_now
 from cronicorn.store import runs as run_store
-from cronicorn.store import signing_keys as key_store
-from cronicorn.store.errors import Conflict
-from cronicorn.store.quotas import reserve_run
 
 ENDPOINT_ID = (PathId("id", "Endpoint", "The endpoint's id"),)
 RUN_ID = (PathId("id", "Run", "The run's id (runId in listEndpointRuns)"),)
@@ -88,58 +81,15 @@ async def _health(call: Call, query: HealthQuery) -> Health:
 
 
 async def _test(call: Call, _: NoArguments) -> TestResult:
-    """Run now, as `POST /api/endpoints/{id}/test`: same SSRF guard, signing and assertions
-    as a scheduled run; the schedule, failure count and hints are untouched."""
-    conn, user_id, now = call.conn, call.user_id, call.now
-    endpoint = await endpoint_store.get(conn, user_id, call.id("id"))
-    if endpoint.archived_at is not None:
-        raise Conflict("Cannot run an archived endpoint")
-    try:
-        keys = await key_store.load_signing_keys(conn, [user_id], now, call.runtime.auth_secret)
-    except SigningKeyError:
-        raise Conflict(
-            "Your signing key cannot be decrypted with this server's AUTH_SECRET; "
-            "rotate it with rotateSigningKey"
-        ) from None
-    await reserve_run(conn, user_id, call.runtime.settings.quotas, now)
-    await conn.commit()  # the quota counted, nothing held open while the call is in flight
-    request = HttpRequest(
-        url=endpoint.url,
-        method=endpoint.method,
-        headers=endpoint.headers_json or {},
-        body_json=endpoint.body_json,
-        timeout_ms=endpoint.timeout_ms,
-        max_response_size_kb=endpoint.max_response_size_kb,
-        signing_keys=keys.get(user_id, []),
-    )
-    result = await (await call.dispatcher()).execute(request)
-    if endpoint.assertions is not None:
-        result = judge(result, json.dumps(endpoint.assertions, sort_keys=True))
-    run_id = await run_store.record_test_run(
-        conn,
-        user_id=user_id,
-        endpoint_id=endpoint.id,
-        started_at=now,
-        finished_at=now + timedelta(milliseconds=result.duration_ms),
-        outcome={
-            "status": result.status,
-            "duration_ms": result.duration_ms,
-            "status_code": result.status_code,
-            "response_body": result.response_json,
-            "response_text": result.response_text,
-            "response_size": result.response_size,
-            "response_truncated": result.truncated,
-            "error_message": result.error_message,
-        },
-    )
-    body = result.response_json if result.response_json is not None else result.response_text
-    return TestResult(
-        run_id=run_id,
-        status=result.status,
-        duration_ms=result.duration_ms,
-        status_code=result.status_code,
-        response_body=body,
-        error_message=result.error_message,
+    """Run now, as `POST /api/endpoints/{id}/test` (`services.runs.run_now`)."""
+    return await run_now(
+        call.conn,
+        call.user_id,
+        call.id("id"),
+        call.now,
+        dispatcher=await call.dispatcher(),
+        auth_secret=call.runtime.auth_secret,
+        quotas=call.runtime.settings.quotas,
     )
 
 
