@@ -202,7 +202,7 @@ async def test_bulk_pause_and_resume_touch_only_the_chosen_endpoints_of_the_job(
     async with site.engine.begin() as conn:
         job_id, first = await _owned_endpoint(conn, email)
         user_id, now = await _id_of(conn, email), datetime.now(UTC)
-        config = {"name": "two", "url": "https://example.com/2", "baseline_interval_ms": 60_000}
+        config = {"name": "two", "url": "https://example.com/2", "baseline_interval_ms": 3_600_000}
         second = (await endpoint_store.create(conn, user_id, job_id, config, now)).id
     form = aiohttp.FormData({"csrf": csrf, "action": "pause"})
     form.add_field("endpoint", first)
@@ -281,3 +281,27 @@ async def test_run_history_filters_by_status_and_day(
         assert html.count('<a href="/runs/') == rows, query
     async with http.get(base + "?status=skipped&since=2025-03-11") as resp:
         assert "No runs match these filters" in await resp.text()
+
+
+async def test_run_now_calls_the_target_once_and_never_an_archived_endpoint(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    email = await site.user("runnow")
+    csrf = await sign_in(http, site, email)
+    async with site.engine.begin() as conn:
+        user_id, now = await _id_of(conn, email), datetime.now(UTC)
+        job = await job_store.create(conn, user_id, name="manual", description=None, now=now)
+        config = {"name": "m", "url": f"{site.target.base}/manual", "baseline_cron": "0 0 1 1 *"}
+        endpoint = await endpoint_store.create(conn, user_id, job.id, config, now)
+    url = f"{site.base}/endpoints/{endpoint.id}/run-now"
+    hits = site.target.hits
+    async with http.post(url, data={"csrf": csrf}, allow_redirects=False) as resp:
+        assert resp.headers["Location"] == f"/endpoints/{endpoint.id}?done=ran"
+    assert site.target.hits == hits + 1
+    async with http.get(f"{site.base}/endpoints/{endpoint.id}") as resp:
+        assert (await resp.text()).count('<a href="/runs/') == 1
+    async with site.engine.begin() as conn:
+        await endpoint_store.archive(conn, user_id, endpoint.id, now, job_id=job.id)
+    async with http.post(url, data={"csrf": csrf}, allow_redirects=False) as resp:
+        assert resp.headers["Location"] == f"/endpoints/{endpoint.id}?problem=archived"
+    assert site.target.hits == hits + 1
