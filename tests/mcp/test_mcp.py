@@ -36,9 +36,10 @@ from conftest import PgServer
 from cronicorn.api.deps import set_clock
 from cronicorn.api.docs_hook import openapi_document
 from cronicorn.auth.service import start_session
+from cronicorn.commands.mcp import device
+from cronicorn.commands.mcp.bridge import BearerAuth, BridgeConfig, api_base
 from cronicorn.config import load_settings
-from cronicorn.mcp import device, gate
-from cronicorn.mcp.bridge import BearerAuth, BridgeConfig, api_base
+from cronicorn.mcp import gate
 from cronicorn.mcp.http import access_of
 from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.runtime import Runtime

@@ -1,3 +1,3 @@
-"""MCP for AI agents: the tools, docs and prompts served at `/mcp` (streamable HTTP), and the
-stdio bridge behind `cronicorn mcp`. Never imports `api`: both faces call the same store and
-service functions."""
+"""MCP for AI agents: the tools, docs and prompts served at `/mcp` (streamable HTTP). The
+stdio side, `cronicorn mcp`, is a client of it in `commands/mcp/`. Never imports `api`: both
+faces call the same store and service functions."""

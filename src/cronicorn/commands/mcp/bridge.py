@@ -1,10 +1,11 @@
 """`cronicorn mcp`: stdio for desktop agents, bridged to the server's `/mcp`.
 
-The tools exist once, on the server (`mcp.server`); this process only relays: every list,
-call, resource and prompt goes to `CRONICORN_API_URL`'s `/mcp` as the caller (API key, or a
-device token from `mcp.device`), and the answer comes back unchanged, so stdio and HTTP
-agents see the same tools, schemas and errors. A token the server stops accepting mid-session
-is replaced by approving the device again, then the request is retried once.
+The tools exist once, on the server (`cronicorn.mcp`); this process only relays, and imports
+none of it: every list, call, resource and prompt goes to `CRONICORN_API_URL`'s `/mcp` as the
+caller (API key, or a device token from `device.py`), and the answer comes back unchanged, so
+stdio and HTTP agents see the same tools, schemas and errors. A token the server stops
+accepting mid-session is replaced by approving the device again, then the request is retried
+once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from cronicorn import __version__
-from cronicorn.mcp import device
+from cronicorn.commands.mcp import device
 from mcp import Client
 
 DEFAULT_API_URL = "http://localhost:3333/api"

@@ -1,6 +1,6 @@
 """`cronicorn mcp`: the MCP server on stdio for desktop agents (Claude Desktop, Cursor, …).
 
-A thin bridge to a running Cronicorn's `/mcp` (`cronicorn.mcp.bridge`); the SDK is imported
+A thin bridge to a running Cronicorn's `/mcp` (`bridge.py`, `device.py`); the SDK is imported
 only when the command runs, so other commands start as fast as before.
 """
 
@@ -33,7 +33,7 @@ def mcp(
     ),
 ) -> None:
     """Serve MCP on stdin/stdout, relayed to the server's /mcp as you."""
-    from cronicorn.mcp.bridge import BridgeConfig, BridgeError, run
+    from cronicorn.commands.mcp.bridge import BridgeConfig, BridgeError, run
 
     config = BridgeConfig.from_env()
     config = config.with_overrides(api_url=api_url, api_key=api_key)
