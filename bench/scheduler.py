@@ -239,7 +239,8 @@ def measure(
     sched = psutil.Process(proc.pid)
     target_proc = psutil.Process(target.pid)
     try:
-        time.sleep(max(0.0, start + args.warmup - time.time()))
+        wait_until_running(url, proc)  # a loaded machine takes many seconds to start it
+        time.sleep(max(0.0, start + args.warmup - time.time(), args.warmup))
         pg = postgres_processes(url)
         cpu_of([sched, target_proc, *pg])  # prime; backends may exit meanwhile
         load = os.getloadavg()[0]
@@ -285,6 +286,20 @@ def measure(
         skipped=row[4],
         load=load,
     )
+
+
+def wait_until_running(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    """Until the scheduler has started its first run (the window must not time its start)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT EXISTS (SELECT 1 FROM runs)").fetchone()
+            if row is not None and row[0]:
+                return
+            if proc.poll() is not None:
+                raise SystemExit(f"the scheduler exited with {proc.returncode}")
+            time.sleep(0.2)
+    raise SystemExit("the scheduler ran nothing within 300 s")
 
 
 def _cpu_seconds(proc: psutil.Process) -> float:
