@@ -94,16 +94,28 @@
     kept = null;
   });
 
+  // Events are coalesced: whatever arrives within a second refreshes each fragment once
+  // (a busy account sends many; a page never re-fetches more than once a second).
+  var dirty = {}, everything = false, flushTimer = null;
+
   function refresh(endpointId) {
+    if (endpointId === null) everything = true; else dirty[endpointId] = true;
+    if (!flushTimer) flushTimer = setTimeout(flush, 1000);
+  }
+
+  function flush() {
+    flushTimer = null;
     if (!window.htmx) return;
     var nodes = document.querySelectorAll("[data-live]");
     for (var i = 0; i < nodes.length; i++) {
       var node = nodes[i];
       var ids = (node.getAttribute("data-live-endpoints") || "").split(" ");
-      if (endpointId === null || node.getAttribute("data-live") === "all" || ids.indexOf(endpointId) >= 0) {
-        window.htmx.trigger(node, "live");
-      }
+      var hit = everything || node.getAttribute("data-live") === "all";
+      for (var j = 0; !hit && j < ids.length; j++) hit = dirty[ids[j]] === true;
+      if (hit) window.htmx.trigger(node, "live");
     }
+    dirty = {};
+    everything = false;
   }
 
   function startLive() {
