@@ -12,11 +12,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from cronicorn.api.auth_common import invalid_input
 from cronicorn.api.deps import ClockDep, ConnDep, UserDep
 from cronicorn.api.errors import ApiError
 from cronicorn.auth import service
-from cronicorn.auth.errors import ApiKeyNotFound, InvalidInput
+from cronicorn.auth.errors import ApiKeyNotFound
 from cronicorn.schemas.accounts import (
     ApiKey,
     CreatedApiKey,
@@ -52,12 +51,9 @@ async def create_key(
     body: CreateKey, principal: UserDep, conn: ConnDep, clock: ClockDep
 ) -> dict[str, Any]:
     expires = timedelta(seconds=body.expires_in) if body.expires_in else None
-    try:
-        key, row = await service.issue_api_key(
-            conn, principal.user_id, name=body.name, now=clock(), expires_in=expires
-        )
-    except InvalidInput as exc:
-        raise invalid_input(exc) from None
+    key, row = await service.issue_api_key(
+        conn, principal.user_id, name=body.name, now=clock(), expires_in=expires
+    )
     return {**key_json(row), "key": key}
 
 

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cronicorn.api.cookies import session_cookies
 from cronicorn.api.errors import ApiError
 from cronicorn.api.ratelimit import limiter_for
-from cronicorn.auth.errors import InvalidInput
 from cronicorn.auth.service import start_session
 from cronicorn.auth.tokens import csrf_token
 from cronicorn.runtime import Runtime
@@ -114,7 +113,3 @@ async def throttle(
 def login_bucket(email: str, ip: str) -> str:
     digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
     return f"login:{digest}:{ip}"
-
-
-def invalid_input(exc: InvalidInput) -> ApiError:
-    return ApiError(422, str(exc), details=[{"path": exc.field, "in": "body", "message": str(exc)}])

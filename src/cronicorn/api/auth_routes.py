@@ -17,7 +17,6 @@ from cronicorn.api.auth_common import (
     ANONYMOUS_CALLS_PER_MINUTE,
     LOGIN_ATTEMPTS_PER_MINUTE,
     client_ip,
-    invalid_input,
     json_with_cookies,
     login_bucket,
     open_browser_session,
@@ -28,7 +27,7 @@ from cronicorn.api.cookies import cleared_cookies, session_token
 from cronicorn.api.deps import ClockDep, ConnDep, RuntimeDep, UserDep, optional_identity
 from cronicorn.api.errors import ApiError
 from cronicorn.auth import service
-from cronicorn.auth.errors import InvalidCredentials, InvalidInput, SignupDisabled, UserExists
+from cronicorn.auth.errors import InvalidCredentials, SignupDisabled
 from cronicorn.auth.tokens import csrf_token
 from cronicorn.schemas.accounts import AuthBody, AuthConfig
 from cronicorn.schemas.common import NonBlank, Text, iso_ms
@@ -74,10 +73,7 @@ async def sign_in(
     await throttle(
         conn, request, login_bucket(body.email, client_ip(request)), LOGIN_ATTEMPTS_PER_MINUTE, now
     )
-    try:
-        user = await service.authenticate_password(conn, body.email, body.password, now)
-    except InvalidCredentials as exc:
-        raise ApiError(401, str(exc), code="invalid_credentials") from None
+    user = await service.authenticate_password(conn, body.email, body.password, now)
     cookies, payload = await open_browser_session(conn, request, runtime, user, now)
     return json_with_cookies(payload, cookies)
 
@@ -88,17 +84,10 @@ async def sign_up(
 ) -> JSONResponse:
     now = clock()
     if not runtime.settings.allow_signup:
-        raise ApiError(403, str(SignupDisabled()), code="signup_disabled")
+        raise SignupDisabled
 
     await throttle(conn, request, f"signup:{client_ip(request)}", ANONYMOUS_CALLS_PER_MINUTE, now)
-    try:
-        user = await service.create_user(
-            conn, email=body.email, password=body.password, name=body.name
-        )
-    except InvalidInput as exc:
-        raise invalid_input(exc) from None
-    except UserExists as exc:
-        raise ApiError(409, str(exc), code="user_exists") from None
+    user = await service.create_user(conn, email=body.email, password=body.password, name=body.name)
     cookies, payload = await open_browser_session(conn, request, runtime, user, now)
     return json_with_cookies(payload, cookies)
 
@@ -135,10 +124,8 @@ async def change_password(
             now=now,
             keep_session=keep,
         )
-    except InvalidCredentials:
+    except InvalidCredentials:  # signed in already: a wrong current password is a 403
         raise ApiError(403, "Current password is incorrect", code="invalid_credentials") from None
-    except InvalidInput as exc:
-        raise invalid_input(exc) from None
     return JSONResponse({"success": True, "revokedSessions": revoked})
 
 

@@ -1,36 +1,21 @@
 """Admin-only backup endpoints: list, start one in the background, verify one.
 
 Only `cronicorn.backup.service` is used (the api package never reaches into backup
-internals); backup errors are mapped to the API envelope here, once.
+internals); backup errors answer from the one error table (`error_table.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from cronicorn.api.deps import AdminDep, RuntimeDep
-from cronicorn.api.errors import ApiError
 from cronicorn.backup import service
 
 router = APIRouter(prefix="/backups", tags=["backups"])
-
-T = TypeVar("T")
-
-
-async def _mapped(work: Awaitable[T]) -> T:
-    try:
-        return await work
-    except service.BackupNotFound as exc:
-        raise ApiError(404, str(exc)) from None
-    except service.BackupBusy as exc:
-        raise ApiError(409, str(exc)) from None
-    except service.BackupError as exc:
-        raise ApiError(503, str(exc), code="backup_failed") from None
 
 
 @router.get("", summary="List backups (admin)")
@@ -41,7 +26,7 @@ async def list_backups(runtime: RuntimeDep, _admin: AdminDep) -> dict[str, Any]:
 
 @router.post("", status_code=202, summary="Start a backup in the background (admin)")
 async def start_backup(runtime: RuntimeDep, _admin: AdminDep) -> JSONResponse:
-    name = await _mapped(service.start_backup(runtime))
+    name = await service.start_backup(runtime)
     return JSONResponse({"name": name, "status": "started"}, status_code=202)
 
 
@@ -52,4 +37,4 @@ async def verify_backup(
     _admin: AdminDep,
     scratch: Literal["auto", "server", "embedded"] | None = None,
 ) -> dict[str, Any]:
-    return await _mapped(service.verify(runtime, name, scratch))
+    return await service.verify(runtime, name, scratch)

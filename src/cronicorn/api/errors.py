@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,10 +17,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cronicorn.error_table import TABLE, Refusal, database_refusal, invalid_field, refusal_of
 from cronicorn.logs import get_logger
 from cronicorn.requestid import current_request_id
-from cronicorn.schemas.common import camel, iso_ms
-from cronicorn.store.errors import Conflict, Invalid, NotFound, QuotaExceeded
 
 log = get_logger("cronicorn.api")
 
@@ -76,24 +74,6 @@ def envelope(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-_RETRY = {"Retry-After": "1"}
-
-
-def database_refusal(exc: DBAPIError) -> ApiError | None:
-    """A database error that is not the request's fault and goes away on retry: a deadlock or
-    serialization failure PostgreSQL broke by aborting this transaction (nothing of it was
-    written), or a database that is unreachable or shutting down. None for anything else,
-    which is a bug and stays a 500."""
-    sqlstate = exc.orig.sqlstate if isinstance(exc.orig, psycopg.Error) else None
-    if sqlstate is not None and sqlstate.startswith("40"):  # class 40: transaction rollback
-        message = "A concurrent change got in the way; nothing was written. Retry."
-        return ApiError(503, message, code="busy", headers=_RETRY)
-    if isinstance(exc.orig, psycopg.OperationalError) or exc.connection_invalidated:
-        message = "The database is unavailable; retry shortly."
-        return ApiError(503, message, headers=_RETRY)
-    return None
-
-
 def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
@@ -133,12 +113,12 @@ def install(app: FastAPI) -> None:
         if refusal is None:
             return await _unexpected(request, exc)
         log.warning("database_refused", error=type(exc.orig).__name__, status=refusal.status)
-        return envelope(refusal.status, refusal.code, refusal.message, None, refusal.headers)
+        return refused(refusal)
 
     @app.exception_handler(PoolTimeout)
     async def _pool(_: Request, exc: PoolTimeout) -> JSONResponse:
         log.warning("database_pool_exhausted")
-        return envelope(503, "unavailable", "The database is busy; retry shortly.", None, _RETRY)
+        return _refused_or_bug(exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -147,31 +127,29 @@ def install(app: FastAPI) -> None:
 
 
 def install_error_mapping(app: FastAPI) -> None:
-    """Map the store's typed errors to the one envelope (done once, for every router)."""
+    """Answer every typed error of `error_table.TABLE` from the table (once, for every
+    router; a handler for a base class covers its subclasses)."""
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return envelope(404, "not_found", f"{exc.what} not found")
+    async def _known(_: Request, exc: Exception) -> JSONResponse:
+        return _refused_or_bug(exc)
 
-    @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return envelope(409, "conflict", str(exc))
+    for error in TABLE:
+        app.add_exception_handler(error, _known)
 
-    @app.exception_handler(Invalid)
-    async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
-        return invalid_response(exc.field, exc.message)
 
-    @app.exception_handler(QuotaExceeded)
-    async def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
-        details: dict[str, Any] = {"quota": exc.quota, "limit": exc.limit, "used": exc.used}
-        if exc.resets_at is not None:
-            details["resetsAt"] = iso_ms(exc.resets_at)
-        return envelope(403, "quota_exceeded", exc.message, details)
+def refused(refusal: Refusal) -> JSONResponse:
+    """The envelope of a refusal from the table."""
+    return envelope(refusal.status, refusal.code, refusal.message, refusal.details, refusal.headers)
+
+
+def _refused_or_bug(exc: Exception) -> JSONResponse:
+    refusal = refusal_of(exc)
+    if refusal is None:  # a table row always answers; kept total for safety
+        log.exception("unhandled_error", error=type(exc).__name__)
+        return envelope(500, "internal_error", "Internal server error")
+    return refused(refusal)
 
 
 def invalid_response(field: str, message: str, where: str = "body") -> JSONResponse:
-    path = camel(field)
-    details: list[dict[str, Any]] = [
-        {"path": path, "in": where, "message": message, "type": "value_error"}
-    ]
-    return envelope(422, "validation_error", f"{message} at '{path}'", details)
+    """A 422 on one field, as the table words `store.errors.Invalid`."""
+    return refused(invalid_field(field, message, where))

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from cronicorn.api.auth_common import invalid_input, user_json
+from cronicorn.api.auth_common import user_json
 from cronicorn.api.deps import AdminDep, ClockDep, ConnDep
 from cronicorn.api.errors import ApiError
 from cronicorn.auth import service
-from cronicorn.auth.errors import InvalidInput, UserExists, UserNotFound
+from cronicorn.auth.errors import UserNotFound
 from cronicorn.auth.passwords import random_password
 from cronicorn.schemas.common import NonBlank, Text
 from cronicorn.store import users
@@ -39,18 +39,13 @@ async def list_users(_: AdminDep, conn: ConnDep) -> dict[str, Any]:
 @router.post("", status_code=201, summary="Create a user (a generated password is shown once)")
 async def create_user(body: NewUser, _: AdminDep, conn: ConnDep) -> dict[str, Any]:
     generated = random_password() if body.password is None else None
-    try:
-        row = await service.create_user(
-            conn,
-            email=body.email,
-            password=body.password or generated,
-            name=body.name,
-            is_admin=body.is_admin,
-        )
-    except InvalidInput as exc:
-        raise invalid_input(exc) from None
-    except UserExists as exc:
-        raise ApiError(409, str(exc), code="user_exists") from None
+    row = await service.create_user(
+        conn,
+        email=body.email,
+        password=body.password or generated,
+        name=body.name,
+        is_admin=body.is_admin,
+    )
     out = {"user": user_json(row)}
     return {**out, "password": generated} if generated else out
 

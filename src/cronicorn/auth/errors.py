@@ -1,4 +1,5 @@
-"""Typed failures of the accounts package; the API and the CLI map each one once."""
+"""Typed failures of the accounts package; the faces map each one once (`error_table.py`,
+`commands/common.py`). An error raised without a message says its docstring's first line."""
 
 from __future__ import annotations
 
@@ -6,17 +7,19 @@ from __future__ import annotations
 class AuthError(Exception):
     """Base of the errors the accounts package raises on purpose."""
 
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").split("\n", 1)[0])
+
 
 class InvalidCredentials(AuthError):
-    """Wrong email or password, or a disabled user (one message for all, no enumeration)."""
+    """Invalid email or password
 
-    def __init__(self) -> None:
-        super().__init__("Invalid email or password")
+    Wrong email or password, or a disabled user: one message for all, so a caller cannot
+    tell which accounts exist."""
 
 
 class SignupDisabled(AuthError):
-    def __init__(self) -> None:
-        super().__init__("Sign-up is disabled on this server (ALLOW_SIGNUP=false)")
+    """Sign-up is disabled on this server (ALLOW_SIGNUP=false)"""
 
 
 class UserExists(AuthError):

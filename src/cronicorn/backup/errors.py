@@ -7,6 +7,10 @@ from __future__ import annotations
 class BackupError(Exception):
     """Base class: something prevented a backup, verify, restore or prune."""
 
+    def __init__(self, message: str | None = None) -> None:
+        # Raised without a message, an error says its docstring's first line.
+        super().__init__(message or (self.__doc__ or "").split("\n", 1)[0])
+
 
 class BackupNotFound(BackupError):
     """No backup of that name in the backup directory."""

@@ -12,11 +12,15 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
+from cronicorn.auth.errors import AuthError
+from cronicorn.backup.errors import BackupError
 from cronicorn.config import ConfigError, Settings, load_settings
 from cronicorn.embedded import EmbeddedError
 from cronicorn.errors import first_line
 from cronicorn.logs import configure as configure_logs
+from cronicorn.schemas.common import camel
 from cronicorn.serve import StartupError
+from cronicorn.store.errors import Invalid, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,12 +44,31 @@ def load_cli_settings() -> Settings:
     return loaded
 
 
+KNOWN: tuple[type[Exception], ...] = (
+    StartupError,
+    EmbeddedError,
+    StoreError,
+    AuthError,
+    BackupError,
+)
+"""The typed errors of every layer a command drives (the same ones `error_table.py` maps to
+HTTP for the other faces); each is one line on stderr and exit 1."""
+
+
+def one_line(exc: Exception) -> str:
+    """A known error as the CLI says it: its message, and for an invalid value its path (the
+    CLI's only source of `Invalid` is an import document)."""
+    if isinstance(exc, Invalid):
+        return f"invalid document at {camel(exc.field)}: {exc.message}"
+    return str(exc)
+
+
 def friendly(*expected: type[Exception], interrupted_exit: int = 0) -> Callable[[F], F]:
-    """Map ConfigError (exit 2), StartupError/EmbeddedError and the command's own `expected`
+    """Map ConfigError (exit 2), the `KNOWN` typed errors and the command's own `expected`
     errors (exit 1), and database errors as a last resort, to one line each. Ctrl-C/SIGTERM
     ends a server quietly (exit 0); one-shot work passes `interrupted_exit=130`."""
 
-    known: tuple[type[Exception], ...] = (StartupError, EmbeddedError, *expected)
+    known: tuple[type[Exception], ...] = (*KNOWN, *expected)
 
     def decorate(func: F) -> F:
         @wraps(func)
@@ -57,7 +80,7 @@ def friendly(*expected: type[Exception], interrupted_exit: int = 0) -> Callable[
                 fail(f"configuration error: {exc}", EXIT_CONFIG)
             except known as exc:
                 _maybe_raise()
-                fail(str(exc))
+                fail(one_line(exc))
             except (psycopg.Error, SQLAlchemyError) as exc:
                 _maybe_raise()
                 fail(

@@ -20,12 +20,10 @@ from cronicorn.config import load_settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.errors import first_line
 from cronicorn.runtime import Runtime
-from cronicorn.schemas.common import camel
 from cronicorn.schemas.transfer import ImportReport, TransferDocument
 from cronicorn.serve import check_database, database
 from cronicorn.services.transfer import checked_by, export_document, import_document
 from cronicorn.store import users
-from cronicorn.store.errors import Invalid, StoreError
 
 YAML_SUFFIXES = {".yaml", ".yml"}
 
@@ -97,7 +95,7 @@ def import_command(
 def _run(work: Any) -> Any:
     """Open the database (embedded or DATABASE_URL), run `work(runtime)`, map errors."""
 
-    @friendly()
+    @friendly(TransferError)
     def inner() -> Any:
         cfg = load_settings()
         with database(cfg) as url:
@@ -112,16 +110,7 @@ def _run(work: Any) -> Any:
 
             return asyncio.run(main())
 
-    try:
-        return inner()
-    except (TransferError, StoreError) as exc:
-        fail(_describe(exc))
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, Invalid):
-        return f"invalid document at {camel(exc.field)}: {exc.message}"
-    return str(exc)
+    return inner()
 
 
 async def _user_id(runtime: Runtime, email: str) -> str:

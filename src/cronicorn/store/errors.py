@@ -1,6 +1,6 @@
 """Typed errors raised by the resource repositories.
 
-The API maps each to one status (404/409/422) in `api/errors.py`-style handlers, the CLI maps
+The faces map each to one status (404/409/422/403) in `error_table.py`, the CLI maps
 them to one line on stderr; neither edge parses message text.
 """
 
@@ -11,6 +11,10 @@ from datetime import datetime
 
 class StoreError(Exception):
     """Base of the errors a repository raises on purpose."""
+
+    def __init__(self, message: str | None = None) -> None:
+        # Raised without a message, an error says its docstring's first line.
+        super().__init__(message or (self.__doc__ or "").split("\n", 1)[0])
 
 
 class NotFound(StoreError):
