@@ -71,3 +71,18 @@ def test_health_command_fails_when_nothing_answers() -> None:
     needs_port = run_cli("health", "planner", env=env)
     assert needs_port.returncode == 2
     assert "HEALTH_PORT" in needs_port.stderr
+
+
+def test_health_check_loads_only_the_standard_library() -> None:
+    """Containers run it every few seconds: the full CLI costs seconds of CPU to import.
+    (Names starting with _ are interpreter start-up hooks, such as setuptools' .pth shim.)"""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cronicorn.healthcheck, cronicorn.entry; "
+        "top = {m.split('.')[0] for m in sys.modules if not m.startswith('_')}; "
+        "print(sorted(top - set(sys.stdlib_module_names)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['cronicorn']"
