@@ -23,7 +23,6 @@ class LatenessPoint:
     bucket: datetime
     runs: int
     avg_ms: float
-    p95_ms: float
     max_ms: float
 
 
@@ -36,10 +35,11 @@ async def lateness_series(
     *,
     job_id: str | None = None,
 ) -> list[LatenessPoint]:
-    """Per bucket: scheduled runs, and their average, 95th percentile and worst lateness
-    in ms (early starts count as 0)."""
+    """Per bucket: scheduled runs, and their average and worst lateness in ms (early starts
+    count as 0). No percentile: it sorts every run of the range (2 s at 230,000 runs), where
+    average and maximum are one pass."""
     bucket = func.date_bin(size, runs.c.started_at, literal(EPOCH)).label("bucket")
-    late_ms = func.greatest(func.extract("epoch", runs.c.started_at - runs.c.due_at) * 1000, 0)
+    late_ms = func.greatest(func.date_part("epoch", runs.c.started_at - runs.c.due_at) * 1000, 0)
     conditions = [
         runs.c.user_id == user_id,
         runs.c.started_at >= start,
@@ -55,7 +55,6 @@ async def lateness_series(
             bucket,
             func.count(),
             func.avg(late_ms),
-            func.percentile_cont(0.95).within_group(late_ms),
             func.max(late_ms),
         )
         .select_from(source)
@@ -63,7 +62,4 @@ async def lateness_series(
         .group_by(bucket)
         .order_by(bucket)
     )
-    return [
-        LatenessPoint(r[0], int(r[1]), float(r[2] or 0), float(r[3] or 0), float(r[4] or 0))
-        for r in rows
-    ]
+    return [LatenessPoint(r[0], int(r[1]), float(r[2] or 0), float(r[3] or 0)) for r in rows]

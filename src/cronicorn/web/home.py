@@ -120,8 +120,8 @@ def lateness_chart(points: list[lateness.LatenessPoint], starts: list[datetime])
                 "color": "--spark-ok",
             },
             {
-                "label": "95th percentile (s)",
-                "values": [round(p.p95_ms / 1000, 1) if p else None for p in rows],
+                "label": "Worst (s)",
+                "values": [round(p.max_ms / 1000, 1) if p else None for p in rows],
                 "color": "--spark-bad",
             },
         ],
