@@ -131,7 +131,19 @@ def pg_server() -> Iterator[PgServer]:
     embedded = EmbeddedPostgres(home)
     with embedded.session():
         admin = embedded.url("postgres")
+        _disposable(admin)
         yield PgServer(admin_url=admin, template=_ensure_template(admin, home / "template.lock"))
+
+
+def _disposable(admin_url: str) -> None:
+    """The tests' own server holds nothing worth a flush to disk: every commit, CREATE
+    DATABASE and DROP DATABASE of a test would otherwise wait on fsync. Commits stay visible
+    to other sessions at once; only a crash of this server (no test crashes it) could lose
+    data. Servers that tests crash on purpose are their own (`embedded_home`)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {name} = off")
+        conn.execute("SELECT pg_reload_conf()")
 
 
 @pytest.fixture
