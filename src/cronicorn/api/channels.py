@@ -24,10 +24,10 @@ from cronicorn.schemas.notify import (
     ChannelList,
     ChannelOut,
     ChannelPatch,
+    ChannelTestResult,
     Delivery,
     NotifyBody,
     NotifyOut,
-    TestResult,
 )
 from cronicorn.store import channels as channel_store
 from cronicorn.store import outbox
@@ -143,7 +143,7 @@ async def delete_channel(id: str, user: UserDep, conn: ConnDep) -> None:
 
 @router.post(
     "/channels/{id}/test",
-    response_model=TestResult,
+    response_model=ChannelTestResult,
     summary="Send a test message now (the outcome is in the answer, not retried)",
 )
 async def test_channel(
@@ -153,7 +153,7 @@ async def test_channel(
     runtime: RuntimeDep,
     dispatcher: DispatcherDep,
     now: NowDep,
-) -> TestResult:
+) -> ChannelTestResult:
     require_id(id, "Channel")
     try:
         parsed = await service.stored_url(conn, user.user_id, id, runtime.auth_secret)
@@ -169,8 +169,8 @@ async def test_channel(
             web_url=runtime.settings.web_url,
         )
     except (InvalidChannelUrl, service.TransportError) as exc:
-        return TestResult(ok=False, error=str(exc))
-    return TestResult(ok=True)
+        return ChannelTestResult(ok=False, error=str(exc))
+    return ChannelTestResult(ok=True)
 
 
 async def _notify_of(

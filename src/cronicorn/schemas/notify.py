@@ -55,7 +55,7 @@ class ChannelDetail(ChannelOut):
     deliveries: list[Delivery]
 
 
-class TestResult(Out):
+class ChannelTestResult(Out):
     ok: bool
     error: Absent[str] = None
 
@@ -102,3 +102,6 @@ class AuditEntry(Out):
 class AuditPage(Out):
     entries: list[AuditEntry]
     next_cursor: str | None
+
+
+TestResult = ChannelTestResult  # the earlier name (the OpenAPI name must not clash with runs')
