@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.api_support import add_run
+from cronicorn.store import audit, users
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
-from cronicorn.store import users
 from cronicorn.store.notify import endpoint_changed
 from cronicorn.store.outcomes import RECENT_SQL
 from cronicorn.web.live import LiveHub
@@ -305,3 +305,19 @@ async def test_run_now_calls_the_target_once_and_never_an_archived_endpoint(
     async with http.post(url, data={"csrf": csrf}, allow_redirects=False) as resp:
         assert resp.headers["Location"] == f"/endpoints/{endpoint.id}?problem=archived"
     assert site.target.hits == hits + 1
+
+
+async def test_page_writes_name_the_signed_in_user_in_the_audit_log(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    email = await site.user("audited")
+    csrf = await sign_in(http, site, email)
+    form = {"name": "audited job", "ai_mode": "auto", "csrf": csrf}
+    async with http.post(f"{site.base}/jobs/new", data=form, allow_redirects=False) as resp:
+        job_id = resp.headers["Location"].split("/")[2].split("?")[0]
+    async with site.engine.connect() as conn:
+        user_id = await _id_of(conn, email)
+        entries = await audit.list_entries(
+            conn, audit.Filters(entity="job", entity_id=job_id), before_id=None, limit=10
+        )
+    assert [(e.action, e.actor_kind, e.actor_id) for e in entries] == [("create", "user", user_id)]

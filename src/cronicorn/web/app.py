@@ -19,7 +19,6 @@ from cronicorn.web import (
     ai,
     assets,
     channels,
-    dashboard,
     device,
     endpoints,
     home,
@@ -33,7 +32,7 @@ from cronicorn.web.deps import FormRefused, LoginRequired, login_url
 from cronicorn.web.security import PageSecurityMiddleware
 from cronicorn.web.templating import render
 
-PAGES = (login, home, dashboard, jobs, endpoints, runs, live, settings, channels, ai, admin)
+PAGES = (login, home, jobs, endpoints, runs, live, settings, channels, ai, admin)
 
 
 def create_web(runtime: Runtime) -> FastAPI:

@@ -27,6 +27,7 @@ from cronicorn.auth.tokens import csrf_token, same_secret
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.runtime import Runtime
 from cronicorn.store import users
+from cronicorn.store.audit import actor_of, set_actor
 from cronicorn.store.errors import NotFound
 from cronicorn.web.security import add_response_header
 
@@ -156,14 +157,19 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v[:MAX_FIELD_CHARS] for k, v in form.items() if isinstance(v, str)}
 
 
-async def checked_form(request: Request, viewer: ViewerDep, runtime: RuntimeDep) -> dict[str, str]:
-    """The posted form of a signed-in viewer, after the Origin and CSRF checks."""
+async def checked_form(
+    request: Request, viewer: ViewerDep, runtime: RuntimeDep, conn: ConnDep
+) -> dict[str, str]:
+    """The posted form of a signed-in viewer, after the Origin and CSRF checks. The
+    request's transaction then names the viewer as the actor of what the audit triggers
+    record (as the API's gate does for its writes)."""
     if foreign_origin(request, runtime):
         raise FormRefused("Cross-site form refused.")
     form = await read_form(request)
     sent = form.pop(CSRF_FIELD, "") or request.headers.get(CSRF_HEADER, "")
     if not sent or not same_secret(sent, viewer.csrf):
         raise FormRefused("This form has expired; reload the page and try again.")
+    await set_actor(conn, actor_of("session", viewer.session_id, viewer.user_id))
     return form
 
 
