@@ -27,9 +27,9 @@ from cronicorn.auth import service
 from cronicorn.domain.ids import new_id
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
+from cronicorn.store import notify, users
 from cronicorn.store import planner as planner_store
 from cronicorn.store import suggestions as suggestion_store
-from cronicorn.store import users
 from cronicorn.store.tables import runs
 from web.conftest import PASSWORD, SHOTS, Site
 from web.test_browser import DESKTOP, PHONE, TIMEOUT_MS, Watch, assert_accessible, log_in
@@ -335,6 +335,20 @@ async def test_admin_pages_for_admins(site: Site, context: BrowserContext) -> No
         assert response.status == 200
         await assert_accessible(page)
     await expect(page.locator("main tbody tr", has_text="update").first).to_be_visible()
+
+
+async def test_dashboard_counters_update_live(site: Site, context: BrowserContext) -> None:
+    s = await seed(site, "live")
+    page = await context.new_page()
+    await log_in(page, site, s.email, then="/?range=24h")
+    counter = page.locator("#dash-live .stat", has_text="runs in range")
+    await expect(counter).to_contain_text("runs in range (20 ok, 10 failed)")
+    await expect(page.locator("#live-status")).to_have_text("Live")
+    now = datetime.now(UTC)
+    async with site.engine.begin() as conn:
+        await conn.execute(insert(runs), [_run(s.endpoint_id, s.user_id, now, 31)])
+        await notify.endpoint_changed(conn, s.user_id, s.endpoint_id)
+    await expect(counter).to_contain_text("runs in range (21 ok, 10 failed)")
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
