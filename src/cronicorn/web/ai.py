@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from cronicorn.store import ai_sessions, notify
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import suggestions as suggestion_store
-from cronicorn.store.errors import Conflict, Invalid
+from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.web.deps import ClockDep, ConnDep, FormDep, RuntimeDep, ViewerDep, require_id
 from cronicorn.web.settings import act_as
 from cronicorn.web.templating import render
@@ -96,7 +96,7 @@ async def decide(
 ) -> Response:
     """Apply or dismiss; the form names its endpoint so a refusal can go back to it."""
     if decision not in {"apply", "dismiss"}:
-        require_id("", "Page")
+        raise NotFound("Page")
     sid = require_id(suggestion_id, "Suggestion")
     endpoint_id = require_id(form.get("endpoint", ""), "Endpoint")
     now = clock()
