@@ -40,7 +40,7 @@ from cronicorn.commands.mcp import device
 from cronicorn.commands.mcp.bridge import BearerAuth, BridgeConfig, api_base
 from cronicorn.config import load_settings
 from cronicorn.mcp import gate
-from cronicorn.mcp.http import access_of
+from cronicorn.mcp.http import McpEndpoint, access_of
 from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.runtime import Runtime
 from cronicorn.store import suggestions as suggestion_store
@@ -825,3 +825,35 @@ def test_query_tools_take_the_rest_routes_parameters() -> None:
             assert mine.get("default") == default, (name, key)
             if (name, key) not in RELAXED:
                 assert (key in required) == bool(param.get("required")), (name, key)
+
+
+async def test_a_database_that_cannot_answer_is_a_503_not_a_crash() -> None:
+    settings = load_settings(
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        AUTH_SECRET="s" * 40,
+        DB_CONNECT_TIMEOUT_S=2,
+    )
+    runtime = Runtime.create(settings, "postgresql://nobody@127.0.0.1:1/none")
+    endpoint = McpEndpoint(runtime)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "listJobs"}}
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": json.dumps(call).encode(), "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "headers": [(b"x-api-key", b"cron_x")],
+    }
+    try:
+        await endpoint(scope, receive, send)
+    finally:
+        await runtime.close()
+    assert sent[0]["status"] == 503
+    assert (b"retry-after", b"1") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"]["code"] == "unavailable"

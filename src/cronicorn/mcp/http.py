@@ -14,12 +14,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.mcp import gate
+from cronicorn.mcp.errors import to_tool_error
 from cronicorn.mcp.server import CALLER_KEY, create_mcp_server
 from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.requestid import current_request_id
@@ -96,8 +99,8 @@ class McpEndpoint:
 
     def route(self) -> Route:
         """`POST /mcp` exactly (a Mount would redirect `/mcp` to `/mcp/`). Stateless: no
-        session to delete and no server-to-client stream to open, so GET and DELETE are 405
-        (a GET would otherwise hold a connection open for nothing)."""
+        session to delete and no server-to-client stream to open, so only POST is served
+        (the SDK would hold a GET open for nothing)."""
         return Route("/mcp", self, methods=["POST"], include_in_schema=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,7 +112,15 @@ class McpEndpoint:
             await response(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        outcome = await gate.authenticate(self.runtime, headers, access_of(body), _clock(scope))
+        try:
+            outcome = await gate.authenticate(self.runtime, headers, access_of(body), _clock(scope))
+        except (DBAPIError, PoolTimeout) as exc:  # as the API: 503 when the database refuses
+            refusal = to_tool_error(exc)
+            if refusal is None:
+                raise
+            retry = {"Retry-After": "1"}
+            await _refusal(503, refusal.code, refusal.message, retry)(scope, receive, send)
+            return
         if isinstance(outcome, gate.Refusal):
             code = "unauthorized" if outcome.status == 401 else "rate_limited"
             await _refusal(outcome.status, code, outcome.message, outcome.headers)(
