@@ -83,3 +83,18 @@ async def test_webhooks_are_signed_with_the_users_key(
             hit.body,
             hit.headers.get("x-cronicorn-signature"),
         )
+
+
+async def test_malformed_settings_fall_back_to_defaults_and_never_stop_runs(
+    database_url: str, engine: AsyncEngine, rows: Rows
+) -> None:
+    async with http_receiver() as rx:
+        rx.status["/target"] = 500
+        await rows.endpoint(f"{rx.base}/target", baseline_interval_ms=500, max_interval_ms=500)
+        channel = await add_channel(engine, rows.user_id, f"json://{rx.base[7:]}/hook")
+        # written by hand, past the API's validation
+        await subscribe(engine, rows.job_id, channels=[channel, 7], onFailureAfter="two")
+        async with running_scheduler(database_url, engine), delivering(engine):
+            await until(lambda: len(events(rx)) >= 1, timeout=20, what="the failure event")
+            await until(lambda: len(rx.at("/target")) >= 3, timeout=20, what="runs going on")
+        assert events(rx)[0]["failures"] == 1  # the default threshold

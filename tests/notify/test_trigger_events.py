@@ -57,3 +57,10 @@ async def test_a_reached_run_quota_is_one_event_per_month(engine: AsyncEngine, r
         )
     found = await outbox_rows(engine)
     assert [r["event"] for r in found] == ["quota"]
+
+
+async def test_malformed_settings_never_block_the_change(engine: AsyncEngine, rows: Rows) -> None:
+    endpoint = await rows.endpoint("https://example.com/x")
+    await subscribe_endpoint(engine, endpoint, channels="not-a-list", onFailureAfter="x")
+    await _pause(engine, endpoint, Actor("planner"), LATER)  # no error, no event
+    assert await outbox_rows(engine) == []

@@ -45,11 +45,22 @@ WITH f AS (
     WHERE e.id = ANY(ARRAY(SELECT endpoint_id FROM f))
       AND coalesce(e.notify, j.notify) IS NOT NULL
 ), p AS (
+    -- Settings are read defensively (the API validates them, a hand-made row may not):
+    -- a wrong type means the default, never an error that would abort the batch.
     SELECT s.*,
-           greatest(coalesce((s.n ->> 'onFailureAfter')::int, 1), 1) AS threshold,
-           coalesce((s.n ->> 'onRecovery')::boolean, true) AS on_recovery,
-           coalesce((s.n ->> 'reminderHours')::float8, 0) AS reminder_h,
-           (s.n ->> 'slowerThanMs')::bigint AS slow_ms
+           CASE WHEN jsonb_typeof(s.n -> 'onFailureAfter') = 'number'
+                THEN least(greatest((s.n ->> 'onFailureAfter')::numeric, 1), 1000000)::int
+                ELSE 1 END AS threshold,
+           CASE WHEN jsonb_typeof(s.n -> 'onRecovery') = 'boolean'
+                THEN (s.n ->> 'onRecovery')::boolean ELSE true END AS on_recovery,
+           CASE WHEN jsonb_typeof(s.n -> 'reminderHours') = 'number'
+                THEN least(greatest((s.n ->> 'reminderHours')::numeric, 0), 100000)::float8
+                ELSE 0 END AS reminder_h,
+           CASE WHEN jsonb_typeof(s.n -> 'slowerThanMs') = 'number'
+                THEN least(greatest((s.n ->> 'slowerThanMs')::numeric, 0), 1e15)::bigint
+                END AS slow_ms,
+           CASE WHEN jsonb_typeof(s.n -> 'channels') = 'array'
+                THEN s.n -> 'channels' ELSE '[]'::jsonb END AS channel_ids
     FROM s
 ), ev AS (
     SELECT p.*, x.event, x.dedup
@@ -94,8 +105,8 @@ SELECT c.id, ev.user_id, ev.event, ev.dedup || ':' || c.id, ev.endpoint_id, ev.j
                    LIMIT greatest(ev.before, ev.after, 1)) r) END)),
        %(now)s::timestamptz, %(now)s::timestamptz
 FROM ev
-CROSS JOIN LATERAL jsonb_array_elements_text(ev.n -> 'channels') AS ch(id)
-JOIN channels c ON c.id = ch.id AND c.user_id = ev.user_id
+CROSS JOIN LATERAL jsonb_array_elements(ev.channel_ids) AS ch(value)
+JOIN channels c ON c.id = ch.value #>> '{}' AND c.user_id = ev.user_id
 ON CONFLICT (dedup_key) DO NOTHING
 """
 

@@ -298,9 +298,11 @@ CREATE FUNCTION cronicorn_notify_enqueue(
                               'jobId', j.id, 'jobName', j.name, 'at', now()) || extra
     FROM endpoints e
     JOIN jobs j ON j.id = e.job_id
-    CROSS JOIN LATERAL jsonb_array_elements_text(
-        coalesce(e.notify, j.notify) -> 'channels') AS s(channel_id)
-    JOIN channels c ON c.id = s.channel_id AND c.user_id = e.user_id
+    CROSS JOIN LATERAL jsonb_array_elements(
+        CASE WHEN jsonb_typeof(coalesce(e.notify, j.notify) -> 'channels') = 'array'
+             THEN coalesce(e.notify, j.notify) -> 'channels' ELSE '[]'::jsonb END
+    ) AS s(value)
+    JOIN channels c ON c.id = s.value #>> '{}' AND c.user_id = e.user_id
     WHERE e.id = ep_id AND coalesce(e.notify, j.notify) IS NOT NULL
     ON CONFLICT (dedup_key) DO NOTHING;
 $$;
@@ -324,6 +326,9 @@ BEGIN
             || txid_current()::text,
         jsonb_build_object('by', kind, 'pausedUntil', NEW.paused_until));
     RETURN NULL;
+EXCEPTION WHEN others THEN  -- a notification never blocks the pause that caused it
+    RAISE WARNING 'cronicorn: pause notification not enqueued: %', SQLERRM;
+    RETURN NULL;
 END $$;
 
 -- A slot moved past this month's run quota (the claim labels it `quota`): once per month.
@@ -333,6 +338,9 @@ BEGIN
         NEW.id, 'quota',
         'quota:' || NEW.user_id || ':' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM'),
         jsonb_build_object('nextRunAt', NEW.next_run_at));
+    RETURN NULL;
+EXCEPTION WHEN others THEN  -- a notification never blocks the claim that deferred the slot
+    RAISE WARNING 'cronicorn: quota notification not enqueued: %', SQLERRM;
     RETURN NULL;
 END $$;
 
