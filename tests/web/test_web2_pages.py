@@ -411,3 +411,24 @@ async def test_channels_are_checked_before_they_are_stored(
     async with http.post(site.base + delete.group(1), data={"csrf": csrf.group(1)}) as resp:
         assert "Channel removed." in await resp.text()
         assert "No channels yet" in await resp.text()
+
+
+async def test_a_decided_suggestion_cannot_be_applied(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    s = await seed(site, "decided")
+    await sign_in(http, site, s.email)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', await _full(http, f"{site.base}/"))
+    assert csrf is not None
+    form = {"csrf": csrf.group(1), "endpoint": s.endpoint_id}
+    expected = [("dismiss", "dismissed"), ("apply", "stale"), ("dismiss", "stale")]
+    for decision, done in expected:
+        url = f"{site.base}/suggestions/{s.suggestion_id}/{decision}"
+        async with http.post(url, data=form, allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.headers["Location"].endswith(f"?done={done}#suggestions")
+    html = await page_text(http, f"{site.base}/endpoints/{s.endpoint_id}/ai?done=stale")
+    assert "no longer pending" in html
+    async with site.engine.connect() as conn:
+        endpoint = await endpoint_store.get(conn, s.user_id, s.endpoint_id)
+    assert endpoint.hint_interval_ms is None
