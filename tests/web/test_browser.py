@@ -300,5 +300,4 @@ async def _pages(page: Page, site: Site) -> list[tuple[str, str]]:
         ("job", str(job)),
         ("endpoint", str(endpoint)),
         ("run", str(run)),
-        ("endpoint-form", f"{endpoint}/edit"),
     ]
