@@ -4,7 +4,6 @@ next run moves earlier, so it takes effect at once (reference defects 2 and 23).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -17,12 +16,10 @@ from cronicorn.schemas.endpoints import (
     PauseIn,
     Preview,
 )
+from cronicorn.services import hints
 from cronicorn.store import endpoints as endpoint_store
-from cronicorn.store.errors import Invalid
 
 router = APIRouter(tags=["Adaptive Scheduling"])
-
-ONESHOT_GRACE_MINUTES = 60
 
 
 @router.post(
@@ -36,15 +33,8 @@ ONESHOT_GRACE_MINUTES = 60
 async def interval_hint(
     id: str, body: IntervalHintIn, user: UserDep, conn: ConnDep, quotas: QuotasDep, now: NowDep
 ) -> Response:
-    await endpoint_store.set_interval_hint(
-        conn,
-        user.user_id,
-        require_id(id, "Endpoint"),
-        interval_ms=body.interval_ms,
-        expires_at=now + timedelta(minutes=body.ttl_minutes),
-        reason=body.reason,
-        now=now,
-        quotas=quotas,
+    await hints.interval_hint(
+        conn, user.user_id, require_id(id, "Endpoint"), body, now, quotas=quotas
     )
     return Response(status_code=204)
 
@@ -61,24 +51,7 @@ async def interval_hint(
 async def oneshot_hint(
     id: str, body: OneshotHintIn, user: UserDep, conn: ConnDep, now: NowDep
 ) -> Response:
-    if (body.next_run_at is None) == (body.next_run_in_ms is None):
-        raise Invalid("next_run_at", "send exactly one of nextRunAt or nextRunInMs")
-    if body.next_run_at is not None:
-        at = body.next_run_at
-    else:
-        at = now + timedelta(milliseconds=body.next_run_in_ms or 0)
-    # The reference's clients rarely send ttlMinutes; its fixed 60-minute default made a
-    # one-shot more than an hour ahead expire unseen. Without a TTL it now outlives its run.
-    ttl = timedelta(minutes=body.ttl_minutes or ONESHOT_GRACE_MINUTES)
-    await endpoint_store.set_oneshot_hint(
-        conn,
-        user.user_id,
-        require_id(id, "Endpoint"),
-        at=at,
-        expires_at=now + ttl if body.ttl_minutes is not None else max(now, at) + ttl,
-        reason=body.reason,
-        now=now,
-    )
+    await hints.oneshot_hint(conn, user.user_id, require_id(id, "Endpoint"), body, now)
     return Response(status_code=204)
 
 
