@@ -283,6 +283,7 @@ async def test_export_import_over_http(served: Served) -> None:
         "method": "GET",
         "timezone": "UTC",
         "aiMode": "inherit",
+        "overlap": "skip",
     }
     status, dry = await b.call("POST", "/import?dryRun=true", doc)
     assert (status, dry["dryRun"], dry["created"]) == (200, True, {"jobs": 1, "endpoints": 1})
