@@ -2,8 +2,9 @@
 any scheduler process under a per-channel lease.
 
 Writing (hot path): `enqueue_run_events` runs inside the scheduler's batch transaction, after
-the runs and plans are written, as ONE statement that inserts nothing unless an endpoint of
-the batch has notify settings (its own or its job's). Pauses by the planner or a rule and a
+the runs and plans are written, as ONE call of `cronicorn_enqueue_run_events` (migration
+0009: the event rules in SQL, planned once per session), which stops after one indexed probe
+unless an endpoint of the batch has notify settings (its own or its job's). Pauses by the planner or a rule and a
 reached run quota are enqueued by triggers (migration 0009). Every row has a `dedup_key`
 (event, run or period, channel), unique, so a retried batch or a second trigger firing adds
 nothing.
@@ -31,84 +32,7 @@ from cronicorn.store.tables import notify_deliveries, notify_outbox
 
 EVENTS = ("failure", "recovery", "reminder", "slow", "paused", "resumed", "quota")
 
-ENQUEUE_SQL = """
-WITH f AS (
-    SELECT * FROM jsonb_to_recordset(%(facts)s::jsonb) AS f(
-        endpoint_id text, run_id text, status text, before int, after int, duration_ms int,
-        status_code int, error text, finished_at timestamptz)
-), s AS (
-    SELECT f.*, e.user_id, e.job_id, e.name AS endpoint_name, j.name AS job_name,
-           coalesce(e.notify, j.notify) AS n
-    FROM f
-    JOIN endpoints e ON e.id = f.endpoint_id
-    JOIN jobs j ON j.id = e.job_id
-    WHERE e.id = ANY(ARRAY(SELECT endpoint_id FROM f))
-      AND coalesce(e.notify, j.notify) IS NOT NULL
-), p AS (
-    -- Settings are read defensively (the API validates them, a hand-made row may not):
-    -- a wrong type means the default, never an error that would abort the batch.
-    SELECT s.*,
-           CASE WHEN jsonb_typeof(s.n -> 'onFailureAfter') = 'number'
-                THEN least(greatest((s.n ->> 'onFailureAfter')::numeric, 1), 1000000)::int
-                ELSE 1 END AS threshold,
-           CASE WHEN jsonb_typeof(s.n -> 'onRecovery') = 'boolean'
-                THEN (s.n ->> 'onRecovery')::boolean ELSE true END AS on_recovery,
-           CASE WHEN jsonb_typeof(s.n -> 'reminderHours') = 'number'
-                THEN least(greatest((s.n ->> 'reminderHours')::numeric, 0), 100000)::float8
-                ELSE 0 END AS reminder_h,
-           CASE WHEN jsonb_typeof(s.n -> 'slowerThanMs') = 'number'
-                THEN least(greatest((s.n ->> 'slowerThanMs')::numeric, 0), 1e15)::bigint
-                END AS slow_ms,
-           CASE WHEN jsonb_typeof(s.n -> 'channels') = 'array'
-                THEN s.n -> 'channels' ELSE '[]'::jsonb END AS channel_ids
-    FROM s
-), ev AS (
-    SELECT p.*, x.event, x.dedup
-    FROM p
-    CROSS JOIN LATERAL (VALUES
-        (CASE WHEN p.status = 'failed' AND p.before < p.threshold
-                   AND p.after >= p.threshold THEN 'failure' END,
-         'failure:' || p.endpoint_id || ':' || coalesce(p.run_id, p.after::text)),
-        (CASE WHEN p.status = 'success' AND p.before >= p.threshold AND p.on_recovery
-              THEN 'recovery' END,
-         'recovery:' || p.endpoint_id || ':' || coalesce(p.run_id, '')),
-        (CASE WHEN p.status = 'failed' AND p.before >= p.threshold AND p.reminder_h > 0
-                   AND NOT EXISTS (
-                       SELECT 1 FROM notify_outbox o
-                       WHERE o.endpoint_id = p.endpoint_id
-                         AND o.event IN ('failure', 'reminder')
-                         AND o.created_at > %(now)s::timestamptz
-                             - make_interval(secs => p.reminder_h * 3600))
-              THEN 'reminder' END,
-         'reminder:' || p.endpoint_id || ':' || coalesce(p.run_id, p.after::text)),
-        (CASE WHEN p.slow_ms IS NOT NULL AND p.duration_ms > p.slow_ms THEN 'slow' END,
-         'slow:' || p.endpoint_id || ':'
-             || floor(extract(epoch FROM p.finished_at) / 3600)::bigint::text)
-    ) AS x(event, dedup)
-    WHERE x.event IS NOT NULL
-)
-INSERT INTO notify_outbox (channel_id, user_id, event, dedup_key, endpoint_id, job_id, run_id,
-                           payload, created_at, next_attempt_at)
-SELECT c.id, ev.user_id, ev.event, ev.dedup || ':' || c.id, ev.endpoint_id, ev.job_id,
-       ev.run_id,
-       jsonb_strip_nulls(jsonb_build_object(
-           'event', ev.event, 'endpointId', ev.endpoint_id, 'endpointName', ev.endpoint_name,
-           'jobId', ev.job_id, 'jobName', ev.job_name, 'runId', ev.run_id,
-           'status', ev.status, 'error', ev.error, 'statusCode', ev.status_code,
-           'durationMs', ev.duration_ms, 'slowerThanMs', ev.slow_ms,
-           'failures', greatest(ev.before, ev.after), 'at', ev.finished_at,
-           'since', CASE WHEN ev.event <> 'slow' THEN (
-               SELECT min(r.started_at) FROM (
-                   SELECT r.started_at FROM runs r
-                   WHERE r.endpoint_id = ev.endpoint_id AND r.status = 'failed'
-                   ORDER BY r.started_at DESC
-                   LIMIT greatest(ev.before, ev.after, 1)) r) END)),
-       %(now)s::timestamptz, %(now)s::timestamptz
-FROM ev
-CROSS JOIN LATERAL jsonb_array_elements(ev.channel_ids) AS ch(value)
-JOIN channels c ON c.id = ch.value #>> '{}' AND c.user_id = ev.user_id
-ON CONFLICT (dedup_key) DO NOTHING
-"""
+ENQUEUE_SQL = "SELECT cronicorn_enqueue_run_events(%(facts)s::jsonb, %(now)s::timestamptz)"
 
 
 class _Item(Protocol):
