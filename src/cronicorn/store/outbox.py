@@ -4,10 +4,10 @@ any scheduler process under a per-channel lease.
 Writing (hot path): `enqueue_run_events` runs inside the scheduler's batch transaction, after
 the runs and plans are written, as ONE call of `cronicorn_enqueue_run_events` (migration
 0009: the event rules in SQL, planned once per session), which stops after one indexed probe
-unless an endpoint of the batch has notify settings (its own or its job's). Pauses by the planner or a rule and a
-reached run quota are enqueued by triggers (migration 0009). Every row has a `dedup_key`
-(event, run or period, channel), unique, so a retried batch or a second trigger firing adds
-nothing.
+unless an endpoint of the batch has notify settings (its own or its job's). Pauses by the
+planner or a rule and a reached run quota are enqueued by triggers (migration 0009). Every
+row has a `dedup_key` (event, run or period, channel), unique, so a retried batch or a second
+trigger firing adds nothing.
 
 Delivering: `claim_channels` leases channels that have due rows and whose rate-limit gap has
 passed (`FOR UPDATE SKIP LOCKED`, then a compare-and-set lease), so one process at a time
