@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cronicorn.config import Settings
 from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.store.db import make_async_engine
 from cronicorn.store.migrate import MIGRATIONS_DIR, upgrade
@@ -30,9 +31,12 @@ from support import reap_started
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_SOURCES = [ROOT / "src/cronicorn/store/tables.py", *sorted(MIGRATIONS_DIR.rglob("*.py"))]
 
-# Tests must never pick up an operator's settings from the environment or a .env file.
-for _name in ("DATABASE_URL", "CRONICORN_HOME", "AUTH_SECRET", "ADMIN_USER_EMAIL"):
-    os.environ.pop(_name, None)
+# Tests must never pick up an operator's settings from the environment or a .env file: every
+# setting's variable is cleared, and Settings built in this process read no .env.
+for _field in Settings.model_fields.values():
+    if _field.alias:
+        os.environ.pop(_field.alias, None)
+Settings.model_config["env_file"] = None
 
 
 def _schema_hash() -> str:

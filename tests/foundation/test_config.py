@@ -71,7 +71,7 @@ def test_dotenv_file_is_read(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
         "PORT=4444\nCRONICORN_ALLOW_NETWORKS=10.0.0.0/8, 192.168.1.0/24\n"
     )
-    settings = load_settings()
+    settings = load_settings(_env_file=".env")  # conftest turns .env off for every other test
     assert settings.port == 4444
     assert settings.allow_networks == (
         ipaddress.ip_network("10.0.0.0/8"),
