@@ -33,7 +33,10 @@ from cronicorn.store.db import make_async_engine
 from managed.managed_server import APP_PASSWORD, ManagedServer
 from support import CLI, cli_env, run_cli, start_cli, wait_sync
 
-pytestmark = pytest.mark.slow  # xdist groups: one per server (conftest.SCENARIOS)
+# xdist groups: one per server (conftest.SCENARIOS). Each test makes, verifies and restores
+# real backups (several pg_dump/psql runs, an embedded scratch server, CLI processes): on a
+# busy 2-core machine one takes well over the default 120 s, the first also starting the server.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 TABLES = ("users", "jobs", "endpoints", "runs")
 
