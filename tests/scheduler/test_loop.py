@@ -17,8 +17,8 @@ from cronicorn.dispatch.signing import (
     generate_signing_key,
 )
 from cronicorn.store import signing_keys as key_store
-from cronicorn.store.notify import wake_schedulers
 from cronicorn.store.tables import endpoints
+from cronicorn.store.wakeups import wake_schedulers
 from scheduler.conftest import Rows, Target, running_scheduler, serve_target, utc
 from support import until
 

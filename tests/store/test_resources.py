@@ -14,8 +14,8 @@ from api.api_support import NOW, interval_endpoint
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
-from cronicorn.store.notify import WAKEUP_CHANNEL
 from cronicorn.store.tables import endpoints
+from cronicorn.store.wakeups import WAKEUP_CHANNEL
 
 
 async def _job(engine: AsyncEngine, user_id: str, name: str = "nightly") -> str:

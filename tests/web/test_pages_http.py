@@ -18,8 +18,8 @@ from api.api_support import add_run
 from cronicorn.store import audit, users
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
-from cronicorn.store.notify import endpoint_changed
 from cronicorn.store.outcomes import RECENT_SQL
+from cronicorn.store.wakeups import endpoint_changed
 from cronicorn.web.live import LiveHub
 from support import plan_scans
 from web.conftest import PASSWORD, Site

@@ -27,9 +27,9 @@ from cronicorn.auth import service
 from cronicorn.domain.ids import new_id
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
-from cronicorn.store import notify, users
 from cronicorn.store import planner as planner_store
 from cronicorn.store import suggestions as suggestion_store
+from cronicorn.store import users, wakeups
 from cronicorn.store.tables import runs
 from web.conftest import PASSWORD, SHOTS, Site
 from web.test_browser import DESKTOP, PHONE, TIMEOUT_MS, Watch, assert_accessible, log_in
@@ -347,7 +347,7 @@ async def test_dashboard_counters_update_live(site: Site, context: BrowserContex
     now = datetime.now(UTC)
     async with site.engine.begin() as conn:
         await conn.execute(insert(runs), [_run(s.endpoint_id, s.user_id, now, 31)])
-        await notify.endpoint_changed(conn, s.user_id, s.endpoint_id)
+        await wakeups.endpoint_changed(conn, s.user_id, s.endpoint_id)
     await expect(counter).to_contain_text("runs in range (21 ok, 10 failed)")
 
 

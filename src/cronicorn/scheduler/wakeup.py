@@ -1,4 +1,4 @@
-"""LISTEN for wake-ups (`cronicorn.store.notify.WAKEUP_CHANNEL`) on a dedicated connection.
+"""LISTEN for wake-ups (`cronicorn.store.wakeups.WAKEUP_CHANNEL`) on a dedicated connection.
 
 The API sends NOTIFY when it moves an endpoint's `next_run_at` earlier ("run now", hints,
 edits); the claim loop then re-checks at once instead of sleeping until its planned wake-up.
@@ -16,7 +16,7 @@ import psycopg
 
 from cronicorn.logs import get_logger
 from cronicorn.scheduler.connection import ReconnectingConnection
-from cronicorn.store.notify import WAKEUP_CHANNEL
+from cronicorn.store.wakeups import WAKEUP_CHANNEL
 
 log = get_logger("cronicorn.scheduler")
 

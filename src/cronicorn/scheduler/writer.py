@@ -31,7 +31,6 @@ from cronicorn.scheduler.connection import ReconnectingConnection, is_connection
 from cronicorn.scheduler.planning import plan_after
 from cronicorn.scheduler.rules_step import Applied, after_run
 from cronicorn.store import detached_runs
-from cronicorn.store.notify import WAKEUP_CHANNEL
 from cronicorn.store.outbox import enqueue_run_events
 from cronicorn.store.rule_writes import apply_pending, queue_effects
 from cronicorn.store.run_writes import (
@@ -43,6 +42,7 @@ from cronicorn.store.run_writes import (
     record_skipped,
     write_finished,
 )
+from cronicorn.store.wakeups import WAKEUP_CHANNEL
 
 log = get_logger("cronicorn.scheduler")
 _T = TypeVar("_T")

@@ -40,9 +40,9 @@ from cronicorn.domain.retry import describe as describe_retry
 from cronicorn.domain.retry import parse_retry
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
-from cronicorn.store.notify import wake_schedulers
 from cronicorn.store.quotas import check_endpoint_room, open_meter
 from cronicorn.store.tables import endpoints, jobs
+from cronicorn.store.wakeups import wake_schedulers
 
 # What a user configures (snake_case, as the columns). Everything else is state.
 CONFIG_FIELDS = (

@@ -26,7 +26,7 @@ from psycopg.rows import dict_row
 
 from cronicorn.domain import ScheduleState, plan_on_change
 from cronicorn.domain.rules import Effect, apply_effect
-from cronicorn.store.notify import WAKEUP_CHANNEL
+from cronicorn.store.wakeups import WAKEUP_CHANNEL
 
 _STATE = tuple(f.name for f in fields(ScheduleState))
 

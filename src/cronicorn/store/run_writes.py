@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 
 from cronicorn.domain import ScheduleState
 from cronicorn.domain.ids import new_id
-from cronicorn.store.notify import RUNS_FINISHED_SQL
+from cronicorn.store.wakeups import RUNS_FINISHED_SQL
 
 _STATE_COLUMNS = (
     "baseline_cron",

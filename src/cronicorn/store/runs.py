@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import NotFound
-from cronicorn.store.notify import endpoint_changed
 from cronicorn.store.tables import endpoints, runs
+from cronicorn.store.wakeups import endpoint_changed
 
 RUN_STATUSES = ("running", "success", "failed", "skipped")  # skipped: overlap (0008)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cronicorn.store import ai_sessions, notify
+from cronicorn.store import ai_sessions, wakeups
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import suggestions as suggestion_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
@@ -114,5 +114,5 @@ async def decide(
     except Invalid:
         await conn.rollback()
         return _back(endpoint_id, "unfit")
-    await notify.endpoint_changed(conn, viewer.user_id, row.endpoint_id)
+    await wakeups.endpoint_changed(conn, viewer.user_id, row.endpoint_id)
     return _back(row.endpoint_id, "applied" if decision == "apply" else "dismissed")

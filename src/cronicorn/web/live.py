@@ -1,5 +1,5 @@
 """Live updates: `GET /events`, a server-sent event stream per signed-in page, fed by
-PostgreSQL LISTEN/NOTIFY (`store.notify.RUNS_CHANNEL`), so a run written by any scheduler
+PostgreSQL LISTEN/NOTIFY (`store.wakeups.RUNS_CHANNEL`), so a run written by any scheduler
 reaches every API process's pages.
 
 One LISTEN connection per process (`LiveHub`), opened with the first subscriber and closed
@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from cronicorn.logs import get_logger
 from cronicorn.store.db import libpq_url
-from cronicorn.store.notify import RUNS_CHANNEL
+from cronicorn.store.wakeups import RUNS_CHANNEL
 from cronicorn.web.deps import ViewerDep
 
 log = get_logger("cronicorn.web.live")

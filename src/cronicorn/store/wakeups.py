@@ -1,4 +1,4 @@
-"""LISTEN/NOTIFY between roles: the API (or planner) wakes schedulers when it moves an
+"""LISTEN/NOTIFY wake-ups between roles: the API (or planner) wakes schedulers when it moves an
 endpoint's `next_run_at` earlier, so "run now", one-shots and edits take effect at once."""
 
 from __future__ import annotations
