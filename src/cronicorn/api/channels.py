@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
 from cronicorn.api.endpoints import get_dispatcher
@@ -25,33 +23,13 @@ from cronicorn.schemas.notify import (
     ChannelOut,
     ChannelPatch,
     ChannelTestResult,
-    Delivery,
     NotifyBody,
     NotifyOut,
 )
 from cronicorn.store import channels as channel_store
-from cronicorn.store import outbox
-from cronicorn.store.channels import Channel
-from cronicorn.store.errors import NotFound
-from cronicorn.store.tables import endpoints, jobs
 
 router = APIRouter(tags=["Channels"])
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
-
-
-def _out(c: Channel) -> ChannelOut:
-    return ChannelOut(
-        id=c.id,
-        name=c.name,
-        kind=c.kind,
-        url_preview=c.url_preview,
-        failing=c.failing,
-        last_success_at=c.last_success_at,
-        last_error_at=c.last_error_at,
-        last_error=c.last_error,
-        created_at=c.created_at,
-        updated_at=c.updated_at,
-    )
 
 
 def _refused(exc: InvalidChannelUrl) -> ApiError:
@@ -91,12 +69,12 @@ async def create_channel(
         raise ApiError(
             422, f"Test notification failed: {exc.message}", code="channel_test_failed"
         ) from None
-    return _out(channel)
+    return service.channel_out(channel)
 
 
 @router.get("/channels", response_model=ChannelList, summary="Your channels")
 async def list_channels(user: UserDep, conn: ConnDep) -> ChannelList:
-    return ChannelList(channels=[_out(c) for c in await channel_store.list_for(conn, user.user_id)])
+    return await service.list_channels(conn, user.user_id)
 
 
 @router.get(
@@ -105,9 +83,7 @@ async def list_channels(user: UserDep, conn: ConnDep) -> ChannelList:
     summary="A channel with its latest deliveries",
 )
 async def get_channel(id: str, user: UserDep, conn: ConnDep) -> ChannelDetail:
-    channel = await channel_store.get(conn, user.user_id, require_id(id, "Channel"))
-    history = await outbox.history(conn, channel.id, 20)
-    return ChannelDetail(**_out(channel).model_dump(), deliveries=[Delivery(**h) for h in history])
+    return await service.channel_detail(conn, user.user_id, require_id(id, "Channel"))
 
 
 @router.patch("/channels/{id}", response_model=ChannelOut, summary="Rename or re-point")
@@ -133,7 +109,7 @@ async def patch_channel(
         )
     except InvalidChannelUrl as exc:
         raise _refused(exc) from None
-    return _out(channel)
+    return service.channel_out(channel)
 
 
 @router.delete("/channels/{id}", status_code=204, summary="Remove a channel")
@@ -154,39 +130,21 @@ async def test_channel(
     dispatcher: DispatcherDep,
     now: NowDep,
 ) -> ChannelTestResult:
-    require_id(id, "Channel")
-    try:
-        parsed = await service.stored_url(conn, user.user_id, id, runtime.auth_secret)
-        await service.check_address(parsed, dispatcher)
-        await service.send_test(
-            conn,
-            user.user_id,
-            parsed,
-            dispatcher=dispatcher,
-            auth_secret=runtime.auth_secret,
-            timeout_s=runtime.settings.notify_timeout_s,
-            now=now,
-            web_url=runtime.settings.web_url,
-        )
-    except (InvalidChannelUrl, service.TransportError) as exc:
-        return ChannelTestResult(ok=False, error=str(exc))
-    return ChannelTestResult(ok=True)
-
-
-async def _notify_of(
-    conn: AsyncConnection, t: Table, key: str, user_id: str, what: str
-) -> NotifyOut:
-    row = (
-        await conn.execute(select(t.c.notify).where(t.c.id == key, t.c.user_id == user_id))
-    ).first()
-    if row is None:
-        raise NotFound(what)
-    return NotifyOut(notify=row[0])
+    return await service.try_channel(
+        conn,
+        user.user_id,
+        require_id(id, "Channel"),
+        dispatcher=dispatcher,
+        auth_secret=runtime.auth_secret,
+        timeout_s=runtime.settings.notify_timeout_s,
+        now=now,
+        web_url=runtime.settings.web_url,
+    )
 
 
 @router.get("/jobs/{id}/notify", response_model=NotifyOut, summary="A job's subscriptions")
 async def get_job_notify(id: str, user: UserDep, conn: ConnDep) -> NotifyOut:
-    return await _notify_of(conn, jobs, require_id(id, "Job"), user.user_id, "Job")
+    return await service.notify_of(conn, user.user_id, job_id=require_id(id, "Job"))
 
 
 @router.put(
@@ -197,11 +155,7 @@ async def get_job_notify(id: str, user: UserDep, conn: ConnDep) -> NotifyOut:
 async def put_job_notify(
     id: str, body: NotifyBody, user: UserDep, conn: ConnDep, now: NowDep
 ) -> NotifyOut:
-    stored = body.notify.stored() if body.notify is not None else None
-    await service.set_notify(
-        conn, user.user_id, job_id=require_id(id, "Job"), settings=stored, now=now
-    )
-    return NotifyOut(notify=stored)
+    return await service.subscribe(conn, user.user_id, body, job_id=require_id(id, "Job"), now=now)
 
 
 @router.get(
@@ -210,8 +164,7 @@ async def put_job_notify(
     summary="An endpoint's own subscriptions (null: its job's apply)",
 )
 async def get_endpoint_notify(id: str, user: UserDep, conn: ConnDep) -> NotifyOut:
-    key = require_id(id, "Endpoint")
-    return await _notify_of(conn, endpoints, key, user.user_id, "Endpoint")
+    return await service.notify_of(conn, user.user_id, endpoint_id=require_id(id, "Endpoint"))
 
 
 @router.put(
@@ -222,7 +175,5 @@ async def get_endpoint_notify(id: str, user: UserDep, conn: ConnDep) -> NotifyOu
 async def put_endpoint_notify(
     id: str, body: NotifyBody, user: UserDep, conn: ConnDep, now: NowDep
 ) -> NotifyOut:
-    stored = body.notify.stored() if body.notify is not None else None
     key = require_id(id, "Endpoint")
-    await service.set_notify(conn, user.user_id, endpoint_id=key, settings=stored, now=now)
-    return NotifyOut(notify=stored)
+    return await service.subscribe(conn, user.user_id, body, endpoint_id=key, now=now)

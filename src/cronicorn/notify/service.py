@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.dispatch import Dispatcher, UrlNotAllowed
@@ -23,7 +23,17 @@ from cronicorn.notify.transports import (
     WebhookTransport,
 )
 from cronicorn.notify.urls import ChannelUrl, InvalidChannelUrl, parse_channel_url
+from cronicorn.schemas.notify import (
+    ChannelDetail,
+    ChannelList,
+    ChannelOut,
+    ChannelTestResult,
+    Delivery,
+    NotifyBody,
+    NotifyOut,
+)
 from cronicorn.store import channels as channel_store
+from cronicorn.store import outbox
 from cronicorn.store.errors import Invalid, NotFound
 from cronicorn.store.signing_keys import load_signing_keys
 from cronicorn.store.tables import endpoints, jobs
@@ -31,11 +41,17 @@ from cronicorn.store.tables import endpoints, jobs
 __all__ = [
     "InvalidChannelUrl",
     "TransportError",
+    "channel_detail",
+    "channel_out",
     "check_address",
     "create_channel",
+    "list_channels",
+    "notify_of",
     "send_test",
     "set_notify",
+    "subscribe",
     "transport_for",
+    "try_channel",
     "update_channel",
 ]
 
@@ -193,3 +209,98 @@ async def set_notify(
     )
     if result.rowcount == 0:
         raise NotFound("Job" if job_id is not None else "Endpoint")
+
+
+async def subscribe(
+    conn: AsyncConnection,
+    user_id: str,
+    body: NotifyBody,
+    *,
+    job_id: str | None = None,
+    endpoint_id: str | None = None,
+    now: datetime,
+) -> NotifyOut:
+    """`set_notify` from a request body; the answer is the settings as stored."""
+    stored = body.notify.stored() if body.notify is not None else None
+    await set_notify(
+        conn, user_id, job_id=job_id, endpoint_id=endpoint_id, settings=stored, now=now
+    )
+    return NotifyOut(notify=stored)
+
+
+async def notify_of(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    job_id: str | None = None,
+    endpoint_id: str | None = None,
+) -> NotifyOut:
+    """A job's or an endpoint's own subscriptions; another user's is `NotFound`."""
+    table: Table = jobs if job_id is not None else endpoints
+    key = job_id if job_id is not None else endpoint_id
+    query = select(table.c.notify).where(table.c.id == key, table.c.user_id == user_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound("Job" if job_id is not None else "Endpoint")
+    return NotifyOut(notify=row[0])
+
+
+def channel_out(c: channel_store.Channel) -> ChannelOut:
+    return ChannelOut(
+        id=c.id,
+        name=c.name,
+        kind=c.kind,
+        url_preview=c.url_preview,
+        failing=c.failing,
+        last_success_at=c.last_success_at,
+        last_error_at=c.last_error_at,
+        last_error=c.last_error,
+        created_at=c.created_at,
+        updated_at=c.updated_at,
+    )
+
+
+async def list_channels(conn: AsyncConnection, user_id: str) -> ChannelList:
+    return ChannelList(
+        channels=[channel_out(c) for c in await channel_store.list_for(conn, user_id)]
+    )
+
+
+async def channel_detail(conn: AsyncConnection, user_id: str, channel_id: str) -> ChannelDetail:
+    """A channel with its latest 20 deliveries."""
+    channel = await channel_store.get(conn, user_id, channel_id)
+    history = await outbox.history(conn, channel.id, 20)
+    return ChannelDetail(
+        **channel_out(channel).model_dump(), deliveries=[Delivery(**h) for h in history]
+    )
+
+
+async def try_channel(
+    conn: AsyncConnection,
+    user_id: str,
+    channel_id: str,
+    *,
+    dispatcher: Dispatcher,
+    auth_secret: str,
+    timeout_s: float,
+    now: datetime,
+    web_url: str,
+) -> ChannelTestResult:
+    """Send a test message through a stored channel now; a refusal or failed send is in the
+    answer (not raised, not retried), a channel not the caller's is `NotFound`."""
+    try:
+        parsed = await stored_url(conn, user_id, channel_id, auth_secret)
+        await check_address(parsed, dispatcher)
+        await send_test(
+            conn,
+            user_id,
+            parsed,
+            dispatcher=dispatcher,
+            auth_secret=auth_secret,
+            timeout_s=timeout_s,
+            now=now,
+            web_url=web_url,
+        )
+    except (InvalidChannelUrl, TransportError) as exc:
+        return ChannelTestResult(ok=False, error=str(exc))
+    return ChannelTestResult(ok=True)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, select
-
 from cronicorn.mcp.errors import ToolError, invalid
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.notify import service
@@ -19,35 +17,15 @@ from cronicorn.schemas.notify import (
     ChannelList,
     ChannelOut,
     ChannelPatch,
-    Delivery,
     NotifyBody,
     NotifyOut,
     TestResult,
 )
 from cronicorn.store import channels as channel_store
-from cronicorn.store import outbox
-from cronicorn.store.channels import Channel
-from cronicorn.store.errors import NotFound
-from cronicorn.store.tables import endpoints, jobs
 
 CHANNEL_ID = (PathId("id", "Channel", "The channel's id (from listChannels)"),)
 JOB_ID = (PathId("id", "Job", "The job's id"),)
 ENDPOINT_ID = (PathId("id", "Endpoint", "The endpoint's id"),)
-
-
-def _out(c: Channel) -> ChannelOut:
-    return ChannelOut(
-        id=c.id,
-        name=c.name,
-        kind=c.kind,
-        url_preview=c.url_preview,
-        failing=c.failing,
-        last_success_at=c.last_success_at,
-        last_error_at=c.last_error_at,
-        last_error=c.last_error,
-        created_at=c.created_at,
-        updated_at=c.updated_at,
-    )
 
 
 def _refused(exc: InvalidChannelUrl) -> ToolError:
@@ -57,15 +35,11 @@ def _refused(exc: InvalidChannelUrl) -> ToolError:
 
 
 async def _list(call: Call, _: NoArguments) -> ChannelList:
-    return ChannelList(
-        channels=[_out(c) for c in await channel_store.list_for(call.conn, call.user_id)]
-    )
+    return await service.list_channels(call.conn, call.user_id)
 
 
 async def _get(call: Call, _: NoArguments) -> ChannelDetail:
-    channel = await channel_store.get(call.conn, call.user_id, call.id("id"))
-    history = await outbox.history(call.conn, channel.id, 20)
-    return ChannelDetail(**_out(channel).model_dump(), deliveries=[Delivery(**h) for h in history])
+    return await service.channel_detail(call.conn, call.user_id, call.id("id"))
 
 
 async def _create(call: Call, body: ChannelCreate) -> ChannelOut:
@@ -88,7 +62,7 @@ async def _create(call: Call, body: ChannelCreate) -> ChannelOut:
     except service.TransportError as exc:
         message = f"Test notification failed: {exc.message}"
         raise ToolError(422, "channel_test_failed", message) from None
-    return _out(channel)
+    return service.channel_out(channel)
 
 
 async def _update(call: Call, body: ChannelPatch) -> ChannelOut:
@@ -105,7 +79,7 @@ async def _update(call: Call, body: ChannelPatch) -> ChannelOut:
         )
     except InvalidChannelUrl as exc:
         raise _refused(exc) from None
-    return _out(channel)
+    return service.channel_out(channel)
 
 
 async def _delete(call: Call, _: NoArguments) -> dict[str, Any]:
@@ -114,59 +88,36 @@ async def _delete(call: Call, _: NoArguments) -> dict[str, Any]:
 
 
 async def _test(call: Call, _: NoArguments) -> TestResult:
-    runtime, dispatcher = call.runtime, await call.dispatcher()
-    try:
-        parsed = await service.stored_url(
-            call.conn, call.user_id, call.id("id"), runtime.auth_secret
-        )
-        await service.check_address(parsed, dispatcher)
-        await service.send_test(
-            call.conn,
-            call.user_id,
-            parsed,
-            dispatcher=dispatcher,
-            auth_secret=runtime.auth_secret,
-            timeout_s=runtime.settings.notify_timeout_s,
-            now=call.now,
-            web_url=runtime.settings.web_url,
-        )
-    except (InvalidChannelUrl, service.TransportError) as exc:
-        return TestResult(ok=False, error=str(exc))
-    return TestResult(ok=True)
-
-
-async def _notify_of(call: Call, table: Table, what: str) -> NotifyOut:
-    query = select(table.c.notify).where(
-        table.c.id == call.id("id"), table.c.user_id == call.user_id
+    runtime = call.runtime
+    return await service.try_channel(
+        call.conn,
+        call.user_id,
+        call.id("id"),
+        dispatcher=await call.dispatcher(),
+        auth_secret=runtime.auth_secret,
+        timeout_s=runtime.settings.notify_timeout_s,
+        now=call.now,
+        web_url=runtime.settings.web_url,
     )
-    row = (await call.conn.execute(query)).first()
-    if row is None:
-        raise NotFound(what)
-    return NotifyOut(notify=row[0])
 
 
 async def _get_job_notify(call: Call, _: NoArguments) -> NotifyOut:
-    return await _notify_of(call, jobs, "Job")
+    return await service.notify_of(call.conn, call.user_id, job_id=call.id("id"))
 
 
 async def _get_endpoint_notify(call: Call, _: NoArguments) -> NotifyOut:
-    return await _notify_of(call, endpoints, "Endpoint")
+    return await service.notify_of(call.conn, call.user_id, endpoint_id=call.id("id"))
 
 
 async def _set_job_notify(call: Call, body: NotifyBody) -> NotifyOut:
-    stored = body.notify.stored() if body.notify is not None else None
-    await service.set_notify(
-        call.conn, call.user_id, job_id=call.id("id"), settings=stored, now=call.now
+    return await service.subscribe(
+        call.conn, call.user_id, body, job_id=call.id("id"), now=call.now
     )
-    return NotifyOut(notify=stored)
 
 
 async def _set_endpoint_notify(call: Call, body: NotifyBody) -> NotifyOut:
-    stored = body.notify.stored() if body.notify is not None else None
-    await service.set_notify(
-        call.conn, call.user_id, endpoint_id=call.id("id"), settings=stored, now=call.now
-    )
-    return NotifyOut(notify=stored)
+    key = call.id("id")
+    return await service.subscribe(call.conn, call.user_id, body, endpoint_id=key, now=call.now)
 
 
 NOTIFY_HELP = (
