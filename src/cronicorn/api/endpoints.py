@@ -13,47 +13,28 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 
 from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
 from cronicorn.api.params import NowDep, require_id
-from cronicorn.dispatch import DispatchConfig, Dispatcher, url_refusal
+from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.dispatch.lazy import close_dispatcher_on, dispatcher_on
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
+from cronicorn.services.urls import ensure_url_allowed
 from cronicorn.store import endpoints as endpoint_store
-from cronicorn.store.errors import Invalid
 
 router = APIRouter(tags=["Endpoints"])
 
 JobIdPath = Annotated[str, Path(alias="jobId")]
 
 
-async def ensure_url_allowed(dispatcher: Dispatcher, url: str, field: str = "url") -> None:
-    """The dispatcher's SSRF check at create/edit time: a refused URL is a 422 on `url`."""
-    reason = await url_refusal(dispatcher, url)
-    if reason is not None:
-        raise Invalid(field, f"URL not allowed: {reason}")
-
-
 async def get_dispatcher(request: Request) -> Dispatcher:
     """The API process's one dispatcher, created on first use and kept on the app state."""
-    state = request.app.state
-    dispatcher: Dispatcher | None = getattr(state, "dispatcher", None)
-    if dispatcher is not None:
-        return dispatcher
-    runtime: Runtime = state.runtime
-    fresh = Dispatcher(DispatchConfig(allow_networks=runtime.settings.allow_networks))
-    await fresh.start()
-    current: Dispatcher | None = getattr(state, "dispatcher", None)
-    if current is not None:  # another request won the race meanwhile
-        await fresh.close()
-        return current
-    state.dispatcher = fresh
-    return fresh
+    runtime: Runtime = request.app.state.runtime
+    config = DispatchConfig(allow_networks=runtime.settings.allow_networks)
+    return await dispatcher_on(request.app.state, config)
 
 
 async def close_dispatcher(app: Any) -> None:
     """Close the dispatcher `get_dispatcher` made, if any (process shutdown)."""
-    dispatcher: Dispatcher | None = getattr(app.state, "dispatcher", None)
-    app.state.dispatcher = None
-    if dispatcher is not None:
-        await dispatcher.close()
+    await close_dispatcher_on(app.state)
 
 
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
+from cronicorn.dispatch.lazy import close_dispatcher_on
 from cronicorn.runtime import Runtime
 from cronicorn.store.errors import NotFound
 from cronicorn.web import (
@@ -77,7 +78,4 @@ def _map_errors(web: FastAPI) -> None:
 
 async def close_web(web: FastAPI) -> None:
     """Close what the pages opened (their dispatcher): mounted apps get no lifespan."""
-    dispatcher = getattr(web.state, "dispatcher", None)
-    web.state.dispatcher = None
-    if dispatcher is not None:
-        await dispatcher.close()
+    await close_dispatcher_on(web.state)

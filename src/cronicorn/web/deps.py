@@ -25,6 +25,7 @@ from cronicorn.auth import credentials
 from cronicorn.auth.cookies import CSRF_HEADER, session_cookies, session_token
 from cronicorn.auth.tokens import csrf_token, same_secret
 from cronicorn.dispatch import DispatchConfig, Dispatcher
+from cronicorn.dispatch.lazy import dispatcher_on
 from cronicorn.runtime import Runtime
 from cronicorn.store import users
 from cronicorn.store.audit import actor_of, set_actor
@@ -189,19 +190,9 @@ def require_id(value: str, what: str) -> str:
 async def get_dispatcher(request: Request) -> Dispatcher:
     """The pages' dispatcher (SSRF checks of URLs, run now), made on first use; closed by
     `web.app.close_web` at shutdown."""
-    state = request.app.state
-    dispatcher: Dispatcher | None = getattr(state, "dispatcher", None)
-    if dispatcher is not None:
-        return dispatcher
-    runtime: Runtime = state.runtime
-    fresh = Dispatcher(DispatchConfig(allow_networks=runtime.settings.allow_networks))
-    await fresh.start()
-    current: Dispatcher | None = getattr(state, "dispatcher", None)
-    if current is not None:  # another request won the race meanwhile
-        await fresh.close()
-        return current
-    state.dispatcher = fresh
-    return fresh
+    runtime: Runtime = request.app.state.runtime
+    config = DispatchConfig(allow_networks=runtime.settings.allow_networks)
+    return await dispatcher_on(request.app.state, config)
 
 
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cronicorn.dispatch.refusal import url_refusal
+from cronicorn.services.urls import ensure_url_allowed
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
@@ -268,9 +268,10 @@ async def _check_and_save(
     config, errors = endpoint_form.validate(form, editing=endpoint is not None)
     if config is None:
         return None, errors
-    reason = await url_refusal(dispatcher, config["url"])
-    if reason is not None:
-        return None, {"url": f"URL not allowed: {reason}"}
+    try:
+        await ensure_url_allowed(dispatcher, config["url"])
+    except Invalid as exc:
+        return None, {exc.field: exc.message}
     quotas = runtime.settings.quotas
     try:
         if endpoint is None:

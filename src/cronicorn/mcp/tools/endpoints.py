@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cronicorn.dispatch import url_refusal
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
+from cronicorn.services.urls import ensure_url_allowed
 from cronicorn.store import endpoints as endpoint_store
-from cronicorn.store.errors import Invalid
 
 JOB_ID = PathId("jobId", "Job", "The job's id (from createJob or listJobs)")
 ENDPOINT_IN_JOB = (
@@ -21,14 +20,8 @@ ENDPOINT_IN_JOB = (
 )
 
 
-async def ensure_url_allowed(call: Call, url: str) -> None:
-    reason = await url_refusal(await call.dispatcher(), url)
-    if reason is not None:
-        raise Invalid("url", f"URL not allowed: {reason}")
-
-
 async def _add(call: Call, body: EndpointCreate) -> Endpoint:
-    await ensure_url_allowed(call, body.url)
+    await ensure_url_allowed(await call.dispatcher(), body.url)
     row = await endpoint_store.create(
         call.conn,
         call.user_id,
@@ -55,7 +48,7 @@ async def _update(call: Call, body: EndpointPatch) -> Endpoint:
     endpoint_id, job_id = call.id("id"), call.id("jobId")
     await endpoint_store.get(call.conn, call.user_id, endpoint_id, job_id=job_id)
     if changes.get("url") is not None:
-        await ensure_url_allowed(call, changes["url"])
+        await ensure_url_allowed(await call.dispatcher(), changes["url"])
     row = await endpoint_store.update_config(
         call.conn,
         call.user_id,
