@@ -5,7 +5,6 @@ and its expiry) without a second call."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from pydantic import Field
@@ -13,11 +12,10 @@ from pydantic import Field
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.schemas.common import In
 from cronicorn.schemas.endpoints import Endpoint, IntervalHintIn, OneshotHintIn, PauseIn, Preview
+from cronicorn.services import hints
 from cronicorn.store import endpoints as endpoint_store
-from cronicorn.store.errors import Invalid
 
 ENDPOINT_ID = (PathId("id", "Endpoint", "The endpoint's id"),)
-ONESHOT_GRACE_MINUTES = 60
 
 
 class PreviewQuery(In):
@@ -25,34 +23,15 @@ class PreviewQuery(In):
 
 
 async def _interval(call: Call, body: IntervalHintIn) -> Endpoint:
-    row = await endpoint_store.set_interval_hint(
-        call.conn,
-        call.user_id,
-        call.id("id"),
-        interval_ms=body.interval_ms,
-        expires_at=call.now + timedelta(minutes=body.ttl_minutes),
-        reason=body.reason,
-        now=call.now,
-        quotas=call.runtime.settings.quotas,
+    quotas = call.runtime.settings.quotas
+    row = await hints.interval_hint(
+        call.conn, call.user_id, call.id("id"), body, call.now, quotas=quotas
     )
     return Endpoint.of(row)
 
 
 async def _oneshot(call: Call, body: OneshotHintIn) -> Endpoint:
-    if (body.next_run_at is None) == (body.next_run_in_ms is None):
-        raise Invalid("next_run_at", "send exactly one of nextRunAt or nextRunInMs")
-    now = call.now
-    at = body.next_run_at or now + timedelta(milliseconds=body.next_run_in_ms or 0)
-    ttl = timedelta(minutes=body.ttl_minutes or ONESHOT_GRACE_MINUTES)
-    row = await endpoint_store.set_oneshot_hint(
-        call.conn,
-        call.user_id,
-        call.id("id"),
-        at=at,
-        expires_at=now + ttl if body.ttl_minutes is not None else max(now, at) + ttl,
-        reason=body.reason,
-        now=now,
-    )
+    row = await hints.oneshot_hint(call.conn, call.user_id, call.id("id"), body, call.now)
     return Endpoint.of(row)
 
 
