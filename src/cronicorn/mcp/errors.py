@@ -1,5 +1,6 @@
 """Typed failures become tool errors once, here: the status, code, message and field the REST
-API would answer (`api/errors.py`), so an agent reads the same words a script would.
+API would answer (both read `error_table.py`), so an agent reads the same words a script
+would.
 
 A tool error is a normal result with `isError: true` (the model sees it and can correct its
 call), never a protocol error or a crash of the session.
@@ -9,18 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 import mcp.types as types
-import psycopg
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from cronicorn.error_table import invalid_field, refusal_of
 from cronicorn.logs import get_logger
 from cronicorn.schemas.common import camel
-from cronicorn.store.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from cronicorn.store.errors import Invalid
 
 log = get_logger("cronicorn.mcp")
 
@@ -41,9 +39,8 @@ class ToolError(Exception):
 
 def invalid(path: str, message: str, where: str = "body") -> ToolError:
     """A 422 on one field, worded as the API's `invalid_response` (camelCase path)."""
-    shown = camel(path)
-    details = [{"path": shown, "in": where, "message": message, "type": "value_error"}]
-    return ToolError(422, "validation_error", f"{message} at '{shown}'", details, shown)
+    refusal = invalid_field(path, message, where)
+    return ToolError(refusal.status, refusal.code, refusal.message, refusal.details, camel(path))
 
 
 def from_validation(exc: ValidationError) -> ToolError:
@@ -70,34 +67,11 @@ def to_tool_error(exc: Exception) -> ToolError | None:
         return exc
     if isinstance(exc, ValidationError):
         return from_validation(exc)
-    if isinstance(exc, NotFound):
-        return ToolError(404, "not_found", f"{exc.what} not found")
-    if isinstance(exc, Conflict):
-        return ToolError(409, "conflict", str(exc))
-    if isinstance(exc, Invalid):
-        return invalid(exc.field, exc.message)
-    if isinstance(exc, QuotaExceeded):
-        details: dict[str, Any] = {"quota": exc.quota, "limit": exc.limit, "used": exc.used}
-        if exc.resets_at is not None:
-            details["resetsAt"] = exc.resets_at.astimezone(UTC).isoformat()
-        return ToolError(403, "quota_exceeded", exc.message, details)
-    if isinstance(exc, DBAPIError):
-        return _database(exc)
-    if isinstance(exc, PoolTimeout):
-        return ToolError(503, "unavailable", "The database is busy; retry shortly.")
-    return None
-
-
-def _database(exc: DBAPIError) -> ToolError | None:
-    """As `api.errors.database_refusal`: a retryable refusal, else a bug (None)."""
-    sqlstate = exc.orig.sqlstate if isinstance(exc.orig, psycopg.Error) else None
-    if sqlstate is not None and sqlstate.startswith("40"):
-        return ToolError(
-            503, "busy", "A concurrent change got in the way; nothing was written. Retry."
-        )
-    if isinstance(exc.orig, psycopg.OperationalError) or exc.connection_invalidated:
-        return ToolError(503, "unavailable", "The database is unavailable; retry shortly.")
-    return None
+    refusal = refusal_of(exc)
+    if refusal is None:
+        return None
+    shown = camel(exc.field) if isinstance(exc, Invalid) else None
+    return ToolError(refusal.status, refusal.code, refusal.message, refusal.details, shown)
 
 
 def error_result(tool: str, exc: Exception) -> types.CallToolResult:
