@@ -49,19 +49,9 @@ async def create_channel(
     dispatcher: DispatcherDep,
     now: NowDep,
 ) -> ChannelOut:
-    settings = runtime.settings
     try:
-        channel = await service.create_channel(
-            conn,
-            user.user_id,
-            name=body.name,
-            url=body.url,
-            dispatcher=dispatcher,
-            auth_secret=runtime.auth_secret,
-            now=now,
-            test=body.test,
-            timeout_s=settings.notify_timeout_s,
-            web_url=settings.web_url,
+        channel = await service.add_channel(
+            conn, user.user_id, body, runtime=runtime, dispatcher=dispatcher, now=now
         )
     except InvalidChannelUrl as exc:
         raise _refused(exc) from None
@@ -130,15 +120,9 @@ async def test_channel(
     dispatcher: DispatcherDep,
     now: NowDep,
 ) -> ChannelTestResult:
+    key = require_id(id, "Channel")
     return await service.try_channel(
-        conn,
-        user.user_id,
-        require_id(id, "Channel"),
-        dispatcher=dispatcher,
-        auth_secret=runtime.auth_secret,
-        timeout_s=runtime.settings.notify_timeout_s,
-        now=now,
-        web_url=runtime.settings.web_url,
+        conn, user.user_id, key, runtime=runtime, dispatcher=dispatcher, now=now
     )
 
 

@@ -23,7 +23,9 @@ from cronicorn.notify.transports import (
     WebhookTransport,
 )
 from cronicorn.notify.urls import ChannelUrl, InvalidChannelUrl, parse_channel_url
+from cronicorn.runtime import Runtime
 from cronicorn.schemas.notify import (
+    ChannelCreate,
     ChannelDetail,
     ChannelList,
     ChannelOut,
@@ -41,6 +43,7 @@ from cronicorn.store.tables import endpoints, jobs
 __all__ = [
     "InvalidChannelUrl",
     "TransportError",
+    "add_channel",
     "channel_detail",
     "channel_out",
     "check_address",
@@ -280,27 +283,50 @@ async def try_channel(
     user_id: str,
     channel_id: str,
     *,
+    runtime: Runtime,
     dispatcher: Dispatcher,
-    auth_secret: str,
-    timeout_s: float,
     now: datetime,
-    web_url: str,
 ) -> ChannelTestResult:
     """Send a test message through a stored channel now; a refusal or failed send is in the
     answer (not raised, not retried), a channel not the caller's is `NotFound`."""
     try:
-        parsed = await stored_url(conn, user_id, channel_id, auth_secret)
+        parsed = await stored_url(conn, user_id, channel_id, runtime.auth_secret)
         await check_address(parsed, dispatcher)
         await send_test(
             conn,
             user_id,
             parsed,
             dispatcher=dispatcher,
-            auth_secret=auth_secret,
-            timeout_s=timeout_s,
+            auth_secret=runtime.auth_secret,
+            timeout_s=runtime.settings.notify_timeout_s,
             now=now,
-            web_url=web_url,
+            web_url=runtime.settings.web_url,
         )
     except (InvalidChannelUrl, TransportError) as exc:
         return ChannelTestResult(ok=False, error=str(exc))
     return ChannelTestResult(ok=True)
+
+
+async def add_channel(
+    conn: AsyncConnection,
+    user_id: str,
+    body: ChannelCreate,
+    *,
+    runtime: Runtime,
+    dispatcher: Dispatcher,
+    now: datetime,
+) -> channel_store.Channel:
+    """`create_channel` from a request body, with the process's secret, send timeout and
+    link base (the same for every face)."""
+    return await create_channel(
+        conn,
+        user_id,
+        name=body.name,
+        url=body.url,
+        dispatcher=dispatcher,
+        auth_secret=runtime.auth_secret,
+        now=now,
+        test=body.test,
+        timeout_s=runtime.settings.notify_timeout_s,
+        web_url=runtime.settings.web_url,
+    )

@@ -1,5 +1,5 @@
 """`/settings/channels`: notification channels (one Apprise URL each) on the settings page.
-Adding one runs the same checks as `POST /api/channels` (`notify.service.create_channel`):
+Adding one runs the same checks as `POST /api/channels` (`notify.service.add_channel`):
 Apprise must understand the URL, the SSRF guard must allow its host, and a test message is
 sent first unless the box is unticked; any refusal is shown next to the field and nothing
 is stored. The URL is never shown again, only Apprise's privacy preview.
@@ -55,20 +55,10 @@ async def add_channel(
     except ValidationError as exc:
         errors = {f"channel_{k}": v for k, v in model_errors(exc, ChannelCreate).items()}
         return await settings_response(request, viewer, conn, now, 422, errors, values)
-    settings = runtime.settings
     try:
         await act_as(conn, viewer)
-        await service.create_channel(
-            conn,
-            viewer.user_id,
-            name=body.name,
-            url=body.url,
-            dispatcher=dispatcher,
-            auth_secret=runtime.auth_secret,
-            now=now,
-            test=body.test,
-            timeout_s=settings.notify_timeout_s,
-            web_url=settings.web_url,
+        await service.add_channel(
+            conn, viewer.user_id, body, runtime=runtime, dispatcher=dispatcher, now=now
         )
     except InvalidChannelUrl as exc:
         errors = {"channel_url": f"Not usable: {exc.reason}"}

@@ -43,19 +43,10 @@ async def _get(call: Call, _: NoArguments) -> ChannelDetail:
 
 
 async def _create(call: Call, body: ChannelCreate) -> ChannelOut:
-    settings = call.runtime.settings
+    dispatcher = await call.dispatcher()
     try:
-        channel = await service.create_channel(
-            call.conn,
-            call.user_id,
-            name=body.name,
-            url=body.url,
-            dispatcher=await call.dispatcher(),
-            auth_secret=call.runtime.auth_secret,
-            now=call.now,
-            test=body.test,
-            timeout_s=settings.notify_timeout_s,
-            web_url=settings.web_url,
+        channel = await service.add_channel(
+            call.conn, call.user_id, body, runtime=call.runtime, dispatcher=dispatcher, now=call.now
         )
     except InvalidChannelUrl as exc:
         raise _refused(exc) from None
@@ -88,16 +79,14 @@ async def _delete(call: Call, _: NoArguments) -> dict[str, Any]:
 
 
 async def _test(call: Call, _: NoArguments) -> TestResult:
-    runtime = call.runtime
+    dispatcher = await call.dispatcher()
     return await service.try_channel(
         call.conn,
         call.user_id,
         call.id("id"),
-        dispatcher=await call.dispatcher(),
-        auth_secret=runtime.auth_secret,
-        timeout_s=runtime.settings.notify_timeout_s,
+        runtime=call.runtime,
+        dispatcher=dispatcher,
         now=call.now,
-        web_url=runtime.settings.web_url,
     )
 
 
