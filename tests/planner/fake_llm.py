@@ -132,7 +132,9 @@ async def serving(model: FakeModel | None = None) -> AsyncIterator[FakeModel]:
     model = model or FakeModel()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", model.handle)
-    runner = web.AppRunner(app, access_log=None)
+    # A reply held back (delay_s) is cancelled a second into cleanup, not awaited for up to
+    # aiohttp's default 60 s: the session under test has already given up on it.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
