@@ -33,7 +33,7 @@ from cronicorn.store.db import make_async_engine
 from support import serve_app
 
 # Examples per operation: valid requests exercise handlers, invalid ones mostly the 422 path.
-MAX_EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 10}
+MAX_EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 6}
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
