@@ -346,7 +346,9 @@ async def test_dashboard_counters_update_live(site: Site, context: BrowserContex
     async with site.engine.begin() as conn:
         await conn.execute(insert(runs), [_run(s.endpoint_id, s.user_id, now, 31)])
         await wakeups.endpoint_changed(conn, s.user_id, s.endpoint_id)
-    await expect(counter).to_contain_text("runs in range (21 ok, 10 failed)")
+    # The counters refresh at most every 15 s: the deadline is that throttle plus a busy
+    # machine's page reload, not the default 20 s.
+    await expect(counter).to_contain_text("runs in range (21 ok, 10 failed)", timeout=60_000)
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
