@@ -172,6 +172,9 @@ async def test_get_audit_is_scoped_filtered_and_paged(
     assert a_jobs.isdisjoint({e["entityId"] for e in mine["entries"]})
     status, _bad = await b.call("GET", "/audit", cursor="abc")
     assert status == 422
+    for field in ("actor", "entityId"):  # PostgreSQL text cannot hold NUL: a 422, not a 500
+        status, bad = await b.call("GET", "/audit", **{field: "a\x00b"})
+        assert status == 422, bad
     async with aiohttp.ClientSession() as http:
         _, admin_headers = await credentials(engine, "root@example.com")
         async with engine.begin() as conn:

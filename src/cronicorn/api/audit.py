@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from cronicorn.api.deps import ReadConnDep, ReaderDep
 from cronicorn.api.errors import ApiError
-from cronicorn.schemas.common import InDatetime
+from cronicorn.schemas.common import InDatetime, Text
 from cronicorn.schemas.notify import AuditActor, AuditEntry, AuditPage
 from cronicorn.store import audit as audit_store
 
@@ -49,8 +49,8 @@ async def list_audit(
     user: ReaderDep,
     conn: ReadConnDep,
     entity: Entity | None = None,
-    entity_id: Annotated[str | None, Query(alias="entityId", max_length=200)] = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
+    entity_id: Annotated[Text | None, Query(alias="entityId", max_length=200)] = None,
+    actor: Annotated[Text | None, Query(max_length=200)] = None,
     action: Literal["create", "update", "delete"] | None = None,
     since: InDatetime | None = None,
     until: InDatetime | None = None,

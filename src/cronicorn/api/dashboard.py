@@ -26,7 +26,7 @@ EndDate = Annotated[
     DashboardDate,
     Query(alias="endDate", description="ISO 8601, or JavaScript `Date.toString()` text"),
 ]
-JobFilter = Annotated[str | None, Query(alias="jobId", max_length=64)]
+JobFilter = Annotated[Text | None, Query(alias="jobId", max_length=64)]
 
 
 def _check_range(start: datetime, end: datetime) -> None:

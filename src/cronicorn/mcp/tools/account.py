@@ -37,7 +37,7 @@ class StatsQuery(In):
     end_date: DashboardDate | None = Field(
         default=None, description="ISO-8601 end of the range (default: now); at most 400 days"
     )
-    job_id: str | None = Field(default=None, max_length=64, description="Only this job's runs")
+    job_id: Text | None = Field(default=None, max_length=64, description="Only this job's runs")
     source: Text | None = Field(
         default=None,
         max_length=64,
@@ -56,7 +56,7 @@ class ActivityQuery(In):
     end_date: DashboardDate | None = Field(
         default=None, description="ISO-8601 end of the range (default: now); at most 400 days"
     )
-    job_id: str | None = Field(default=None, max_length=64, description="Only this job")
+    job_id: Text | None = Field(default=None, max_length=64, description="Only this job")
     event_type: Literal["all", "runs", "sessions"] = Field(
         default="all", description="runs, AI planner sessions, or both"
     )
