@@ -44,7 +44,11 @@ from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock, utc_now
-from cronicorn.scheduler.connection import ReconnectingConnection, idle_transaction_limit
+from cronicorn.scheduler.connection import (
+    ReconnectingConnection,
+    hung_session_limit_s,
+    idle_transaction_limit,
+)
 from cronicorn.scheduler.liveness import Liveness
 from cronicorn.scheduler.outcome import Execute, HttpOutcome, run_of
 from cronicorn.scheduler.planning import schedule_problem
@@ -131,7 +135,11 @@ class Scheduler:
         )
         self._write_dbs = [
             ReconnectingConnection(
-                database_url, purpose="write", connect_timeout_s=timeout, options=locking
+                database_url,
+                purpose="write",
+                connect_timeout_s=timeout,
+                options=locking,
+                transaction_limit_s=hung_session_limit_s(config.lease_s),
             )
             for _ in range(max(1, config.writers))
         ]

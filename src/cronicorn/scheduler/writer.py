@@ -27,7 +27,11 @@ from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics, overlap_step
 from cronicorn.scheduler.clock import Clock
-from cronicorn.scheduler.connection import ReconnectingConnection, is_connection_error
+from cronicorn.scheduler.connection import (
+    ReconnectingConnection,
+    is_connection_error,
+    pipeline_if_bounded,
+)
 from cronicorn.scheduler.planning import plan_after
 from cronicorn.scheduler.rules_step import Applied, after_run
 from cronicorn.store import detached_runs
@@ -211,8 +215,9 @@ class RunWriter:
         conn = await db.get()
         acc = _Batch()
         # Pipeline mode: BEGIN travels with the locking read, the write with COMMIT, so a
-        # batch costs two round trips (each one waits behind a busy event loop).
-        async with conn.pipeline(), conn.transaction():
+        # batch costs two round trips (each one waits behind a busy event loop). Only where
+        # the server bounds the transaction: see `connection.TRANSACTION_TIMEOUT_SINCE`.
+        async with pipeline_if_bounded(conn), conn.transaction():
             leased = await lock_leased(
                 conn,
                 [(d.endpoint_id, None if d.kind is Kind.DETACHED else d.lease) for d in batch],
