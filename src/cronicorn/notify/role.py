@@ -4,12 +4,17 @@ and `cronicorn up`): its own dispatcher, engine connections and threads."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from cronicorn.config import Settings
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.notify.deliver import Deliverer, NotifyConfig
 from cronicorn.runtime import Runtime
-from cronicorn.scheduler.clock import utc_now
+
+
+def utc_now() -> datetime:
+    """The delivery loop's wall clock (its own: roles never import each other)."""
+    return datetime.now(UTC)
 
 
 def notify_config(settings: Settings, auth_secret: str) -> NotifyConfig:
