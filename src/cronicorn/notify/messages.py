@@ -23,11 +23,22 @@ _TITLES = {
 }
 
 
+EVENT_ID_HEADER = "X-Cronicorn-Event-Id"
+
+
 @dataclass(frozen=True)
 class Message:
     title: str
     body: str
     payload: dict[str, Any]  # what JSON webhooks receive
+    event_ids: tuple[int, ...] = ()  # outbox ids: the same on every redelivery
+
+    @property
+    def event_id(self) -> str:
+        """The `X-Cronicorn-Event-Id` value (comma-separated for a grouped message), so a
+        receiver can drop a message it already has after a crash between send and
+        acknowledge; empty for a test message."""
+        return ",".join(str(i) for i in self.event_ids if i > 0)
 
 
 @dataclass(frozen=True)
@@ -91,10 +102,11 @@ def render(events: Sequence[Event], web_url: str) -> Message:
         "events": [{"id": e.id, "event": e.event, **e.payload} for e in events],
         "count": len(events),
     }
+    ids = tuple(e.id for e in events)
     if len(events) == 1:
         e = events[0]
         title = f"{_TITLES.get(e.event, e.event)}: {where(e.payload)}"
-        return Message(title, "\n".join(_detail(e, web_url)), payload)
+        return Message(title, "\n".join(_detail(e, web_url)), payload, ids)
     counts: dict[str, int] = {}
     for e in events:
         counts[e.event] = counts.get(e.event, 0) + 1
@@ -105,4 +117,4 @@ def render(events: Sequence[Event], web_url: str) -> Message:
     ]
     if len(events) > MAX_LINES:
         lines.append(f"... and {len(events) - MAX_LINES} more")
-    return Message(f"{len(events)} notifications: {summary}", "\n".join(lines), payload)
+    return Message(f"{len(events)} notifications: {summary}", "\n".join(lines), payload, ids)

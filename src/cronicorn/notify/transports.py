@@ -13,7 +13,7 @@ import apprise
 
 from cronicorn.dispatch import Dispatcher, HttpRequest, UrlNotAllowed
 from cronicorn.notify.apprise_log import captured
-from cronicorn.notify.messages import Message
+from cronicorn.notify.messages import EVENT_ID_HEADER, Message
 from cronicorn.notify.urls import ChannelUrl
 
 
@@ -81,8 +81,19 @@ def _apprise_send(url: str, message: Message) -> tuple[bool, list[str]]:
         sender = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
         if not sender.add(url):
             return False, lines or ["Apprise cannot load this URL"]
+        if message.event_id:
+            _add_header(sender, message.event_id)
         ok = sender.notify(title=message.title, body=message.body)
     return bool(ok), lines
+
+
+def _add_header(sender: apprise.Apprise, event_id: str) -> None:
+    """The event id as a header wherever the service carries custom headers (e-mail over
+    SMTP, form/xml/json webhooks, ...), for receivers that deduplicate redeliveries."""
+    for plugin in sender:
+        headers = getattr(plugin, "headers", None)
+        if isinstance(headers, dict):
+            headers[EVENT_ID_HEADER] = event_id
 
 
 class WebhookTransport:
@@ -107,7 +118,7 @@ class WebhookTransport:
         request = HttpRequest(
             url=self._channel.webhook or "",
             method="POST",
-            headers=dict(self._channel.headers),
+            headers=_with_event_id(dict(self._channel.headers), message.event_id),
             body_json={"title": message.title, "body": message.body, **message.payload},
             timeout_ms=self._timeout_ms,
             max_response_size_kb=4,
@@ -119,3 +130,9 @@ class WebhookTransport:
         error = result.error_message or f"HTTP {result.status_code}"
         permanent = error.startswith("URL not allowed")
         raise TransportError(scrub(error, self._channel.url)[:500], permanent=permanent)
+
+
+def _with_event_id(headers: dict[str, str], event_id: str) -> dict[str, str]:
+    if event_id:
+        headers[EVENT_ID_HEADER] = event_id
+    return headers
