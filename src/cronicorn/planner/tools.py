@@ -40,6 +40,7 @@ from cronicorn.planner.schemas import (
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import planner as planner_store
 from cronicorn.store import suggestions as suggestion_store
+from cronicorn.store.audit import Actor, set_actor
 from cronicorn.store.endpoints import EndpointRow
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 
@@ -288,6 +289,7 @@ class Toolbox:
         self, conn: AsyncConnection, endpoint_id: str | None
     ) -> tuple[EndpointRow, str]:
         """The row to act on (locked) and its effective AI mode."""
+        await set_actor(conn, Actor("planner", id=self.session_id, name="planner"))
         own = self.endpoint
         target_id = endpoint_id or own.id
         ctx = await planner_store.context(conn, target_id)
