@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.api_support import Served, serving
+from api.api_support import Client, Served, serving
 from conftest import PgServer
+from cronicorn.auth.service import create_user_with_api_key
 from cronicorn.store.db import make_async_engine
 from cronicorn.store.tables import channels
 from notify.receivers import Receiver, http_receiver, smtp_server
@@ -175,3 +176,41 @@ async def test_subscriptions_name_only_own_channels(
     wrong = {"channels": [mine["id"]], "onFailureAfter": "3"}
     status, _ = await served.a.call("PUT", f"/jobs/{job['id']}/notify", {"notify": wrong})
     assert status == 422
+
+
+async def test_account_subscriptions_are_for_admins_and_audited(
+    app: tuple[Served, AsyncEngine], rx: Receiver
+) -> None:
+    served, engine = app
+    admin_id, key = await create_user_with_api_key(engine, "root@example.com", is_admin=True)
+    admin = Client(served.base, served.a.http, {"x-api-key": key}, admin_id)
+    _, mine = await admin.call(
+        "POST", "/channels", {"name": "pager", "url": hook(rx, "/pager"), "test": False}
+    )
+    _, theirs = await served.b.call(
+        "POST", "/channels", {"name": "b-pager", "url": hook(rx, "/b"), "test": False}
+    )
+    status, body = await served.b.call("PUT", "/account/notify", {"notify": {"channels": []}})
+    assert status == 403, body
+    assert (await served.b.call("GET", "/account/notify"))[0] == 403
+    bad = {"notify": {"channels": [theirs["id"]]}}
+    status, body = await admin.call("PUT", "/account/notify", bad)
+    assert status == 422
+    assert body["error"]["details"][0]["path"] == "channels"
+    status, body = await admin.call(
+        "PUT", "/account/notify", {"notify": {"channels": [mine["id"]], "events": ["nope"]}}
+    )
+    assert status == 422
+    assert await admin.call("GET", "/account/notify") == (200, {"notify": None})
+    wanted = {"channels": [mine["id"]], "events": ["backup_failed"]}
+    status, body = await admin.call(
+        "PUT", "/account/notify", {"notify": {"channels": [mine["id"]]}}
+    )
+    assert (status, body) == (200, {"notify": wanted})
+    assert await admin.call("GET", "/account/notify") == (200, {"notify": wanted})
+    status, body = await admin.call("GET", "/audit", entity="user", entityId=admin_id)
+    [entry] = [e for e in body["entries"] if "account_notify" in e["changes"]]
+    assert entry["changes"]["account_notify"] == {"from": None, "to": wanted}
+    assert entry["actor"]["kind"] == "api_key"
+    assert await admin.call("PUT", "/account/notify", {"notify": None}) == (200, {"notify": None})
+    assert await admin.call("GET", "/account/notify") == (200, {"notify": None})

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
+from cronicorn.api.deps import AdminDep, ConnDep, RuntimeDep, UserDep
 from cronicorn.api.endpoints import get_dispatcher
 from cronicorn.api.errors import ApiError
 from cronicorn.api.params import NowDep, require_id
@@ -17,6 +17,8 @@ from cronicorn.dispatch import Dispatcher
 from cronicorn.notify import service
 from cronicorn.notify.urls import InvalidChannelUrl
 from cronicorn.schemas.notify import (
+    AccountNotifyBody,
+    AccountNotifyOut,
     ChannelCreate,
     ChannelDetail,
     ChannelList,
@@ -161,3 +163,23 @@ async def put_endpoint_notify(
 ) -> NotifyOut:
     key = require_id(id, "Endpoint")
     return await service.subscribe(conn, user.user_id, body, endpoint_id=key, now=now)
+
+
+@router.get(
+    "/account/notify",
+    response_model=AccountNotifyOut,
+    summary="Your account-level subscriptions: scheduled backup failures (admin)",
+)
+async def get_account_notify(user: AdminDep, conn: ConnDep) -> AccountNotifyOut:
+    return await service.account_notify_of(conn, user.user_id)
+
+
+@router.put(
+    "/account/notify",
+    response_model=AccountNotifyOut,
+    summary="Set (or with null clear) which of your channels hear backup failures (admin)",
+)
+async def put_account_notify(
+    body: AccountNotifyBody, user: AdminDep, conn: ConnDep, now: NowDep
+) -> AccountNotifyOut:
+    return await service.subscribe_account(conn, user.user_id, body, now=now)

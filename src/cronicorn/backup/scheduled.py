@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.backup import catalog, pg
@@ -30,8 +31,10 @@ from cronicorn.backup.retention import Policy
 from cronicorn.backup.verify import verify_backup
 from cronicorn.config import Settings
 from cronicorn.domain.cron import next_cron_time
+from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.runtime import Runtime
+from cronicorn.store import outbox
 
 log = get_logger("cronicorn.backup")
 
@@ -162,16 +165,50 @@ async def backup_role(runtime: Runtime, stop: asyncio.Event) -> None:
         slot = next_cron_time(cfg.schedule, "UTC", after)
         if not await _sleep_until(ctx, slot, stop):
             return
-        outcome = await _run_in_thread(ctx, cfg, slot, stop)
-        RUNS.labels(outcome.status).inc()
-        (log.error if outcome.status == "failed" else log.info)(
-            "scheduled_backup",
-            status=outcome.status,
-            slot=slot.isoformat(),
-            name=outcome.name,
-            detail=outcome.detail,
-        )
+        await handle_slot(runtime.engine, ctx, cfg, slot, stop)
         after = slot
+
+
+async def handle_slot(
+    engine: AsyncEngine,
+    ctx: BackupContext,
+    cfg: ScheduleConfig,
+    slot: datetime,
+    stop: asyncio.Event,
+) -> Outcome:
+    """Run one slot, count and log it; a failure is also a `backup_failed` notification to
+    the admins who subscribed (the outbox delivers it like any other event)."""
+    outcome = await _run_in_thread(ctx, cfg, slot, stop)
+    RUNS.labels(outcome.status).inc()
+    (log.error if outcome.status == "failed" else log.info)(
+        "scheduled_backup",
+        status=outcome.status,
+        slot=slot.isoformat(),
+        name=outcome.name,
+        detail=outcome.detail,
+    )
+    if outcome.status == "failed":
+        await _notify_failed(engine, outcome, ctx.clock())
+    return outcome
+
+
+async def _notify_failed(engine: AsyncEngine, outcome: Outcome, now: datetime) -> None:
+    """One event per slot (several processes reporting one slot add one row per channel);
+    a database that cannot take it is logged, never a crash of the role."""
+    payload = {
+        "slot": outcome.slot.isoformat(),
+        "error": outcome.detail[:2000],
+        "at": now.isoformat(),
+    }
+    if outcome.name:
+        payload["name"] = outcome.name
+    try:
+        async with engine.begin() as conn:
+            await outbox.enqueue_admin_event(
+                conn, "backup_failed", f"backup_failed:{outcome.slot.isoformat()}", payload, now
+            )
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("backup_failure_not_notified", error=first_line(exc)[:200])
 
 
 async def _sleep_until(ctx: BackupContext, at: datetime, stop: asyncio.Event) -> bool:

@@ -19,6 +19,7 @@ _TITLES = {
     "paused": "Paused",
     "resumed": "Resumed",
     "quota": "Monthly run quota reached",
+    "backup_failed": "Scheduled backup failed",
     "test": "Test notification",
 }
 
@@ -51,6 +52,8 @@ class Event:
 def link(web_url: str, payload: Mapping[str, Any]) -> str | None:
     """The run (or endpoint) in the dashboard."""
     base = web_url.rstrip("/")
+    if payload.get("event") == "backup_failed":
+        return f"{base}/admin/backups"
     endpoint = payload.get("endpointId")
     if not endpoint:
         return None
@@ -81,6 +84,8 @@ def describe(event: str, p: Mapping[str, Any]) -> str:
         return f"Resumed by the {p.get('by', 'system')}."
     if event == "quota":
         return f"This month's run quota is used up; runs resume at {p.get('nextRunAt')}."
+    if event == "backup_failed":
+        return f"The scheduled backup of {p.get('slot')} failed."
     if event == "test":
         return "This channel works: Cronicorn can reach it."
     return event
@@ -89,7 +94,7 @@ def describe(event: str, p: Mapping[str, Any]) -> str:
 def _detail(e: Event, web_url: str) -> list[str]:
     p = e.payload
     lines = [describe(e.event, p)]
-    if p.get("error") and e.event in ("failure", "reminder"):
+    if p.get("error") and e.event in ("failure", "reminder", "backup_failed"):
         lines.append(f"Last error: {p['error']}")
     url = link(web_url, p)
     if url:

@@ -25,6 +25,8 @@ from cronicorn.notify.transports import (
 from cronicorn.notify.urls import ChannelUrl, InvalidChannelUrl, parse_channel_url
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.notify import (
+    AccountNotifyBody,
+    AccountNotifyOut,
     ChannelCreate,
     ChannelDetail,
     ChannelList,
@@ -43,6 +45,7 @@ from cronicorn.store.tables import endpoints, jobs
 __all__ = [
     "InvalidChannelUrl",
     "TransportError",
+    "account_notify_of",
     "add_channel",
     "channel_detail",
     "channel_out",
@@ -53,6 +56,7 @@ __all__ = [
     "send_test",
     "set_notify",
     "subscribe",
+    "subscribe_account",
     "transport_for",
     "try_channel",
     "update_channel",
@@ -187,6 +191,28 @@ async def stored_url(
     )
 
 
+async def _check_owned(conn: AsyncConnection, user_id: str, wanted: list[str]) -> None:
+    missing = set(wanted) - await channel_store.owned_ids(conn, user_id, wanted)
+    if missing:
+        raise Invalid("channels", f"unknown channel(s): {', '.join(sorted(missing))}")
+
+
+async def subscribe_account(
+    conn: AsyncConnection, user_id: str, body: AccountNotifyBody, *, now: datetime
+) -> AccountNotifyOut:
+    """Account-level subscriptions (admins: `backup_failed`); the callers let only admins
+    in, and the outbox checks again when an event is written."""
+    stored = body.notify.stored() if body.notify is not None else None
+    if stored is not None:
+        await _check_owned(conn, user_id, stored["channels"])
+    await channel_store.set_account_notify(conn, user_id, stored, now)
+    return AccountNotifyOut(notify=stored)
+
+
+async def account_notify_of(conn: AsyncConnection, user_id: str) -> AccountNotifyOut:
+    return AccountNotifyOut(notify=await channel_store.account_notify(conn, user_id))
+
+
 async def set_notify(
     conn: AsyncConnection,
     user_id: str,
@@ -199,10 +225,7 @@ async def set_notify(
     """Subscribe a job (its endpoints inherit) or one endpoint (overrides its job); None
     unsubscribes (an endpoint then inherits its job's settings again)."""
     if settings is not None:
-        wanted = list(dict.fromkeys(settings.get("channels", [])))
-        missing = set(wanted) - await channel_store.owned_ids(conn, user_id, wanted)
-        if missing:
-            raise Invalid("channels", f"unknown channel(s): {', '.join(sorted(missing))}")
+        await _check_owned(conn, user_id, list(dict.fromkeys(settings.get("channels", []))))
     table = jobs if job_id is not None else endpoints
     key = job_id if job_id is not None else endpoint_id
     result = await conn.execute(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -79,6 +79,32 @@ class NotifyBody(In):
 
 
 class NotifyOut(Out):
+    notify: dict[str, Any] | None
+
+
+AccountEvent = Literal["backup_failed"]
+
+
+class AccountNotifySettings(In):
+    """Account-level events (not tied to a job) and which of your channels hear them. Today
+    one event: `backup_failed`, a scheduled backup (or its verification) failed; admins
+    only."""
+
+    channels: Annotated[list[Annotated[Text, Field(max_length=64)]], Field(max_length=20)]
+    events: Annotated[list[AccountEvent], Field(min_length=1, max_length=10)] = ["backup_failed"]
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "channels": list(dict.fromkeys(self.channels)),
+            "events": list(dict.fromkeys(self.events)),
+        }
+
+
+class AccountNotifyBody(In):
+    notify: AccountNotifySettings | None
+
+
+class AccountNotifyOut(Out):
     notify: dict[str, Any] | None
 
 

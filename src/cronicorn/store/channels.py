@@ -4,17 +4,19 @@ and get it out only through `secret_of`), scoped to their user (another user's c
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import Conflict, NotFound
-from cronicorn.store.tables import channels
+from cronicorn.store.tables import channels, settings
 
 _PUBLIC = (
     channels.c.id,
@@ -172,3 +174,60 @@ async def owned_ids(conn: AsyncConnection, user_id: str, ids: list[str]) -> set[
         select(channels.c.id).where(channels.c.user_id == user_id, channels.c.id.in_(ids))
     )
     return {r[0] for r in rows}
+
+
+# -- account-level subscriptions ---------------------------------------------------------
+# Events not tied to a job (a scheduled backup failed) are subscribed per account: one
+# `settings` row per user, key `account_notify:<user id>`, value {"channels": [ids],
+# "events": [...]}. Who may hear them is decided when an event is written
+# (`store.outbox.enqueue_admin_event`: admins only), so a demoted admin hears nothing more.
+
+ACCOUNT_KEY = "account_notify:"
+
+AUDIT_ACCOUNT_SQL = text(
+    """
+    INSERT INTO audit_log (user_id, actor_kind, actor_id, actor_name, action, entity,
+                           entity_id, changes, request_id)
+    SELECT :user_id, coalesce(a ->> 'kind', 'system'), a ->> 'id', a ->> 'name', 'update',
+           'user', :user_id,
+           jsonb_build_object('account_notify', jsonb_build_object(
+               'from', CAST(:before AS jsonb), 'to', CAST(:after AS jsonb))),
+           nullif(current_setting('cronicorn.request_id', true), '')
+    FROM (SELECT cronicorn_actor() AS a) actor
+    """
+)
+
+
+async def account_notify(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
+    value = await conn.scalar(
+        select(settings.c.value).where(settings.c.key == ACCOUNT_KEY + user_id)
+    )
+    return dict(value) if isinstance(value, dict) else None
+
+
+async def set_account_notify(
+    conn: AsyncConnection, user_id: str, value: dict[str, Any] | None, now: datetime
+) -> None:
+    """Store (None: remove) the user's account-level subscription. The `settings` table has
+    no audit trigger, so the change is recorded here, with the same actor the triggers use
+    (`cronicorn_actor()`)."""
+    key = ACCOUNT_KEY + user_id
+    before = await account_notify(conn, user_id)
+    if value is None:
+        await conn.execute(delete(settings).where(settings.c.key == key))
+    else:
+        stmt = pg_insert(settings).values(key=key, value=value, updated_at=now)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[settings.c.key], set_={"value": value, "updated_at": now}
+            )
+        )
+    if before != value:
+        await conn.execute(
+            AUDIT_ACCOUNT_SQL,
+            {
+                "user_id": user_id,
+                "before": json.dumps(before) if before is not None else None,
+                "after": json.dumps(value) if value is not None else None,
+            },
+        )

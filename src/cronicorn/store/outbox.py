@@ -27,10 +27,21 @@ from psycopg import AsyncConnection as PgConnection
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronicorn.store.channels import ACCOUNT_KEY
 from cronicorn.store.run_writes import EndpointUpdate, Leased, RunOutcome
 from cronicorn.store.tables import notify_deliveries, notify_outbox
 
-EVENTS = ("failure", "recovery", "reminder", "slow", "paused", "resumed", "quota")
+EVENTS = (
+    "failure",
+    "recovery",
+    "reminder",
+    "slow",
+    "paused",
+    "resumed",
+    "quota",
+    "backup_failed",
+)
+ADMIN_EVENTS = ("backup_failed",)  # account-level: subscribed in `account_notify:<user>`
 
 ENQUEUE_SQL = "SELECT cronicorn_enqueue_run_events(%(facts)s::jsonb, %(now)s::timestamptz)"
 
@@ -99,6 +110,45 @@ async def enqueue_run_events(
     facts = run_facts(batch, outcomes, updates, leased)
     if facts:
         await conn.execute(ENQUEUE_SQL, {"facts": json.dumps(facts), "now": now})
+
+
+ENQUEUE_ADMIN_SQL = text(
+    """
+    INSERT INTO notify_outbox (channel_id, user_id, event, dedup_key, payload, created_at,
+                               next_attempt_at)
+    SELECT c.id, u.id, :event, :dedup || ':' || c.id, CAST(:payload AS jsonb), :now, :now
+    FROM users u
+    JOIN settings s ON s.key = :prefix || u.id
+    CROSS JOIN LATERAL jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(s.value -> 'channels') = 'array'
+             THEN s.value -> 'channels' ELSE '[]'::jsonb END) AS ch(id)
+    JOIN channels c ON c.id = ch.id AND c.user_id = u.id
+    WHERE u.is_admin AND u.disabled_at IS NULL
+      AND jsonb_typeof(s.value -> 'events') = 'array'
+      AND jsonb_exists(s.value -> 'events', :event)
+    ON CONFLICT (dedup_key) DO NOTHING
+    """
+)
+
+
+async def enqueue_admin_event(
+    conn: AsyncConnection, event: str, dedup: str, payload: Mapping[str, Any], now: datetime
+) -> int:
+    """An account-level event (a scheduled backup failed) for every enabled admin's channels
+    that subscribe to it; `dedup` names the occurrence (e.g. the backup slot), so several
+    processes reporting it add one row per channel. Returns the rows added."""
+    assert event in ADMIN_EVENTS, event
+    result = await conn.execute(
+        ENQUEUE_ADMIN_SQL,
+        {
+            "event": event,
+            "dedup": dedup,
+            "payload": json.dumps({"event": event, **payload}),
+            "now": now,
+            "prefix": ACCOUNT_KEY,
+        },
+    )
+    return result.rowcount
 
 
 # -- delivery ----------------------------------------------------------------------------
