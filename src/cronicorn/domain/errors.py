@@ -21,3 +21,12 @@ class ScheduleError(DomainError, ValueError):
 
 class RuleError(DomainError, ValueError):
     """A condition, assertion or response rule is malformed; the message names the field."""
+
+
+class ConfigError(DomainError, ValueError):
+    """An endpoint's configuration breaks a whole-row rule (`field`: its snake_case name)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message

@@ -10,74 +10,29 @@ are woken (NOTIFY, delivered on commit).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import RowMapping, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cronicorn.domain import (
-    DEFAULT_TIMEZONE,
-    MIN_GAP_MS,
-    NO_QUOTAS,
-    CronError,
-    Quotas,
-    ScheduleState,
-    TimezoneError,
-    plan_initial,
-    plan_on_change,
-    validate_cron,
-    validate_timezone,
-)
-from cronicorn.domain import preview as preview_plans
-from cronicorn.domain.errors import RuleError
+from cronicorn.domain import NO_QUOTAS, Quotas, ScheduleState, plan_initial, plan_on_change
+from cronicorn.domain import endpoint_config as config_rules
+
+# Re-exported for import/export (`services/transfer.py`), which compares whole configs.
+from cronicorn.domain.endpoint_config import CONFIG_FIELDS as CONFIG_FIELDS
+from cronicorn.domain.endpoint_config import DEFAULTS as DEFAULTS
+from cronicorn.domain.errors import ConfigError
 from cronicorn.domain.ids import new_id
-from cronicorn.domain.overlap import describe as describe_overlap
-from cronicorn.domain.overlap import parse_overlap
-from cronicorn.domain.retry import describe as describe_retry
-from cronicorn.domain.retry import parse_retry
+from cronicorn.domain.next_runs import next_runs, slot_notes
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.quotas import check_endpoint_room, open_meter
 from cronicorn.store.tables import endpoints, jobs
 from cronicorn.store.wakeups import wake_schedulers
-
-# What a user configures (snake_case, as the columns). Everything else is state.
-CONFIG_FIELDS = (
-    "name",
-    "description",
-    "url",
-    "method",
-    "headers_json",
-    "body_json",
-    "timeout_ms",
-    "max_execution_time_ms",
-    "max_response_size_kb",
-    "baseline_cron",
-    "baseline_interval_ms",
-    "timezone",
-    "min_interval_ms",
-    "max_interval_ms",
-    "ai_mode",
-    "assertions",
-    "rules",
-    "retry",
-    "overlap",
-    "max_concurrent",
-)
-# Config fields whose change moves `next_run_at`.
-SCHEDULE_FIELDS = frozenset(
-    {"baseline_cron", "baseline_interval_ms", "timezone", "min_interval_ms", "max_interval_ms"}
-)
-# Config fields that have a default instead of NULL when cleared.
-DEFAULTS: dict[str, Any] = {
-    "method": "GET",
-    "timezone": "UTC",
-    "ai_mode": "inherit",
-    "overlap": "skip",
-}
 
 
 @dataclass(frozen=True)
@@ -160,18 +115,19 @@ def _plan(
     return plan.at, plan.source
 
 
-def _check_schedule(values: dict[str, Any]) -> None:
-    """Cron syntax and IANA time zone, as the domain defines them."""
+@contextmanager
+def invalid_config() -> Iterator[None]:
+    """A whole-row rule's `ConfigError` (domain) as the store's `Invalid`."""
     try:
-        validate_timezone(values.get("timezone") or DEFAULT_TIMEZONE)
-    except TimezoneError as exc:
-        raise Invalid("timezone", str(exc)) from None
-    cron = values.get("baseline_cron")
-    if cron is not None:
-        try:
-            validate_cron(cron)
-        except CronError as exc:
-            raise Invalid("baseline_cron", str(exc)) from None
+        yield
+    except ConfigError as exc:
+        raise Invalid(exc.field, exc.message) from None
+
+
+def apply_interval_quota(values: dict[str, Any], quotas: Quotas) -> dict[str, Any]:
+    """`endpoint_config.apply_interval_quota`, a refusal raised as `Invalid`."""
+    with invalid_config():
+        return config_rules.apply_interval_quota(values, quotas)
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -206,32 +162,7 @@ async def list_for_job(conn: AsyncConnection, user_id: str, job_id: str) -> list
     return [endpoint_from(r._mapping) for r in rows]
 
 
-# -- validation -----------------------------------------------------------------------------
-def check_config(values: dict[str, Any]) -> None:
-    """Whole-row rules (request models check each field alone)."""
-    has_cron = values.get("baseline_cron") is not None
-    has_interval = values.get("baseline_interval_ms") is not None
-    if has_cron == has_interval:
-        raise Invalid(
-            "baseline_cron", "exactly one of baselineCron or baselineIntervalMs must be set"
-        )
-    interval = values.get("baseline_interval_ms")
-    if interval is not None and interval < MIN_INTERVAL_MS:
-        raise Invalid("baseline_interval_ms", f"must be at least {MIN_INTERVAL_MS} ms")
-    low, high = values.get("min_interval_ms"), values.get("max_interval_ms")
-    if low is not None and high is not None and low > high:
-        raise Invalid("min_interval_ms", "minIntervalMs must not exceed maxIntervalMs")
-    _check_schedule(values)
-    try:
-        parse_overlap(values.get("overlap"), values.get("max_concurrent"))
-    except RuleError as exc:
-        field = "max_concurrent" if str(exc).startswith("maxConcurrent") else "overlap"
-        raise Invalid(field, str(exc)) from None
-
-
-MIN_INTERVAL_MS = MIN_GAP_MS
-
-
+# -- validation that reads rows -----------------------------------------------------------
 async def check_rule_targets(conn: AsyncConnection, user_id: str, job_id: str, rules: Any) -> None:
     """A rule may act only on an endpoint of the same job (and so of the same user): any
     other id, archived, foreign or unknown, is refused alike (no existence oracle)."""
@@ -262,33 +193,6 @@ async def check_rule_targets(conn: AsyncConnection, user_id: str, job_id: str, r
             )
 
 
-def apply_interval_quota(values: dict[str, Any], quotas: Quotas) -> dict[str, Any]:
-    """QUOTA_MIN_INTERVAL_MS on a schedule being set: a baseline interval or maximum below
-    it is refused, the minimum interval is raised to it (so hints and cron slots keep to it)."""
-    floor = quotas.min_interval_ms
-    if floor <= 0:
-        return values
-    rule = f"this server's minimum interval is {floor} ms (QUOTA_MIN_INTERVAL_MS)"
-    for name in ("baseline_interval_ms", "max_interval_ms"):
-        value = values.get(name)
-        if value is not None and value < floor:
-            raise Invalid(name, f"{value} ms is too short: {rule}")
-    return {**values, "min_interval_ms": quotas.interval_floor(values.get("min_interval_ms"))}
-
-
-def merge_changes(before: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Apply a PATCH: explicit nulls clear (or restore the default); setting one baseline
-    kind clears the other unless the same request sets both (reference defect 13)."""
-    values = dict(before)
-    for key, value in changes.items():
-        values[key] = DEFAULTS.get(key) if value is None and key in DEFAULTS else value
-    if changes.get("baseline_cron") is not None and "baseline_interval_ms" not in changes:
-        values["baseline_interval_ms"] = None
-    if changes.get("baseline_interval_ms") is not None and "baseline_cron" not in changes:
-        values["baseline_cron"] = None
-    return values
-
-
 # -- writes ---------------------------------------------------------------------------------
 async def create(
     conn: AsyncConnection,
@@ -303,9 +207,9 @@ async def create(
     job = await job_store.get(conn, user_id, job_id, for_share=True)
     if job.status == "archived":
         raise Conflict("Job is archived; endpoints cannot be added to it")
-    values = {name: config.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
-    values = apply_interval_quota(values, quotas)
-    check_config(values)
+    values = apply_interval_quota(config_rules.with_defaults(config), quotas)
+    with invalid_config():
+        config_rules.check_config(values)
     await check_rule_targets(conn, user_id, job_id, values.get("rules"))
     await check_endpoint_room(conn, user_id, quotas)
     await open_meter(conn, user_id, quotas, now)
@@ -412,14 +316,15 @@ async def update_config(
     edited schedule must keep to the interval quota)."""
     before = await get(conn, user_id, endpoint_id, job_id=job_id, for_update=True)
     current = config_of(before)
-    values = merge_changes(current, changes)
-    if SCHEDULE_FIELDS & {k for k, v in values.items() if v != current[k]}:
+    values = config_rules.merge_changes(current, changes)
+    if config_rules.moves_schedule(config_rules.changed(current, values)):
         values = apply_interval_quota(values, quotas)
-    check_config(values)
+    with invalid_config():
+        config_rules.check_config(values)
     if "rules" in changes:
         await check_rule_targets(conn, user_id, before.job_id, values.get("rules"))
-    diff = {k: v for k, v in values.items() if v != current[k]}
-    replan = bool(SCHEDULE_FIELDS & diff.keys())
+    diff = config_rules.changed(current, values)
+    replan = config_rules.moves_schedule(diff)
     return await mutate(
         conn,
         user_id,
@@ -635,50 +540,18 @@ async def find_live_by_name(
 async def preview(
     conn: AsyncConnection, user_id: str, endpoint_id: str, now: datetime, count: int
 ) -> list[dict[str, Any]]:
-    """The next `count` planned runs (instant, source, why) if nothing changes and every run
-    succeeds."""
+    """The next `count` planned runs (instant, source, why, notes) if nothing changes and
+    every run succeeds (`domain.next_runs`); none for an archived endpoint."""
     row = await get(conn, user_id, endpoint_id)
     if row.archived_at is not None:
         return []
-    plans = preview_plans(schedule_state(row), now, count, next_source=row.next_run_source)
-    by_rule = row.hint_source == HINT_SOURCE_RULE
-    notes = preview_notes(row)
-    out = []
-    for p in plans:
-        source = "rule" if by_rule and p.source in _HINT_PLANS else p.source
-        out.append(
-            {"at": p.at, "source": source, "reason": REASONS.get(source, source), "notes": notes}
-        )
-    return out
-
-
-def preview_notes(row: EndpointRow) -> list[str]:
-    """What happens at each planned slot beyond its time: retries within it, and what a
-    slot that comes due while a run is still going does (the overlap policy)."""
-    notes: list[str] = []
-    try:
-        retry = describe_retry(parse_retry(row.retry))
-        if retry is not None:
-            notes.append(retry)
-        notes.append(describe_overlap(parse_overlap(row.overlap, row.max_concurrent)))
-    except RuleError:  # written around the API: the scheduler treats it as absent too
-        pass
-    return notes
-
-
-HINT_SOURCE_RULE = "rule"  # hints written by an endpoint's response rules
-_HINT_PLANS = frozenset({"ai-interval", "ai-oneshot"})
-
-
-REASONS = {
-    "baseline-cron": "next slot of the cron schedule",
-    "baseline-interval": "next slot of the baseline interval (with backoff after failures)",
-    "ai-interval": "interval hint in force",
-    "ai-oneshot": "one-shot hint (run once at this time)",
-    "clamped-min": "held back to the minimum interval",
-    "clamped-max": "brought forward to the maximum interval",
-    "paused": "paused until this time",
-    "misfire": "one catch-up run for missed slots",
-    "quota": "deferred to next month: the monthly run quota is used up",
-    "rule": "hint written by a response rule (clamped to min/max like any hint)",
-}
+    notes = slot_notes(row.retry, row.overlap, row.max_concurrent)
+    plans = next_runs(
+        schedule_state(row),
+        now,
+        count,
+        next_source=row.next_run_source,
+        hint_source=row.hint_source,
+        notes=notes,
+    )
+    return [{**asdict(p), "notes": list(p.notes)} for p in plans]

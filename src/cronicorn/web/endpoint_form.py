@@ -9,7 +9,7 @@ line; body, assertions, rules and retry as JSON. Validation is the API's: `Endpo
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +19,14 @@ from cronicorn.domain import (
     DomainError,
     ScheduleState,
     TimezoneError,
-    plan_initial,
-    preview,
     validate_cron,
     validate_timezone,
 )
+from cronicorn.domain.endpoint_config import MIN_INTERVAL_MS, check_config
+from cronicorn.domain.errors import ConfigError
+from cronicorn.domain.next_runs import draft_runs
 from cronicorn.schemas.endpoints import EndpointCreate, EndpointPatch
-from cronicorn.store.endpoints import REASONS, EndpointRow, check_config, schedule_state
+from cronicorn.store.endpoints import EndpointRow, schedule_state
 from cronicorn.store.errors import Invalid
 from cronicorn.web.forms import Errors, FieldError, int_or_none, json_or_none, model_errors
 
@@ -48,7 +49,6 @@ OVERLAPS = (
     ("allow", "Allow: run side by side (up to the maximum below)"),
 )
 PREVIEW_COUNT = 5
-MIN_INTERVAL_MS = 1000  # as the API's IntervalMs
 
 
 def form_values(row: EndpointRow | None) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def validate(form: dict[str, str], *, editing: bool) -> tuple[dict[str, Any] | N
     config = parsed.model_dump()
     try:
         check_config({**config, "timezone": config.get("timezone") or "UTC"})
-    except Invalid as exc:
+    except ConfigError as exc:
         return None, {_error_key(exc.field): exc.message}
     return config, {}
 
@@ -191,11 +191,4 @@ def _plans(
     schedule: dict[str, Any], row: EndpointRow | None, now: datetime
 ) -> list[dict[str, Any]]:
     base = schedule_state(row) if row is not None else ScheduleState()
-    state = replace(base, **schedule, next_run_at=None)
-    first = plan_initial(state, now)
-    plans = preview(
-        replace(state, next_run_at=first.at), now, PREVIEW_COUNT, next_source=first.source
-    )
-    return [
-        {"at": p.at, "source": p.source, "reason": REASONS.get(p.source, p.source)} for p in plans
-    ]
+    return [asdict(p) for p in draft_runs(replace(base, **schedule), now, PREVIEW_COUNT)]

@@ -11,11 +11,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from cronicorn.domain.next_runs import reason_of
 from cronicorn.services.urls import ensure_url_allowed
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
-from cronicorn.store.endpoints import REASONS, EndpointRow
+from cronicorn.store.endpoints import EndpointRow
 from cronicorn.store.errors import Conflict, Invalid, QuotaExceeded
 from cronicorn.web import endpoint_form, run_now
 from cronicorn.web.deps import (
@@ -83,7 +84,7 @@ async def endpoint_page(
         now=now,
         hints=_active_hints(endpoint, now),
         planned=planned,
-        next_reason=REASONS.get(endpoint.next_run_source, endpoint.next_run_source),
+        next_reason=reason_of(endpoint.next_run_source),
         runs=runs,
         total=total,
         status=wanted or "",
