@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cronicorn.domain.next_runs import reason_of
-from cronicorn.services.urls import ensure_url_allowed
+from cronicorn.services import endpoints, jobs
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
@@ -57,9 +57,11 @@ async def endpoint_page(
     since: str = "",
     until: str = "",
 ) -> Response:
-    endpoint = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    endpoint = await endpoints.get_endpoint(
+        conn, viewer.user_id, require_id(endpoint_id, "Endpoint")
+    )
     since_at, until_at = _day(since), _day(until, end=True)
-    job = await job_store.get(conn, viewer.user_id, endpoint.job_id)
+    job = await jobs.get_job(conn, viewer.user_id, endpoint.job_id)
     now = clock()
     wanted = status if status in RUN_FILTERS else None
     number = _page_number(page)
@@ -156,7 +158,7 @@ def _back(endpoint_id: str, done: str | None = None, problem: str | None = None)
 
 async def _live_endpoint(conn: ConnDep, user_id: str, endpoint_id: str) -> EndpointRow | None:
     """The caller's endpoint (404 page otherwise), or None when it is archived."""
-    row = await endpoint_store.get(conn, user_id, require_id(endpoint_id, "Endpoint"))
+    row = await endpoints.get_endpoint(conn, user_id, require_id(endpoint_id, "Endpoint"))
     return None if row.archived_at is not None else row
 
 
@@ -210,8 +212,8 @@ async def clear_hints(
 async def archive(
     endpoint_id: str, viewer: ViewerDep, _form: FormDep, conn: ConnDep, clock: ClockDep
 ) -> Response:
-    row = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
-    await endpoint_store.archive(conn, viewer.user_id, row.id, clock(), job_id=row.job_id)
+    row = await endpoints.get_endpoint(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    await endpoints.archive_endpoint(conn, viewer.user_id, row.id, clock(), job_id=row.job_id)
     return RedirectResponse(f"/jobs/{row.job_id}?done=archived", status_code=303)
 
 
@@ -250,7 +252,7 @@ def _form_page(
 async def new_endpoint_page(
     request: Request, job_id: str, viewer: ViewerDep, conn: ConnDep
 ) -> Response:
-    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     values = endpoint_form.form_values(None)
     return _form_page(request, viewer, job=job, values=values, errors={})
 
@@ -269,19 +271,15 @@ async def _check_and_save(
     config, errors = endpoint_form.validate(form, editing=endpoint is not None)
     if config is None:
         return None, errors
-    try:
-        await ensure_url_allowed(dispatcher, config["url"])
-    except Invalid as exc:
-        return None, {exc.field: exc.message}
     quotas = runtime.settings.quotas
     try:
         if endpoint is None:
-            row = await endpoint_store.create(
-                conn, viewer.user_id, job.id, config, now, quotas=quotas
+            row = await endpoints.create_endpoint(
+                conn, viewer.user_id, job.id, config, now, dispatcher=dispatcher, quotas=quotas
             )
         else:
-            row = await endpoint_store.update_config(
-                conn, viewer.user_id, endpoint.id, config, now, quotas=quotas
+            row = await endpoints.update_endpoint(
+                conn, viewer.user_id, endpoint.id, config, now, dispatcher=dispatcher, quotas=quotas
             )
     except Invalid as exc:
         return None, endpoint_form.invalid_errors(exc)
@@ -301,7 +299,7 @@ async def create_endpoint(
     dispatcher: DispatcherDep,
     clock: ClockDep,
 ) -> Response:
-    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     row, errors = await _check_and_save(
         conn, viewer, runtime, dispatcher, form, clock(), job=job, endpoint=None
     )
@@ -314,8 +312,8 @@ async def create_endpoint(
 async def edit_endpoint_page(
     request: Request, endpoint_id: str, viewer: ViewerDep, conn: ConnDep, clock: ClockDep
 ) -> Response:
-    row = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
-    job = await job_store.get(conn, viewer.user_id, row.job_id)
+    row = await endpoints.get_endpoint(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    job = await jobs.get_job(conn, viewer.user_id, row.job_id)
     planned = await endpoint_store.preview(conn, viewer.user_id, row.id, clock(), 5)
     values = endpoint_form.form_values(row)
     return _form_page(
@@ -334,8 +332,8 @@ async def edit_endpoint(
     dispatcher: DispatcherDep,
     clock: ClockDep,
 ) -> Response:
-    row = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
-    job = await job_store.get(conn, viewer.user_id, row.job_id)
+    row = await endpoints.get_endpoint(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
+    job = await jobs.get_job(conn, viewer.user_id, row.job_id)
     saved, errors = await _check_and_save(
         conn, viewer, runtime, dispatcher, form, clock(), job=job, endpoint=row
     )
@@ -353,7 +351,7 @@ async def preview_fragment(
     """The form's live preview (htmx): the next runs this draft would get, or why none."""
     row = None
     if form.get("endpoint_id"):
-        row = await endpoint_store.get(
+        row = await endpoints.get_endpoint(
             conn, viewer.user_id, require_id(form["endpoint_id"], "Endpoint")
         )
     planned, errors = endpoint_form.schedule_preview(form, row, clock())

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from cronicorn.schemas.jobs import JobCreate, JobPatch
+from cronicorn.services import endpoints, jobs
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict
@@ -29,9 +30,7 @@ async def jobs_page(
     request: Request, viewer: ViewerDep, conn: ConnDep, status: str = "", q: str = ""
 ) -> Response:
     wanted = status if status in STATUSES else None
-    rows = await job_store.list_with_counts(
-        conn, viewer.user_id, cast(job_store.JobStatus | None, wanted)
-    )
+    rows = await jobs.list_jobs(conn, viewer.user_id, cast(job_store.JobStatus | None, wanted))
     needle = q.strip().lower()[:200]
     if needle:
         rows = [
@@ -100,21 +99,14 @@ async def create_job(
     except ValidationError as exc:
         errors = model_errors(exc, JobCreate)
         return _job_form(request, viewer, values=_values(form), errors=errors, status=422)
-    row = await job_store.create(
-        conn,
-        viewer.user_id,
-        name=body.name,
-        description=body.description,
-        now=clock(),
-        ai_mode=body.ai_mode,
-    )
+    row = await jobs.create_job(conn, viewer.user_id, body, clock())
     return RedirectResponse(f"/jobs/{row.id}?done=created", status_code=303)
 
 
 @router.get("/jobs/{job_id}")
 async def job_page(request: Request, job_id: str, viewer: ViewerDep, conn: ConnDep) -> Response:
-    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
-    rows = await endpoint_store.list_for_job(conn, viewer.user_id, job.id)
+    job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
+    rows = await endpoints.list_endpoints(conn, viewer.user_id, job.id)
     recent = await recent_outcomes(conn, viewer.user_id, [e.id for e in rows])
     return render(
         request,
@@ -133,7 +125,7 @@ async def job_page(request: Request, job_id: str, viewer: ViewerDep, conn: ConnD
 async def edit_job_page(
     request: Request, job_id: str, viewer: ViewerDep, conn: ConnDep
 ) -> Response:
-    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     values = {"name": job.name, "description": job.description or "", "ai_mode": job.ai_mode}
     return _job_form(request, viewer, values=values, errors={}, job=job)
 
@@ -147,14 +139,13 @@ async def edit_job(
     conn: ConnDep,
     clock: ClockDep,
 ) -> Response:
-    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     try:
         body = JobPatch.model_validate(_job_fields(form))
     except ValidationError as exc:
         errors = model_errors(exc, JobPatch)
         return _job_form(request, viewer, values=_values(form), errors=errors, job=job, status=422)
-    changes = body.model_dump(exclude_unset=True)
-    await job_store.update_fields(conn, viewer.user_id, job.id, changes, clock())
+    await jobs.update_job(conn, viewer.user_id, job.id, body, clock())
     return RedirectResponse(f"/jobs/{job.id}?done=saved", status_code=303)
 
 
@@ -182,13 +173,10 @@ async def job_action(
     job_id = require_id(job_id, "Job")
     if target is None:
         return Response("Not found", status_code=404)
-    now = clock()
     try:
-        before, after = await job_store.transition(conn, viewer.user_id, job_id, target, now)
+        await jobs.set_job_status(conn, viewer.user_id, job_id, target, clock())
     except Conflict:
         return RedirectResponse(f"/jobs/{job_id}?error=archived", status_code=303)
-    if target == "active" and before.status != after.status:
-        await endpoint_store.reschedule_job(conn, viewer.user_id, after.id, now)
     where = "/jobs" if target == "archived" else f"/jobs/{job_id}"
     return RedirectResponse(f"{where}?done={_DONE[action]}", status_code=303)
 
@@ -208,13 +196,13 @@ async def bulk_endpoints(
 ) -> Response:
     """Pause (24 h) or resume the selected endpoints of a job, in id order (the lock order
     for several endpoints); archived ones and ids of other jobs are left alone."""
-    job = await job_store.get(conn, viewer.user_id, require_id(job_id, "Job"))
+    job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     chosen = {str(v) for v in (await request.form()).getlist("endpoint")}
     pause = form.get("action") == "pause"
     now = clock()
     live = [
         e.id
-        for e in await endpoint_store.list_for_job(conn, viewer.user_id, job.id)
+        for e in await endpoints.list_endpoints(conn, viewer.user_id, job.id)
         if e.id in chosen and e.archived_at is None
     ]
     for endpoint_id in sorted(live)[:MAX_BULK]:
