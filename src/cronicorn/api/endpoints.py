@@ -17,8 +17,7 @@ from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.dispatch.lazy import close_dispatcher_on, dispatcher_on
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
-from cronicorn.services.urls import ensure_url_allowed
-from cronicorn.store import endpoints as endpoint_store
+from cronicorn.services import endpoints
 
 router = APIRouter(tags=["Endpoints"])
 
@@ -52,10 +51,14 @@ async def create_endpoint(
     quotas: QuotasDep,
     now: NowDep,
 ) -> Endpoint:
-    job_id = require_id(job, "Job")
-    await ensure_url_allowed(dispatcher, body.url)
-    row = await endpoint_store.create(
-        conn, user.user_id, job_id, body.model_dump(), now, quotas=quotas
+    row = await endpoints.create_endpoint(
+        conn,
+        user.user_id,
+        require_id(job, "Job"),
+        body.model_dump(),
+        now,
+        dispatcher=dispatcher,
+        quotas=quotas,
     )
     return Endpoint.of(row)
 
@@ -66,13 +69,13 @@ async def create_endpoint(
     summary="List a job's endpoints (archived ones included)",
 )
 async def list_endpoints(job: JobIdPath, user: UserDep, conn: ConnDep) -> EndpointList:
-    rows = await endpoint_store.list_for_job(conn, user.user_id, require_id(job, "Job"))
+    rows = await endpoints.list_endpoints(conn, user.user_id, require_id(job, "Job"))
     return EndpointList(endpoints=[Endpoint.of(row) for row in rows])
 
 
 @router.get("/jobs/{jobId}/endpoints/{id}", response_model=Endpoint, summary="Get an endpoint")
 async def get_endpoint(job: JobIdPath, id: str, user: UserDep, conn: ConnDep) -> Endpoint:
-    row = await endpoint_store.get(
+    row = await endpoints.get_endpoint(
         conn, user.user_id, require_id(id, "Endpoint"), job_id=require_id(job, "Endpoint")
     )
     return Endpoint.of(row)
@@ -98,14 +101,15 @@ async def patch_endpoint(
     quotas: QuotasDep,
     now: NowDep,
 ) -> Endpoint:
-    changes = body.changes()
-    endpoint_id = require_id(id, "Endpoint")
-    job_id = require_id(job, "Endpoint")
-    await endpoint_store.get(conn, user.user_id, endpoint_id, job_id=job_id)
-    if changes.get("url") is not None:
-        await ensure_url_allowed(dispatcher, changes["url"])
-    row = await endpoint_store.update_config(
-        conn, user.user_id, endpoint_id, changes, now, job_id=job_id, quotas=quotas
+    row = await endpoints.update_endpoint(
+        conn,
+        user.user_id,
+        require_id(id, "Endpoint"),
+        body.changes(),
+        now,
+        dispatcher=dispatcher,
+        quotas=quotas,
+        job_id=require_id(job, "Endpoint"),
     )
     return Endpoint.of(row)
 
@@ -117,7 +121,7 @@ async def patch_endpoint(
     summary="Delete an endpoint and its history",
 )
 async def delete_endpoint(job: JobIdPath, id: str, user: UserDep, conn: ConnDep) -> Response:
-    await endpoint_store.delete_endpoint(
+    await endpoints.delete_endpoint(
         conn, user.user_id, require_id(id, "Endpoint"), job_id=require_id(job, "Endpoint")
     )
     return Response(status_code=204)
@@ -135,7 +139,7 @@ async def archive_endpoint(
     conn: ConnDep,
     now: NowDep,
 ) -> Endpoint:
-    row = await endpoint_store.archive(
+    row = await endpoints.archive_endpoint(
         conn, user.user_id, require_id(id, "Endpoint"), now, job_id=require_id(job, "Endpoint")
     )
     return Endpoint.of(row)

@@ -9,23 +9,14 @@ from fastapi import APIRouter, Query
 from cronicorn.api.deps import ConnDep, ReadConnDep, ReaderDep, UserDep
 from cronicorn.api.params import NowDep, require_id
 from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
-from cronicorn.store import endpoints as endpoint_store
-from cronicorn.store import jobs as job_store
+from cronicorn.services import jobs
 
 router = APIRouter(tags=["Jobs"])
 
 
 @router.post("/jobs", status_code=201, response_model=Job, summary="Create a job")
 async def create_job(body: JobCreate, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
-    row = await job_store.create(
-        conn,
-        user.user_id,
-        name=body.name,
-        description=body.description,
-        now=now,
-        ai_mode=body.ai_mode,
-    )
-    return Job.of(row)
+    return Job.of(await jobs.create_job(conn, user.user_id, body, now))
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs with their endpoint counts")
@@ -34,20 +25,18 @@ async def list_jobs(
     conn: ReadConnDep,  # one read statement: autocommitted, no BEGIN/COMMIT round trips
     status: Annotated[Literal["active", "paused", "archived"] | None, Query()] = None,
 ) -> JobList:
-    rows = await job_store.list_with_counts(conn, user.user_id, status)
+    rows = await jobs.list_jobs(conn, user.user_id, status)
     return JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
 
 
 @router.get("/jobs/{id}", response_model=Job, summary="Get a job")
 async def get_job(id: str, user: UserDep, conn: ConnDep) -> Job:
-    return Job.of(await job_store.get(conn, user.user_id, require_id(id, "Job")))
+    return Job.of(await jobs.get_job(conn, user.user_id, require_id(id, "Job")))
 
 
 @router.patch("/jobs/{id}", response_model=Job, summary="Rename or describe a job")
 async def patch_job(id: str, body: JobPatch, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
-    changes = body.model_dump(exclude_unset=True)
-    row = await job_store.update_fields(conn, user.user_id, require_id(id, "Job"), changes, now)
-    return Job.of(row)
+    return Job.of(await jobs.update_job(conn, user.user_id, require_id(id, "Job"), body, now))
 
 
 @router.delete("/jobs/{id}", response_model=Job, summary="Archive a job (soft delete)")
@@ -57,16 +46,14 @@ async def patch_job(id: str, body: JobPatch, user: UserDep, conn: ConnDep, now: 
     summary="Archive a job (same as DELETE /jobs/{id}; the path the reference's docs show)",
 )
 async def archive_job(id: str, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
-    _, after = await job_store.transition(
-        conn, user.user_id, require_id(id, "Job"), "archived", now
-    )
-    return Job.of(after)
+    job_id = require_id(id, "Job")
+    return Job.of(await jobs.set_job_status(conn, user.user_id, job_id, "archived", now))
 
 
 @router.post("/jobs/{id}/pause", response_model=Job, summary="Pause every endpoint of a job")
 async def pause_job(id: str, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
-    _, after = await job_store.transition(conn, user.user_id, require_id(id, "Job"), "paused", now)
-    return Job.of(after)
+    job_id = require_id(id, "Job")
+    return Job.of(await jobs.set_job_status(conn, user.user_id, job_id, "paused", now))
 
 
 @router.post(
@@ -76,9 +63,5 @@ async def pause_job(id: str, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
     description="Endpoints that missed runs while paused run once, then return to their grid.",
 )
 async def resume_job(id: str, user: UserDep, conn: ConnDep, now: NowDep) -> Job:
-    before, after = await job_store.transition(
-        conn, user.user_id, require_id(id, "Job"), "active", now
-    )
-    if before.status != after.status:
-        await endpoint_store.reschedule_job(conn, user.user_id, after.id, now)
-    return Job.of(after)
+    job_id = require_id(id, "Job")
+    return Job.of(await jobs.set_job_status(conn, user.user_id, job_id, "active", now))
