@@ -10,8 +10,7 @@ from typing import Any
 
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
-from cronicorn.services.urls import ensure_url_allowed
-from cronicorn.store import endpoints as endpoint_store
+from cronicorn.services import endpoints
 
 JOB_ID = PathId("jobId", "Job", "The job's id (from createJob or listJobs)")
 ENDPOINT_IN_JOB = (
@@ -21,57 +20,53 @@ ENDPOINT_IN_JOB = (
 
 
 async def _add(call: Call, body: EndpointCreate) -> Endpoint:
-    await ensure_url_allowed(await call.dispatcher(), body.url)
-    row = await endpoint_store.create(
+    row = await endpoints.create_endpoint(
         call.conn,
         call.user_id,
         call.id("jobId"),
         body.model_dump(),
         call.now,
+        dispatcher=await call.dispatcher(),
         quotas=call.runtime.settings.quotas,
     )
     return Endpoint.of(row)
 
 
 async def _get(call: Call, _: NoArguments) -> Endpoint:
-    row = await endpoint_store.get(call.conn, call.user_id, call.id("id"), job_id=call.id("jobId"))
+    row = await endpoints.get_endpoint(
+        call.conn, call.user_id, call.id("id"), job_id=call.id("jobId")
+    )
     return Endpoint.of(row)
 
 
 async def _list(call: Call, _: NoArguments) -> EndpointList:
-    rows = await endpoint_store.list_for_job(call.conn, call.user_id, call.id("jobId"))
+    rows = await endpoints.list_endpoints(call.conn, call.user_id, call.id("jobId"))
     return EndpointList(endpoints=[Endpoint.of(row) for row in rows])
 
 
 async def _update(call: Call, body: EndpointPatch) -> Endpoint:
-    changes = body.changes()
-    endpoint_id, job_id = call.id("id"), call.id("jobId")
-    await endpoint_store.get(call.conn, call.user_id, endpoint_id, job_id=job_id)
-    if changes.get("url") is not None:
-        await ensure_url_allowed(await call.dispatcher(), changes["url"])
-    row = await endpoint_store.update_config(
+    row = await endpoints.update_endpoint(
         call.conn,
         call.user_id,
-        endpoint_id,
-        changes,
+        call.id("id"),
+        body.changes(),
         call.now,
-        job_id=job_id,
+        dispatcher=await call.dispatcher(),
         quotas=call.runtime.settings.quotas,
+        job_id=call.id("jobId"),
     )
     return Endpoint.of(row)
 
 
 async def _archive(call: Call, _: NoArguments) -> Endpoint:
-    row = await endpoint_store.archive(
+    row = await endpoints.archive_endpoint(
         call.conn, call.user_id, call.id("id"), call.now, job_id=call.id("jobId")
     )
     return Endpoint.of(row)
 
 
 async def _delete(call: Call, _: NoArguments) -> dict[str, Any]:
-    await endpoint_store.delete_endpoint(
-        call.conn, call.user_id, call.id("id"), job_id=call.id("jobId")
-    )
+    await endpoints.delete_endpoint(call.conn, call.user_id, call.id("id"), job_id=call.id("jobId"))
     return {"deleted": True, "id": call.id("id")}
 
 

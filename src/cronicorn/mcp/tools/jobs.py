@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from pydantic import Field
@@ -9,8 +10,8 @@ from pydantic import Field
 from cronicorn.mcp.tooling import Call, NoArguments, PathId, Tool
 from cronicorn.schemas.common import In
 from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
-from cronicorn.store import endpoints as endpoint_store
-from cronicorn.store import jobs as job_store
+from cronicorn.services import jobs
+from cronicorn.store.jobs import JobStatus
 
 JOB_ID = PathId("id", "Job", "The job's id (from createJob or listJobs)")
 
@@ -22,53 +23,28 @@ class JobQuery(In):
 
 
 async def _create(call: Call, body: JobCreate) -> Job:
-    row = await job_store.create(
-        call.conn,
-        call.user_id,
-        name=body.name,
-        description=body.description,
-        now=call.now,
-        ai_mode=body.ai_mode,
-    )
-    return Job.of(row)
+    return Job.of(await jobs.create_job(call.conn, call.user_id, body, call.now))
 
 
 async def _get(call: Call, _: NoArguments) -> Job:
-    return Job.of(await job_store.get(call.conn, call.user_id, call.id("id")))
+    return Job.of(await jobs.get_job(call.conn, call.user_id, call.id("id")))
 
 
 async def _list(call: Call, query: JobQuery) -> JobList:
-    rows = await job_store.list_with_counts(call.conn, call.user_id, query.status)
+    rows = await jobs.list_jobs(call.conn, call.user_id, query.status)
     return JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
 
 
 async def _update(call: Call, body: JobPatch) -> Job:
-    changes = body.model_dump(exclude_unset=True)
-    row = await job_store.update_fields(call.conn, call.user_id, call.id("id"), changes, call.now)
-    return Job.of(row)
+    return Job.of(await jobs.update_job(call.conn, call.user_id, call.id("id"), body, call.now))
 
 
-async def _archive(call: Call, _: NoArguments) -> Job:
-    _before, after = await job_store.transition(
-        call.conn, call.user_id, call.id("id"), "archived", call.now
-    )
-    return Job.of(after)
+def _status_change(status: JobStatus) -> Callable[[Call, NoArguments], Awaitable[Job]]:
+    async def change(call: Call, _: NoArguments) -> Job:
+        row = await jobs.set_job_status(call.conn, call.user_id, call.id("id"), status, call.now)
+        return Job.of(row)
 
-
-async def _pause(call: Call, _: NoArguments) -> Job:
-    _before, after = await job_store.transition(
-        call.conn, call.user_id, call.id("id"), "paused", call.now
-    )
-    return Job.of(after)
-
-
-async def _resume(call: Call, _: NoArguments) -> Job:
-    before, after = await job_store.transition(
-        call.conn, call.user_id, call.id("id"), "active", call.now
-    )
-    if before.status != after.status:
-        await endpoint_store.reschedule_job(call.conn, call.user_id, after.id, call.now)
-    return Job.of(after)
+    return change
 
 
 TOOLS: list[Tool[Any]] = [
@@ -120,7 +96,7 @@ TOOLS: list[Tool[Any]] = [
         "Archive a job (soft delete): none of its endpoints run again; the history stays. "
         "An archived job cannot be resumed.",
         NoArguments,
-        _archive,
+        _status_change("archived"),
         ids=(JOB_ID,),
         output=Job,
         destructive=True,
@@ -131,7 +107,7 @@ TOOLS: list[Tool[Any]] = [
         "Pause a job",
         "Pause every endpoint of a job until resumeJob.",
         NoArguments,
-        _pause,
+        _status_change("paused"),
         ids=(JOB_ID,),
         output=Job,
         idempotent=True,
@@ -142,7 +118,7 @@ TOOLS: list[Tool[Any]] = [
         "Resume a paused job: endpoints that missed runs while paused run once, then return "
         "to their schedule.",
         NoArguments,
-        _resume,
+        _status_change("active"),
         ids=(JOB_ID,),
         output=Job,
         idempotent=True,
