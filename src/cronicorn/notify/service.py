@@ -10,7 +10,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.dispatch import Dispatcher, UrlNotAllowed
@@ -38,9 +37,8 @@ from cronicorn.schemas.notify import (
 )
 from cronicorn.store import channels as channel_store
 from cronicorn.store import outbox
-from cronicorn.store.errors import Invalid, NotFound
+from cronicorn.store.errors import Invalid
 from cronicorn.store.signing_keys import load_signing_keys
-from cronicorn.store.tables import endpoints, jobs
 
 __all__ = [
     "InvalidChannelUrl",
@@ -226,15 +224,8 @@ async def set_notify(
     unsubscribes (an endpoint then inherits its job's settings again)."""
     if settings is not None:
         await _check_owned(conn, user_id, list(dict.fromkeys(settings.get("channels", []))))
-    table = jobs if job_id is not None else endpoints
-    key = job_id if job_id is not None else endpoint_id
-    result = await conn.execute(
-        update(table)
-        .where(table.c.id == key, table.c.user_id == user_id)
-        .values(notify=settings, updated_at=now)
-    )
-    if result.rowcount == 0:
-        raise NotFound("Job" if job_id is not None else "Endpoint")
+    kind, key = ("job", job_id) if job_id is not None else ("endpoint", endpoint_id)
+    await channel_store.write_notify(conn, user_id, kind, key or "", settings, now)
 
 
 async def subscribe(
@@ -262,13 +253,8 @@ async def notify_of(
     endpoint_id: str | None = None,
 ) -> NotifyOut:
     """A job's or an endpoint's own subscriptions; another user's is `NotFound`."""
-    table: Table = jobs if job_id is not None else endpoints
-    key = job_id if job_id is not None else endpoint_id
-    query = select(table.c.notify).where(table.c.id == key, table.c.user_id == user_id)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        raise NotFound("Job" if job_id is not None else "Endpoint")
-    return NotifyOut(notify=row[0])
+    kind, key = ("job", job_id) if job_id is not None else ("endpoint", endpoint_id)
+    return NotifyOut(notify=await channel_store.read_notify(conn, user_id, kind, key or ""))
 
 
 def channel_out(c: channel_store.Channel) -> ChannelOut:

@@ -9,9 +9,30 @@ from pydantic import Field, model_validator
 from cronicorn.schemas.common import In, InDatetime, Out
 from cronicorn.schemas.endpoints import EndpointCreate
 from cronicorn.schemas.jobs import JobAiMode, JobDescription, JobName
+from cronicorn.schemas.notify import ChannelName, NotifySettings
 
 MAX_JOBS = 1000
 MAX_ENDPOINTS_PER_JOB = 1000
+
+
+class TransferNotify(NotifySettings):
+    """A job's or an endpoint's `notify` settings with channels named, not by id: ids differ
+    between accounts and installations, and a channel's URL holds secrets, so channels are
+    never exported; an import refers to the importing account's channels by name."""
+
+    channels: Annotated[list[ChannelName], Field(max_length=20)]
+
+
+class TransferChannel(In):
+    """A channel the document's settings name (information for whoever imports it: create
+    it first, with your own URL)."""
+
+    name: ChannelName
+    kind: Annotated[str, Field(max_length=40)] | None = None
+
+
+class TransferEndpoint(EndpointCreate):
+    notify: TransferNotify | None = None
 
 
 class TransferJob(In):
@@ -19,7 +40,8 @@ class TransferJob(In):
     description: JobDescription | None = None
     status: Literal["active", "paused"] = "active"
     ai_mode: JobAiMode = "auto"
-    endpoints: Annotated[list[EndpointCreate], Field(max_length=MAX_ENDPOINTS_PER_JOB)] = []
+    notify: TransferNotify | None = None
+    endpoints: Annotated[list[TransferEndpoint], Field(max_length=MAX_ENDPOINTS_PER_JOB)] = []
 
     @model_validator(mode="after")
     def _unique_endpoints(self) -> TransferJob:
@@ -34,6 +56,7 @@ class TransferDocument(In):
 
     version: Literal[1] = 1
     exported_at: InDatetime | None = None
+    channels: Annotated[list[TransferChannel], Field(max_length=1000)] = []
     jobs: Annotated[list[TransferJob], Field(max_length=MAX_JOBS)]
 
     @model_validator(mode="after")

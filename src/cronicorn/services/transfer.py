@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.dispatch import Dispatcher, url_refusal
@@ -26,8 +27,11 @@ from cronicorn.schemas.transfer import (
     ImportReport,
     Tally,
     TransferDocument,
+    TransferEndpoint,
     TransferJob,
+    TransferNotify,
 )
+from cronicorn.store import channels as channel_store
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.endpoints import CONFIG_FIELDS, DEFAULTS, config_of
@@ -51,26 +55,75 @@ class _Rollback(Exception):
 
 
 # -- export ---------------------------------------------------------------------------------
+class _Named:
+    """Export side of `notify`: channel ids become names; the channels named are listed
+    (name and kind only: a channel's URL holds secrets and never leaves)."""
+
+    def __init__(self, channels: list[channel_store.Channel], stored: dict[str, Any]) -> None:
+        self.channels = {c.id: c for c in channels}
+        self.stored = stored
+        self.used: dict[str, channel_store.Channel] = {}
+
+    def notify(self, key: str) -> dict[str, Any] | None:
+        value = self.stored.get(key)
+        if not isinstance(value, dict):
+            return None
+        ids = value.get("channels")
+        if not isinstance(ids, list):
+            ids = []
+        named = [self.channels[i] for i in ids if isinstance(i, str) and i in self.channels]
+        self.used.update((c.id, c) for c in named)
+        try:  # a deleted channel is left out; a hand-written malformed value is not exported
+            model = TransferNotify.model_validate({**value, "channels": [c.name for c in named]})
+        except ValidationError:
+            return None
+        return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def listed(self) -> list[dict[str, str]]:
+        return [
+            {"name": c.name, "kind": c.kind}
+            for c in sorted(self.used.values(), key=lambda c: c.name.lower())
+        ]
+
+
 async def export_document(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, Any]:
-    """Non-archived jobs and their non-archived endpoints, unset fields left out."""
+    """Non-archived jobs and their non-archived endpoints, unset fields left out; `notify`
+    settings name their channels, listed under `channels` (name and kind only)."""
+    named = _Named(
+        await channel_store.list_for(conn, user_id), await channel_store.all_notify(conn, user_id)
+    )
     jobs_out = []
     for job, _count in reversed(await job_store.list_with_counts(conn, user_id)):
         if job.status == "archived":
             continue
         rows = await endpoint_store.list_for_job(conn, user_id, job.id)
         endpoints = [
-            EndpointCreate.model_validate(
-                {camel(k): v for k, v in config_of(row).items()}
-            ).model_dump(mode="json", by_alias=True, exclude_none=True)
+            _with_notify(
+                EndpointCreate.model_validate(
+                    {camel(k): v for k, v in config_of(row).items()}
+                ).model_dump(mode="json", by_alias=True, exclude_none=True),
+                named.notify(row.id),
+            )
             for row in rows
             if row.archived_at is None
         ]
         entry: dict[str, Any] = {"name": job.name, "status": job.status, "aiMode": job.ai_mode}
+        _with_notify(entry, named.notify(job.id))
         entry["endpoints"] = endpoints
         if job.description is not None:
             entry["description"] = job.description
         jobs_out.append(entry)
-    return {"version": 1, "exportedAt": iso_ms(now), "jobs": jobs_out}
+    doc: dict[str, Any] = {"version": 1, "exportedAt": iso_ms(now)}
+    if channels := named.listed():
+        doc["channels"] = channels
+    doc["jobs"] = jobs_out
+    return doc
+
+
+def _with_notify(entry: dict[str, Any], notify: dict[str, Any] | None) -> dict[str, Any]:
+    if notify is not None:
+        entry["notify"] = notify
+    return entry
 
 
 # -- import ---------------------------------------------------------------------------------
@@ -86,6 +139,7 @@ async def import_document(
 ) -> ImportReport:
     """Apply the document in the caller's transaction (a savepoint rolled back if dry)."""
     await _check_urls(doc, check_url)
+    channel_ids = await _channel_ids(conn, user_id, doc)
     report = ImportReport(
         dry_run=dry_run, created=Tally(), updated=Tally(), unchanged=Tally(), actions=[]
     )
@@ -93,7 +147,7 @@ async def import_document(
         async with conn.begin_nested():
             await endpoint_store.lock_all_of(conn, user_id)
             for index, job in enumerate(doc.jobs):
-                await _import_job(conn, user_id, job, index, now, report, quotas)
+                await _import_job(conn, user_id, job, index, now, report, quotas, channel_ids)
             if dry_run:
                 raise _Rollback
     except _Rollback:
@@ -107,6 +161,69 @@ async def _check_urls(doc: TransferDocument, check_url: UrlCheck) -> None:
             reason = await check_url(endpoint.url)
             if reason is not None:
                 raise Invalid(f"jobs.{i}.endpoints.{j}.url", f"URL not allowed: {reason}")
+
+
+def _references(doc: TransferDocument) -> list[tuple[str, str]]:
+    """(path, channel name) of every channel the document's `notify` settings name."""
+    found: list[tuple[str, str]] = []
+    for i, job in enumerate(doc.jobs):
+        if job.notify is not None:
+            found += [(f"jobs.{i}.notify.channels", name) for name in job.notify.channels]
+        for j, endpoint in enumerate(job.endpoints):
+            if endpoint.notify is not None:
+                path = f"jobs.{i}.endpoints.{j}.notify.channels"
+                found += [(path, name) for name in endpoint.notify.channels]
+    return found
+
+
+async def _channel_ids(
+    conn: AsyncConnection, user_id: str, doc: TransferDocument
+) -> dict[str, str]:
+    """The importing user's channel ids by (lower-cased) name; every name the document uses
+    must be one of them, else the whole document is refused (422) with all missing names:
+    channels are not exported (their URLs hold secrets), so they are created first."""
+    references = _references(doc)
+    if not references:
+        return {}
+    ids = {c.name.lower(): c.id for c in await channel_store.list_for(conn, user_id)}
+    missing = [(path, name) for path, name in references if name.lower() not in ids]
+    if missing:
+        kinds = {c.name.lower(): c.kind for c in doc.channels if c.kind}
+        names = ", ".join(
+            repr(n) + (f" ({kinds[n.lower()]})" if n.lower() in kinds else "")
+            for n in dict.fromkeys(name for _, name in missing)
+        )
+        raise Invalid(
+            missing[0][0],
+            f"no channel named {names} in this account: channels are not exported (their "
+            "URLs hold secrets); create them under these names first, then import again",
+        )
+    return ids
+
+
+def _stored_notify(notify: TransferNotify | None, ids: dict[str, str]) -> dict[str, Any] | None:
+    """The document's settings as `jobs.notify` / `endpoints.notify` hold them (ids)."""
+    if notify is None:
+        return None
+    channels = list(dict.fromkeys(ids[name.lower()] for name in notify.channels))
+    return {**notify.stored(), "channels": channels}
+
+
+async def _sync_notify(
+    conn: AsyncConnection,
+    user_id: str,
+    kind: str,
+    key: str,
+    notify: TransferNotify | None,
+    ids: dict[str, str],
+    now: datetime,
+) -> bool:
+    """Make the row's `notify` exactly the document's (absent: none); True if it changed."""
+    desired = _stored_notify(notify, ids)
+    if await channel_store.read_notify(conn, user_id, kind, key) == desired:
+        return False
+    await channel_store.write_notify(conn, user_id, kind, key, desired, now)
+    return True
 
 
 def _tally(report: ImportReport, action: Action) -> None:
@@ -127,6 +244,7 @@ async def _import_job(
     now: datetime,
     report: ImportReport,
     quotas: Quotas,
+    channel_ids: dict[str, str],
 ) -> None:
     existing = await job_store.find_by_name(conn, user_id, job.name)
     changes: list[str] = []
@@ -152,6 +270,9 @@ async def _import_job(
         if existing.ai_mode != job.ai_mode:
             await job_store.update_fields(conn, user_id, job_id, {"ai_mode": job.ai_mode}, now)
             changes.append("aiMode")
+    changed_notify = await _sync_notify(conn, user_id, "job", job_id, job.notify, channel_ids, now)
+    if changed_notify and action != "create":
+        changes.append("notify")
     current_status = existing.status if existing is not None else "active"
     if job.status != current_status:
         changes.append("status")
@@ -160,7 +281,9 @@ async def _import_job(
     _tally(report, Action(kind="job", job=job.name, name=job.name, action=action, changes=changes))
     for j, endpoint in enumerate(job.endpoints):
         try:
-            await _import_endpoint(conn, user_id, job_id, job.name, endpoint, now, report, quotas)
+            await _import_endpoint(
+                conn, user_id, job_id, job.name, endpoint, now, report, quotas, channel_ids
+            )
         except Invalid as exc:
             raise Invalid(f"jobs.{index}.endpoints.{j}.{camel(exc.field)}", exc.message) from None
     if job.status != current_status:
@@ -174,10 +297,11 @@ async def _import_endpoint(
     user_id: str,
     job_id: str,
     job_name: str,
-    endpoint: EndpointCreate,
+    endpoint: TransferEndpoint,
     now: datetime,
     report: ImportReport,
     quotas: Quotas,
+    channel_ids: dict[str, str],
 ) -> None:
     desired = endpoint.model_dump()
     desired = {name: desired.get(name, DEFAULTS.get(name)) for name in CONFIG_FIELDS}
@@ -185,15 +309,19 @@ async def _import_endpoint(
     desired = endpoint_store.apply_interval_quota(desired, quotas)
     existing = await endpoint_store.find_live_by_name(conn, user_id, job_id, endpoint.name)
     if existing is None:
-        await endpoint_store.create(conn, user_id, job_id, desired, now, quotas=quotas)
+        row = await endpoint_store.create(conn, user_id, job_id, desired, now, quotas=quotas)
+        await _sync_notify(conn, user_id, "endpoint", row.id, endpoint.notify, channel_ids, now)
         action, changed = "create", []
     else:
         current = config_of(existing)
         diff = {k: v for k, v in desired.items() if v != current[k]}
         if diff:
             await endpoint_store.update_config(conn, user_id, existing.id, diff, now, quotas=quotas)
-        action = "update" if diff else "unchanged"
         changed = [camel(k) for k in diff]
+        key = existing.id
+        if await _sync_notify(conn, user_id, "endpoint", key, endpoint.notify, channel_ids, now):
+            changed.append("notify")
+        action = "update" if changed else "unchanged"
     _tally(
         report,
         Action(kind="endpoint", job=job_name, name=endpoint.name, action=action, changes=changed),

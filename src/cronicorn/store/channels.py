@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import Conflict, NotFound
-from cronicorn.store.tables import channels, settings
+from cronicorn.store.tables import channels, endpoints, jobs, settings
 
 _PUBLIC = (
     channels.c.id,
@@ -231,3 +231,47 @@ async def set_account_notify(
                 "after": json.dumps(value) if value is not None else None,
             },
         )
+
+
+# -- subscriptions (`notify` on jobs and endpoints) --------------------------------------
+
+
+def _notify_table(kind: str) -> Table:
+    return jobs if kind == "job" else endpoints
+
+
+async def read_notify(conn: AsyncConnection, user_id: str, kind: str, key: str) -> Any:
+    """A job's or endpoint's own `notify` JSON (None: unset); `NotFound` if not the user's."""
+    table = _notify_table(kind)
+    query = select(table.c.notify).where(table.c.id == key, table.c.user_id == user_id)
+    row = (await conn.execute(query)).first()
+    if row is None:
+        raise NotFound("Job" if kind == "job" else "Endpoint")
+    return row[0]
+
+
+async def write_notify(
+    conn: AsyncConnection, user_id: str, kind: str, key: str, value: Any, now: datetime
+) -> None:
+    """Set (None: clear) a job's or endpoint's `notify`; callers check the channel ids."""
+    table = _notify_table(kind)
+    result = await conn.execute(
+        update(table)
+        .where(table.c.id == key, table.c.user_id == user_id)
+        .values(notify=value, updated_at=now)
+    )
+    if result.rowcount == 0:
+        raise NotFound("Job" if kind == "job" else "Endpoint")
+
+
+async def all_notify(conn: AsyncConnection, user_id: str) -> dict[str, Any]:
+    """Every set `notify` of the user's jobs and endpoints, by job or endpoint id (export)."""
+    found: dict[str, Any] = {}
+    for table in (jobs, endpoints):
+        rows = await conn.execute(
+            select(table.c.id, table.c.notify).where(
+                table.c.user_id == user_id, table.c.notify.is_not(None)
+            )
+        )
+        found.update({r.id: r.notify for r in rows})
+    return found
