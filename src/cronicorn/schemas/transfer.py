@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from cronicorn.schemas.common import In, InDatetime, Out
+from cronicorn.schemas.common import In, InDatetime, Out, Text
 from cronicorn.schemas.endpoints import EndpointCreate
 from cronicorn.schemas.jobs import JobAiMode, JobDescription, JobName
 from cronicorn.schemas.notify import ChannelName, NotifySettings
@@ -28,7 +28,7 @@ class TransferChannel(In):
     it first, with your own URL)."""
 
     name: ChannelName
-    kind: Annotated[str, Field(max_length=40)] | None = None
+    kind: Annotated[Text, Field(max_length=40)] | None = None
 
 
 class TransferEndpoint(EndpointCreate):
