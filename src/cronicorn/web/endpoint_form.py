@@ -15,14 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cronicorn.domain import (
-    DomainError,
-    ScheduleState,
-    TimezoneError,
-    validate_cron,
-    validate_timezone,
-)
-from cronicorn.domain.endpoint_config import MIN_INTERVAL_MS, check_config
+from cronicorn.domain import DomainError, ScheduleState
+from cronicorn.domain.endpoint_config import MIN_INTERVAL_MS, check_config, check_schedule
 from cronicorn.domain.errors import ConfigError
 from cronicorn.domain.next_runs import draft_runs
 from cronicorn.schemas.endpoints import EndpointCreate, EndpointPatch
@@ -172,18 +166,16 @@ def schedule_preview(
         }
     except FieldError as exc:
         return [], {exc.field: exc.message}
+    if cron and cron_text is None:
+        return [], {"baseline_cron": "enter a cron expression"}
+    if not cron and (interval is None or interval < MIN_INTERVAL_MS):
+        return [], {"baseline_interval_s": "enter an interval of at least 1 second"}
     try:
-        validate_timezone(timezone)
-        if cron and cron_text is None:
-            return [], {"baseline_cron": "enter a cron expression"}
-        if cron_text is not None:
-            validate_cron(cron_text)
-        if not cron and (interval is None or interval < MIN_INTERVAL_MS):
-            return [], {"baseline_interval_s": "enter an interval of at least 1 second"}
+        check_schedule(schedule)
         return _plans(schedule, row, now), {}
-    except TimezoneError as exc:
-        return [], {"timezone": str(exc)}
-    except DomainError as exc:
+    except ConfigError as exc:
+        return [], {_error_key(exc.field): exc.message}
+    except DomainError as exc:  # a schedule the governor cannot plan
         return [], {"baseline_cron" if cron else "baseline_interval_s": str(exc)}
 
 
