@@ -74,6 +74,10 @@ async def test_a_failed_scheduled_backup_notifies_subscribed_admins_once(
         assert hit.json["title"] == "Scheduled backup failed: Cronicorn"
         assert hit.json["body"].endswith("http://dash.example/admin/backups")
         assert hit.headers["x-cronicorn-event-id"] == str(event["id"])
+        stop.set()  # a slot that fails while the process shuts down pages nobody
+        later = await handle_slot(engine, ctx, cfg, slot + timedelta(hours=1), stop)
+        assert later.status == "failed"
+        assert len(await outbox_rows(engine)) == 1
 
 
 async def _all_sent(engine: AsyncEngine) -> bool:

@@ -177,7 +177,8 @@ async def handle_slot(
     stop: asyncio.Event,
 ) -> Outcome:
     """Run one slot, count and log it; a failure is also a `backup_failed` notification to
-    the admins who subscribed (the outbox delivers it like any other event)."""
+    the admins who subscribed (the outbox delivers it like any other event), unless the
+    process is stopping (a dump cut short by a shutdown is not news for a pager)."""
     outcome = await _run_in_thread(ctx, cfg, slot, stop)
     RUNS.labels(outcome.status).inc()
     (log.error if outcome.status == "failed" else log.info)(
@@ -187,7 +188,7 @@ async def handle_slot(
         name=outcome.name,
         detail=outcome.detail,
     )
-    if outcome.status == "failed":
+    if outcome.status == "failed" and not stop.is_set():
         await _notify_failed(engine, outcome, ctx.clock())
     return outcome
 
