@@ -74,7 +74,7 @@ async def test_every_dashboard_query_reads_indexes(engine: AsyncEngine) -> None:
     captured: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             captured.append((statement, params))
 
     start = now - timedelta(days=7)

@@ -5,6 +5,11 @@ Every pass deletes runs older than `RUN_RETENTION_DAYS`, then trims the endpoint
 scheduler wrote runs for since the last pass down to their `RUN_RETENTION_PER_ENDPOINT`
 newest runs (an endpoint whose history grows has run recently, so it was written by some
 scheduler, which trims it). Each statement deletes at most 5,000 rows.
+
+The hourly rollups the dashboard counts runs from outlive the runs: they go after
+`ROLLUP_RETENTION_DAYS` (twice the longest statistics range, 400 days, so a range and the
+one before it that its trend compares with are whole), or `RUN_RETENTION_DAYS` if longer.
+Pruned runs therefore still count in the statistics; the run history lists what is left.
 """
 
 from __future__ import annotations
@@ -21,11 +26,17 @@ from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics
 from cronicorn.scheduler.clock import Clock
 from cronicorn.scheduler.connection import ReconnectingConnection
-from cronicorn.store.retention import DELETE_LIMIT, delete_older_than, trim_per_endpoint
+from cronicorn.store.retention import (
+    DELETE_LIMIT,
+    delete_older_than,
+    delete_rollups_before,
+    trim_per_endpoint,
+)
 
 log = get_logger("cronicorn.scheduler")
 
 TRIM_CHUNK = 200  # endpoints per trimming statement
+ROLLUP_RETENTION_DAYS = 800
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,12 @@ async def prune_once(
             if count < policy.delete_limit:
                 break
             await asyncio.sleep(0)
+    cutoff = clock() - timedelta(days=max(policy.days, ROLLUP_RETENTION_DAYS))
+    while True:
+        count = await delete_rollups_before(conn, cutoff, limit=policy.delete_limit)
+        if count < policy.delete_limit:
+            break
+        await asyncio.sleep(0)
     if policy.per_endpoint > 0:
         for start in range(0, len(endpoint_ids), TRIM_CHUNK):
             chunk = endpoint_ids[start : start + TRIM_CHUNK]

@@ -4,6 +4,10 @@ Each statement deletes at most `limit` rows (default 5,000) so retention never h
 locks or bloats one transaction; callers loop until a statement deletes less than `limit`.
 Rows locked by someone else are skipped (`SKIP LOCKED`), so several schedulers may prune at
 once without waiting on each other.
+
+Deleting runs never touches the hourly rollups (`runs_hourly`, `runs_hourly_users`, migration
+0010): the dashboard's statistics keep counting pruned runs. The rollups have a retention of
+their own (`delete_rollups_before`), longer than any statistics range.
 """
 
 from __future__ import annotations
@@ -46,6 +50,29 @@ WHERE id IN (
     FOR UPDATE OF r SKIP LOCKED
 )
 """
+
+
+ROLLUP_SQL = """
+DELETE FROM {table}
+WHERE ctid IN (
+    SELECT ctid FROM {table}
+    WHERE hour < %(cutoff)s
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+"""
+ROLLUP_TABLES = ("runs_hourly", "runs_hourly_users")
+
+
+async def delete_rollups_before(
+    conn: AsyncConnection[Any], cutoff: datetime, *, limit: int = DELETE_LIMIT
+) -> int:
+    """Delete up to `limit` rollup rows of each table for hours before `cutoff`."""
+    deleted = 0
+    for table in ROLLUP_TABLES:
+        cur = await conn.execute(ROLLUP_SQL.format(table=table), {"cutoff": cutoff, "limit": limit})
+        deleted += cur.rowcount
+    return deleted
 
 
 async def delete_older_than(

@@ -1,5 +1,13 @@
 """Aggregates for the dashboard and the usage meter. All scoped by user, all bucketed in UTC
-(the reference aligned hourly buckets to the server's local time)."""
+(the reference aligned hourly buckets to the server's local time).
+
+Run counts come from the hourly rollups (migration 0010: `runs_hourly` per endpoint,
+`runs_hourly_users` per user), exact for every whole hour of a range; only the partial hours
+at its two edges and the runs still `running` are read from `runs` (`Facts`). So the cost of
+a range is its number of hours, not of runs, and pruned runs still count. Skipped slots
+(overlap) are not runs in the totals, rates, series or job health; the activity timeline
+lists them and counts them in its total.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, select, union_all
+from sqlalchemy import Text, and_, bindparam, func, literal, select, text, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain import month_start
@@ -15,6 +24,7 @@ from cronicorn.store.quotas import LIVE_ENDPOINTS, live_endpoints, meter
 from cronicorn.store.tables import ai_sessions, endpoints, jobs, runs
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 TARGET_POINTS = 24
 HOURLY_SIZES = (1, 2, 3, 4, 6, 8, 12)
 DAILY_SIZES = (1, 2, 3, 7, 14)
@@ -77,22 +87,171 @@ class StatsQuery:
     endpoint_limit: int = 20
 
 
-def _run_filter(q: StatsQuery, *, with_source: bool = True) -> ColumnElement[bool]:
-    conditions = [runs.c.user_id == q.user_id, runs.c.started_at >= q.start]
-    conditions.append(runs.c.started_at < q.end)
-    if q.job_id is not None:
-        conditions.append(endpoints.c.job_id == q.job_id)
-    if with_source and q.source is not None:
-        conditions.append(runs.c.source == q.source)
-    return and_(*conditions)
+def _ceil_hour(at: datetime) -> datetime:
+    floor = floor_to(at, HOUR)
+    return floor if floor == at else floor + HOUR
 
 
-def _runs_join() -> Any:
-    return runs.join(endpoints, endpoints.c.id == runs.c.endpoint_id)
+@dataclass(frozen=True)
+class Facts:
+    """Where a range's runs are counted: the whole hours in `[lo, hi)` from the rollups
+    (finished runs; `running` ones live from the partial index `ix_runs_running`), the
+    partial hours at either edge from `runs` itself (at most two hours of it). Scoped by
+    user, or by a job's endpoints, or by a list of endpoints; `per_endpoint` reads the
+    per-endpoint rollups (an endpoint id on every row) instead of the per-user ones."""
+
+    user_id: str
+    start: datetime
+    end: datetime
+    job_id: str | None = None
+    endpoint_ids: tuple[str, ...] | None = None
+    per_endpoint: bool = False
+
+    def params(self) -> dict[str, Any]:
+        lo, hi = _ceil_hour(self.start), floor_to(self.end, HOUR)
+        if lo > hi:  # within one hour: all of it from `runs`
+            lo = hi = self.end
+        return {
+            "user": self.user_id,
+            "job": self.job_id,
+            "ids": list(self.endpoint_ids or ()),
+            "start": self.start,
+            "lo": lo,
+            "hi": hi,
+            "end": self.end,
+            "epoch": EPOCH,
+        }
+
+    def _whose(self, alias: str) -> str:
+        if self.endpoint_ids is not None:
+            return f"{alias}.endpoint_id = ANY(CAST(:ids AS text[]))"
+        if self.job_id is not None:
+            return (
+                f"{alias}.endpoint_id = ANY(ARRAY(SELECT id FROM endpoints"
+                " WHERE job_id = :job AND user_id = :user))"
+            )
+        return f"{alias}.user_id = :user"
+
+    def sql(self) -> str:
+        """A SELECT of rows (endpoint_id, hour, source, success, failed, skipped, running,
+        timed, duration_ms, scheduled, late_ms, late_max_ms) to sum."""
+        by_endpoint = self.per_endpoint or self.job_id is not None or self.endpoint_ids
+        table, endpoint = (
+            ("runs_hourly", "h.endpoint_id") if by_endpoint else ("runs_hourly_users", "NULL")
+        )
+        rolled = (
+            f"SELECT {endpoint} AS endpoint_id, h.hour, h.source, h.success, h.failed,"
+            " h.skipped, 0 AS running, h.timed, h.duration_ms, h.scheduled, h.late_ms,"
+            f" h.late_max_ms FROM {table} h"
+            f" WHERE {self._whose('h')} AND h.hour >= :lo AND h.hour < :hi"
+        )
+        raw = [
+            _RAW.format(whose=self._whose("r"), a="start", b="lo", only=""),
+            _RAW.format(whose=self._whose("r"), a="hi", b="end", only=""),
+            _RAW.format(whose=self._whose("r"), a="lo", b="hi", only=" AND r.status = 'running'"),
+        ]
+        return "\nUNION ALL\n".join([rolled, *raw])
 
 
-_OK = runs.c.status == "success"
-_FAILED = runs.c.status == "failed"
+_LATE = "greatest(date_part('epoch', r.started_at - r.due_at) * 1000, 0)"
+_TIMELY = "r.due_at IS NOT NULL AND r.status <> 'skipped'"
+_RAW = f"""SELECT r.endpoint_id, date_bin('1 hour', r.started_at, :epoch) AS hour, r.source,
+       (r.status = 'success')::int AS success, (r.status = 'failed')::int AS failed,
+       (r.status = 'skipped')::int AS skipped, (r.status = 'running')::int AS running,
+       (r.duration_ms IS NOT NULL)::int AS timed, coalesce(r.duration_ms, 0) AS duration_ms,
+       ({_TIMELY})::int AS scheduled,
+       CASE WHEN {_TIMELY} THEN {_LATE} ELSE 0 END AS late_ms,
+       CASE WHEN {_TIMELY} THEN {_LATE} END AS late_max_ms
+FROM runs r
+WHERE {{whose}} AND r.started_at >= :{{a}} AND r.started_at < :{{b}}{{only}}"""
+
+_IDS = bindparam("ids", type_=ARRAY(Text))
+
+
+async def _rows(conn: AsyncConnection, facts: Facts, select_sql: str, **extra: Any) -> Any:
+    """`select_sql` over the facts (the CTE `f`); returns the result rows."""
+    statement = text(f"WITH f AS ({facts.sql()})\n{select_sql}")
+    if facts.endpoint_ids is not None:
+        statement = statement.bindparams(_IDS)
+    return (await conn.execute(statement, {**facts.params(), **extra})).all()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Sums over one (bucket, source) of a range."""
+
+    bucket: datetime
+    source: str
+    success: int
+    failed: int
+    skipped: int
+    running: int
+    timed: int
+    duration_ms: int
+    scheduled: int
+    late_ms: float
+    late_max_ms: float | None
+
+    @property
+    def runs(self) -> int:  # skipped slots are not runs
+        return self.success + self.failed + self.running
+
+
+_CELLS_SQL = """SELECT date_bin(:size, f.hour, :epoch) AS bucket, f.source,
+       sum(f.success), sum(f.failed), sum(f.skipped), sum(f.running), sum(f.timed),
+       sum(f.duration_ms), sum(f.scheduled), sum(f.late_ms), max(f.late_max_ms)
+FROM f GROUP BY 1, 2"""
+
+
+async def cells(conn: AsyncConnection, facts: Facts, size: timedelta) -> list[Cell]:
+    """The range's runs summed per (bucket of `size`, a whole number of hours) and source."""
+    rows = await _rows(conn, facts, _CELLS_SQL, size=size)
+    return [
+        Cell(
+            r[0],
+            r[1],
+            int(r[2]),
+            int(r[3]),
+            int(r[4]),
+            int(r[5]),
+            int(r[6]),
+            int(r[7]),
+            int(r[8]),
+            float(r[9]),
+            None if r[10] is None else float(r[10]),
+        )
+        for r in rows
+    ]
+
+
+async def lateness(
+    conn: AsyncConnection,
+    user_id: str,
+    start: datetime,
+    end: datetime,
+    size: timedelta,
+    *,
+    job_id: str | None = None,
+) -> list[tuple[datetime, int, float, float]]:
+    """Per bucket with scheduled runs: (bucket, runs, average, worst lateness in ms)."""
+    per: dict[datetime, list[float]] = {}
+    for c in await cells(conn, Facts(user_id, start, end, job_id=job_id), size):
+        if c.scheduled:
+            acc = per.setdefault(c.bucket, [0, 0.0, 0.0])
+            acc[0] += c.scheduled
+            acc[1] += c.late_ms
+            acc[2] = max(acc[2], c.late_max_ms or 0.0)
+    return [(at, int(a[0]), a[1] / a[0], a[2]) for at, a in sorted(per.items())]
+
+
+def _facts(q: StatsQuery, **changes: Any) -> Facts:
+    return Facts(
+        **{"user_id": q.user_id, "start": q.start, "end": q.end, "job_id": q.job_id, **changes}
+    )
+
+
+def _chosen(q: StatsQuery, found: list[Cell]) -> list[Cell]:
+    return [c for c in found if q.source is None or c.source == q.source]
 
 
 async def _job_counts(conn: AsyncConnection, user_id: str) -> dict[str, int]:
@@ -121,24 +280,21 @@ async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -
     return {"total": total, "active": total - paused_n, "paused": paused_n}
 
 
-async def _rate(conn: AsyncConnection, q: StatsQuery) -> tuple[int, int]:
-    row = (
-        await conn.execute(
-            select(func.count().filter(_OK), func.count().filter(_FAILED))
-            .select_from(_runs_join())
-            .where(_run_filter(q))
-        )
-    ).one()
-    return int(row[0]), int(row[1])
+_RATE_SQL = "SELECT coalesce(sum(f.success), 0), coalesce(sum(f.failed), 0) FROM f"
 
 
-async def _success_rate(conn: AsyncConnection, q: StatsQuery) -> dict[str, Any]:
+async def _success_rate(
+    conn: AsyncConnection, q: StatsQuery, now_cells: list[Cell]
+) -> dict[str, Any]:
     """Overall rate over the range, and its trend against the range just before it of the
     same length (more than 2 points apart is up or down)."""
-    ok, bad = await _rate(conn, q)
+    ok = sum(c.success for c in now_cells)
+    bad = sum(c.failed for c in now_cells)
     span = q.end - q.start
-    before = StatsQuery(**{**q.__dict__, "start": q.start - span, "end": q.start})
-    prev_ok, prev_bad = await _rate(conn, before)
+    before = _facts(q, start=q.start - span, end=q.start)
+    sql = _RATE_SQL + (" WHERE f.source = :source" if q.source is not None else "")
+    row = (await _rows(conn, before, sql, source=q.source))[0]
+    prev_ok, prev_bad = int(row[0]), int(row[1])
     overall, previous = _pct(ok, bad), _pct(prev_ok, prev_bad)
     trend = "stable"
     if ok + bad and prev_ok + prev_bad and abs(overall - previous) > 2:
@@ -146,72 +302,83 @@ async def _success_rate(conn: AsyncConnection, q: StatsQuery) -> dict[str, Any]:
     return {"overall": overall, "trend": trend}
 
 
+_RECENT_SQL = """SELECT coalesce(sum(f.success + f.failed + f.running), 0),
+       coalesce(sum(f.success), 0), coalesce(sum(f.failed), 0) FROM f"""
+
+
 async def _recent(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, int]:
-    row = (
-        await conn.execute(
-            select(func.count(), func.count().filter(_OK), func.count().filter(_FAILED)).where(
-                runs.c.user_id == user_id, runs.c.started_at >= now - timedelta(hours=24)
-            )
-        )
-    ).one()
+    facts = Facts(user_id, now - timedelta(hours=24), now)
+    row = (await _rows(conn, facts, _RECENT_SQL))[0]
     return {"runs24h": int(row[0]), "success24h": int(row[1]), "failure24h": int(row[2])}
 
 
-async def _job_health(conn: AsyncConnection, q: StatsQuery) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(jobs.c.id, jobs.c.name, func.count().filter(_OK), func.count().filter(_FAILED))
-        .select_from(_runs_join().join(jobs, jobs.c.id == endpoints.c.job_id))
-        .where(_run_filter(q))
-        .group_by(jobs.c.id, jobs.c.name)
-        .order_by(jobs.c.name, jobs.c.id)
+_PER_ENDPOINT_SQL = """SELECT p.endpoint_id, e.name, j.id, j.name, p.success, p.failed, p.running
+FROM (SELECT f.endpoint_id, sum(f.success) AS success, sum(f.failed) AS failed,
+             sum(f.running) AS running
+      FROM f {where} GROUP BY f.endpoint_id) p
+JOIN endpoints e ON e.id = p.endpoint_id
+JOIN jobs j ON j.id = e.job_id
+WHERE p.success + p.failed + p.running > 0"""
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    endpoint_id: str
+    name: str
+    job_id: str
+    job_name: str
+    success: int
+    failed: int
+    runs: int
+
+
+async def _per_endpoint(conn: AsyncConnection, q: StatsQuery) -> list[_Endpoint]:
+    where = "WHERE f.source = :source" if q.source is not None else ""
+    rows = await _rows(
+        conn, _facts(q, per_endpoint=True), _PER_ENDPOINT_SQL.format(where=where), source=q.source
     )
     return [
-        {"jobId": r[0], "jobName": r[1], "successCount": int(r[2]), "failureCount": int(r[3])}
+        _Endpoint(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[4] + r[5] + r[6]))
         for r in rows
     ]
 
 
-async def _filtered(conn: AsyncConnection, q: StatsQuery) -> dict[str, Any]:
-    row = (
-        await conn.execute(
-            select(
-                func.count(),
-                func.count().filter(_OK),
-                func.count().filter(_FAILED),
-                func.avg(runs.c.duration_ms),
-            )
-            .select_from(_runs_join())
-            .where(_run_filter(q))
-        )
-    ).one()
+def _job_health(found: list[_Endpoint]) -> list[dict[str, Any]]:
+    per: dict[tuple[str, str], list[int]] = {}
+    for e in found:
+        acc = per.setdefault((e.job_name, e.job_id), [0, 0])
+        acc[0] += e.success
+        acc[1] += e.failed
+    return [
+        {"jobId": job_id, "jobName": name, "successCount": ok, "failureCount": bad}
+        for (name, job_id), (ok, bad) in sorted(per.items())
+    ]
+
+
+def _filtered(chosen: list[Cell]) -> dict[str, Any]:
+    timed = sum(c.timed for c in chosen)
     return {
-        "totalRuns": int(row[0]),
-        "successCount": int(row[1]),
-        "failureCount": int(row[2]),
-        "avgDurationMs": round(float(row[3]), 1) if row[3] is not None else None,
+        "totalRuns": sum(c.runs for c in chosen),
+        "successCount": sum(c.success for c in chosen),
+        "failureCount": sum(c.failed for c in chosen),
+        "avgDurationMs": round(sum(c.duration_ms for c in chosen) / timed, 1) if timed else None,
     }
 
 
-async def _sources(conn: AsyncConnection, q: StatsQuery) -> list[dict[str, Any]]:
-    rows = await conn.execute(
-        select(runs.c.source, func.count())
-        .select_from(_runs_join())
-        .where(_run_filter(q, with_source=False))
-        .group_by(runs.c.source)
-        .order_by(func.count().desc(), runs.c.source)
-    )
-    return [{"source": r[0], "count": int(r[1])} for r in rows]
+def _sources(found: list[Cell]) -> list[dict[str, Any]]:
+    per: dict[str, int] = {}
+    for c in found:
+        if c.runs:
+            per[c.source] = per.get(c.source, 0) + c.runs
+    ranked = sorted(per.items(), key=lambda item: (-item[1], item[0]))
+    return [{"source": source, "count": count} for source, count in ranked]
 
 
-async def _run_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> list[dict[str, Any]]:
-    bucket = _bin(b.size, runs.c.started_at).label("bucket")
-    rows = await conn.execute(
-        select(bucket, func.count().filter(_OK), func.count().filter(_FAILED))
-        .select_from(_runs_join())
-        .where(_run_filter(q))
-        .group_by(bucket)
-    )
-    found = {r[0]: (int(r[1]), int(r[2])) for r in rows}
+def _run_series(chosen: list[Cell], b: Buckets) -> list[dict[str, Any]]:
+    found: dict[datetime, tuple[int, int]] = {}
+    for c in chosen:
+        ok, bad = found.get(c.bucket, (0, 0))
+        found[c.bucket] = (ok + c.success, bad + c.failed)
     return [
         {
             "date": b.label(at),
@@ -228,45 +395,36 @@ class _Series:
     max_stacked: float = 0.0
 
 
-async def _endpoint_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> _Series:
-    top = (
-        select(runs.c.endpoint_id)
-        .select_from(_runs_join())
-        .where(_run_filter(q))
-        .group_by(runs.c.endpoint_id)
-        .order_by(func.count().desc(), runs.c.endpoint_id)
-        .limit(q.endpoint_limit)
-        .scalar_subquery()
-    )
-    bucket = _bin(b.size, runs.c.started_at).label("bucket")
-    rows = await conn.execute(
-        select(
-            bucket,
-            runs.c.endpoint_id,
-            endpoints.c.name,
-            func.count().filter(_OK),
-            func.count().filter(_FAILED),
-            func.coalesce(func.sum(runs.c.duration_ms), 0),
-        )
-        .select_from(_runs_join())
-        .where(_run_filter(q), runs.c.endpoint_id.in_(top))
-        .group_by(bucket, runs.c.endpoint_id, endpoints.c.name)
-        .order_by(bucket, endpoints.c.name, runs.c.endpoint_id)
-    )
+_SERIES_SQL = """SELECT date_bin(:size, f.hour, :epoch) AS bucket, f.endpoint_id,
+       sum(f.success), sum(f.failed), sum(f.duration_ms)
+FROM f {where} GROUP BY 1, 2"""
+
+
+async def _endpoint_series(
+    conn: AsyncConnection, q: StatsQuery, b: Buckets, found: list[_Endpoint]
+) -> _Series:
+    """The busiest endpoints of the range (most runs, then id), bucketed."""
+    top = sorted(found, key=lambda e: (-e.runs, e.endpoint_id))[: q.endpoint_limit]
+    names = {e.endpoint_id: e.name for e in top}
     series = _Series()
+    if not top:
+        return series
+    where = "WHERE f.source = :source" if q.source is not None else ""
+    facts = _facts(q, endpoint_ids=tuple(names))
+    rows = await _rows(conn, facts, _SERIES_SQL.format(where=where), size=b.size, source=q.source)
     stacked: dict[datetime, int] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r[0], names[r[1]], r[1])):
         series.rows.append(
             {
                 "date": b.label(r[0]),
                 "endpointId": r[1],
-                "endpointName": r[2],
-                "success": int(r[3]),
-                "failure": int(r[4]),
-                "totalDurationMs": int(r[5]),
+                "endpointName": names[r[1]],
+                "success": int(r[2]),
+                "failure": int(r[3]),
+                "totalDurationMs": int(r[4]),
             }
         )
-        stacked[r[0]] = stacked.get(r[0], 0) + int(r[3]) + int(r[4])
+        stacked[r[0]] = stacked.get(r[0], 0) + int(r[2]) + int(r[3])
     series.max_stacked = round(max(stacked.values(), default=0) * 1.1, 1)
     return series
 
@@ -311,19 +469,23 @@ async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> _
 
 
 async def dashboard(conn: AsyncConnection, q: StatsQuery) -> dict[str, Any]:
-    """Everything the dashboard shows, as the reference's camelCase JSON."""
+    """Everything the dashboard shows, as the reference's camelCase JSON. Runs are counted
+    from the hourly rollups (`Facts`); skipped slots (overlap) are not runs here."""
     buckets = choose_buckets(q.start, q.end)
-    endpoint_series = await _endpoint_series(conn, q, buckets)
+    found = await cells(conn, _facts(q), buckets.size)
+    chosen = _chosen(q, found)
+    per_endpoint = await _per_endpoint(conn, q)
+    endpoint_series = await _endpoint_series(conn, q, buckets, per_endpoint)
     session_series = await _session_series(conn, q, buckets)
     return {
         "jobs": await _job_counts(conn, q.user_id),
         "endpoints": await _endpoint_counts(conn, q.user_id, q.now),
-        "successRate": await _success_rate(conn, q),
+        "successRate": await _success_rate(conn, q, chosen),
         "recentActivity": await _recent(conn, q.user_id, q.now),
-        "jobHealth": await _job_health(conn, q),
-        "filteredMetrics": await _filtered(conn, q),
-        "sourceDistribution": await _sources(conn, q),
-        "runTimeSeries": await _run_series(conn, q, buckets),
+        "jobHealth": _job_health(per_endpoint),
+        "filteredMetrics": _filtered(chosen),
+        "sourceDistribution": _sources(found),
+        "runTimeSeries": _run_series(chosen, buckets),
         "endpointTimeSeries": endpoint_series.rows,
         "endpointTimeSeriesMaxStacked": endpoint_series.max_stacked,
         "aiSessionTimeSeries": session_series.rows,
@@ -343,6 +505,10 @@ class ActivityQuery:
     event_type: str = "all"
     limit: int = 50
     offset: int = 0
+
+
+def _runs_join() -> Any:
+    return runs.join(endpoints, endpoints.c.id == runs.c.endpoint_id)
 
 
 def _run_events(q: ActivityQuery) -> Any:
@@ -420,13 +586,20 @@ def _event(m: Any) -> dict[str, Any]:
     return event
 
 
+_ALL_RUNS_SQL = "SELECT coalesce(sum(f.success + f.failed + f.skipped + f.running), 0) FROM f"
+
+
 async def activity(conn: AsyncConnection, q: ActivityQuery) -> dict[str, Any]:
-    """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL)."""
+    """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
+    newest `offset + limit`, read backwards along its index); the total from the rollups."""
     parts = []
+    depth = q.offset + q.limit
     if q.event_type in {"all", "runs"}:
-        parts.append(_run_events(q))
+        newest = (runs.c.started_at.desc(), runs.c.id.desc())
+        parts.append(_run_events(q).order_by(*newest).limit(depth))
     if q.event_type in {"all", "sessions"}:
-        parts.append(_session_events(q))
+        latest = (ai_sessions.c.analyzed_at.desc(), ai_sessions.c.id.desc())
+        parts.append(_session_events(q).order_by(*latest).limit(depth))
     merged = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
     rows = await conn.execute(
         select(merged)
@@ -435,13 +608,20 @@ async def activity(conn: AsyncConnection, q: ActivityQuery) -> dict[str, Any]:
         .offset(q.offset)
     )
     events = [_event(r._mapping) for r in rows]
-    total = await conn.scalar(select(func.count()).select_from(merged))
+    total = 0
+    if q.event_type in {"all", "runs"}:  # skipped slots included: the timeline lists them
+        facts = Facts(q.user_id, q.start, q.end, job_id=q.job_id)
+        total += int((await _rows(conn, facts, _ALL_RUNS_SQL))[0][0])
+    if q.event_type in {"all", "sessions"}:
+        total += int(
+            await conn.scalar(select(func.count()).select_from(_session_events(q).subquery())) or 0
+        )
     run_events = [e for e in events if e["type"] == "run"]
     ok = sum(1 for e in run_events if e["status"] == "success")
     bad = sum(1 for e in run_events if e["status"] == "failed")
     return {
         "events": events,
-        "total": int(total or 0),
+        "total": total,
         "summary": {
             "runsCount": len(run_events),
             "sessionsCount": len(events) - len(run_events),

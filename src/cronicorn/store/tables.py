@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -261,6 +262,45 @@ runs = Table(
     Index("ix_runs_running", "started_at", postgresql_where=text("status = 'running'")),
     Index("ux_runs_endpoint_id_due_at", "endpoint_id", "due_at", unique=True),
     Index("ix_runs_lease_until", "lease_until", postgresql_where=text("lease_until IS NOT NULL")),
+)
+
+# Finished runs per endpoint, UTC hour of their start and source (0010), kept by triggers on
+# `runs` (see the migration); the dashboard's statistics read it. Outlives pruned runs.
+runs_hourly = Table(
+    "runs_hourly",
+    metadata,
+    Column("endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True),
+    Column("hour", TZ, primary_key=True),
+    Column("source", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    # counts by status; `timed`: runs with a duration, `duration_ms` their sum; `scheduled`:
+    # runs with a slot (not skipped), `late_ms` the sum of their lateness, `late_max_ms` its max
+    *(
+        Column(name, BigInteger, nullable=False, server_default=text("0"))
+        for name in ("success", "failed", "skipped", "timed", "duration_ms", "scheduled")
+    ),
+    Column("late_ms", Double, nullable=False, server_default=text("0")),
+    Column("late_max_ms", Double),
+    Index("ix_runs_hourly_user_id_hour", "user_id", "hour"),
+    Index("ix_runs_hourly_hour", "hour"),
+)
+
+# The same per user (0010), one row per writing session (`writer`: its backend pid), so
+# concurrent batches of one user never wait on a shared row; readers sum over writers.
+runs_hourly_users = Table(
+    "runs_hourly_users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("hour", TZ, primary_key=True),
+    Column("source", Text, primary_key=True),
+    Column("writer", Integer, primary_key=True),
+    *(
+        Column(name, BigInteger, nullable=False, server_default=text("0"))
+        for name in ("success", "failed", "skipped", "timed", "duration_ms", "scheduled")
+    ),
+    Column("late_ms", Double, nullable=False, server_default=text("0")),
+    Column("late_max_ms", Double),
+    Index("ix_runs_hourly_users_hour", "hour"),
 )
 
 # Response-rule effects on a sibling endpoint (0008), written with the run that fired them
