@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import create_api
+from cronicorn.api.deps import close_credential_cache
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
@@ -65,6 +66,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
                 await asyncio.gather(*tasks, return_exceptions=True)
             # Mounted sub-apps get no lifespan events: close what the API opened here.
             await close_dispatcher(api)
+            await close_credential_cache(api)
             await close_web(web)
             await runtime.close()
 

@@ -11,7 +11,7 @@ import contextlib
 import errno
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -167,7 +167,18 @@ def _serve(
         timeout_graceful_shutdown=max(1, int(settings.shutdown_timeout_s)),
         server_header=False,
     )
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    # uvloop (a declared dependency off Windows), as the scheduler uses: less CPU per API
+    # request than the default loop (bench/README.md, issue 17).
+    with asyncio.Runner(loop_factory=_fast_loop()) as runner:
+        runner.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    return uvloop.new_event_loop
 
 
 def run_roles(

@@ -13,6 +13,7 @@ later fails still counts.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,13 +25,16 @@ from starlette.routing import Mount
 
 from cronicorn.api.cookies import CSRF_HEADER, session_cookies, session_token
 from cronicorn.api.errors import ApiError
-from cronicorn.api.ratelimit import access_of, limiter_for
+from cronicorn.api.ratelimit import Verdict, access_of, budget_for, limiter_for
 from cronicorn.api.security import add_response_header
 from cronicorn.auth import credentials
-from cronicorn.auth.tokens import csrf_token, same_secret
+from cronicorn.auth.tokens import csrf_token, hash_token, is_api_key, same_secret
 from cronicorn.domain import Quotas
 from cronicorn.runtime import Runtime
+from cronicorn.store import rate_limits
 from cronicorn.store.audit import actor_of, set_actor
+from cronicorn.store.credential_cache import CredentialCache, Entry, Kind
+from cronicorn.store.rate_limits import window_start
 
 Clock = Callable[[], datetime]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -50,13 +54,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hand-off per request for a dictionary lookup.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     """The app's clock (`set_clock` in tests), else the wall clock."""
+    return clock_of(request)
+
+
+def clock_of(request: Request) -> Clock:
     clock: Clock = getattr(request.app.state, "clock", utcnow)
     return clock
 
@@ -96,28 +106,35 @@ async def get_read_conn(
 
 async def _identify(
     request: Request, conn: AsyncConnection, runtime: Runtime, now: datetime, isolated: bool
-) -> credentials.Identity:
+) -> _Caller:
     """Explicit headers win over the cookie: a caller that sends a key means that key."""
     api_key = request.headers.get("x-api-key", "").strip()
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     cookie = session_token(request)
-    identity: credentials.Identity | None = None
+    caller: _Caller | None = None
     if api_key:
-        identity = await _authenticate(request, conn, runtime, now, api_key, "api_key", isolated)
+        caller = await _authenticate(request, conn, runtime, now, api_key, "api_key", isolated)
     elif scheme:
         if scheme.lower() == "bearer" and bearer.strip():
-            identity = await _authenticate(
+            caller = await _authenticate(
                 request, conn, runtime, now, bearer.strip(), "bearer", isolated
             )
     elif cookie is not None:
-        identity = await _authenticate(request, conn, runtime, now, cookie, "session", isolated)
-        if identity is not None:
+        caller = await _authenticate(request, conn, runtime, now, cookie, "session", isolated)
+        if caller is not None:
+            identity = caller.identity
             _check_csrf(request, runtime, cookie)
             if identity.refreshed and identity.expires_at is not None:
                 _resend_cookies(request, runtime, cookie, identity.expires_at, now)
-    if identity is None:
+    if caller is None:
         raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-    return identity
+    return caller
+
+
+@dataclass(frozen=True)
+class _Caller:
+    identity: credentials.Identity
+    verdict: Verdict  # this request against the credential's rate limit
 
 
 async def _authenticate(
@@ -128,16 +145,83 @@ async def _authenticate(
     secret: str,
     via: credentials.Via,
     isolated: bool,
-) -> credentials.Identity | None:
-    return await credentials.authenticate(
+) -> _Caller | None:
+    """From the process's credential cache when it holds the credential and is current
+    (`store.credential_cache`: no lookup, the request counted against the local budget),
+    else the one-statement lookup and count, remembered for the next requests."""
+    kind: Kind = "api_key" if via == "api_key" or is_api_key(secret) else "session"
+    token_hash = hash_token(secret)
+    cache = credential_cache_for(request, runtime)
+    access = access_of(request.method)
+    limit = _limit_of(runtime, access)
+    budget = budget_for(request)
+    if cache.lookup(token_hash, now) is not None and await cache.current():
+        entry = cache.lookup(token_hash, now)  # a change that came in emptied the cache
+        if entry is not None and entry.kind == kind:
+            bucket = _bucket(entry.kind, entry.credential_id, entry.user_id, access)
+            verdict = budget.take(bucket, limit, now)
+            if verdict is None:
+                want = budget.want(bucket, limit, now)
+                window = window_start(now)
+                count = await rate_limits.reserve(conn, bucket, window, want, async_commit=isolated)
+                verdict = budget.granted(bucket, limit, now, count, want)
+            via_now: credentials.Via = "api_key" if kind == "api_key" else via
+            cached = credentials.Identity(
+                entry.user_id, entry.is_admin, via_now, entry.credential_id, entry.expires_at
+            )
+            return _Caller(cached, verdict)
+    generation = await cache.generation()
+    identity = await credentials.authenticate(
         conn,
         secret,
         via=via,
-        access=access_of(request.method),
+        access=access,
         now=now,
         ttl=timedelta(days=runtime.settings.session_ttl_days),
         async_commit=isolated,
     )
+    if identity is None:
+        return None
+    bucket = _bucket(kind, identity.credential_id, identity.user_id, access)
+    verdict = budget.granted(bucket, limit, now, identity.count, 1)
+    entry = Entry(
+        kind,
+        identity.credential_id,
+        identity.user_id,
+        identity.is_admin,
+        identity.expires_at,
+        now,
+        time.monotonic(),
+    )
+    cache.remember(token_hash, entry, generation)
+    return _Caller(identity, verdict)
+
+
+def _bucket(kind: Kind, credential_id: str, user_id: str, access: str) -> str:
+    """The counter `store.auth_gate` bumps: each key its own, sessions their user's."""
+    if kind == "api_key":
+        return f"key:{credential_id}:{access}"
+    return f"user:{user_id}:{access}"
+
+
+def _limit_of(runtime: Runtime, access: str) -> int:
+    settings = runtime.settings
+    return settings.rate_limit_read_rpm if access == "read" else settings.rate_limit_write_rpm
+
+
+def credential_cache_for(request: Request, runtime: Runtime) -> CredentialCache:
+    """The app's credential cache (one per app and process, made on first use)."""
+    cache: CredentialCache | None = getattr(request.app.state, "credential_cache", None)
+    if cache is None:
+        cache = request.app.state.credential_cache = CredentialCache(runtime.database_url)
+    return cache
+
+
+async def close_credential_cache(app: FastAPI) -> None:
+    """Close the cache's listening connection, if one was made (process shutdown)."""
+    cache: CredentialCache | None = getattr(app.state, "credential_cache", None)
+    if cache is not None:
+        await cache.close()
 
 
 def _check_csrf(request: Request, runtime: Runtime, token: str) -> None:
@@ -162,22 +246,14 @@ def _resend_cookies(
         add_response_header(request, "set-cookie", value)
 
 
-async def _limit(
-    request: Request,
-    conn: AsyncConnection,
-    runtime: Runtime,
-    identity: credentials.Identity,
-    now: datetime,
-) -> None:
-    """Judge the count the lookup took; 429 with Retry-After once the budget is spent."""
-    settings = runtime.settings
-    is_read = access_of(request.method) == "read"
-    limit = settings.rate_limit_read_rpm if is_read else settings.rate_limit_write_rpm
-    verdict = await limiter_for(request).judge(conn, identity.count, limit, now)
+async def _limit(request: Request, conn: AsyncConnection, caller: _Caller, now: datetime) -> None:
+    """Refuse with 429 and Retry-After once the budget is spent; else add the headers."""
+    verdict = caller.verdict
+    await limiter_for(request).maybe_prune(conn, now)
     if not verdict.allowed:
         raise ApiError(
             429,
-            f"Too many requests: at most {limit} per minute; retry in {verdict.reset_s} s",
+            f"Too many requests: at most {verdict.limit} per minute; retry in {verdict.reset_s} s",
             details={"retryAfter": verdict.reset_s},
             headers=verdict.headers(),
         )
@@ -193,7 +269,8 @@ async def optional_identity(
     not refused by the rate limit)."""
     try:
         async with _autocommit(conn) as isolated:
-            return await _identify(request, conn, runtime, get_clock(request)(), isolated)
+            caller = await _identify(request, conn, runtime, clock_of(request)(), isolated)
+            return caller.identity
     except ApiError as exc:
         if exc.status == 401:
             return None
@@ -220,10 +297,11 @@ async def current_reader(
 
 
 async def _gate(request: Request, runtime: Runtime, conn: AsyncConnection) -> Principal:
-    now = get_clock(request)()
+    now = clock_of(request)()
     async with _autocommit(conn) as isolated:
-        identity = await _identify(request, conn, runtime, now, isolated)
-        await _limit(request, conn, runtime, identity, now)
+        caller = await _identify(request, conn, runtime, now, isolated)
+        await _limit(request, conn, caller, now)
+    identity = caller.identity
     if request.method.upper() not in SAFE_METHODS:  # the audit triggers name this actor
         await set_actor(conn, actor_of(identity.via, identity.credential_id, identity.user_id))
     return Principal(identity.user_id, identity.is_admin, identity.via, identity.credential_id)
@@ -279,7 +357,7 @@ SessionDep = Annotated[Principal, Depends(require_session)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 
 
-def get_quotas(runtime: RuntimeDep) -> Quotas:
+async def get_quotas(runtime: RuntimeDep) -> Quotas:
     """The operator's per-user quotas (QUOTA_*; all off by default)."""
     return runtime.settings.quotas
 

@@ -1,5 +1,10 @@
 """`GET /api/health`: database reachable (2 s budget) and schema at the code's revision.
 
+Concurrent requests share one database probe (`store.coalesce`): each gets the answer of a
+probe that started after it arrived, so every response still proves the database answered
+since the request came in, and a burst of health checks costs one round trip per probe, not
+one per request (with a checkout, an isolation switch and a statement each).
+
 Other roles add their own probes to `Runtime.health_probes`; a probe reports, it never fails
 the endpoint by raising. On the embedded server, `embeddedDatabase` reports its state and crash
 history, and `database` says "restarting" while a supervisor brings a crashed server back.
@@ -19,6 +24,7 @@ from sqlalchemy.exc import ProgrammingError
 
 from cronicorn import __version__
 from cronicorn.runtime import Runtime
+from cronicorn.store.coalesce import Coalesced
 
 router = APIRouter(tags=["health"])
 
@@ -43,6 +49,15 @@ async def _database_revision(runtime: Runtime) -> str | None:
         return str(row[0]) if row else None
 
 
+def _shared_probe(request: Request, runtime: Runtime) -> Coalesced[str | None]:
+    """The app's shared revision probe (one per app, made on first use)."""
+    probe: Coalesced[str | None] | None = getattr(request.app.state, "health_probe", None)
+    if probe is None:
+        probe = Coalesced(lambda: _database_revision(runtime))
+        request.app.state.health_probe = probe
+    return probe
+
+
 def _server_report(report: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     try:
         return report()
@@ -57,7 +72,7 @@ async def health(request: Request) -> JSONResponse:
     ok = True
     try:
         async with asyncio.timeout(DB_TIMEOUT_S):
-            revision = await _database_revision(runtime)
+            revision = await _shared_probe(request, runtime)()
         body["database"] = "ok"
         current = revision == runtime.code_revision
         body["migrations"] = "current" if current else "pending"

@@ -21,7 +21,7 @@ def require_id(value: str, what: str) -> str:
     return value
 
 
-def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
+async def get_now(clock: Annotated[Clock, Depends(get_clock)]) -> datetime:
     """This request's "now", read once from the app's clock (`deps.set_clock` in tests)."""
     return clock()
 

@@ -7,13 +7,23 @@ exact across any number of processes. Reads (GET/HEAD/OPTIONS) and writes have s
 budgets. Browser and device sessions count against the user; each API key has its own
 budget, so a runaway script exhausts its key, not its owner's browser session.
 For authenticated requests the upsert rides in the credential lookup (`store.auth_gate`).
+
+A request whose credential the process has cached (`store.credential_cache`) is counted
+against the process's `LocalBudget` instead: requests reserved from the database's counter
+in chunks. A reservation adds its whole chunk to the shared count at once and only what
+fits under the limit is granted, so the requests admitted by all processes together never
+exceed the limit; a process's unused reservation is simply lost when the window ends (it
+can refuse a little early, never admit too much). Chunks start at one request and double
+with each reservation while at most 1/`SHARE` of what is left of the window's budget:
+small limits and quiet credentials count exactly as before, a busy credential costs one
+upsert per up to `MAX_CHUNK` requests. A window known spent is refused with no upsert at all.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -25,6 +35,9 @@ from cronicorn.store.rate_limits import window_start
 
 WINDOW = timedelta(seconds=60)
 PRUNE_EVERY_S = 60.0
+SHARE = 8  # a reservation takes at most this fraction of what is left of the budget
+MAX_CHUNK = 100
+MAX_BUCKETS = 10_000
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -47,8 +60,77 @@ class Verdict:
 
 
 def verdict(count: int, limit: int, now: datetime) -> Verdict:
-    reset = max(1, math.ceil((window_start(now) + WINDOW - now).total_seconds()))
-    return Verdict(count <= limit, limit, max(0, limit - count), reset)
+    return Verdict(count <= limit, limit, max(0, limit - count), _reset_s(now))
+
+
+def _reset_s(now: datetime) -> int:
+    return max(1, math.ceil((window_start(now) + WINDOW - now).total_seconds()))
+
+
+@dataclass
+class _Share:
+    """One bucket's window as this process knows it."""
+
+    window: datetime
+    count: int = 0  # the shared count as last seen (every process's reservations)
+    left: int = 0  # reserved by this process and not used yet
+    used: int = 0  # requests this process counted in the window (sizes the next chunk)
+
+
+@dataclass
+class LocalBudget:
+    """This process's reservations per bucket (see the module's docstring)."""
+
+    shares: dict[str, _Share] = field(default_factory=dict)
+
+    def take(self, bucket: str, limit: int, now: datetime) -> Verdict | None:
+        """Admit from the local reservation, or refuse a window known spent; None when the
+        database must be asked (`want`, then `granted` with its answer)."""
+        share = self._current(bucket, now)
+        if share is None:
+            return None
+        if share.left > 0:
+            share.left -= 1
+            share.used += 1
+            return Verdict(True, limit, self._remaining(share, limit), _reset_s(now))
+        if share.count >= limit:  # counts only grow within a window: no token will come
+            return Verdict(False, limit, 0, _reset_s(now))
+        return None
+
+    def want(self, bucket: str, limit: int, now: datetime) -> int:
+        """How many requests to reserve from the database for this one and those after."""
+        share = self._current(bucket, now)
+        if share is None:
+            return 1
+        return max(1, min(MAX_CHUNK, (limit - share.count) // SHARE, share.used))
+
+    def granted(self, bucket: str, limit: int, now: datetime, count: int, want: int) -> Verdict:
+        """The verdict once the database added `want` and answered `count`."""
+        share = self._current(bucket, now)
+        if share is None:
+            if len(self.shares) >= MAX_BUCKETS:
+                self._prune(window_start(now))
+            share = self.shares[bucket] = _Share(window_start(now))
+        grant = max(0, min(count, limit) - (count - want))
+        share.count = max(share.count, count)
+        share.used += 1
+        share.left += max(0, grant - 1)
+        return Verdict(grant > 0, limit, self._remaining(share, limit), _reset_s(now))
+
+    def _current(self, bucket: str, now: datetime) -> _Share | None:
+        share = self.shares.get(bucket)
+        if share is None or share.window != window_start(now):
+            return None
+        return share
+
+    @staticmethod
+    def _remaining(share: _Share, limit: int) -> int:
+        return max(0, limit - share.count + share.left)
+
+    def _prune(self, window: datetime) -> None:
+        self.shares = {k: v for k, v in self.shares.items() if v.window >= window}
+        if len(self.shares) >= MAX_BUCKETS:
+            self.shares.clear()
 
 
 class RateLimiter:
@@ -64,10 +146,10 @@ class RateLimiter:
 
     async def judge(self, conn: AsyncConnection, count: int, limit: int, now: datetime) -> Verdict:
         """The verdict for a window count; now and then also delete old windows."""
-        await self._maybe_prune(conn, now)
+        await self.maybe_prune(conn, now)
         return verdict(count, limit, now)
 
-    async def _maybe_prune(self, conn: AsyncConnection, now: datetime) -> None:
+    async def maybe_prune(self, conn: AsyncConnection, now: datetime) -> None:
         clock = time.monotonic()
         if clock - self._last_prune < PRUNE_EVERY_S:
             return
@@ -82,6 +164,14 @@ def access_of(method: str) -> Access:
 def request_bucket(kind: str, credential: str, method: str) -> str:
     """`user:<id>:read`, `key:<id>:write`, … (the names `store.auth_gate` writes)."""
     return f"{kind}:{credential}:{access_of(method)}"
+
+
+def budget_for(request: Request) -> LocalBudget:
+    """The app's local budget (one per app, created on first use)."""
+    budget: LocalBudget | None = getattr(request.app.state, "local_budget", None)
+    if budget is None:
+        budget = request.app.state.local_budget = LocalBudget()
+    return budget
 
 
 def limiter_for(request: Request) -> RateLimiter:

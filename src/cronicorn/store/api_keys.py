@@ -10,6 +10,7 @@ from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
+from cronicorn.store.credential_cache import announce
 from cronicorn.store.tables import api_keys, users
 
 
@@ -114,6 +115,7 @@ async def revoke(
     if user_id is not None:
         stmt = stmt.where(api_keys.c.user_id == user_id)
     row = (await conn.execute(stmt.values(revoked_at=now).returning(api_keys))).first()
+    await announce(conn)  # every API process drops its cached credentials at commit
     return _key(row._mapping) if row is not None else None
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import RowMapping, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
+from cronicorn.store.credential_cache import announce
 from cronicorn.store.tables import sessions, users
 
 SessionKind = Literal["browser", "device"]
@@ -141,6 +142,7 @@ async def revoke(conn: AsyncConnection, user_id: str, session_id: str, now: date
         .values(revoked_at=now)
         .returning(sessions.c.id)
     )
+    await announce(conn)  # every API process drops its cached credentials at commit
     return result.first() is not None
 
 
@@ -150,6 +152,7 @@ async def revoke_by_token(conn: AsyncConnection, token_hash: str, now: datetime)
         .where(sessions.c.token_hash == token_hash, sessions.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    await announce(conn)
 
 
 async def revoke_all_for_user(
@@ -160,4 +163,5 @@ async def revoke_all_for_user(
     if except_id is not None:
         stmt = stmt.where(sessions.c.id != except_id)
     result = await conn.execute(stmt.values(revoked_at=now).returning(sessions.c.id))
+    await announce(conn)
     return len(result.all())

@@ -10,6 +10,7 @@ from sqlalchemy import RowMapping, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
+from cronicorn.store.credential_cache import announce
 from cronicorn.store.tables import users
 
 
@@ -99,6 +100,7 @@ async def set_disabled(
             .returning(users)
         )
     ).first()
+    await announce(conn)  # every API process drops its cached credentials at commit
     return _user(row._mapping) if row is not None else None
 
 
