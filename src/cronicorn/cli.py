@@ -15,15 +15,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from cronicorn import __version__
-from cronicorn.commands import apikeys as apikey_commands
-from cronicorn.commands import audit as audit_commands
-from cronicorn.commands import backup as backup_commands
-from cronicorn.commands import docs as docs_commands
-from cronicorn.commands import health as health_commands
-from cronicorn.commands import mcp as mcp_commands
-from cronicorn.commands import transfer as transfer_commands
-from cronicorn.commands import users as users_commands
 from cronicorn.commands.common import debug_mode, err, friendly, load_cli_settings, out
+from cronicorn.commands.lazy import LAZY, LazyGroup
 from cronicorn.config import Settings
 from cronicorn.embedded import EmbeddedPostgres
 from cronicorn.serve import (
@@ -39,6 +32,7 @@ if TYPE_CHECKING:
     from cronicorn.app import Role
 
 app = typer.Typer(
+    cls=LazyGroup,  # export, import, users, apikey, backup, ... load on first use
     help="Cronicorn: a self-hosted scheduler for HTTP jobs.",
     no_args_is_help=True,
     add_completion=False,
@@ -374,14 +368,10 @@ def _shell_quote(value: str) -> str:
     return shlex.quote(value)
 
 
-transfer_commands.register(app)  # export, import
-health_commands.register(app)
-docs_commands.register(app)
-mcp_commands.register(app)  # mcp (stdio bridge to /mcp)
-app.command("audit")(audit_commands.audit)
-app.add_typer(users_commands.app, name="users")
-app.add_typer(apikey_commands.app, name="apikey")
-app.add_typer(backup_commands.app, name="backup")
+def command_names() -> set[str]:
+    """Every top-level command, the lazily loaded ones included."""
+    own = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
+    return own | {g.name for g in app.registered_groups if g.name} | set(LAZY)
 
 
 def main() -> None:

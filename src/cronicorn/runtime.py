@@ -13,7 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.config import Settings
 from cronicorn.store.db import make_async_engine
-from cronicorn.store.migrate import head_revision
+
+
+def _code_revision() -> str | None:
+    # Alembic (and Mako) load only where a Runtime is made, not at every CLI start.
+    from cronicorn.store.migrate import head_revision
+
+    return head_revision()
 
 
 @dataclass
@@ -21,7 +27,7 @@ class Runtime:
     settings: Settings
     database_url: str
     engine: AsyncEngine
-    code_revision: str | None = field(default_factory=head_revision)
+    code_revision: str | None = field(default_factory=_code_revision)
     auth_secret: str = ""
     # Extra sections of /api/health, added by the roles running in this process.
     health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=dict)

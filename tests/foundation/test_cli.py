@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -68,6 +69,27 @@ def test_up_serves_health_and_stops_cleanly_on_sigterm(database_url: str) -> Non
     assert body["migrations"] == "current"
     assert _stop(proc) == 0
     assert _health(port)[0] == 0, "nothing listens after shutdown"
+
+
+def test_a_cli_start_loads_only_the_command_it_runs() -> None:
+    """Every CLI start paid ~1 s of CPU for commands it did not run (export's schemas, the
+    backup machinery, Alembic); they load on first use now, and `--help` still lists them."""
+    probe = (
+        "import sys; from cronicorn.cli import app; "
+        "sys.argv = ['cronicorn', 'version']; "
+        "app(standalone_mode=False); "
+        "print(sorted(m for m in sys.modules if m.startswith(('cronicorn.commands.', 'alembic'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert (
+        done.stdout.splitlines()[-1] == "['cronicorn.commands.common', 'cronicorn.commands.lazy']"
+    )
+    listed = run_cli("--help", env=cli_env())
+    for name in ("export", "import", "users", "apikey", "backup", "audit", "health", "mcp"):
+        assert f" {name} " in listed.stdout, name
+    assert run_cli("users", "--help", env=cli_env()).returncode == 0
 
 
 def test_unreachable_database_is_one_line_and_non_zero(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cronicorn.cli import app as cli_app
+from cronicorn.cli import command_names
 from cronicorn.config import Settings
 from shipping.shipping_support import ROLE_OF, ROOT, SEED_SERVICES, compose, interpolate
 
@@ -22,9 +22,7 @@ COMPOSE_ONLY |= {"HOST_PORT"}
 
 
 def _commands() -> set[str]:
-    commands = cli_app.registered_commands
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in commands}
-    return names | {g.name for g in cli_app.registered_groups if g.name}
+    return command_names()
 
 
 def _stages(text: str) -> list[str]:

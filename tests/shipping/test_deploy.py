@@ -157,11 +157,9 @@ def test_systemd_units_are_sandboxed(units: Path) -> None:
 
 
 def test_systemd_units_run_real_commands() -> None:
-    from cronicorn.cli import app
+    from cronicorn.cli import command_names
 
-    commands = {
-        c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands
-    }
+    commands = command_names()
     for unit in UNITS.glob("*.service"):
         exec_start = re.search(r"^ExecStart=\S+ (\w+)", unit.read_text(), re.M)
         assert exec_start, unit.name
