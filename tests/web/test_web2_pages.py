@@ -333,6 +333,9 @@ async def test_admin_pages_for_admins(site: Site, context: BrowserContext) -> No
         assert response.status == 200
         await assert_accessible(page)
     await expect(page.locator("main tbody tr", has_text="update").first).to_be_visible()
+    nul = await page.goto(site.base + "/admin/audit?actor=a%00b&entity_id=%00")
+    assert nul is not None
+    assert nul.status == 200  # PostgreSQL text holds no NUL: not a 500
 
 
 async def test_dashboard_counters_update_live(site: Site, context: BrowserContext) -> None:

@@ -158,13 +158,18 @@ def _day(text: str, *, end: bool) -> datetime | None:
     return day + timedelta(days=1) if end else day
 
 
+def _filter_text(value: str | None) -> str | None:
+    """A free-text filter as PostgreSQL text can hold it (no NUL), at most 200 characters."""
+    return (value or "").replace("\x00", "").strip()[:200] or None
+
+
 @router.get("/audit")
 async def audit_page(request: Request, viewer: AdminDep, conn: ConnDep) -> Response:
     q = request.query_params
     entity = q.get("entity") if q.get("entity") in ENTITIES else None
     action = q.get("action") if q.get("action") in ACTIONS else None
-    actor = (q.get("actor") or "").strip()[:200] or None
-    entity_id = (q.get("entity_id") or "").strip()[:200] or None
+    actor = _filter_text(q.get("actor"))
+    entity_id = _filter_text(q.get("entity_id"))
     before = q.get("before", "")
     filters = audit.Filters(
         entity=entity,
