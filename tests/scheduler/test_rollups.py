@@ -39,6 +39,16 @@ SELECT endpoint_id, hour AT TIME ZONE 'UTC', source, success, failed, skipped, t
        duration_ms, scheduled, round(late_ms::numeric, 3)
 FROM runs_hourly WHERE success + failed + skipped > 0
 """
+DAILY_SQL = """
+SELECT endpoint_id, day AT TIME ZONE 'UTC', source, success, failed, skipped, timed, duration_ms
+FROM runs_daily WHERE success + failed + skipped > 0
+"""
+EXPECTED_DAILY_SQL = """
+SELECT endpoint_id, date_trunc('day', started_at AT TIME ZONE 'UTC'), source,
+       count(*) FILTER (WHERE status = 'success'), count(*) FILTER (WHERE status = 'failed'),
+       count(*) FILTER (WHERE status = 'skipped'), count(duration_ms), coalesce(sum(duration_ms), 0)
+FROM runs WHERE status <> 'running' GROUP BY 1, 2, 3
+"""
 USERS_SQL = """
 SELECT user_id, hour AT TIME ZONE 'UTC', source, sum(success), sum(failed), sum(skipped),
        sum(timed), sum(duration_ms), sum(scheduled)
@@ -58,8 +68,8 @@ async def _set(engine: AsyncEngine, sql: str) -> set[tuple[Any, ...]]:
         return {tuple(r) for r in await conn.execute(text(sql))}
 
 
-async def _rollups(engine: AsyncEngine) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
-    return await _set(engine, ROLLED_SQL), await _set(engine, USERS_SQL)
+async def _rollups(engine: AsyncEngine) -> list[set[tuple[Any, ...]]]:
+    return [await _set(engine, sql) for sql in (ROLLED_SQL, USERS_SQL, DAILY_SQL)]
 
 
 async def _stale_running(
@@ -146,6 +156,7 @@ async def test_rollups_equal_a_group_by_after_every_writer_and_outlive_retention
     assert any(s[2] for s in statuses)
     assert await _set(engine, ROLLED_SQL) == expected
     assert await _set(engine, USERS_SQL) == await _set(engine, EXPECTED_USERS_SQL)
+    assert await _set(engine, DAILY_SQL) == await _set(engine, EXPECTED_DAILY_SQL)
 
     before = await _rollups(engine)
     query = stats.StatsQuery(rows.user_id, utc(hours=-2), utc(hours=1), utc())
@@ -174,14 +185,15 @@ async def test_rollups_equal_a_group_by_after_every_writer_and_outlive_retention
 # -- the dashboard from rollups equals a scan of the runs ------------------------------------
 BASE = datetime(2026, 3, 2, 5, 17, 23, tzinfo=UTC)  # fixed, off the hour
 SOURCES = ("baseline-interval", "ai-interval", "test")
+STEP_S = 431
 STATUSES = ("success", "failed", "skipped", "success", "success", "failed", "running")
 
 
 def _history(endpoint_ids: list[str], user: str) -> list[dict[str, Any]]:
-    """600 runs over about 29 hours, every status and source, some slots late."""
+    """600 runs over about 3 days, every status and source, some slots late."""
     out = []
     for i in range(600):
-        started = BASE + timedelta(seconds=173 * i + (i * 37) % 60)
+        started = BASE + timedelta(seconds=STEP_S * i + (i * 37) % 60)
         status = STATUSES[i % len(STATUSES)] if i % 97 else "running"
         source = SOURCES[i % 3]
         due = None if source == "test" else started - timedelta(seconds=i % 5 * 1.5)
@@ -312,10 +324,10 @@ async def test_dashboard_from_rollups_equals_a_scan_of_the_runs(engine: AsyncEng
     history = _history(eps, rows.user_id)
     async with engine.begin() as conn:
         await conn.execute(runs.insert(), history)
-    end = BASE + timedelta(seconds=173 * 600)
+    end = BASE + timedelta(seconds=STEP_S * 600)
     ranges = [
         (BASE, end),  # the whole history, edges off the hour
-        (BASE + timedelta(hours=2, minutes=43), BASE + timedelta(hours=26, minutes=3)),
+        (BASE + timedelta(hours=2, minutes=43), BASE + timedelta(hours=50, minutes=3)),
         (BASE.replace(minute=0, second=0) + timedelta(hours=3), BASE + timedelta(hours=9)),
         (BASE + timedelta(minutes=50), BASE + timedelta(minutes=59)),  # inside one hour
         (BASE + timedelta(minutes=50), BASE + timedelta(minutes=70)),  # across one boundary

@@ -5,9 +5,9 @@ locks or bloats one transaction; callers loop until a statement deletes less tha
 Rows locked by someone else are skipped (`SKIP LOCKED`), so several schedulers may prune at
 once without waiting on each other.
 
-Deleting runs never touches the hourly rollups (`runs_hourly`, `runs_hourly_users`, migration
-0010): the dashboard's statistics keep counting pruned runs. The rollups have a retention of
-their own (`delete_rollups_before`), longer than any statistics range.
+Deleting runs never touches the rollups (`runs_hourly`, `runs_hourly_users`, `runs_daily`,
+migration 0010): the dashboard's statistics keep counting pruned runs. The rollups have a
+retention of their own (`delete_rollups_before`), longer than any statistics range.
 """
 
 from __future__ import annotations
@@ -56,12 +56,12 @@ ROLLUP_SQL = """
 DELETE FROM {table}
 WHERE ctid IN (
     SELECT ctid FROM {table}
-    WHERE hour < %(cutoff)s
+    WHERE {column} < %(cutoff)s
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 """
-ROLLUP_TABLES = ("runs_hourly", "runs_hourly_users")
+ROLLUP_TABLES = (("runs_hourly", "hour"), ("runs_hourly_users", "hour"), ("runs_daily", "day"))
 
 
 async def delete_rollups_before(
@@ -69,8 +69,9 @@ async def delete_rollups_before(
 ) -> int:
     """Delete up to `limit` rollup rows of each table for hours before `cutoff`."""
     deleted = 0
-    for table in ROLLUP_TABLES:
-        cur = await conn.execute(ROLLUP_SQL.format(table=table), {"cutoff": cutoff, "limit": limit})
+    for table, column in ROLLUP_TABLES:
+        sql = ROLLUP_SQL.format(table=table, column=column)
+        cur = await conn.execute(sql, {"cutoff": cutoff, "limit": limit})
         deleted += cur.rowcount
     return deleted
 

@@ -25,6 +25,7 @@ from cronicorn.store.tables import ai_sessions, endpoints, jobs, runs
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 TARGET_POINTS = 24
 HOURLY_SIZES = (1, 2, 3, 4, 6, 8, 12)
 DAILY_SIZES = (1, 2, 3, 7, 14)
@@ -87,9 +88,13 @@ class StatsQuery:
     endpoint_limit: int = 20
 
 
+def _ceil(at: datetime, size: timedelta) -> datetime:
+    floor = floor_to(at, size)
+    return floor if floor == at else floor + size
+
+
 def _ceil_hour(at: datetime) -> datetime:
-    floor = floor_to(at, HOUR)
-    return floor if floor == at else floor + HOUR
+    return _ceil(at, HOUR)
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,9 @@ class Facts:
     (finished runs; `running` ones live from the partial index `ix_runs_running`), the
     partial hours at either edge from `runs` itself (at most two hours of it). Scoped by
     user, or by a job's endpoints, or by a list of endpoints; `per_endpoint` reads the
-    per-endpoint rollups (an endpoint id on every row) instead of the per-user ones."""
+    per-endpoint rollups (an endpoint id on every row) instead of the per-user ones, and
+    `daily` their whole UTC days in `[lo_day, hi_day)` from `runs_daily` (rows then stand
+    for a day: only for sums over the whole range, never for hourly buckets)."""
 
     user_id: str
     start: datetime
@@ -106,17 +113,23 @@ class Facts:
     job_id: str | None = None
     endpoint_ids: tuple[str, ...] | None = None
     per_endpoint: bool = False
+    daily: bool = False
 
     def params(self) -> dict[str, Any]:
         lo, hi = _ceil_hour(self.start), floor_to(self.end, HOUR)
         if lo > hi:  # within one hour: all of it from `runs`
             lo = hi = self.end
+        lo_day, hi_day = _ceil(lo, DAY), floor_to(hi, DAY)
+        if lo_day > hi_day:
+            lo_day = hi_day = hi
         return {
             "user": self.user_id,
             "job": self.job_id,
             "ids": list(self.endpoint_ids or ()),
             "start": self.start,
             "lo": lo,
+            "lo_day": lo_day,
+            "hi_day": hi_day,
             "hi": hi,
             "end": self.end,
             "epoch": EPOCH,
@@ -132,25 +145,34 @@ class Facts:
             )
         return f"{alias}.user_id = :user"
 
+    def _rolled(self, table: str, at: str, endpoint: str, a: str, b: str) -> str:
+        return (
+            f"SELECT {endpoint} AS endpoint_id, h.{at} AS hour, h.source, h.success, h.failed,"
+            " h.skipped, 0 AS running, h.timed, h.duration_ms, h.scheduled, h.late_ms,"
+            f" h.late_max_ms FROM {table} h"
+            f" WHERE {self._whose('h')} AND h.{at} >= :{a} AND h.{at} < :{b}"
+        )
+
     def sql(self) -> str:
         """A SELECT of rows (endpoint_id, hour, source, success, failed, skipped, running,
         timed, duration_ms, scheduled, late_ms, late_max_ms) to sum."""
         by_endpoint = self.per_endpoint or self.job_id is not None or self.endpoint_ids
-        table, endpoint = (
-            ("runs_hourly", "h.endpoint_id") if by_endpoint else ("runs_hourly_users", "NULL")
-        )
-        rolled = (
-            f"SELECT {endpoint} AS endpoint_id, h.hour, h.source, h.success, h.failed,"
-            " h.skipped, 0 AS running, h.timed, h.duration_ms, h.scheduled, h.late_ms,"
-            f" h.late_max_ms FROM {table} h"
-            f" WHERE {self._whose('h')} AND h.hour >= :lo AND h.hour < :hi"
-        )
+        if not by_endpoint:
+            rolled = [self._rolled("runs_hourly_users", "hour", "NULL", "lo", "hi")]
+        elif not self.daily:
+            rolled = [self._rolled("runs_hourly", "hour", "h.endpoint_id", "lo", "hi")]
+        else:
+            rolled = [
+                self._rolled("runs_hourly", "hour", "h.endpoint_id", "lo", "lo_day"),
+                self._rolled("runs_daily", "day", "h.endpoint_id", "lo_day", "hi_day"),
+                self._rolled("runs_hourly", "hour", "h.endpoint_id", "hi_day", "hi"),
+            ]
         raw = [
             _RAW.format(whose=self._whose("r"), a="start", b="lo", only=""),
             _RAW.format(whose=self._whose("r"), a="hi", b="end", only=""),
             _RAW.format(whose=self._whose("r"), a="lo", b="hi", only=" AND r.status = 'running'"),
         ]
-        return "\nUNION ALL\n".join([rolled, *raw])
+        return "\nUNION ALL\n".join([*rolled, *raw])
 
 
 _LATE = "greatest(date_part('epoch', r.started_at - r.due_at) * 1000, 0)"
@@ -335,7 +357,10 @@ class _Endpoint:
 async def _per_endpoint(conn: AsyncConnection, q: StatsQuery) -> list[_Endpoint]:
     where = "WHERE f.source = :source" if q.source is not None else ""
     rows = await _rows(
-        conn, _facts(q, per_endpoint=True), _PER_ENDPOINT_SQL.format(where=where), source=q.source
+        conn,
+        _facts(q, per_endpoint=True, daily=True),
+        _PER_ENDPOINT_SQL.format(where=where),
+        source=q.source,
     )
     return [
         _Endpoint(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[4] + r[5] + r[6]))

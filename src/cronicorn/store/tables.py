@@ -285,6 +285,24 @@ runs_hourly = Table(
     Index("ix_runs_hourly_hour", "hour"),
 )
 
+# The same per UTC day (0010, column `day`): totals per endpoint and job over long ranges.
+runs_daily = Table(
+    "runs_daily",
+    metadata,
+    Column("endpoint_id", Text, ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True),
+    Column("day", TZ, primary_key=True),
+    Column("source", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    *(
+        Column(name, BigInteger, nullable=False, server_default=text("0"))
+        for name in ("success", "failed", "skipped", "timed", "duration_ms", "scheduled")
+    ),
+    Column("late_ms", Double, nullable=False, server_default=text("0")),
+    Column("late_max_ms", Double),
+    Index("ix_runs_daily_user_id_day", "user_id", "day"),
+    Index("ix_runs_daily_day", "day"),
+)
+
 # The same per user (0010), one row per writing session (`writer`: its backend pid), so
 # concurrent batches of one user never wait on a shared row; readers sum over writers.
 runs_hourly_users = Table(

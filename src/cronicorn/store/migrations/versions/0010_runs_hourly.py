@@ -1,4 +1,4 @@
-"""Hourly run rollups for the dashboard's statistics
+"""Hourly (and daily) run rollups for the dashboard's statistics
 
 Revision ID: 0010
 Revises: 0009
@@ -11,19 +11,21 @@ writing session (`writer`, its backend pid: concurrent batches of one user never
 shared row, nor lock two in opposite orders; readers sum over writers). The dashboard reads
 them instead of scanning every run of its range (`store/stats.py`); runs still `running`
 are not in them (the dashboard counts those live, from the partial index `ix_runs_running`).
+`runs_daily` holds the per-endpoint rows per UTC day, for totals per endpoint and job over
+long ranges.
 
 Two statement-level triggers with transition tables keep them exact: every statement that
 inserts or updates runs adds its finished rows (and takes back the old version of rows it
 rewrote) with one statement of grouped `INSERT ... ON CONFLICT DO UPDATE`s (per statement,
-never per run), whoever runs it: the
-scheduler's batch write, skipped slots, detached runs, take-overs, run now, psql. A claim
-(inserts `running` rows) or a lease heartbeat adds nothing. Deleting runs (retention) does
-not touch the rollups: they outlive the raw history (pruned after `ROLLUP_RETENTION_DAYS`,
-`scheduler/retention.py`), so statistics do not change when old runs are pruned; deleting an
-endpoint deletes its `runs_hourly` rows (foreign key). No foreign key to users (its key-share
-lock would tie the scheduler's batch writes to a transaction holding a user's row): a
-deleted user's `runs_hourly_users` rows are never read again and go with rollup retention.
-A restore loads the rows as dumped (pg_dump creates triggers after the data).
+never per run), whoever runs it: the scheduler's batch write, skipped slots, detached runs,
+take-overs, run now, psql. A claim (inserts `running` rows) or a lease heartbeat adds
+nothing. Deleting runs (retention) does not touch the rollups: they outlive the raw history
+(pruned after `ROLLUP_RETENTION_DAYS`, `scheduler/retention.py`), so statistics do not
+change when old runs are pruned; deleting an endpoint deletes its `runs_hourly` and
+`runs_daily` rows (foreign key). No foreign key to users (its key-share lock would tie the
+scheduler's batch writes to a transaction holding a user's row): a deleted user's
+`runs_hourly_users` rows are never read again and go with rollup retention. A restore loads
+the rows as dumped (pg_dump creates triggers after the data).
 
 The backfill groups the existing finished runs in one statement, inside the migration's
 transaction (the triggers exist first, and CREATE TRIGGER holds off concurrent writers).
@@ -76,6 +78,25 @@ CREATE TABLE runs_hourly_users (
     CONSTRAINT pk_runs_hourly_users PRIMARY KEY (user_id, hour, source, writer)
 );
 CREATE INDEX ix_runs_hourly_users_hour ON runs_hourly_users (hour);
+CREATE TABLE runs_daily (
+    endpoint_id TEXT NOT NULL,
+    day TIMESTAMPTZ NOT NULL,
+    source TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    success BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    skipped BIGINT NOT NULL DEFAULT 0,
+    timed BIGINT NOT NULL DEFAULT 0,
+    duration_ms BIGINT NOT NULL DEFAULT 0,
+    scheduled BIGINT NOT NULL DEFAULT 0,
+    late_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+    late_max_ms DOUBLE PRECISION,
+    CONSTRAINT pk_runs_daily PRIMARY KEY (endpoint_id, day, source),
+    CONSTRAINT fk_runs_daily_endpoint_id_endpoints FOREIGN KEY (endpoint_id)
+        REFERENCES endpoints (id) ON DELETE CASCADE
+);
+CREATE INDEX ix_runs_daily_user_id_day ON runs_daily (user_id, day);
+CREATE INDEX ix_runs_daily_day ON runs_daily (day);
 """
 
 
@@ -114,8 +135,8 @@ _ADD = """
 
 
 def upsert(rows: str, writer: str = "pg_backend_pid()") -> str:
-    """Add grouped facts to their hours: per endpoint (rows of endpoints the writer holds
-    locked, so writers never wait on each other), and per user and writer (each session
+    """Add grouped facts to their hours and days: per endpoint (rows of endpoints the writer
+    holds locked, so writers never wait on each other), and per user and writer (each session
     its own rows: no waits, no lock cycles between concurrent batches of one user). Keys
     in order."""
     return f"""
@@ -127,6 +148,15 @@ def upsert(rows: str, writer: str = "pg_backend_pid()") -> str:
         GROUP BY endpoint_id, hour, source
         ORDER BY endpoint_id, hour, source
         ON CONFLICT (endpoint_id, hour, source) DO UPDATE {_ADD}
+    ),
+    per_day AS (
+        INSERT INTO runs_daily AS h (endpoint_id, day, source, user_id, {MEASURES})
+        SELECT endpoint_id, date_bin('1 day', hour, '1970-01-01 00:00:00+00'), source,
+               min(user_id), {_SUMS}
+        FROM f
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        ON CONFLICT (endpoint_id, day, source) DO UPDATE {_ADD}
     )
     INSERT INTO runs_hourly_users AS h (user_id, hour, source, writer, {MEASURES})
     SELECT user_id, hour, source, {writer}, {_SUMS}
