@@ -35,7 +35,7 @@ from cronicorn.scheduler.connection import (
 from cronicorn.scheduler.planning import plan_after
 from cronicorn.scheduler.rules_step import Applied, after_run
 from cronicorn.store import detached_runs
-from cronicorn.store.outbox import enqueue_run_events
+from cronicorn.store.outbox import enqueue_facts, enqueue_run_events
 from cronicorn.store.rule_writes import apply_pending, queue_effects
 from cronicorn.store.run_writes import (
     EndpointUpdate,
@@ -228,7 +228,7 @@ class RunWriter:
                 self._plan(item, _held(item, leased.get(item.endpoint_id)), now, acc)
             await write_finished(conn, outcomes=acc.outcomes, updates=acc.updates)
             await enqueue_run_events(conn, batch, acc.outcomes, acc.updates, leased, now)
-            await self._write_extras(conn, acc)
+            await self._write_extras(conn, acc, now)
         if acc.effects:
             await _apply_effects(conn, now)
         _count(acc)
@@ -236,9 +236,10 @@ class RunWriter:
         self.touched.update(d.endpoint_id for d in batch if d.outcome is not None)
         return min((u.next_run_at for u in acc.updates), default=None)
 
-    async def _write_extras(self, conn: Any, acc: _Batch) -> None:
+    async def _write_extras(self, conn: Any, acc: _Batch, now: datetime) -> None:
         """The rarer parts of a batch, in its transaction: skipped slots, rule effects for
-        later, runs detached from or finished apart from their endpoint's lease."""
+        later, runs detached from or finished apart from their endpoint's lease (after the
+        plans: their failure streaks go on from what the plans wrote) and their events."""
         if acc.skipped:
             await record_skipped(conn, acc.skipped)
         if acc.effects:
@@ -246,7 +247,8 @@ class RunWriter:
         if acc.detach:
             await detached_runs.detach(conn, acc.detach, lease_s=self._lease_s)
         if acc.finished_detached:
-            await detached_runs.finish(conn, acc.finished_detached)
+            facts = await detached_runs.finish(conn, acc.finished_detached)
+            await enqueue_facts(conn, facts, now)
             await conn.execute("SELECT pg_notify(%s, '')", (WAKEUP_CHANNEL,))  # a place freed
 
     def _plan(self, item: Done, row: Leased | None, now: datetime, acc: _Batch) -> None:

@@ -33,6 +33,9 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(id text, lease text)
 WHERE r.id = v.id AND r.status = 'running'
 """
 
+# The failure streak follows the runs in the order they finished (a success ends it), so
+# each run's streak before and after it (`before`, `after`) is what an ordinary run's write
+# would have seen; the statement returns them as the run events' facts (`store.outbox`).
 FINISH_SQL = """
 WITH vr AS (
     SELECT * FROM jsonb_to_recordset(%(runs)s::jsonb) AS v(
@@ -50,19 +53,47 @@ WITH vr AS (
     FROM vr v
     WHERE r.id = v.id AND r.status = 'running' AND r.lease_owner = v.lease
       AND r.id = ANY(ARRAY(SELECT id FROM vr))
-    RETURNING r.endpoint_id, r.status, r.started_at, r.finished_at
+    RETURNING r.id, r.endpoint_id, r.status, r.started_at, r.finished_at, r.duration_ms,
+              r.status_code, r.error_message
+), ordered AS (
+    SELECT f.*, e.failure_count AS base,
+           count(*) FILTER (WHERE f.status = 'success') OVER (
+               PARTITION BY f.endpoint_id ORDER BY f.finished_at, f.id
+               ROWS UNBOUNDED PRECEDING) AS oks
+    FROM finished f
+    JOIN endpoints e ON e.id = f.endpoint_id
+    WHERE e.id = ANY(ARRAY(SELECT endpoint_id FROM finished))
+), streaks AS (
+    SELECT o.*,
+           CASE WHEN o.status = 'success' THEN 0
+                ELSE count(*) OVER (
+                         PARTITION BY o.endpoint_id, o.oks ORDER BY o.finished_at, o.id
+                         ROWS UNBOUNDED PRECEDING)
+                     + CASE WHEN o.oks = 0 THEN o.base ELSE -1 END
+           END AS after
+    FROM ordered o
+), facts AS (
+    SELECT s.*, lag(s.after, 1, s.base) OVER (
+               PARTITION BY s.endpoint_id ORDER BY s.finished_at, s.id) AS before
+    FROM streaks s
 ), per AS (
-    SELECT endpoint_id, count(*) AS n, count(*) FILTER (WHERE status <> 'success') AS fails,
-           (array_agg(status ORDER BY finished_at DESC))[1] = 'success' AS last_ok,
+    SELECT endpoint_id, count(*) AS n,
+           (array_agg(after ORDER BY finished_at DESC, id DESC))[1] AS streak,
            max(started_at) AS last_run
-    FROM finished GROUP BY endpoint_id
+    FROM facts GROUP BY endpoint_id
+), counted AS (
+    UPDATE endpoints e
+    SET running = greatest(e.running - p.n, 0), failure_count = p.streak,
+        last_run_at = greatest(e.last_run_at, p.last_run)
+    FROM per p
+    WHERE e.id = p.endpoint_id
 )
-UPDATE endpoints e
-SET running = greatest(e.running - p.n, 0),
-    failure_count = CASE WHEN p.last_ok THEN 0 ELSE e.failure_count + p.fails END,
-    last_run_at = greatest(e.last_run_at, p.last_run)
-FROM per p
-WHERE e.id = p.endpoint_id
+SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'endpoint_id', endpoint_id, 'run_id', id, 'status', status, 'before', before,
+           'after', after, 'duration_ms', duration_ms, 'status_code', status_code,
+           'error', error_message, 'finished_at', finished_at)
+       ORDER BY endpoint_id, finished_at, id), '[]'::jsonb)
+FROM facts
 """
 
 RENEW_SQL = """
@@ -140,13 +171,20 @@ async def detach(
         await conn.execute(DETACH_SQL, {"rows": json.dumps(rows), "lease_s": lease_s})
 
 
-async def finish(conn: AsyncConnection[Any], runs: Sequence[tuple[str, RunOutcome]]) -> None:
+async def finish(
+    conn: AsyncConnection[Any], runs: Sequence[tuple[str, RunOutcome]]
+) -> list[dict[str, Any]]:
     """Write detached runs that ended, given with their leases: the run rows, and on their
     endpoints `running`, the failure streak and `last_run_at` (never the next slot: it was
-    planned when the run started). Call with the endpoints locked (`lock_leased`)."""
-    if runs:
-        rows = [{**run_row(o), "lease": lease} for lease, o in runs]
-        await conn.execute(FINISH_SQL, {"runs": json.dumps(rows)})
+    planned when the run started). Call with the endpoints locked (`lock_leased`), after the
+    batch's plans are written. Returns the run events' facts of the runs it wrote (a run
+    already closed by a take-over is not written, so it has none)."""
+    if not runs:
+        return []
+    rows = [{**run_row(o), "lease": lease} for lease, o in runs]
+    cur = await conn.execute(FINISH_SQL, {"runs": json.dumps(rows)})
+    found = await cur.fetchone()
+    return list(found[0]) if found is not None else []
 
 
 async def renew(

@@ -64,7 +64,8 @@ def run_facts(
 ) -> list[dict[str, Any]]:
     """Per endpoint written: the run's final status and the failure streak before and after
     (what the events are decided from). Endpoints whose lease was lost are left out: the
-    taker writes them, and their events."""
+    taker writes them, and their events. So are runs not among `outcomes`: detached runs
+    (overlap `allow`), whose write returns their own facts (`detached_runs.finish`)."""
     final = {o.run_id: o for o in outcomes}
     after = {u.endpoint_id: u.failure_count for u in updates}
     facts: list[dict[str, Any]] = []
@@ -75,6 +76,8 @@ def run_facts(
             continue
         before = row.state.failure_count
         outcome = final.get(item.outcome.run_id) if item.outcome is not None else None
+        if item.outcome is not None and outcome is None:
+            continue  # written apart from the endpoint's plan, with facts of its own
         if outcome is not None:
             status = outcome.status
         elif streak > before:
@@ -107,7 +110,14 @@ async def enqueue_run_events(
 ) -> None:
     """Inside the batch transaction: failure, recovery, reminder and slow-run events of the
     batch's endpoints into the outbox (nothing for endpoints without notify settings)."""
-    facts = run_facts(batch, outcomes, updates, leased)
+    await enqueue_facts(conn, run_facts(batch, outcomes, updates, leased), now)
+
+
+async def enqueue_facts(
+    conn: PgConnection[Any], facts: Sequence[Mapping[str, Any]], now: datetime
+) -> None:
+    """The run events of runs already written, from their facts (`run_facts`' shape, e.g.
+    from `detached_runs.finish`); call inside the transaction that wrote them."""
     if facts:
         await conn.execute(ENQUEUE_SQL, {"facts": json.dumps(facts), "now": now})
 

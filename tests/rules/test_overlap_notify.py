@@ -1,0 +1,185 @@
+"""Runs of an `allow` endpoint finish apart from their endpoint's lease (`Kind.DETACHED`):
+their failures, recovery and slow runs reach the notification outbox all the same, each
+event once per streak, from a real scheduler to a real webhook receiver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from aiohttp import web
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cronicorn.domain import ScheduleState
+from cronicorn.domain.ids import new_id
+from cronicorn.scheduler.writer import Done, Kind
+from cronicorn.store import detached_runs
+from cronicorn.store.outbox import enqueue_facts, run_facts
+from cronicorn.store.run_writes import EndpointUpdate, Leased, RunOutcome
+from cronicorn.store.tables import runs
+from notify.notify_support import add_channel, delivering, outbox_rows, subscribe
+from notify.receivers import Receiver, http_receiver
+from scheduler.conftest import Rows, running_scheduler, serve_target, utc
+from support import until
+
+
+class Failing:
+    """Each call lasts `seconds` (longer than the interval: runs overlap) and answers
+    `status`; counts the calls answered and the most in flight at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.status = 500
+        self.answered: Counter[int] = Counter()
+        self.now = 0
+        self.most = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.now -= 1
+        status = self.status
+        self.answered[status] += 1
+        return web.json_response({"ok": status < 300}, status=status)
+
+
+def _events(rx: Receiver) -> list[dict[str, Any]]:
+    return [e for h in rx.at("/hook") for e in h.json["events"]]
+
+
+def _named(rx: Receiver, name: str) -> list[dict[str, Any]]:
+    return [e for e in _events(rx) if e["event"] == name]
+
+
+async def test_detached_runs_notify_failure_recovery_and_slow_once(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    rows = await Rows(engine).setup()
+    target = Failing(1.3)
+    async with http_receiver() as rx, serve_target({"/slow": target}) as server:
+        endpoint = await rows.endpoint(
+            server.url("/slow"),
+            first_at=utc(seconds=0.3),
+            overlap="allow",
+            max_concurrent=2,
+            max_interval_ms=1000,  # failures do not back the grid off: runs keep overlapping
+        )
+        channel = await add_channel(engine, rows.user_id, f"json://{rx.base[7:]}/hook")
+        await subscribe(
+            engine, rows.job_id, channels=[channel], onFailureAfter=2, slowerThanMs=1000
+        )
+        async with running_scheduler(database_url, engine), delivering(engine):
+            await until(lambda: _named(rx, "failure"), timeout=20, what="the failure event")
+            await until(lambda: target.answered[500] >= 4, timeout=20, what="more failures")
+            target.status = 200
+            await until(lambda: _named(rx, "recovery"), timeout=20, what="the recovery event")
+            ok = target.answered[200]
+            await until(lambda: target.answered[200] >= ok + 2, timeout=20, what="more runs")
+        assert target.most == 2, "the runs overlapped (detached from the endpoint's lease)"
+        [failure] = _named(rx, "failure")
+        [recovery] = _named(rx, "recovery")
+        assert failure["endpointId"] == endpoint
+        assert failure["failures"] == 2, "sent when the streak reached the threshold"
+        assert failure["statusCode"] == 500
+        assert failure["runId"]
+        assert failure["since"]
+        assert recovery["status"] == "success"
+        assert recovery["failures"] >= 4
+        slow = _named(rx, "slow")
+        assert slow, "a run slower than slowerThanMs"
+        assert len(slow) == len({e["at"][:13] for e in slow}), "one per hour at most"
+        assert {e["event"] for e in _events(rx)} == {"failure", "recovery", "slow"}
+        assert all(r["state"] == "sent" for r in await outbox_rows(engine))
+    failed = [r for r in await rows.runs(endpoint) if r["status"] == "failed"]
+    assert len(failed) >= 4
+    assert (await rows.endpoint_row(endpoint))["failure_count"] == 0
+
+
+async def test_detached_finishes_follow_the_streak_in_finish_order_and_count_once(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Three detached runs written in one batch (given out of order), a fourth already closed
+    by a take-over: the streak goes on run by run (3 -> 4 -> 0 -> 1, as ordinary writes would
+    count it), the events follow it, and a repeated write adds nothing."""
+    rows = await Rows(engine).setup()
+    endpoint = await rows.endpoint(
+        "http://127.0.0.1:9/allow",
+        first_at=utc(hours=1),
+        overlap="allow",
+        running=4,
+        failure_count=3,
+    )
+    channel = await add_channel(engine, rows.user_id, "json://127.0.0.1:9/hook")
+    await subscribe(engine, rows.job_id, channels=[channel], onFailureAfter=4)
+    t0 = datetime.now(UTC)
+    ids = [new_id() for _ in range(4)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(runs),
+            [
+                {
+                    "id": run_id,
+                    "endpoint_id": endpoint,
+                    "user_id": rows.user_id,
+                    "status": "running",
+                    "source": "baseline-interval",
+                    "due_at": t0 + timedelta(seconds=k),
+                    "started_at": t0 + timedelta(seconds=k),
+                    "lease_owner": f"w:1:x#{k}",
+                }
+                for k, run_id in enumerate(ids)
+            ],
+        )
+
+    def ended(k: int, status: str, after_s: float) -> tuple[str, RunOutcome]:
+        at = t0 + timedelta(seconds=after_s)
+        outcome = RunOutcome(ids[k], status, t0, at, 10, 500 if status == "failed" else 200)
+        return f"w:1:x#{k}", outcome
+
+    written = [ended(2, "failed", 9), ended(0, "failed", 5), ended(1, "success", 6)]
+    stale = ("w:1:x#other", RunOutcome(ids[3], "failed", t0, t0 + timedelta(seconds=4)))
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        for _ in range(2):  # the second time: a batch retried after it committed
+            async with conn.transaction():
+                facts = await detached_runs.finish(conn, [*written, stale])
+                await enqueue_facts(conn, facts, t0)
+            if _ == 0:
+                chain = [(f["run_id"], f["status"], f["before"], f["after"]) for f in facts]
+                assert chain == [
+                    (ids[0], "failed", 3, 4),
+                    (ids[1], "success", 4, 0),
+                    (ids[2], "failed", 0, 1),
+                ]
+            else:
+                assert facts == []
+    row = await rows.endpoint_row(endpoint)
+    assert (row["failure_count"], row["running"]) == (1, 1), "the stale run still runs"
+    sent = [(r["event"], r["run_id"]) for r in await outbox_rows(engine)]
+    assert sorted(sent) == [("failure", ids[0]), ("recovery", ids[1])]
+
+
+def test_batch_facts_leave_detached_runs_to_their_own_write() -> None:
+    """A detached run's outcome never passes for its endpoint's own run, even when the same
+    batch counts a lost worker's run on that endpoint (one fact: the lost run's)."""
+    now = datetime.now(UTC)
+    detached = RunOutcome("run-d", "failed", now, now)
+    batch = [
+        Done(Kind.LOST, "ep", "lease-2", now, now),
+        Done(Kind.DETACHED, "ep", "lease-1", now, now, detached),
+    ]
+    leased = {"ep": Leased(ScheduleState(failure_count=1), "baseline-interval", None)}
+    update = EndpointUpdate("ep", "lease-2", now, "backoff", failure_count=2)
+    [fact] = run_facts(batch, [], [update], leased)
+    assert (fact["run_id"], fact["error"], fact["before"], fact["after"]) == (
+        None,
+        "worker lost",
+        1,
+        2,
+    )
