@@ -70,8 +70,12 @@ class SecurityMiddleware:
                 message["headers"] = self._decorate(list(message.get("headers", [])), extra)
             await send(message)
 
-        if self._declared_length(scope) > self.max_body:
+        declared = self._declared_length(scope)
+        if declared > self.max_body:
             await self._too_large(send_wrapper)
+            return
+        if declared == 0 and not self._chunked(scope):  # no body (most GETs): nothing to cap
+            await self.app(scope, receive, send_wrapper)
             return
         try:
             body_receive = await self._buffer(receive)
@@ -99,6 +103,11 @@ class SecurityMiddleware:
                 except ValueError:
                     return 0
         return 0
+
+    @staticmethod
+    def _chunked(scope: Scope) -> bool:
+        """A body without Content-Length (Transfer-Encoding): only reading it tells its size."""
+        return any(name == b"transfer-encoding" for name, _ in scope.get("headers", []))
 
     async def _buffer(self, receive: Receive) -> Receive:
         """Read the body up to the cap, then replay it; over the cap raises `BodyTooLarge`."""
