@@ -31,7 +31,7 @@ from cronicorn.auth.service import create_user_with_api_key
 from cronicorn.auth.tokens import hash_token
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime
-from cronicorn.store import api_keys, sessions, users
+from cronicorn.store import api_keys, login_sessions, users
 from cronicorn.store.coalesce import Coalesced
 from cronicorn.store.credential_cache import CredentialCache
 from cronicorn.store.db import make_async_engine
@@ -101,7 +101,7 @@ async def test_a_revoked_session_is_refused_by_every_process_at_once(two: Two) -
         user = await users.create(
             conn, email=f"{uuid.uuid4()}@example.com", name="s", password_hash=None
         )
-        await sessions.create(
+        await login_sessions.create(
             conn,
             user_id=user.id,
             token_hash=hash_token(token),
@@ -113,7 +113,7 @@ async def test_a_revoked_session_is_refused_by_every_process_at_once(two: Two) -
     assert await _statuses(bases * 2, headers) == [200] * 4
     assert _cached_in_both(caches, token)
     async with engine.begin() as conn:
-        assert await sessions.revoke_all_for_user(conn, user.id, T0) == 1
+        assert await login_sessions.revoke_all_for_user(conn, user.id, T0) == 1
     assert await _statuses(bases, headers) == [401, 401]
 
 

@@ -23,7 +23,7 @@ from cronicorn.scheduler.clock import Clock, utc_now
 from cronicorn.scheduler.execute import dispatching
 from cronicorn.scheduler.loop import Scheduler, SchedulerConfig
 from cronicorn.scheduler.retention import RetentionPolicy
-from cronicorn.scheduler.signing import SigningKeyCache
+from cronicorn.scheduler.signing_keys import SigningKeyCache
 from cronicorn.store.tables import endpoints, jobs, runs, users
 
 

@@ -18,7 +18,7 @@ from cronicorn.auth.service import start_session
 from cronicorn.auth.tokens import csrf_token
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.common import iso_ms
-from cronicorn.store.sessions import SessionRow
+from cronicorn.store.login_sessions import SessionRow
 from cronicorn.store.users import UserRow
 
 LOGIN_ATTEMPTS_PER_MINUTE = 10  # per email and client address

@@ -17,7 +17,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.auth.tokens import hash_token, is_api_key
-from cronicorn.store import api_keys, auth_gate, sessions
+from cronicorn.store import api_keys, auth_gate, login_sessions
 from cronicorn.store.auth_gate import Access
 from cronicorn.store.rate_limits import window_start
 
@@ -88,7 +88,7 @@ async def from_session_token(
     conn: AsyncConnection, token: str, *, via: Via, now: datetime, ttl: timedelta
 ) -> Identity | None:
     """A session's identity without counting the request (server-rendered pages)."""
-    found = await sessions.find_active(conn, hash_token(token), now)
+    found = await login_sessions.find_active(conn, hash_token(token), now)
     if found is None:
         return None
     row = found.session
@@ -106,5 +106,5 @@ async def _slide(
 ) -> tuple[datetime, bool]:
     if last_seen_at is not None and now - last_seen_at < REFRESH_AFTER:
         return expires_at, False
-    await sessions.extend(conn, session_id, now=now, expires_at=now + ttl)
+    await login_sessions.extend(conn, session_id, now=now, expires_at=now + ttl)
     return now + ttl, True

@@ -29,9 +29,9 @@ from cronicorn.auth.passwords import (
     verify_password,
 )
 from cronicorn.auth.tokens import hash_token, new_api_key, new_session_token, shown_prefix
-from cronicorn.store import api_keys, sessions, users
+from cronicorn.store import api_keys, login_sessions, users
 from cronicorn.store.api_keys import ApiKeyRow
-from cronicorn.store.sessions import SessionKind, SessionRow
+from cronicorn.store.login_sessions import SessionKind, SessionRow
 from cronicorn.store.users import UserRow
 
 MAX_PASSWORD_LENGTH = 1024
@@ -129,7 +129,7 @@ async def change_password(
     except InvalidInput as exc:
         raise InvalidInput("newPassword", str(exc)) from None
     await users.set_password_hash(conn, user.id, hash_password(new), now)
-    return await sessions.revoke_all_for_user(conn, user.id, now, except_id=keep_session)
+    return await login_sessions.revoke_all_for_user(conn, user.id, now, except_id=keep_session)
 
 
 async def reset_password(conn: AsyncConnection, email: str, password: str, now: datetime) -> int:
@@ -137,7 +137,7 @@ async def reset_password(conn: AsyncConnection, email: str, password: str, now: 
     check_password(password)
     user = await user_by_email(conn, email)
     await users.set_password_hash(conn, user.id, hash_password(password), now)
-    return await sessions.revoke_all_for_user(conn, user.id, now)
+    return await login_sessions.revoke_all_for_user(conn, user.id, now)
 
 
 async def start_session(
@@ -152,7 +152,7 @@ async def start_session(
 ) -> tuple[str, SessionRow]:
     """A new session; returns its token (shown once) and the stored row."""
     token = new_session_token()
-    row = await sessions.create(
+    row = await login_sessions.create(
         conn,
         user_id=user_id,
         token_hash=hash_token(token),
@@ -217,7 +217,7 @@ async def set_disabled(
     if row is None:
         raise UserNotFound(user_id)
     if disabled:
-        await sessions.revoke_all_for_user(conn, user_id, now)
+        await login_sessions.revoke_all_for_user(conn, user_id, now)
     return row
 
 

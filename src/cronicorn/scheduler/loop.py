@@ -53,7 +53,7 @@ from cronicorn.scheduler.liveness import Liveness
 from cronicorn.scheduler.outcome import Execute, HttpOutcome, run_of
 from cronicorn.scheduler.planning import schedule_problem
 from cronicorn.scheduler.retention import RetentionPolicy, run_retention
-from cronicorn.scheduler.signing import BatchKeys
+from cronicorn.scheduler.signing_keys import BatchKeys
 from cronicorn.scheduler.wakeup import listen_for_wakeups
 from cronicorn.scheduler.writer import Done, Kind, RunWriter
 from cronicorn.store import detached_runs

@@ -15,7 +15,7 @@ from cronicorn.scheduler.clock import utc_now
 from cronicorn.scheduler.execute import dispatching
 from cronicorn.scheduler.loop import Scheduler, SchedulerConfig
 from cronicorn.scheduler.retention import RetentionPolicy
-from cronicorn.scheduler.signing import SigningKeyCache
+from cronicorn.scheduler.signing_keys import SigningKeyCache
 from cronicorn.store.quotas import release_deferred
 
 log = get_logger("cronicorn.scheduler")

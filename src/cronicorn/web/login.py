@@ -20,7 +20,7 @@ from cronicorn.auth.cookies import cleared_cookies, session_cookies
 from cronicorn.auth.errors import InvalidCredentials
 from cronicorn.auth.github import safe_redirect
 from cronicorn.auth.tokens import csrf_token
-from cronicorn.store import rate_limits, sessions
+from cronicorn.store import login_sessions, rate_limits
 from cronicorn.store.users import UserRow
 from cronicorn.web.deps import (
     ClockDep,
@@ -138,7 +138,7 @@ async def start_session(
 async def logout(
     viewer: ViewerDep, _form: FormDep, conn: ConnDep, runtime: RuntimeDep, clock: ClockDep
 ) -> Response:
-    await sessions.revoke(conn, viewer.user_id, viewer.session_id, clock())
+    await login_sessions.revoke(conn, viewer.user_id, viewer.session_id, clock())
     response = RedirectResponse("/login", status_code=303)
     for value in cleared_cookies(runtime.settings):
         response.headers.append("set-cookie", value)

@@ -15,15 +15,18 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.auth import service
 from cronicorn.auth.errors import ApiKeyNotFound, InvalidCredentials, InvalidInput
-from cronicorn.store import api_keys, rate_limits, sessions
+from cronicorn.notify import service as notify_service
+from cronicorn.schemas.notify import AccountEvent, AccountNotifyBody, AccountNotifySettings
+from cronicorn.store import api_keys, login_sessions, rate_limits
 from cronicorn.store import channels as channel_store
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store.audit import actor_of, set_actor
-from cronicorn.store.errors import Conflict, NotFound
+from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.web.deps import (
     ClockDep,
     ConnDep,
@@ -33,6 +36,7 @@ from cronicorn.web.deps import (
     ViewerDep,
     require_id,
 )
+from cronicorn.web.forms import model_errors
 from cronicorn.web.templating import render
 
 router = APIRouter(prefix="/settings")
@@ -51,7 +55,13 @@ DONE = {
     "signed-out": "Session revoked.",
     "channel-added": "Channel added.",
     "channel-removed": "Channel removed.",
+    "account-notify": "Backup failure alerts saved.",
 }
+ACCOUNT_EVENTS: tuple[tuple[AccountEvent, str], ...] = (
+    ("backup_failed", "A scheduled backup, its verification or its off-site copy failed"),
+)
+# AccountNotifySettings field -> the form field that shows its error
+ACCOUNT_FORM = {"channels": "account_channel", "events": "account_event"}
 
 
 async def act_as(conn: AsyncConnection, viewer: Viewer) -> None:
@@ -75,14 +85,19 @@ async def _page(
         "api_keys": await api_keys.list_for_user(conn, viewer.user_id),
         "signing_current": next((k for k in keys if k.retire_at is None), None),
         "signing_grace": [k for k in keys if k.retire_at is not None],
-        "devices": await sessions.list_for_user(conn, viewer.user_id, now),
+        "devices": await login_sessions.list_for_user(conn, viewer.user_id, now),
         "channels": await channel_store.list_for(conn, viewer.user_id),
         "expiry_choices": EXPIRY_CHOICES,
         "now": now,
         "errors": {},
         "values": {},
         "flash": done,
+        "account_events": ACCOUNT_EVENTS,
     }
+    if viewer.is_admin:
+        account = (await notify_service.account_notify_of(conn, viewer.user_id)).notify
+        context["account_notify"] = account
+        context["account_values"] = _account_values(account)
     context.update(extra)
     headers = {"cache-control": "no-store"}
     return render(
@@ -246,8 +261,57 @@ async def revoke_device(
     session_id: str, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
 ) -> Response:
     await act_as(conn, viewer)
-    if not await sessions.revoke(conn, viewer.user_id, require_id(session_id, "Session"), clock()):
+    if not await login_sessions.revoke(
+        conn, viewer.user_id, require_id(session_id, "Session"), clock()
+    ):
         raise NotFound("Session")
     if session_id == viewer.session_id:
         return RedirectResponse("/login", status_code=303)
     return _back("signed-out", "devices")
+
+
+def _account_values(stored: dict[str, Any] | None) -> dict[str, Any]:
+    """The account form's boxes: the stored subscription, or every event ticked."""
+    if stored is None:
+        return {"account_channel": [], "account_event": [e for e, _ in ACCOUNT_EVENTS]}
+    return {"account_channel": stored["channels"], "account_event": stored["events"]}
+
+
+def _account_body(
+    channels: list[str], events: list[str]
+) -> tuple[AccountNotifyBody | None, dict[str, str]]:
+    """No channel ticked: unsubscribe. Otherwise the API's own model decides."""
+    if not channels:
+        return AccountNotifyBody(notify=None), {}
+    try:
+        settings = AccountNotifySettings.model_validate({"channels": channels, "events": events})
+    except ValidationError as exc:
+        errors = model_errors(exc, AccountNotifySettings)
+        return None, {ACCOUNT_FORM.get(k, "account_channel"): v for k, v in errors.items()}
+    return AccountNotifyBody(notify=settings), {}
+
+
+@router.post("/account-notify")
+async def account_notify(
+    request: Request, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
+) -> Response:
+    """Admins: which of their channels hear of failed scheduled backups, saved through
+    `notify.service.subscribe_account` (as `PUT /api/account/notify`)."""
+    if not viewer.is_admin:
+        raise NotFound("Page")
+    now = clock()
+    posted = await request.form()
+    channels = [str(v) for v in posted.getlist("account_channel")][:50]
+    events = [str(v) for v in posted.getlist("account_event")][:20]
+    body, errors = _account_body(channels, events)
+    if body is not None:
+        try:
+            await notify_service.subscribe_account(conn, viewer.user_id, body, now=now)
+            return _back("account-notify", "account-notify")
+        except Invalid as exc:
+            await conn.rollback()
+            errors = {ACCOUNT_FORM.get(exc.field, "account_channel"): exc.message}
+    values = {"account_channel": channels, "account_event": events}
+    return await _page(
+        request, viewer, conn, now, status_code=422, errors=errors, account_values=values
+    )

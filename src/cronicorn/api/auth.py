@@ -31,7 +31,7 @@ from cronicorn.auth.errors import InvalidCredentials, SignupDisabled
 from cronicorn.auth.tokens import csrf_token
 from cronicorn.schemas.accounts import AuthBody, AuthConfig
 from cronicorn.schemas.common import NonBlank, Text, iso_ms
-from cronicorn.store import sessions, users
+from cronicorn.store import login_sessions, users
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
@@ -97,7 +97,7 @@ async def sign_out(
     principal: UserDep, request: Request, conn: ConnDep, runtime: RuntimeDep, clock: ClockDep
 ) -> JSONResponse:
     if principal.via in ("session", "bearer"):
-        await sessions.revoke(conn, principal.user_id, principal.credential_id, clock())
+        await login_sessions.revoke(conn, principal.user_id, principal.credential_id, clock())
     return json_with_cookies({"success": True}, cleared_cookies(runtime.settings))
 
 
