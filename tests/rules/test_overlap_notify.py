@@ -18,6 +18,7 @@ from cronicorn.domain import ScheduleState
 from cronicorn.domain.ids import new_id
 from cronicorn.scheduler.writer import Done, Kind
 from cronicorn.store import detached_runs
+from cronicorn.store.claims import WORKER_LOST
 from cronicorn.store.outbox import enqueue_facts, run_facts
 from cronicorn.store.run_writes import EndpointUpdate, Leased, RunOutcome
 from cronicorn.store.tables import runs
@@ -183,3 +184,42 @@ def test_batch_facts_leave_detached_runs_to_their_own_write() -> None:
         1,
         2,
     )
+
+
+async def test_a_taken_over_detached_run_counts_as_a_failure_with_its_event(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    rows = await Rows(engine).setup()
+    endpoint = await rows.endpoint(
+        "http://127.0.0.1:9/allow", first_at=utc(hours=1), overlap="allow", running=2
+    )
+    channel = await add_channel(engine, rows.user_id, "json://127.0.0.1:9/hook")
+    await subscribe(engine, rows.job_id, channels=[channel], onFailureAfter=2)
+    now = datetime.now(UTC)
+    ids = [new_id() for _ in range(2)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(runs),
+            [
+                {
+                    "id": run_id,
+                    "endpoint_id": endpoint,
+                    "user_id": rows.user_id,
+                    "status": "running",
+                    "source": "baseline-interval",
+                    "due_at": now + timedelta(seconds=k),
+                    "started_at": now + timedelta(seconds=k),
+                    "lease_owner": f"gone:1:x#{k}@4242",  # a liveness key nobody holds
+                    "lease_until": now + timedelta(minutes=10),
+                }
+                for k, run_id in enumerate(ids)
+            ],
+        )
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        assert set(await detached_runs.take_over(conn, now=now, dead_owners=True)) == set(ids)
+        assert await detached_runs.take_over(conn, now=now, dead_owners=True) == []
+    assert (await rows.endpoint_row(endpoint))["failure_count"] == 2
+    [failure] = await outbox_rows(engine)
+    assert (failure["event"], failure["run_id"]) == ("failure", max(ids))
+    assert failure["payload"]["error"] == WORKER_LOST
+    assert failure["payload"]["failures"] == 2

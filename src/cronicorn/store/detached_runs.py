@@ -9,7 +9,8 @@ slot still gets one run at most (the unique `(endpoint_id, due_at)` of runs).
 
 A detached run's lease is heartbeated (`renew`), and a peer takes it over when its owner's
 liveness lock is free or it expired (`take_over`): the run is closed as "worker lost", the
-endpoint's `running` goes down and its failure streak up. The run's own write (`finish`)
+endpoint's `running` goes down and its failure streak up (with its run events, as a
+lost worker's ordinary run). The run's own write (`finish`)
 only touches a run still `running` under the same lease, so a late write after a take-over
 changes nothing.
 """
@@ -24,6 +25,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from cronicorn.store.claims import LIVENESS_CLASS, WORKER_LOST
+from cronicorn.store.outbox import enqueue_facts
 from cronicorn.store.run_writes import RunOutcome, run_row
 
 DETACH_SQL = """
@@ -132,7 +134,7 @@ WITH live AS (
     ORDER BY r.lease_until
     LIMIT %(limit)s
 ), eps AS (
-    SELECT e.id FROM endpoints e
+    SELECT e.id, e.failure_count FROM endpoints e  -- locked: the newest streak
     WHERE e.id = ANY(ARRAY(SELECT endpoint_id FROM candidates))
     ORDER BY e.id
     FOR UPDATE OF e SKIP LOCKED
@@ -157,7 +159,10 @@ WITH live AS (
     FROM per p
     WHERE e.id = p.endpoint_id
 )
-SELECT id FROM closed
+SELECT c.id, c.endpoint_id,
+       p.failure_count + row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.id) AS after
+FROM closed c
+JOIN eps p ON p.id = c.endpoint_id
 """
 
 
@@ -201,7 +206,8 @@ async def renew(
 async def take_over(
     conn: AsyncConnection[Any], *, now: datetime, dead_owners: bool, limit: int = 500
 ) -> list[str]:
-    """Close detached runs whose worker is gone ("worker lost"); returns their ids."""
+    """Close detached runs whose worker is gone ("worker lost"), each a failure of its
+    endpoint's streak with its run events, in one transaction; returns their ids."""
     params = {
         "now": now,
         "limit": limit,
@@ -209,5 +215,20 @@ async def take_over(
         "dead_owners": dead_owners,
         "liveness_class": LIVENESS_CLASS,
     }
-    cur = await conn.execute(TAKE_OVER_SQL, params)
-    return [row[0] for row in await cur.fetchall()]
+    async with conn.transaction():
+        cur = await conn.execute(TAKE_OVER_SQL, params)
+        closed = await cur.fetchall()
+        facts = [
+            {
+                "endpoint_id": endpoint,
+                "run_id": run_id,
+                "status": "failed",
+                "before": after - 1,
+                "after": after,
+                "error": WORKER_LOST,
+                "finished_at": now.isoformat(),
+            }
+            for run_id, endpoint, after in closed
+        ]
+        await enqueue_facts(conn, facts, now)
+    return [run_id for run_id, _, _ in closed]
