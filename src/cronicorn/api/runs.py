@@ -27,7 +27,10 @@ router = APIRouter(tags=["Execution"])
     "/endpoints/{id}/runs",
     response_model=RunList,
     summary="An endpoint's runs, newest first",
-    description="`since`/`until` bound `startedAt` (since inclusive, until exclusive).",
+    description="`since`/`until` bound `startedAt` (since inclusive, until exclusive). "
+    "`nextCursor` is present when there is a next page: pass it as `cursor` (with the same "
+    "filters) to read it, as cheap however deep; `offset` still works, counting from the "
+    "newest run (or from the cursor's position).",
 )
 async def list_runs(
     id: str,
@@ -38,8 +41,9 @@ async def list_runs(
     until: Annotated[InDatetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
-    page, total = await run_store.list_for_endpoint(
+    page = await run_store.page_for_endpoint(
         conn,
         user.user_id,
         require_id(id, "Endpoint"),
@@ -48,13 +52,16 @@ async def list_runs(
         until=until,
         limit=limit,
         offset=offset,
+        cursor=cursor,
     )
-    body = {
-        "runs": [run_item(run) for run in page],
-        "total": total,
+    body: dict[str, Any] = {
+        "runs": [run_item(run) for run in page.items],
+        "total": page.total,
         "limit": limit,
         "offset": offset,
     }
+    if page.next_cursor is not None:  # absent on the last page, never null
+        body["nextCursor"] = page.next_cursor
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 

@@ -32,6 +32,9 @@ class RunList(Out):
     total: int
     limit: int
     offset: int
+    next_cursor: Absent[str] = Field(
+        default=None, description="Pass as `cursor` for the next page (absent on the last)"
+    )
 
 
 class RunEndpoint(Out):

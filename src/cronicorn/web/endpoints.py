@@ -1,6 +1,6 @@
-"""An endpoint's page (schedule and its source, active hints, next runs, run history with
-filters; pause, resume, reset failures, clear hints, archive) and its create and edit forms
-with a live preview of the next runs."""
+"""An endpoint's page (schedule and its source, active hints, next runs, notifications, run
+history with filters; pause, resume, reset failures, set and clear hints, archive) and its
+create and edit forms (with notifications) with a live preview of the next runs."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from cronicorn.domain.next_runs import reason_of
+from cronicorn.notify import service as notify_service
 from cronicorn.services import endpoints, jobs
+from cronicorn.store import channels as channel_store
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
 from cronicorn.store.endpoints import EndpointRow
 from cronicorn.store.errors import Conflict, Invalid, QuotaExceeded
-from cronicorn.web import endpoint_form, run_now
+from cronicorn.web import endpoint_form, endpoint_hints, notify_form, run_now
 from cronicorn.web.deps import (
     ClockDep,
     ConnDep,
@@ -56,30 +58,83 @@ async def endpoint_page(
     page: str = "1",
     since: str = "",
     until: str = "",
+    cursor: str = "",
 ) -> Response:
     endpoint = await endpoints.get_endpoint(
         conn, viewer.user_id, require_id(endpoint_id, "Endpoint")
     )
+    return await _page(
+        request,
+        viewer,
+        conn,
+        clock(),
+        endpoint,
+        status=status,
+        page=page,
+        since=since,
+        until=until,
+        cursor=cursor,
+    )
+
+
+async def _page(
+    request: Request,
+    viewer: ViewerDep,
+    conn: ConnDep,
+    now: datetime,
+    endpoint: EndpointRow,
+    *,
+    status: str = "",
+    page: str = "1",
+    since: str = "",
+    until: str = "",
+    cursor: str = "",
+    status_code: int = 200,
+    errors: Errors | None = None,
+    values: dict[str, str] | None = None,
+) -> Response:
+    """The page, optionally with a hint form's errors next to its fields."""
     since_at, until_at = _day(since), _day(until, end=True)
     job = await jobs.get_job(conn, viewer.user_id, endpoint.job_id)
-    now = clock()
     wanted = status if status in RUN_FILTERS else None
     number = _page_number(page)
-    runs, total = await run_store.list_for_endpoint(
-        conn,
-        viewer.user_id,
-        endpoint.id,
-        status=wanted,
-        since=since_at,
-        until=until_at,
-        limit=PAGE_SIZE,
-        offset=(number - 1) * PAGE_SIZE,
-    )
+    # "Older" links carry the cursor of the page they follow (a deep page costs what the
+    # first does); a hand-made or stale cursor falls back to the page number.
+    try:
+        history = await run_store.page_for_endpoint(
+            conn,
+            viewer.user_id,
+            endpoint.id,
+            status=wanted,
+            since=since_at,
+            until=until_at,
+            limit=PAGE_SIZE,
+            offset=0 if cursor else (number - 1) * PAGE_SIZE,
+            cursor=cursor[:200] or None,
+        )
+    except Invalid:
+        cursor = ""
+        history = await run_store.page_for_endpoint(
+            conn,
+            viewer.user_id,
+            endpoint.id,
+            status=wanted,
+            since=since_at,
+            until=until_at,
+            limit=PAGE_SIZE,
+            offset=(number - 1) * PAGE_SIZE,
+        )
+    runs, total = history.items, history.total
     planned = await endpoint_store.preview(conn, viewer.user_id, endpoint.id, now, 5)
+    notify = (await notify_service.notify_of(conn, viewer.user_id, endpoint_id=endpoint.id)).notify
+    inherited = notify is None
+    if inherited:
+        notify = (await notify_service.notify_of(conn, viewer.user_id, job_id=job.id)).notify
     return render(
         request,
         "endpoint.html",
         viewer=viewer,
+        status_code=status_code,
         title=endpoint.name,
         endpoint=endpoint,
         job=job,
@@ -101,10 +156,18 @@ async def endpoint_page(
         ),
         page=number,
         pages=max(1, -(-total // PAGE_SIZE)),
+        cursor=cursor[:200],
+        next_cursor=history.next_cursor,
         run_filters=RUN_FILTERS,
         pauses=PAUSE_LABELS,
         flash=flash_text(request.query_params.get("done")),
         problem=request.query_params.get("problem"),
+        notify=notify,
+        notify_inherited=inherited and notify is not None,
+        channel_names={c.id: c.name for c in await channel_store.list_for(conn, viewer.user_id)},
+        edit_url=f"/endpoints/{endpoint.id}/edit",
+        errors=errors or {},
+        values=values or {"hint_ttl_min": "60"},
     )
 
 
@@ -205,7 +268,64 @@ async def clear_hints(
     if row is None:
         return _back(endpoint_id, problem="archived")
     await endpoint_store.clear_hints(conn, viewer.user_id, row.id, clock())
-    return _back(row.id, "saved")
+    return _back(row.id, "cleared")
+
+
+@router.post("/endpoints/{endpoint_id}/hints/interval")
+async def interval_hint(
+    request: Request,
+    endpoint_id: str,
+    viewer: ViewerDep,
+    form: FormDep,
+    conn: ConnDep,
+    runtime: RuntimeDep,
+    clock: ClockDep,
+) -> Response:
+    """Run at another interval for a while (`services.hints.interval_hint`)."""
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    now = clock()
+    body, errors = endpoint_hints.read_interval(form)
+    if body is not None:
+        quotas = runtime.settings.quotas
+        errors = await endpoint_hints.set_interval(
+            conn, viewer.user_id, row.id, body, now, quotas=quotas
+        )
+    if not errors:
+        return _back(row.id, "hinted")
+    await conn.rollback()
+    values = {k: form.get(k, "") for k in endpoint_hints.INTERVAL_FIELDS}
+    return await _page(
+        request, viewer, conn, now, row, status_code=422, errors=errors, values=values
+    )
+
+
+@router.post("/endpoints/{endpoint_id}/hints/oneshot")
+async def oneshot_hint(
+    request: Request,
+    endpoint_id: str,
+    viewer: ViewerDep,
+    form: FormDep,
+    conn: ConnDep,
+    clock: ClockDep,
+) -> Response:
+    """One extra run in a given number of minutes (`services.hints.oneshot_hint`)."""
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    now = clock()
+    body, errors = endpoint_hints.read_oneshot(form)
+    if body is not None:
+        errors = await endpoint_hints.set_oneshot(conn, viewer.user_id, row.id, body, now)
+    if not errors:
+        return _back(row.id, "hinted")
+    await conn.rollback()
+    values = {k: form.get(k, "") for k in endpoint_hints.ONESHOT_FIELDS}
+    values.setdefault("hint_ttl_min", "60")
+    return await _page(
+        request, viewer, conn, now, row, status_code=422, errors=errors, values=values
+    )
 
 
 @router.post("/endpoints/{endpoint_id}/archive")
@@ -220,9 +340,10 @@ async def archive(
 # -- create and edit ------------------------------------------------------------------------
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     viewer: ViewerDep,
+    conn: ConnDep,
     *,
     job: job_store.JobRow,
     values: dict[str, Any],
@@ -245,6 +366,9 @@ def _form_page(
         methods=[(m, m) for m in endpoint_form.METHODS],
         ai_modes=endpoint_form.AI_MODES,
         overlaps=endpoint_form.OVERLAPS,
+        notify_channels=await notify_form.channel_choices(conn, viewer.user_id),
+        notify_endpoint=True,
+        notify_modes=notify_form.MODES,
     )
 
 
@@ -253,8 +377,44 @@ async def new_endpoint_page(
     request: Request, job_id: str, viewer: ViewerDep, conn: ConnDep
 ) -> Response:
     job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
-    values = endpoint_form.form_values(None)
-    return _form_page(request, viewer, job=job, values=values, errors={})
+    values = {**endpoint_form.form_values(None), **notify_form.notify_values(None)}
+    return await _form_page(request, viewer, conn, job=job, values=values, errors={})
+
+
+async def _posted(request: Request, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The form's values to show again, and the ticked channel ids."""
+    channels = [str(v) for v in (await request.form()).getlist(notify_form.CHANNEL_FIELD)]
+    return {**form, **notify_form.posted_values(form, channels)}, channels[:50]
+
+
+async def _save_all(
+    conn: ConnDep,
+    viewer: ViewerDep,
+    runtime: RuntimeDep,
+    dispatcher: DispatcherDep,
+    form: dict[str, str],
+    channels: list[str],
+    now: datetime,
+    *,
+    job: job_store.JobRow,
+    endpoint: EndpointRow | None,
+) -> tuple[EndpointRow | None, Errors]:
+    """The endpoint and its notifications, both or neither (every field's error at once)."""
+    notify, notify_errors = notify_form.read_notify(form, channels, endpoint=True)
+    if notify_errors:
+        _, errors = endpoint_form.validate(form, editing=endpoint is not None)
+        return None, {**errors, **notify_errors}
+    row, errors = await _check_and_save(
+        conn, viewer, runtime, dispatcher, form, now, job=job, endpoint=endpoint
+    )
+    if row is not None:
+        errors = await notify_form.save_notify(
+            conn, viewer.user_id, notify, now, endpoint_id=row.id
+        )
+    if row is None or errors:
+        await conn.rollback()
+        return None, errors
+    return row, {}
 
 
 async def _check_and_save(
@@ -300,11 +460,14 @@ async def create_endpoint(
     clock: ClockDep,
 ) -> Response:
     job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
-    row, errors = await _check_and_save(
-        conn, viewer, runtime, dispatcher, form, clock(), job=job, endpoint=None
+    values, channels = await _posted(request, form)
+    row, errors = await _save_all(
+        conn, viewer, runtime, dispatcher, form, channels, clock(), job=job, endpoint=None
     )
     if row is None:
-        return _form_page(request, viewer, job=job, values=form, errors=errors, status=422)
+        return await _form_page(
+            request, viewer, conn, job=job, values=values, errors=errors, status=422
+        )
     return RedirectResponse(f"/endpoints/{row.id}?done=created", status_code=303)
 
 
@@ -316,8 +479,10 @@ async def edit_endpoint_page(
     job = await jobs.get_job(conn, viewer.user_id, row.job_id)
     planned = await endpoint_store.preview(conn, viewer.user_id, row.id, clock(), 5)
     values = endpoint_form.form_values(row)
-    return _form_page(
-        request, viewer, job=job, values=values, errors={}, endpoint=row, planned=planned
+    stored = (await notify_service.notify_of(conn, viewer.user_id, endpoint_id=row.id)).notify
+    values.update(notify_form.notify_values(stored))
+    return await _form_page(
+        request, viewer, conn, job=job, values=values, errors={}, endpoint=row, planned=planned
     )
 
 
@@ -334,12 +499,13 @@ async def edit_endpoint(
 ) -> Response:
     row = await endpoints.get_endpoint(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
     job = await jobs.get_job(conn, viewer.user_id, row.job_id)
-    saved, errors = await _check_and_save(
-        conn, viewer, runtime, dispatcher, form, clock(), job=job, endpoint=row
+    values, channels = await _posted(request, form)
+    saved, errors = await _save_all(
+        conn, viewer, runtime, dispatcher, form, channels, clock(), job=job, endpoint=row
     )
     if saved is None:
-        return _form_page(
-            request, viewer, job=job, values=form, errors=errors, endpoint=row, status=422
+        return await _form_page(
+            request, viewer, conn, job=job, values=values, errors=errors, endpoint=row, status=422
         )
     return RedirectResponse(f"/endpoints/{saved.id}?done=saved", status_code=303)
 

@@ -32,6 +32,12 @@ class RunQuery(In):
     )
     limit: int = Field(default=20, ge=1, le=1000, description="Page size (1-1000)")
     offset: int = Field(default=0, ge=0, le=1_000_000, description="Runs to skip (paging)")
+    cursor: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="nextCursor of the previous page: the page after it (same filters)",
+    )
 
 
 class HealthQuery(In):
@@ -41,7 +47,7 @@ class HealthQuery(In):
 
 
 async def _runs(call: Call, query: RunQuery) -> RunList:
-    page, total = await run_store.list_for_endpoint(
+    page = await run_store.page_for_endpoint(
         call.conn,
         call.user_id,
         call.id("id"),
@@ -50,6 +56,7 @@ async def _runs(call: Call, query: RunQuery) -> RunList:
         until=query.until,
         limit=query.limit,
         offset=query.offset,
+        cursor=query.cursor,
     )
     items = [
         RunListItem(
@@ -65,9 +72,15 @@ async def _runs(call: Call, query: RunQuery) -> RunList:
             status_code=run.status_code,
             error_message=run.error_message,
         )
-        for run in page
+        for run in page.items
     ]
-    return RunList(runs=items, total=total, limit=query.limit, offset=query.offset)
+    return RunList(
+        runs=items,
+        total=page.total,
+        limit=query.limit,
+        offset=query.offset,
+        next_cursor=page.next_cursor,
+    )
 
 
 async def _run(call: Call, _: NoArguments) -> RunDetails:
@@ -99,7 +112,8 @@ TOOLS: list[Tool[Any]] = [
         "List an endpoint's runs",
         "An endpoint's runs, newest first, with the total matching. Filters: status "
         "(running, success, failed, skipped: an overlapping run not started), since/until "
-        "(ISO-8601, on startedAt), limit and offset.",
+        "(ISO-8601, on startedAt), limit and offset; for the next page pass the result's "
+        "nextCursor as cursor (absent on the last page).",
         RunQuery,
         _runs,
         ids=ENDPOINT_ID,
