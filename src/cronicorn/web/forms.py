@@ -29,6 +29,8 @@ FLASHES = {
     "queued": "Run started: it will appear in the history below.",
     "ran": "Run finished: see the history below.",
     "none": "Nothing selected: tick the endpoints first.",
+    "hinted": "Hint set: the next runs below follow it until it expires.",
+    "cleared": "Hints cleared: the baseline schedule is in force.",
 }
 
 

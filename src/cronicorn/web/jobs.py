@@ -10,12 +10,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from cronicorn.notify import service as notify_service
 from cronicorn.schemas.jobs import JobCreate, JobPatch
 from cronicorn.services import endpoints, jobs
+from cronicorn.store import channels as channel_store
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict
 from cronicorn.store.outcomes import recent_outcomes
+from cronicorn.web import notify_form
 from cronicorn.web.deps import ClockDep, ConnDep, FormDep, ViewerDep, require_id
 from cronicorn.web.forms import Errors, flash_text, model_errors
 from cronicorn.web.templating import render
@@ -52,13 +55,15 @@ async def jobs_page(
 
 
 @router.get("/jobs/new")
-async def new_job_page(request: Request, viewer: ViewerDep) -> Response:
-    return _job_form(request, viewer, values={"ai_mode": "auto"}, errors={})
+async def new_job_page(request: Request, viewer: ViewerDep, conn: ConnDep) -> Response:
+    values = {"ai_mode": "auto", **notify_form.notify_values(None)}
+    return await _job_form(request, viewer, conn, values=values, errors={})
 
 
-def _job_form(
+async def _job_form(
     request: Request,
     viewer: ViewerDep,
+    conn: ConnDep,
     *,
     values: dict[str, Any],
     errors: Errors,
@@ -75,6 +80,8 @@ def _job_form(
         values=values,
         errors=errors,
         ai_modes=AI_MODES,
+        notify_channels=await notify_form.channel_choices(conn, viewer.user_id),
+        notify_endpoint=False,
     )
 
 
@@ -86,21 +93,37 @@ def _job_fields(form: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _values(form: dict[str, str]) -> dict[str, Any]:
-    return {k: form.get(k, "") for k in ("name", "description", "ai_mode")}
+async def _posted(request: Request, form: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The form's values to show again, and the ticked channel ids."""
+    channels = [str(v) for v in (await request.form()).getlist(notify_form.CHANNEL_FIELD)]
+    values = {k: form.get(k, "") for k in ("name", "description", "ai_mode")}
+    return {**values, **notify_form.posted_values(form, channels)}, channels[:50]
+
+
+def _read(
+    form: dict[str, str], channels: list[str], model: type[JobCreate] | type[JobPatch]
+) -> tuple[JobCreate | JobPatch | None, dict[str, Any] | None, Errors]:
+    """The job body and its notify settings, or every field's error at once."""
+    notify, errors = notify_form.read_notify(form, channels, endpoint=False)
+    try:
+        return model.model_validate(_job_fields(form)), notify, errors
+    except ValidationError as exc:
+        return None, notify, {**model_errors(exc, model), **errors}
 
 
 @router.post("/jobs/new")
 async def create_job(
     request: Request, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
 ) -> Response:
-    try:
-        body = JobCreate.model_validate(_job_fields(form))
-    except ValidationError as exc:
-        errors = model_errors(exc, JobCreate)
-        return _job_form(request, viewer, values=_values(form), errors=errors, status=422)
-    row = await jobs.create_job(conn, viewer.user_id, body, clock())
-    return RedirectResponse(f"/jobs/{row.id}?done=created", status_code=303)
+    values, channels = await _posted(request, form)
+    body, notify, errors = _read(form, channels, JobCreate)
+    if body is not None and not errors:
+        row = await jobs.create_job(conn, viewer.user_id, cast(JobCreate, body), clock())
+        errors = await notify_form.save_notify(conn, viewer.user_id, notify, clock(), job_id=row.id)
+        if not errors:
+            return RedirectResponse(f"/jobs/{row.id}?done=created", status_code=303)
+        await conn.rollback()  # a refused subscription leaves no job behind
+    return await _job_form(request, viewer, conn, values=values, errors=errors, status=422)
 
 
 @router.get("/jobs/{job_id}")
@@ -108,6 +131,7 @@ async def job_page(request: Request, job_id: str, viewer: ViewerDep, conn: ConnD
     job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     rows = await endpoints.list_endpoints(conn, viewer.user_id, job.id)
     recent = await recent_outcomes(conn, viewer.user_id, [e.id for e in rows])
+    notify = (await notify_service.notify_of(conn, viewer.user_id, job_id=job.id)).notify
     return render(
         request,
         "job.html",
@@ -118,7 +142,15 @@ async def job_page(request: Request, job_id: str, viewer: ViewerDep, conn: ConnD
         recent=recent,
         flash=flash_text(request.query_params.get("done")),
         error=request.query_params.get("error") == "archived",
+        notify=notify,
+        notify_inherited=False,
+        channel_names=await _channel_names(conn, viewer.user_id),
+        edit_url=f"/jobs/{job.id}/edit",
     )
+
+
+async def _channel_names(conn: ConnDep, user_id: str) -> dict[str, str]:
+    return {c.id: c.name for c in await channel_store.list_for(conn, user_id)}
 
 
 @router.get("/jobs/{job_id}/edit")
@@ -127,7 +159,9 @@ async def edit_job_page(
 ) -> Response:
     job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
     values = {"name": job.name, "description": job.description or "", "ai_mode": job.ai_mode}
-    return _job_form(request, viewer, values=values, errors={}, job=job)
+    stored = (await notify_service.notify_of(conn, viewer.user_id, job_id=job.id)).notify
+    values.update(notify_form.notify_values(stored))
+    return await _job_form(request, viewer, conn, values=values, errors={}, job=job)
 
 
 @router.post("/jobs/{job_id}/edit")
@@ -140,13 +174,15 @@ async def edit_job(
     clock: ClockDep,
 ) -> Response:
     job = await jobs.get_job(conn, viewer.user_id, require_id(job_id, "Job"))
-    try:
-        body = JobPatch.model_validate(_job_fields(form))
-    except ValidationError as exc:
-        errors = model_errors(exc, JobPatch)
-        return _job_form(request, viewer, values=_values(form), errors=errors, job=job, status=422)
-    await jobs.update_job(conn, viewer.user_id, job.id, body, clock())
-    return RedirectResponse(f"/jobs/{job.id}?done=saved", status_code=303)
+    values, channels = await _posted(request, form)
+    body, notify, errors = _read(form, channels, JobPatch)
+    if body is not None and not errors:
+        await jobs.update_job(conn, viewer.user_id, job.id, cast(JobPatch, body), clock())
+        errors = await notify_form.save_notify(conn, viewer.user_id, notify, clock(), job_id=job.id)
+        if not errors:
+            return RedirectResponse(f"/jobs/{job.id}?done=saved", status_code=303)
+        await conn.rollback()  # the job's own edit is not half-saved either
+    return await _job_form(request, viewer, conn, values=values, errors=errors, job=job, status=422)
 
 
 Action = Literal["pause", "resume", "archive"]
