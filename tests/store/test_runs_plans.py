@@ -142,7 +142,7 @@ async def test_every_read_of_runs_uses_an_index(engine: AsyncEngine, alice: str,
         await _history_reads(engine, alice, endpoint_id)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    assert len(captured) >= 15
+    assert len(captured) >= 14  # one statement per read above
     statements = [(statement, params) for statement, params in captured]
     statements += list(RAW_READS.values())
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import TextClause, func, insert, or_, select, text
+from sqlalchemy import TextClause, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
@@ -66,14 +66,6 @@ _SUMMARY_COLUMNS = (
     runs.c.status_code,
     runs.c.error_message,
 )
-
-
-async def _require_endpoint(conn: AsyncConnection, user_id: str, endpoint_id: str) -> None:
-    found = await conn.scalar(
-        select(endpoints.c.id).where(endpoints.c.id == endpoint_id, endpoints.c.user_id == user_id)
-    )
-    if found is None:
-        raise NotFound("Endpoint")
 
 
 @dataclass(frozen=True)
@@ -246,44 +238,49 @@ async def health(
     conn: AsyncConnection, user_id: str, endpoint_id: str, since: datetime
 ) -> HealthSummary:
     """Counts over the window, the latest run, and the current streak of failed runs
-    (failures since the last success, whatever the window)."""
-    await _require_endpoint(conn, user_id, endpoint_id)
-    mine = runs.c.endpoint_id == endpoint_id
-    counts = (
+    (failures since the last success, whatever the window), in one statement: each part is
+    an index range of `ix_runs_endpoint_id_started_at` (the window, the newest run, the runs
+    after the last success), never the endpoint's whole history."""
+    row = (
         await conn.execute(
-            select(
-                func.count().filter(runs.c.status == "success"),
-                func.count().filter(runs.c.status == "failed"),
-                func.avg(runs.c.duration_ms).filter(runs.c.status != "running"),
-            ).where(mine, runs.c.started_at >= since)
+            _HEALTH_SQL, {"endpoint_id": endpoint_id, "user_id": user_id, "since": since}
         )
     ).one()
-    last = (
-        await conn.execute(
-            select(runs.c.status, runs.c.started_at)
-            .where(mine)
-            .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-            .limit(1)
-        )
-    ).first()
-    last_success = (
-        select(func.max(runs.c.started_at)).where(mine, runs.c.status == "success")
-    ).scalar_subquery()
-    streak = await conn.scalar(
-        select(func.count()).where(
-            mine,
-            runs.c.status == "failed",
-            or_(last_success.is_(None), runs.c.started_at > last_success),
-        )
-    )
+    if row.owned is None:
+        raise NotFound("Endpoint")
     return HealthSummary(
-        success_count=int(counts[0]),
-        failure_count=int(counts[1]),
-        avg_duration_ms=float(counts[2]) if counts[2] is not None else None,
-        last_status=last[0] if last is not None else None,
-        last_at=last[1] if last is not None else None,
-        failure_streak=int(streak or 0),
+        success_count=int(row.success),
+        failure_count=int(row.failed),
+        avg_duration_ms=float(row.avg_ms) if row.avg_ms is not None else None,
+        last_status=row.last_status,
+        last_at=row.last_at,
+        failure_streak=int(row.streak or 0),
     )
+
+
+_HEALTH_SQL = text(
+    """
+WITH owned AS (SELECT id FROM endpoints WHERE id = :endpoint_id AND user_id = :user_id)
+SELECT (SELECT id FROM owned) AS owned, c.success, c.failed, c.avg_ms,
+       l.status AS last_status, l.started_at AS last_at,
+       (SELECT count(*) FROM runs
+        WHERE endpoint_id = (SELECT id FROM owned) AND status = 'failed'
+          AND started_at > coalesce(
+              (SELECT max(started_at) FROM runs
+               WHERE endpoint_id = (SELECT id FROM owned) AND status = 'success'),
+              '-infinity')) AS streak
+FROM (
+    SELECT count(*) FILTER (WHERE status = 'success') AS success,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           avg(duration_ms) FILTER (WHERE status <> 'running') AS avg_ms
+    FROM runs WHERE endpoint_id = (SELECT id FROM owned) AND started_at >= :since
+) AS c
+LEFT JOIN LATERAL (
+    SELECT status, started_at FROM runs WHERE endpoint_id = (SELECT id FROM owned)
+    ORDER BY started_at DESC, id DESC LIMIT 1
+) AS l ON true
+"""
+)
 
 
 async def record_test_run(
