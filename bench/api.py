@@ -16,6 +16,15 @@ requests/s do not. `--profile DIR` also records a py-spy profile of each route u
 (py-spy must be installed; it is a local tool, not a dependency).
 
     .venv/bin/python bench/api.py --cpu 5000 [--profile /tmp/prof]
+
+`--wrk SECONDS` drives every server with the same `wrk -t1 -c16 -dSECONDS` (wrk must be
+installed: `apt-get install wrk`), `GET /api/jobs` with the API key and `GET /api/health`,
+in `--rounds` interleaved rounds: the bare Starlette + psycopg route (`bench/bare_route.py`,
+the floor), `cronicorn api` with 1 and 2 workers, and with `--before-src DIR` the same for
+an older `src/` tree (`git archive REV src | tar -x -C DIR`). It prints req/s, p50, p99, the
+server's CPU ms per request and the load average per measurement, then medians.
+
+    .venv/bin/python bench/api.py --wrk 8 --rounds 3 --before-src /tmp/before/src
 """
 
 from __future__ import annotations
@@ -333,6 +342,9 @@ def main() -> None:
     )
     parser.add_argument("--cpu", type=int, default=0, help="measure CPU per request instead")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
+    parser.add_argument("--wrk", type=float, default=0, help="seconds per wrk measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--wrk)")
+    parser.add_argument("--before-src", type=Path, default=None, help="older src/ (--wrk)")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-"))
@@ -363,6 +375,9 @@ def main() -> None:
         started = time.perf_counter()
         ids = seed(url, user_id, args.runs, args.deep)
         print(f"seeded 100 endpoints and {args.runs} runs in {time.perf_counter() - started:.1f}s")
+        if args.wrk:
+            wrk_compare({**env, "DATABASE_URL": url}, key, args)
+            return
         command = [CLI, "api"] if args.server == "cli" else [sys.executable, "-c", UVICORN_MAIN]
         api = subprocess.Popen(command, env={**env, "DATABASE_URL": url}, text=True)
         base = f"http://127.0.0.1:{port}"
@@ -388,6 +403,109 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+# -- wrk: the same closed-loop load on every server, interleaved -----------------------------
+@dataclass
+class Server:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {**self.env, "PORT": str(self.port)}
+        self.process = subprocess.Popen(self.command, env=env, stdout=subprocess.DEVNULL)
+
+
+def wrk_once(port: int, path: str, seconds: float, headers: list[str]) -> dict[str, float]:
+    import re
+
+    url = f"http://127.0.0.1:{port}{path}"
+    command = ["wrk", "-t1", "-c16", f"-d{seconds:g}s", "--latency", *headers, url]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        value = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+        assert value is not None, out
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[value.group(2)]
+        return float(value.group(1)) * scale
+
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert rate is not None, out
+    assert total is not None, out
+    return {
+        "rps": float(rate.group(1)),
+        "n": float(total.group(1)),
+        "p50": ms("50%"),
+        "p99": ms("99%"),
+        "errors": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def wrk_compare(env: dict[str, str], key: str, args: argparse.Namespace) -> None:
+    """Every server up at once (idle ones cost nothing), then rounds of the same wrk load."""
+    here = Path(__file__).resolve().parent
+    servers = [Server("bare Starlette+psycopg", [sys.executable, str(here / "bare_route.py")], env)]
+    trees: list[tuple[str, dict[str, str]]] = [("now", {})]
+    if args.before_src is not None:
+        trees.insert(0, ("before", {"PYTHONPATH": str(args.before_src.resolve())}))
+    for label, extra in trees:
+        for workers in (1, 2):
+            server_env = {**env, **extra, "API_WORKERS": str(workers)}
+            servers.append(Server(f"{label}, {workers} worker(s)", [CLI, "api"], server_env))
+    for server in servers:
+        server.start()
+    try:
+        for server in servers:
+            wait_healthy(f"http://127.0.0.1:{server.port}", 300)
+        routes = [("GET /api/jobs", "/api/jobs", ["-H", f"x-api-key: {key}"])]
+        routes.append(("GET /api/health", "/api/health", []))
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        print("| round | server | route | req/s | p50 ms | p99 ms | CPU ms/req | load | errors |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for round_no in range(1, args.rounds + 1):
+            order = servers if round_no % 2 else list(reversed(servers))
+            for server in order:
+                assert server.process is not None
+                for route, path, headers in routes:
+                    wrk_once(server.port, path, 2, headers)  # warm up
+                    before = cpu_seconds(server.process.pid)
+                    load = os.getloadavg()[0]
+                    got = wrk_once(server.port, path, args.wrk, headers)
+                    got["cpu"] = (cpu_seconds(server.process.pid) - before) / got["n"] * 1000
+                    got["load"] = load
+                    results.setdefault((server.name, route), []).append(got)
+                    print(
+                        f"| {round_no} | {server.name} | {route} | {got['rps']:.0f} |"
+                        f" {got['p50']:.1f} | {got['p99']:.1f} | {got['cpu']:.2f} |"
+                        f" {load:.1f} | {got['errors']:.0f} |",
+                        flush=True,
+                    )
+        print("\nmedians over rounds")
+        print("| server | route | req/s | p50 ms | p99 ms | CPU ms/req |")
+        print("|---|---|---|---|---|---|")
+        for (name, route), runs in results.items():
+            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "cpu")}
+            print(
+                f"| {name} | {route} | {med['rps']:.0f} | {med['p50']:.1f} |"
+                f" {med['p99']:.1f} | {med['cpu']:.2f} |"
+            )
+    finally:
+        for server in servers:
+            if server.process is not None:
+                server.process.terminate()
+        for server in servers:
+            if server.process is not None:
+                try:
+                    server.process.wait(60)
+                except subprocess.TimeoutExpired:
+                    server.process.kill()
+                    server.process.wait()
+
+
 UVICORN_MAIN = """
 import os, uvicorn
 from cronicorn.app import create_app
@@ -401,10 +519,10 @@ uvicorn.run(app, host="127.0.0.1", port=settings.port, log_config=None, access_l
 """
 
 
-def wait_healthy(base: str) -> None:
+def wait_healthy(base: str, timeout_s: float = 60) -> None:
     import urllib.request
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{base}/api/health", timeout=2) as resp:
@@ -413,7 +531,7 @@ def wait_healthy(base: str) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    raise SystemExit("cronicorn api did not become healthy within 60 s")
+    raise SystemExit(f"{base} did not become healthy within {timeout_s:g} s")
 
 
 if __name__ == "__main__":

@@ -200,3 +200,22 @@ async def test_a_shared_probe_answers_only_with_a_probe_started_after_the_call()
     assert await first == 1
     assert await second == await third == 2  # they asked while probe 1 ran: one probe more
     assert len(started) == 2
+
+
+async def test_a_health_probe_is_joined_while_it_runs_and_started_afresh_after() -> None:
+    started: list[int] = []
+    release = asyncio.Event()
+
+    async def probe() -> int:
+        started.append(len(started) + 1)
+        await release.wait()
+        return started[-1]
+
+    shared = Coalesced(probe, join_running=True)
+    first = asyncio.create_task(shared())
+    while not started:
+        await asyncio.sleep(0)
+    joined = asyncio.create_task(shared())
+    release.set()
+    assert await first == await joined == 1  # its answer came after `joined` asked
+    assert await shared() == 2  # nothing in flight any more: a probe of its own

@@ -1,9 +1,9 @@
 """`GET /api/health`: database reachable (2 s budget) and schema at the code's revision.
 
-Concurrent requests share one database probe (`store.coalesce`): each gets the answer of a
-probe that started after it arrived, so every response still proves the database answered
-since the request came in, and a burst of health checks costs one round trip per probe, not
-one per request (with a checkout, an isolation switch and a statement each).
+Concurrent requests share one database probe (`store.coalesce`, `join_running`): each gets
+the answer of the probe in flight or of one it starts, an answer that came after the request
+did, so every response still proves the database answers; a burst of health checks costs
+one round trip per probe, not one per request (each with a checkout and an isolation switch).
 
 Other roles add their own probes to `Runtime.health_probes`; a probe reports, it never fails
 the endpoint by raising. On the embedded server, `embeddedDatabase` reports its state and crash
@@ -53,7 +53,7 @@ def _shared_probe(request: Request, runtime: Runtime) -> Coalesced[str | None]:
     """The app's shared revision probe (one per app, made on first use)."""
     probe: Coalesced[str | None] | None = getattr(request.app.state, "health_probe", None)
     if probe is None:
-        probe = Coalesced(lambda: _database_revision(runtime))
+        probe = Coalesced(lambda: _database_revision(runtime), join_running=True)
         request.app.state.health_probe = probe
     return probe
 

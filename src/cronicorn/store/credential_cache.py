@@ -16,7 +16,8 @@ credential for `TTL` and checks before each use that no credential changed meanw
   queued meanwhile. So a credential revoked through any process is refused by every process
   on its next request, with no per-request lookup.
 
-When the listening connection is down (or not yet up) nothing is served from the cache: the
+When the listening connection is down (or not yet up), or a pooler in transaction mode gives
+it another server session than the one that listens, nothing is served from the cache: the
 gate looks the credential up as without one, and the connection is retried at most once a
 `RETRY_S`. A lookup that raced a change is not remembered (`generation`). Changes made
 without `announce` (a hand-written UPDATE, a restore) are seen after `TTL` at the latest.
@@ -87,6 +88,7 @@ class CredentialCache:
         self._entries: dict[str, Entry] = {}
         self._generation = 0
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._backend = 0  # the listening session's server process
         self._connecting = asyncio.Lock()
         self._retry_at = 0.0
         self._closed = False
@@ -165,18 +167,22 @@ class CredentialCache:
                 await conn.close()
                 return
             self._forget()
-            self._conn = conn
+            self._conn, self._backend = conn, conn.info.backend_pid
 
     async def _ping(self) -> bool:
-        """A trivial query: notifications committed before it arrive before its answer."""
+        """A trivial query: notifications committed before it arrive before its answer. It
+        asks for the server process, which must be the one that LISTENs: behind a pooler
+        that hands the connection another session, nothing is served from the cache."""
         conn = self._conn
         if conn is None:
             return False
         try:
             async with asyncio.timeout(PING_TIMEOUT_S):
-                await conn.execute("SELECT 1")
+                row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
         except (psycopg.Error, TimeoutError):
-            await self._drop()
+            row = None
+        if row is None or row[0] != self._backend:  # gone, or not the listening session
+            await self._drop()  # (a transaction-pooling PgBouncer switches sessions)
             self._retry_at = self._monotonic() + RETRY_S
             return False
         return self._conn is conn
