@@ -89,7 +89,7 @@ def seed(url: str, user_id: str, runs: int) -> dict[str, str]:
         )
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-        for table in ("runs_hourly", "runs_hourly_users"):  # rollups (0010), kept by triggers
+        for table in ("runs_hourly", "runs_daily", "runs_hourly_users"):  # rollups (0010)
             if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,):
                 count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
                 print(f"{table}: {count[0] if count else 0:,} rows")

@@ -93,19 +93,18 @@ def _ceil(at: datetime, size: timedelta) -> datetime:
     return floor if floor == at else floor + size
 
 
-def _ceil_hour(at: datetime) -> datetime:
-    return _ceil(at, HOUR)
-
-
 @dataclass(frozen=True)
 class Facts:
     """Where a range's runs are counted: the whole hours in `[lo, hi)` from the rollups
     (finished runs; `running` ones live from the partial index `ix_runs_running`), the
     partial hours at either edge from `runs` itself (at most two hours of it). Scoped by
     user, or by a job's endpoints, or by a list of endpoints; `per_endpoint` reads the
-    per-endpoint rollups (an endpoint id on every row) instead of the per-user ones, and
-    `daily` their whole UTC days in `[lo_day, hi_day)` from `runs_daily` (rows then stand
-    for a day: only for sums over the whole range, never for hourly buckets)."""
+    per-endpoint rollups (an endpoint id on every row) instead of the per-user ones.
+
+    `daily` reads whole UTC days from `runs_daily`, and a partial day either as its hours
+    or as the whole day minus the hours outside the range, whichever has fewer rows (hours
+    after `now` have none). Its rows stand for a day and the worst lateness is not kept:
+    for sums over the whole range only, never for buckets."""
 
     user_id: str
     start: datetime
@@ -114,25 +113,54 @@ class Facts:
     endpoint_ids: tuple[str, ...] | None = None
     per_endpoint: bool = False
     daily: bool = False
+    now: datetime | None = None
+
+    def _hours(self) -> tuple[datetime, datetime]:
+        lo, hi = _ceil(self.start, HOUR), floor_to(self.end, HOUR)
+        return (lo, hi) if lo <= hi else (self.end, self.end)  # within one hour: all raw
+
+    def _parts(self) -> list[tuple[str, int, datetime, datetime]]:
+        """(table, sign, from, to) of the rollup rows to add (1) or take back (-1)."""
+        lo, hi = self._hours()
+        by_endpoint = self.per_endpoint or self.job_id is not None or self.endpoint_ids
+        if not by_endpoint:
+            return [("runs_hourly_users", 1, lo, hi)]
+        lo_day, hi_day = _ceil(lo, DAY), floor_to(hi, DAY)
+        if not self.daily or lo_day > hi_day:
+            return [("runs_hourly", 1, lo, hi)]
+        parts = []
+        if lo < lo_day:
+            first = lo_day - DAY
+            if lo - first < lo_day - lo:
+                parts += [("runs_daily", 1, first, lo_day), ("runs_hourly", -1, first, lo)]
+            else:
+                parts.append(("runs_hourly", 1, lo, lo_day))
+        if lo_day < hi_day:
+            parts.append(("runs_daily", 1, lo_day, hi_day))
+        if hi_day < hi:
+            last = hi_day + DAY
+            filled = last if self.now is None else min(last, _ceil(self.now, HOUR) + HOUR)
+            if max(filled - hi, timedelta(0)) < hi - hi_day:
+                parts += [("runs_daily", 1, hi_day, last), ("runs_hourly", -1, hi, last)]
+            else:
+                parts.append(("runs_hourly", 1, hi_day, hi))
+        return parts
 
     def params(self) -> dict[str, Any]:
-        lo, hi = _ceil_hour(self.start), floor_to(self.end, HOUR)
-        if lo > hi:  # within one hour: all of it from `runs`
-            lo = hi = self.end
-        lo_day, hi_day = _ceil(lo, DAY), floor_to(hi, DAY)
-        if lo_day > hi_day:
-            lo_day = hi_day = hi
+        lo, hi = self._hours()
+        spans: dict[str, datetime] = {}
+        for i, (_, _, a, b) in enumerate(self._parts()):
+            spans |= {f"a{i}": a, f"b{i}": b}
         return {
             "user": self.user_id,
             "job": self.job_id,
             "ids": list(self.endpoint_ids or ()),
             "start": self.start,
             "lo": lo,
-            "lo_day": lo_day,
-            "hi_day": hi_day,
             "hi": hi,
             "end": self.end,
             "epoch": EPOCH,
+            **spans,
         }
 
     def _whose(self, alias: str) -> str:
@@ -145,28 +173,24 @@ class Facts:
             )
         return f"{alias}.user_id = :user"
 
-    def _rolled(self, table: str, at: str, endpoint: str, a: str, b: str) -> str:
+    def _rolled(self, i: int, table: str, sign: int) -> str:
+        at = "day" if table == "runs_daily" else "hour"
+        endpoint = "NULL" if table == "runs_hourly_users" else "h.endpoint_id"
+        m = "" if sign > 0 else "-"
         return (
-            f"SELECT {endpoint} AS endpoint_id, h.{at} AS hour, h.source, h.success, h.failed,"
-            " h.skipped, 0 AS running, h.timed, h.duration_ms, h.scheduled, h.late_ms,"
-            f" h.late_max_ms FROM {table} h"
-            f" WHERE {self._whose('h')} AND h.{at} >= :{a} AND h.{at} < :{b}"
+            f"SELECT {endpoint} AS endpoint_id, h.{at} AS hour, h.source, {m}h.success,"
+            f" {m}h.failed, {m}h.skipped, 0 AS running, {m}h.timed, {m}h.duration_ms,"
+            f" {m}h.scheduled, {m}h.late_ms,"
+            f" {'h.late_max_ms' if sign > 0 else 'NULL'} FROM {table} h"
+            f" WHERE {self._whose('h')} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
         )
 
     def sql(self) -> str:
         """A SELECT of rows (endpoint_id, hour, source, success, failed, skipped, running,
         timed, duration_ms, scheduled, late_ms, late_max_ms) to sum."""
-        by_endpoint = self.per_endpoint or self.job_id is not None or self.endpoint_ids
-        if not by_endpoint:
-            rolled = [self._rolled("runs_hourly_users", "hour", "NULL", "lo", "hi")]
-        elif not self.daily:
-            rolled = [self._rolled("runs_hourly", "hour", "h.endpoint_id", "lo", "hi")]
-        else:
-            rolled = [
-                self._rolled("runs_hourly", "hour", "h.endpoint_id", "lo", "lo_day"),
-                self._rolled("runs_daily", "day", "h.endpoint_id", "lo_day", "hi_day"),
-                self._rolled("runs_hourly", "hour", "h.endpoint_id", "hi_day", "hi"),
-            ]
+        rolled = [
+            self._rolled(i, table, sign) for i, (table, sign, _, _) in enumerate(self._parts())
+        ]
         raw = [
             _RAW.format(whose=self._whose("r"), a="start", b="lo", only=""),
             _RAW.format(whose=self._whose("r"), a="hi", b="end", only=""),
@@ -358,7 +382,7 @@ async def _per_endpoint(conn: AsyncConnection, q: StatsQuery) -> list[_Endpoint]
     where = "WHERE f.source = :source" if q.source is not None else ""
     rows = await _rows(
         conn,
-        _facts(q, per_endpoint=True, daily=True),
+        _facts(q, per_endpoint=True, daily=True, now=q.now),
         _PER_ENDPOINT_SQL.format(where=where),
         source=q.source,
     )
