@@ -174,19 +174,30 @@ class OpenAIChat:
         )
 
 
+# A LiteLLM proxy that gives up on a 429 sends the provider's headers back renamed
+# `llm_provider-<name>`, without a `Retry-After` of its own.
+_PREFIXES = ("", "llm_provider-")
+
+
 def retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date)."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return float(str(raw_ms)) / 1000
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if not raw:
-        return None
+    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date), as
+    sent or as a LiteLLM proxy forwards them."""
+    for prefix in _PREFIXES:
+        raw_ms = headers.get(f"{prefix}retry-after-ms")
+        if raw_ms:
+            try:
+                return float(str(raw_ms)) / 1000
+            except ValueError:
+                pass
+        raw = headers.get(f"{prefix}retry-after")
+        if raw:
+            return _seconds(str(raw))
+    return None
+
+
+def _seconds(raw: str) -> float | None:
     try:
-        return float(str(raw))
+        return float(raw)
     except ValueError:
         pass
     try:
