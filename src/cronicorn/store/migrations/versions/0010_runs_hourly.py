@@ -169,9 +169,13 @@ def upsert(rows: str, writer: str = "pg_backend_pid()") -> str:
 FUNCTION = f"""
 CREATE FUNCTION cronicorn_runs_hourly() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- claims (running rows) and lease heartbeats: nothing to count, no upserts to plan
     IF TG_OP = 'INSERT' THEN
-        {upsert(facts("new_runs", 1))};
-    ELSE
+        IF EXISTS (SELECT FROM new_runs WHERE status <> 'running') THEN
+            {upsert(facts("new_runs", 1))};
+        END IF;
+    ELSIF EXISTS (SELECT FROM new_runs WHERE status <> 'running')
+       OR EXISTS (SELECT FROM old_runs WHERE status <> 'running') THEN
         {upsert(facts("new_runs", 1) + " UNION ALL " + facts("old_runs", -1))};
     END IF;
     RETURN NULL;
