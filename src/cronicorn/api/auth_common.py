@@ -1,5 +1,5 @@
-"""Pieces the sign-in routes share: user JSON, starting a browser session with its cookies,
-client addresses, and the brute-force limiter for unauthenticated auth routes."""
+"""Pieces the sign-in routes share: the user's JSON, starting a browser session with its
+cookies, client addresses, and the brute-force limiter for unauthenticated auth routes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from cronicorn.api.ratelimit import limiter_for
 from cronicorn.auth.service import start_session
 from cronicorn.auth.tokens import csrf_token
 from cronicorn.runtime import Runtime
+from cronicorn.schemas.accounts import UserView
 from cronicorn.schemas.common import iso_ms
 from cronicorn.store.login_sessions import SessionRow
 from cronicorn.store.users import UserRow
@@ -26,17 +27,8 @@ ANONYMOUS_CALLS_PER_MINUTE = 30  # per client address (device codes, sign-up)
 
 
 def user_json(user: UserRow) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "isAdmin": user.is_admin,
-        "disabled": user.disabled_at is not None,
-        "disabledAt": iso_ms(user.disabled_at) if user.disabled_at else None,
-        "createdAt": iso_ms(user.created_at),
-        "hasPassword": user.password_hash is not None,
-        "githubLinked": user.github_id is not None,
-    }
+    """The user's view (`schemas.accounts.UserView`) as JSON, for bodies built by hand."""
+    return UserView.of(user).model_dump(mode="json", by_alias=True)
 
 
 def session_json(row: SessionRow, *, current: bool = False) -> dict[str, Any]:

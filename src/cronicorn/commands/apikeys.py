@@ -10,11 +10,13 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.auth import service
-from cronicorn.commands.users import now, run_db
-from cronicorn.store import api_keys
+from cronicorn.commands.users import now, plain_json, run_db
+from cronicorn.schemas.accounts import ApiKey, CreatedApiKey
+from cronicorn.services import accounts
 from cronicorn.store.api_keys import ApiKeyRow
 
 app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+KEY_FIELDS = ("id", "name", "prefix", "created_at", "last_used_at", "expires_at")
 
 
 @app.command("create")
@@ -32,16 +34,16 @@ def create(
     """
     expires = timedelta(days=expires_days) if expires_days else None
 
-    async def work(engine: AsyncEngine) -> tuple[str, ApiKeyRow]:
+    async def work(engine: AsyncEngine) -> CreatedApiKey:
         async with engine.begin() as conn:
             owner = await service.user_by_email(conn, user)
-            return await service.issue_api_key(
+            return await accounts.create_api_key(
                 conn, owner.id, name=name, now=now(), expires_in=expires
             )
 
-    key, row = run_db(work)
-    typer.echo(key)
-    typer.echo(f"Created API key {row.id} ({row.prefix}…) for {user}", err=True)
+    made = run_db(work)
+    typer.echo(made.key)
+    typer.echo(f"Created API key {made.id} ({made.prefix}…) for {user}", err=True)
 
 
 @app.command("list")
@@ -51,23 +53,12 @@ def list_keys(
 ) -> None:
     """List a user's API keys (prefixes only; keys are never stored)."""
 
-    async def work(engine: AsyncEngine) -> list[ApiKeyRow]:
+    async def work(engine: AsyncEngine) -> list[ApiKey]:
         async with engine.connect() as conn:
             owner = await service.user_by_email(conn, user)
-            return await api_keys.list_for_user(conn, owner.id)
+            return await accounts.list_api_keys(conn, owner.id)
 
-    rows = run_db(work)
-    data = [
-        {
-            "id": row.id,
-            "name": row.name,
-            "prefix": row.prefix,
-            "createdAt": row.created_at.isoformat(),
-            "lastUsedAt": row.last_used_at.isoformat() if row.last_used_at else None,
-            "expiresAt": row.expires_at.isoformat() if row.expires_at else None,
-        }
-        for row in rows
-    ]
+    data = [plain_json(view, KEY_FIELDS) for view in run_db(work)]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -80,6 +71,7 @@ def list_keys(
 def revoke(key_id: str = typer.Argument(..., help="The key's id (from `apikey list`).")) -> None:
     """Revoke an API key: it stops working at once."""
 
+    # Any user's key, by id: the operator's own operation, so straight to `auth.service`.
     async def work(engine: AsyncEngine) -> ApiKeyRow:
         async with engine.begin() as conn:
             return await service.revoke_api_key(conn, key_id, now(), user_id=None)

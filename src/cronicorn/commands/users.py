@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import typer
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.auth import service
@@ -19,8 +20,9 @@ from cronicorn.auth.errors import AuthError
 from cronicorn.auth.passwords import random_password
 from cronicorn.commands.common import friendly
 from cronicorn.config import load_settings
+from cronicorn.schemas.accounts import UserView
 from cronicorn.serve import check_database, database
-from cronicorn.store import users
+from cronicorn.services import accounts
 from cronicorn.store.db import make_async_engine
 from cronicorn.store.users import UserRow
 
@@ -54,15 +56,18 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _user_dict(user: UserRow) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "isAdmin": user.is_admin,
-        "disabled": user.disabled_at is not None,
-        "createdAt": user.created_at.isoformat(),
-    }
+def plain_json(view: BaseModel, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The CLI's `--json` of a view: the named fields under their camelCase names, times as
+    Python writes them (`isoformat`, as this output always had)."""
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(view, name)
+        alias = type(view).model_fields[name].alias or name
+        out[alias] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+USER_FIELDS = ("id", "email", "name", "is_admin", "disabled", "created_at")
 
 
 @app.command("create")
@@ -105,19 +110,19 @@ def create(
 def list_users(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List every user."""
 
-    async def work(engine: AsyncEngine) -> list[UserRow]:
+    async def work(engine: AsyncEngine) -> list[UserView]:
         async with engine.connect() as conn:
-            return await users.list_all(conn)
+            return await accounts.list_users(conn)
 
-    rows = run_db(work)
+    views = run_db(work)
     if as_json:
-        typer.echo(json.dumps([_user_dict(row) for row in rows], indent=2))
+        typer.echo(json.dumps([plain_json(view, USER_FIELDS) for view in views], indent=2))
         return
-    for row in rows:
+    for view in views:
         flags = " ".join(
-            f for f, on in (("admin", row.is_admin), ("disabled", row.disabled_at)) if on
+            f for f, on in (("admin", view.is_admin), ("disabled", view.disabled)) if on
         )
-        typer.echo(f"{row.id}  {row.email}  {flags}".rstrip())
+        typer.echo(f"{view.id}  {view.email}  {flags}".rstrip())
 
 
 @app.command("set-password")
@@ -144,11 +149,11 @@ def set_password(
         typer.echo(f"Password (shown once): {password}")
 
 
-def _set_disabled(email: str, disabled: bool) -> UserRow:
-    async def work(engine: AsyncEngine) -> UserRow:
+def _set_disabled(email: str, disabled: bool) -> UserView:
+    async def work(engine: AsyncEngine) -> UserView:
         async with engine.begin() as conn:
             user = await service.user_by_email(conn, email)
-            return await service.set_disabled(conn, user.id, disabled=disabled, now=now())
+            return await accounts.set_disabled(conn, user.id, disabled=disabled, now=now(), by=None)
 
     return run_db(work)
 

@@ -4,7 +4,7 @@ audit log with filters.
 
 Backups go through `cronicorn.backup.service` only, as `/api/backups` does; the dump runs
 in the background and shows up in the list when done. Disabling a user signs out all
-their sessions at once (`auth.service.set_disabled`).
+their sessions at once (`services.accounts.set_disabled`, as `/api/users` does).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from cronicorn.auth import service as auth_service
-from cronicorn.auth.errors import UserNotFound
 from cronicorn.backup import service as backups
-from cronicorn.store import audit, users
+from cronicorn.services import accounts
+from cronicorn.store import audit
 from cronicorn.store.errors import NotFound
 from cronicorn.web.deps import (
     ClockDep,
@@ -57,7 +56,7 @@ async def users_page(request: Request, viewer: AdminDep, conn: ConnDep) -> Respo
         "admin_users.html",
         viewer=viewer,
         title="Users",
-        users=await users.list_all(conn),
+        users=await accounts.list_users(conn),
         flash=done.get(request.query_params.get("done", "")),
     )
 
@@ -72,10 +71,9 @@ async def set_disabled(
     if target == viewer.user_id:
         raise NotFound("User")  # an admin cannot lock themselves out from here
     await act_as(conn, viewer)
-    try:
-        await auth_service.set_disabled(conn, target, disabled=change == "disable", now=clock())
-    except UserNotFound:
-        raise NotFound("User") from None
+    await accounts.set_disabled(
+        conn, target, disabled=change == "disable", now=clock(), by=viewer.user_id
+    )
     return RedirectResponse(f"/admin/users?done={change}d", status_code=303)
 
 
