@@ -19,11 +19,12 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.auth import service
-from cronicorn.auth.errors import ApiKeyNotFound, InvalidCredentials, InvalidInput
+from cronicorn.auth.errors import InvalidCredentials, InvalidInput
 from cronicorn.notify import service as notify_service
 from cronicorn.schemas.notify import AccountEvent, AccountNotifyBody, AccountNotifySettings
-from cronicorn.store import api_keys, login_sessions, rate_limits
+from cronicorn.services import accounts
 from cronicorn.store import channels as channel_store
+from cronicorn.store import login_sessions, rate_limits
 from cronicorn.store import signing_keys as key_store
 from cronicorn.store.audit import actor_of, set_actor
 from cronicorn.store.errors import Conflict, Invalid, NotFound
@@ -82,7 +83,7 @@ async def _page(
     done = DONE.get(request.query_params.get("done", ""))
     context: dict[str, Any] = {
         "title": "Settings",
-        "api_keys": await api_keys.list_for_user(conn, viewer.user_id),
+        "api_keys": await accounts.list_api_keys(conn, viewer.user_id),
         "signing_current": next((k for k in keys if k.retire_at is None), None),
         "signing_grace": [k for k in keys if k.retire_at is not None],
         "devices": await login_sessions.list_for_user(conn, viewer.user_id, now),
@@ -189,7 +190,7 @@ async def create_api_key(
     expires = timedelta(days=int(days)) if days else None
     try:
         await act_as(conn, viewer)
-        key, row = await service.issue_api_key(
+        made = await accounts.create_api_key(
             conn, viewer.user_id, name=name, now=now, expires_in=expires
         )
     except InvalidInput as exc:
@@ -198,7 +199,7 @@ async def create_api_key(
         return await _page(
             request, viewer, conn, now, status_code=422, errors=errors, values=values
         )
-    return await _page(request, viewer, conn, now, new_key=key, new_key_name=row.name)
+    return await _page(request, viewer, conn, now, new_key=made.key, new_key_name=made.name)
 
 
 @router.post("/api-keys/{key_id}/revoke")
@@ -206,12 +207,7 @@ async def revoke_api_key(
     key_id: str, viewer: ViewerDep, form: FormDep, conn: ConnDep, clock: ClockDep
 ) -> Response:
     await act_as(conn, viewer)
-    try:
-        await service.revoke_api_key(
-            conn, require_id(key_id, "API key"), clock(), user_id=viewer.user_id
-        )
-    except ApiKeyNotFound:
-        raise NotFound("API key") from None
+    await accounts.revoke_api_key(conn, viewer.user_id, require_id(key_id, "API key"), clock())
     return _back("revoked", "api-keys")
 
 
