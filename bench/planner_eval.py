@@ -4,6 +4,9 @@ the real planner session (prompt, tools, store) and scored on what it decided.
     .venv/bin/python bench/planner_eval.py                    # scripted model (as CI runs it)
     OPENAI_API_KEY=sk-... .venv/bin/python bench/planner_eval.py --model gpt-4o-mini
     .venv/bin/python bench/planner_eval.py --base-url http://localhost:11434/v1 --model qwen2.5:7b
+    OPENAI_API_KEY=$LITELLM_MASTER_KEY AI_MODEL=planner .venv/bin/python bench/planner_eval.py \
+        --scripted-port 18901 --via http://127.0.0.1:4000/v1
+        # the scripted model on a fixed port, reached through a proxy (LiteLLM) in front of it
 
 Each scenario gets fresh rows (user, job, endpoints, runs with bodies) in a fresh embedded
 PostgreSQL (or `--database-url`, which must be migrated and disposable), runs ONE analysis
@@ -333,13 +336,13 @@ class ScriptedServer:
 
 
 @contextlib.asynccontextmanager
-async def scripted() -> AsyncIterator[tuple[ScriptedServer, str]]:
+async def scripted(port: int = 0) -> AsyncIterator[tuple[ScriptedServer, str]]:
     server = ScriptedServer()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", server.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
@@ -488,7 +491,7 @@ async def main(args: argparse.Namespace) -> int:
 
     configure("warning", "console")
     key = os.environ.get("OPENAI_API_KEY", "")
-    real = bool(key) or args.base_url is not None
+    real = (bool(key) or args.base_url is not None) and args.via is None
     async with database(args.database_url) as url, contextlib.AsyncExitStack() as stack:
         engine = make_async_engine(url, pool_size=5, max_overflow=5)
         server = None
@@ -500,8 +503,13 @@ async def main(args: argparse.Namespace) -> int:
                 temperature=args.temperature,
             )
         else:
-            server, base = await stack.enter_async_context(scripted())
-            config = ModelConfig(base_url=base, api_key="scripted", model="scripted")
+            server, base = await stack.enter_async_context(scripted(args.scripted_port))
+            via = args.via is not None  # a proxy names the model as its config does (AI_MODEL)
+            config = ModelConfig(
+                base_url=args.via if via else base,
+                api_key=key or "scripted",
+                model=args.model if via else "scripted",
+            )
         outcomes = []
         try:
             for sc in scenarios(datetime.now(UTC)):
@@ -510,7 +518,8 @@ async def main(args: argparse.Namespace) -> int:
                 outcomes.append(await run_one(engine, sc, config, server))
         finally:
             await engine.dispose()
-    print_table(outcomes, "scripted" if server else args.model)
+    label = args.model if server is None else "scripted" + (f" via {args.via}" if args.via else "")
+    print_table(outcomes, label)
     return 0 if all(o.passed for o in outcomes) or real else 1
 
 
@@ -544,6 +553,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--temperature", type=float, default=0.2)
     p.add_argument("--database-url", default=None, help="a migrated, disposable database")
     p.add_argument("--only", default=None, help="run scenarios whose name contains this")
+    p.add_argument("--scripted-port", type=int, default=0, help="the scripted model's port")
+    p.add_argument(
+        "--via", default=None, help="reach the scripted model through this proxy's base URL"
+    )
     return p.parse_args(argv)
 
 
