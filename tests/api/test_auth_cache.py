@@ -155,7 +155,7 @@ async def test_without_its_listener_a_process_serves_nothing_from_the_cache(two:
 
 
 # -- pure parts -----------------------------------------------------------------------------
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     limit=st.integers(1, 300),
     picks=st.lists(st.integers(0, 3), min_size=1, max_size=400),

@@ -149,27 +149,15 @@ async def _authenticate(
     """From the process's credential cache when it holds the credential and is current
     (`store.credential_cache`: no lookup, the request counted against the local budget),
     else the one-statement lookup and count, remembered for the next requests."""
-    kind: Kind = "api_key" if via == "api_key" or is_api_key(secret) else "session"
+    is_key = via == "api_key" or (via == "bearer" and is_api_key(secret))  # as `credentials`
+    kind: Kind = "api_key" if is_key else "session"
     token_hash = hash_token(secret)
     cache = credential_cache_for(request, runtime)
     access = access_of(request.method)
     limit = _limit_of(runtime, access)
-    budget = budget_for(request)
-    if cache.lookup(token_hash, now) is not None and await cache.current():
-        entry = cache.lookup(token_hash, now)  # a change that came in emptied the cache
-        if entry is not None and entry.kind == kind:
-            bucket = _bucket(entry.kind, entry.credential_id, entry.user_id, access)
-            verdict = budget.take(bucket, limit, now)
-            if verdict is None:
-                want = budget.want(bucket, limit, now)
-                window = window_start(now)
-                count = await rate_limits.reserve(conn, bucket, window, want, async_commit=isolated)
-                verdict = budget.granted(bucket, limit, now, count, want)
-            via_now: credentials.Via = "api_key" if kind == "api_key" else via
-            cached = credentials.Identity(
-                entry.user_id, entry.is_admin, via_now, entry.credential_id, entry.expires_at
-            )
-            return _Caller(cached, verdict)
+    cached = await _from_cache(request, conn, cache, token_hash, kind, via, limit, now, isolated)
+    if cached is not None:
+        return cached
     generation = await cache.generation()
     identity = await credentials.authenticate(
         conn,
@@ -183,7 +171,7 @@ async def _authenticate(
     if identity is None:
         return None
     bucket = _bucket(kind, identity.credential_id, identity.user_id, access)
-    verdict = budget.granted(bucket, limit, now, identity.count, 1)
+    verdict = budget_for(request).granted(bucket, limit, now, identity.count, 1)
     entry = Entry(
         kind,
         identity.credential_id,
@@ -194,6 +182,39 @@ async def _authenticate(
         time.monotonic(),
     )
     cache.remember(token_hash, entry, generation)
+    return _Caller(identity, verdict)
+
+
+async def _from_cache(
+    request: Request,
+    conn: AsyncConnection,
+    cache: CredentialCache,
+    token_hash: str,
+    kind: Kind,
+    via: credentials.Via,
+    limit: int,
+    now: datetime,
+    isolated: bool,
+) -> _Caller | None:
+    """The cached credential once the cache is known current, counted against the local
+    budget (an upsert only when the process's reservation runs out); None: look it up."""
+    if cache.lookup(token_hash, now) is None or not await cache.current():
+        return None
+    entry = cache.lookup(token_hash, now)  # a change that came in emptied the cache
+    if entry is None or entry.kind != kind:
+        return None
+    budget = budget_for(request)
+    bucket = _bucket(entry.kind, entry.credential_id, entry.user_id, access_of(request.method))
+    verdict = budget.take(bucket, limit, now)
+    if verdict is None:
+        want = budget.want(bucket, limit, now)
+        window = window_start(now)
+        count = await rate_limits.reserve(conn, bucket, window, want, async_commit=isolated)
+        verdict = budget.granted(bucket, limit, now, count, want)
+    via_now: credentials.Via = "api_key" if kind == "api_key" else via
+    identity = credentials.Identity(
+        entry.user_id, entry.is_admin, via_now, entry.credential_id, entry.expires_at
+    )
     return _Caller(identity, verdict)
 
 
