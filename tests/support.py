@@ -115,7 +115,14 @@ def _spawn(args: tuple[str, ...], env: Mapping[str, str], cwd: Any) -> subproces
         text=True,
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    """SIGINT as in a terminal: a suite started in the background of a non-interactive
+    shell inherits it ignored, and Python then never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
