@@ -338,7 +338,7 @@ async def _signal_a_leaseholder(
         return await _leases_of(database_url, victim.pid) > 0
 
     for _ in range(50):
-        await until(victim_holds_leases, timeout=10, what="the victim to hold leases")
+        await until(victim_holds_leases, timeout=30, what="the victim to hold leases")
         os.killpg(victim.pid, signal.SIGSTOP)
         frozen_at = asyncio.get_running_loop().time()
         if await victim_holds_leases():
