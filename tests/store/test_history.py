@@ -37,22 +37,23 @@ async def test_run_list_filters_pages_and_totals(engine: AsyncEngine, alice: str
                 started_at=NOW - timedelta(minutes=i),
                 status=status,
             )
-        page, total = await run_store.list_for_endpoint(conn, alice, endpoint_id, limit=5, offset=5)
-        assert total == 30
-        assert [r.started_at for r in page] == [NOW - timedelta(minutes=i) for i in range(5, 10)]
-        failed, failed_total = await run_store.list_for_endpoint(
+        page = await run_store.page_for_endpoint(conn, alice, endpoint_id, limit=5, offset=5)
+        assert page.total == 30
+        expected = [NOW - timedelta(minutes=i) for i in range(5, 10)]
+        assert [r.started_at for r in page.items] == expected
+        failed = await run_store.page_for_endpoint(
             conn, alice, endpoint_id, status="failed", limit=100
         )
-        assert failed_total == 10
-        assert {r.status for r in failed} == {"failed"}
-        _, window = await run_store.list_for_endpoint(
+        assert failed.total == 10
+        assert {r.status for r in failed.items} == {"failed"}
+        window = await run_store.page_for_endpoint(
             conn,
             alice,
             endpoint_id,
             since=NOW - timedelta(minutes=9),
             until=NOW - timedelta(minutes=4),
         )
-        assert window == 5
+        assert window.total == 5
 
 
 async def test_runs_of_another_user_are_not_found(
@@ -62,7 +63,7 @@ async def test_runs_of_another_user_are_not_found(
     async with engine.begin() as conn:
         run_id = await add_run(conn, user_id=alice, endpoint_id=endpoint_id, started_at=NOW)
         with pytest.raises(NotFound):
-            await run_store.list_for_endpoint(conn, bob, endpoint_id)
+            await run_store.page_for_endpoint(conn, bob, endpoint_id)
         with pytest.raises(NotFound):
             await run_store.get_detail(conn, bob, run_id)
         detail = await run_store.get_detail(conn, alice, run_id)

@@ -95,31 +95,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return at, run_id
 
 
-async def list_for_endpoint(
-    conn: AsyncConnection,
-    user_id: str,
-    endpoint_id: str,
-    *,
-    status: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> tuple[list[RunSummary], int]:
-    """A page of the endpoint's runs, newest first, and the total matching the filters."""
-    page = await page_for_endpoint(
-        conn,
-        user_id,
-        endpoint_id,
-        status=status,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-    )
-    return page.items, page.total
-
-
 async def page_for_endpoint(
     conn: AsyncConnection,
     user_id: str,

@@ -7,7 +7,7 @@ minutes (the API takes milliseconds and minutes)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -114,3 +114,31 @@ async def set_oneshot(
     except Invalid as exc:
         return {ONESHOT_FORM.get(exc.field, "oneshot_in_min"): exc.message}
     return {}
+
+
+HintKind = Literal["interval", "oneshot"]
+
+
+async def submit(
+    kind: HintKind,
+    form: dict[str, str],
+    conn: AsyncConnection,
+    user_id: str,
+    endpoint_id: str,
+    now: datetime,
+    *,
+    quotas: Quotas,
+) -> tuple[Errors, dict[str, str]]:
+    """Read and set one of the page's two hint forms; on errors, also the values to show
+    again (the interval form beside a failed one-shot keeps its default TTL of 60 minutes)."""
+    if kind == "interval":
+        interval, errors = read_interval(form)
+        if interval is not None:
+            errors = await set_interval(conn, user_id, endpoint_id, interval, now, quotas=quotas)
+        return errors, {k: form.get(k, "") for k in INTERVAL_FIELDS}
+    oneshot, errors = read_oneshot(form)
+    if oneshot is not None:
+        errors = await set_oneshot(conn, user_id, endpoint_id, oneshot, now)
+    values = {k: form.get(k, "") for k in ONESHOT_FIELDS}
+    values.setdefault("hint_ttl_min", "60")
+    return errors, values

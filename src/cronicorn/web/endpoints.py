@@ -10,9 +10,11 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.next_runs import reason_of
 from cronicorn.notify import service as notify_service
+from cronicorn.runtime import Runtime
 from cronicorn.services import endpoints, jobs
 from cronicorn.store import channels as channel_store
 from cronicorn.store import endpoints as endpoint_store
@@ -27,6 +29,7 @@ from cronicorn.web.deps import (
     DispatcherDep,
     FormDep,
     RuntimeDep,
+    Viewer,
     ViewerDep,
     require_id,
 )
@@ -271,6 +274,30 @@ async def clear_hints(
     return _back(row.id, "cleared")
 
 
+async def _hint(
+    request: Request,
+    endpoint_id: str,
+    kind: endpoint_hints.HintKind,
+    viewer: Viewer,
+    form: dict[str, str],
+    conn: AsyncConnection,
+    runtime: Runtime,
+    now: datetime,
+) -> Response:
+    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
+    if row is None:
+        return _back(endpoint_id, problem="archived")
+    errors, values = await endpoint_hints.submit(
+        kind, form, conn, viewer.user_id, row.id, now, quotas=runtime.settings.quotas
+    )
+    if not errors:
+        return _back(row.id, "hinted")
+    await conn.rollback()
+    return await _page(
+        request, viewer, conn, now, row, status_code=422, errors=errors, values=values
+    )
+
+
 @router.post("/endpoints/{endpoint_id}/hints/interval")
 async def interval_hint(
     request: Request,
@@ -282,23 +309,7 @@ async def interval_hint(
     clock: ClockDep,
 ) -> Response:
     """Run at another interval for a while (`services.hints.interval_hint`)."""
-    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
-    if row is None:
-        return _back(endpoint_id, problem="archived")
-    now = clock()
-    body, errors = endpoint_hints.read_interval(form)
-    if body is not None:
-        quotas = runtime.settings.quotas
-        errors = await endpoint_hints.set_interval(
-            conn, viewer.user_id, row.id, body, now, quotas=quotas
-        )
-    if not errors:
-        return _back(row.id, "hinted")
-    await conn.rollback()
-    values = {k: form.get(k, "") for k in endpoint_hints.INTERVAL_FIELDS}
-    return await _page(
-        request, viewer, conn, now, row, status_code=422, errors=errors, values=values
-    )
+    return await _hint(request, endpoint_id, "interval", viewer, form, conn, runtime, clock())
 
 
 @router.post("/endpoints/{endpoint_id}/hints/oneshot")
@@ -308,24 +319,11 @@ async def oneshot_hint(
     viewer: ViewerDep,
     form: FormDep,
     conn: ConnDep,
+    runtime: RuntimeDep,
     clock: ClockDep,
 ) -> Response:
     """One extra run in a given number of minutes (`services.hints.oneshot_hint`)."""
-    row = await _live_endpoint(conn, viewer.user_id, endpoint_id)
-    if row is None:
-        return _back(endpoint_id, problem="archived")
-    now = clock()
-    body, errors = endpoint_hints.read_oneshot(form)
-    if body is not None:
-        errors = await endpoint_hints.set_oneshot(conn, viewer.user_id, row.id, body, now)
-    if not errors:
-        return _back(row.id, "hinted")
-    await conn.rollback()
-    values = {k: form.get(k, "") for k in endpoint_hints.ONESHOT_FIELDS}
-    values.setdefault("hint_ttl_min", "60")
-    return await _page(
-        request, viewer, conn, now, row, status_code=422, errors=errors, values=values
-    )
+    return await _hint(request, endpoint_id, "oneshot", viewer, form, conn, runtime, clock())
 
 
 @router.post("/endpoints/{endpoint_id}/archive")
