@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import serving
 from conftest import PgServer
-from cronicorn.store import channels as channel_store
 from cronicorn.store.db import make_async_engine
 from cronicorn.store.tables import api_keys, audit_log, users
 from mcp import Client
+from notify.notify_support import stored_channel
 
 
 @contextlib.asynccontextmanager
@@ -30,22 +28,6 @@ async def over_http(base: str, api_key: str) -> AsyncIterator[Client]:
     transport = streamable_http_client(f"{base}/mcp", http_client=http)
     async with http, Client(transport, cache=None) as client:
         yield client
-
-
-async def add_channel(engine: AsyncEngine, user_id: str, name: str) -> str:
-    """A stored channel (the channel tools are tested in test_mcp.py; Apprise's URL parsing
-    costs a second or more per call on a busy machine)."""
-    async with engine.begin() as conn:
-        channel = await channel_store.create(
-            conn,
-            user_id,
-            name=name,
-            kind="json",
-            encrypted=b"never sent",
-            preview="json://127.0.0.1/hook",
-            now=datetime.now(UTC),
-        )
-    return channel.id
 
 
 async def call(client: Client, name: str, arguments: dict[str, Any]) -> tuple[bool, Any]:
@@ -66,8 +48,8 @@ async def test_account_notify_tools_are_for_admins_and_match_the_api(
                     update(users).where(users.c.id == served.a.user_id).values(is_admin=True)
                 )
             admin, plain = served.a.headers["x-api-key"], served.b.headers["x-api-key"]
-            mine = await add_channel(engine, served.a.user_id, "ops")
-            foreign = await add_channel(engine, served.b.user_id, "b")
+            mine = await stored_channel(engine, served.a.user_id, "ops")
+            foreign = await stored_channel(engine, served.b.user_id, "b")
             async with over_http(served.base, plain) as b:
                 tools = {t.name: t for t in (await b.list_tools()).tools}
                 assert tools["getAccountNotify"].annotations.read_only_hint is True  # type: ignore[union-attr]

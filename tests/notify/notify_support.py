@@ -40,6 +40,22 @@ async def add_channel(engine: AsyncEngine, user_id: str, url: str, name: str = "
     return channel.id
 
 
+async def stored_channel(engine: AsyncEngine, user_id: str, name: str) -> str:
+    """A channel row that is never sent to, for tests of settings that name channels (Apprise's
+    URL parsing costs a second or more per call on a busy machine)."""
+    async with engine.begin() as conn:
+        channel = await channel_store.create(
+            conn,
+            user_id,
+            name=name,
+            kind="json",
+            encrypted=b"never sent",
+            preview="json://127.0.0.1/hook",
+            now=datetime.now(UTC),
+        )
+    return channel.id
+
+
 async def subscribe(engine: AsyncEngine, job_id: str, **settings: Any) -> None:
     async with engine.begin() as conn:
         await conn.execute(update(jobs).where(jobs.c.id == job_id).values(notify=settings))

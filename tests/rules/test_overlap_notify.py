@@ -59,6 +59,40 @@ def _named(rx: Receiver, name: str) -> list[dict[str, Any]]:
     return [e for e in _events(rx) if e["event"] == name]
 
 
+async def _running(
+    engine: AsyncEngine,
+    user_id: str,
+    endpoint: str,
+    t0: datetime,
+    count: int,
+    owner: str,
+    *,
+    lease_for: timedelta | None = None,
+) -> list[str]:
+    """`count` detached runs still going, started a second apart from `t0`, leased by
+    `owner` (formatted with the run's index `k`)."""
+    ids = [new_id() for _ in range(count)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(runs),
+            [
+                {
+                    "id": run_id,
+                    "endpoint_id": endpoint,
+                    "user_id": user_id,
+                    "status": "running",
+                    "source": "baseline-interval",
+                    "due_at": t0 + timedelta(seconds=k),
+                    "started_at": t0 + timedelta(seconds=k),
+                    "lease_owner": owner.format(k=k),
+                    "lease_until": None if lease_for is None else t0 + lease_for,
+                }
+                for k, run_id in enumerate(ids)
+            ],
+        )
+    return ids
+
+
 async def test_detached_runs_notify_failure_recovery_and_slow_once(
     database_url: str, engine: AsyncEngine
 ) -> None:
@@ -120,24 +154,7 @@ async def test_detached_finishes_follow_the_streak_in_finish_order_and_count_onc
     channel = await add_channel(engine, rows.user_id, "json://127.0.0.1:9/hook")
     await subscribe(engine, rows.job_id, channels=[channel], onFailureAfter=4)
     t0 = datetime.now(UTC)
-    ids = [new_id() for _ in range(4)]
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(runs),
-            [
-                {
-                    "id": run_id,
-                    "endpoint_id": endpoint,
-                    "user_id": rows.user_id,
-                    "status": "running",
-                    "source": "baseline-interval",
-                    "due_at": t0 + timedelta(seconds=k),
-                    "started_at": t0 + timedelta(seconds=k),
-                    "lease_owner": f"w:1:x#{k}",
-                }
-                for k, run_id in enumerate(ids)
-            ],
-        )
+    ids = await _running(engine, rows.user_id, endpoint, t0, 4, "w:1:x#{k}")
 
     def ended(k: int, status: str, after_s: float) -> tuple[str, RunOutcome]:
         at = t0 + timedelta(seconds=after_s)
@@ -196,25 +213,9 @@ async def test_a_taken_over_detached_run_counts_as_a_failure_with_its_event(
     channel = await add_channel(engine, rows.user_id, "json://127.0.0.1:9/hook")
     await subscribe(engine, rows.job_id, channels=[channel], onFailureAfter=2)
     now = datetime.now(UTC)
-    ids = [new_id() for _ in range(2)]
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(runs),
-            [
-                {
-                    "id": run_id,
-                    "endpoint_id": endpoint,
-                    "user_id": rows.user_id,
-                    "status": "running",
-                    "source": "baseline-interval",
-                    "due_at": now + timedelta(seconds=k),
-                    "started_at": now + timedelta(seconds=k),
-                    "lease_owner": f"gone:1:x#{k}@4242",  # a liveness key nobody holds
-                    "lease_until": now + timedelta(minutes=10),
-                }
-                for k, run_id in enumerate(ids)
-            ],
-        )
+    ids = await _running(
+        engine, rows.user_id, endpoint, now, 2, "gone:1:x#{k}@4242", lease_for=timedelta(minutes=10)
+    )  # a liveness key nobody holds
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         assert set(await detached_runs.take_over(conn, now=now, dead_owners=True)) == set(ids)
         assert await detached_runs.take_over(conn, now=now, dead_owners=True) == []

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from conftest import PgServer
-from cronicorn.store import channels as channel_store
 from cronicorn.store.tables import audit_log, endpoints, jobs, users
+from notify.notify_support import stored_channel
 from web.conftest import Site, site_on
 from web.test_pages_http import sign_in
 
@@ -47,21 +47,6 @@ async def user_id_of(site: Site, email: str) -> str:
         found = await conn.scalar(select(users.c.id).where(users.c.email == email))
     assert isinstance(found, str)
     return found
-
-
-async def add_channel(site: Site, user_id: str, name: str) -> str:
-    """A stored channel (adding one through the page is tested in test_web2_pages.py)."""
-    async with site.engine.begin() as conn:
-        channel = await channel_store.create(
-            conn,
-            user_id,
-            name=name,
-            kind="json",
-            encrypted=b"never sent",
-            preview="json://127.0.0.1/hook",
-            now=datetime.now(UTC),
-        )
-    return channel.id
 
 
 async def post(
@@ -109,8 +94,8 @@ async def test_job_form_subscribes_and_refuses_without_half_saving(
 ) -> None:
     email, stranger = await site.user("notify"), await site.user("stranger")
     owner = await user_id_of(site, email)
-    ops = await add_channel(site, owner, "ops-room")
-    theirs = await add_channel(site, await user_id_of(site, stranger), "theirs")
+    ops = await stored_channel(site.engine, owner, "ops-room")
+    theirs = await stored_channel(site.engine, await user_id_of(site, stranger), "theirs")
     csrf = await sign_in(http, site, email)
     assert f'value="{ops}"' in await page(http, f"{site.base}/jobs/new")
 
@@ -178,7 +163,7 @@ async def test_endpoint_inherits_or_overrides_its_job(
 ) -> None:
     email = await site.user("inherit")
     owner = await user_id_of(site, email)
-    ops = await add_channel(site, owner, "ops")
+    ops = await stored_channel(site.engine, owner, "ops")
     csrf = await sign_in(http, site, email)
     job = {"csrf": csrf, "name": "etl", "ai_mode": "auto", "notify_channel": ops}
     _, where, _ = await post(http, f"{site.base}/jobs/new", job)
@@ -273,8 +258,8 @@ async def test_backup_alerts_on_the_settings_page_are_for_admins(
 ) -> None:
     email, stranger = await site.user("admin"), await site.user("other")
     admin = await user_id_of(site, email)
-    ops = await add_channel(site, admin, "pager")
-    theirs = await add_channel(site, await user_id_of(site, stranger), "theirs")
+    ops = await stored_channel(site.engine, admin, "pager")
+    theirs = await stored_channel(site.engine, await user_id_of(site, stranger), "theirs")
     csrf = await sign_in(http, site, email)
     form = [("csrf", csrf), ("account_channel", ops), ("account_event", "backup_failed")]
     assert 'id="account-notify"' not in await page(http, f"{site.base}/settings")
