@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.domain.ids import new_id
 from cronicorn.scheduler.retention import RetentionPolicy, prune_once
+from cronicorn.schemas.dashboard import DashboardStats, bucket_label
 from cronicorn.store import claims, detached_runs, lateness, stats
 from cronicorn.store.runs import record_test_run
 from cronicorn.store.tables import runs
@@ -162,7 +163,7 @@ async def test_rollups_equal_a_group_by_after_every_writer_and_outlive_retention
     query = stats.StatsQuery(rows.user_id, utc(hours=-2), utc(hours=1), utc())
     async with engine.connect() as conn:
         shown = await stats.dashboard(conn, query)
-    assert shown["filteredMetrics"]["totalRuns"] == sum(r[3] + r[4] for r in expected)
+    assert shown.totals.runs == sum(r[3] + r[4] for r in expected)
     async with engine.begin() as conn:  # older than rollup retention: goes
         await conn.execute(
             text(
@@ -178,8 +179,8 @@ async def test_rollups_equal_a_group_by_after_every_writer_and_outlive_retention
     assert await _rollups(engine) == before, "rollups outlive the runs, not their retention"
     async with engine.connect() as conn:
         again = await stats.dashboard(conn, query)
-    assert again["filteredMetrics"] == shown["filteredMetrics"]
-    assert again["runTimeSeries"] == shown["runTimeSeries"]
+    assert again.totals == shown.totals
+    assert again.runs == shown.runs
 
 
 # -- the dashboard from rollups equals a scan of the runs ------------------------------------
@@ -283,7 +284,7 @@ def _scan(
             for s, n in sorted(sources.items(), key=lambda x: (-x[1], x[0]))
         ],
         "runTimeSeries": [
-            {"date": b.label(at), "success": series[at][0], "failure": series[at][1]}
+            {"date": bucket_label(at, b.hourly), "success": series[at][0], "failure": series[at][1]}
             for at in b.starts
         ],
         "jobHealth": [
@@ -293,7 +294,7 @@ def _scan(
         ],
         "endpointTimeSeries": [
             {
-                "date": b.label(at),
+                "date": bucket_label(at, b.hourly),
                 "endpointId": e,
                 "endpointName": names[e],
                 "success": v[0],
@@ -337,7 +338,7 @@ async def test_dashboard_from_rollups_equals_a_scan_of_the_runs(engine: AsyncEng
     cases.append(stats.StatsQuery(rows.user_id, ranges[1][0], end, end, source="ai-interval"))
     async with engine.connect() as conn:
         for q in cases:
-            data = await stats.dashboard(conn, q)
+            data = DashboardStats.of(await stats.dashboard(conn, q)).model_dump(by_alias=True)
             want = _scan(history, jobs_of, names, q)
             for key in (
                 "filteredMetrics",
@@ -353,23 +354,20 @@ async def test_dashboard_from_rollups_equals_a_scan_of_the_runs(engine: AsyncEng
             activity = await stats.activity(
                 conn, stats.ActivityQuery(q.user_id, q.start, q.end, job_id=q.job_id)
             )
-            assert activity["total"] == want["activityTotal"], q
+            assert activity.total == want["activityTotal"], q
         span = ranges[1][1] - ranges[1][0]
         previous = stats.StatsQuery(rows.user_id, ranges[1][0] - span, ranges[1][0], end)
         prev = _scan(history, jobs_of, names, previous)["filteredMetrics"]
-        data = await stats.dashboard(conn, stats.StatsQuery(rows.user_id, *ranges[1], end))
-    now_ok, now_bad = (
-        data["filteredMetrics"]["successCount"],
-        data["filteredMetrics"]["failureCount"],
-    )
-    assert data["successRate"]["overall"] == round(100 * now_ok / (now_ok + now_bad), 1)
+        shown = await stats.dashboard(conn, stats.StatsQuery(rows.user_id, *ranges[1], end))
+    now_ok, now_bad = shown.totals.success, shown.totals.failed
+    assert shown.success_rate.overall == round(100 * now_ok / (now_ok + now_bad), 1)
     assert prev["successCount"] + prev["failureCount"] > 0
     recent = [r for r in history if end - timedelta(hours=24) <= r["started_at"] < end]
-    assert data["recentActivity"] == {
-        "runs24h": sum(r["status"] != "skipped" for r in recent),
-        "success24h": sum(r["status"] == "success" for r in recent),
-        "failure24h": sum(r["status"] == "failed" for r in recent),
-    }
+    assert shown.recent == stats.Recent(
+        runs=sum(r["status"] != "skipped" for r in recent),
+        success=sum(r["status"] == "success" for r in recent),
+        failed=sum(r["status"] == "failed" for r in recent),
+    )
 
 
 # -- the 7-day dashboard does not scan the range's runs ---------------------------------------
@@ -418,7 +416,7 @@ async def test_seven_day_dashboard_reads_only_the_edges_of_runs(engine: AsyncEng
                 await stats.activity(conn, stats.ActivityQuery(rows.user_id, start, now))
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    in_range = data["filteredMetrics"]["totalRuns"]
+    in_range = data.totals.runs
     assert in_range >= 7 * 24 * 12 * 4 - 4
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()

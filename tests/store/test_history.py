@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import NOW, add_run, add_session, interval_endpoint
+from cronicorn.schemas.dashboard import ActivityTimeline, DashboardStats
 from cronicorn.store import ai_sessions as session_store
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
@@ -126,17 +127,19 @@ async def test_dashboard_buckets_in_utc(engine: AsyncEngine, alice: str) -> None
             user_id=alice, start=start, end=start + timedelta(hours=24), now=NOW
         )
         data = await stats.dashboard(conn, query)
-    series = data["runTimeSeries"]
+    series = data.runs
     assert len(series) == 24
-    assert series[0] == {"date": "2025-03-10 00:00:00", "success": 1, "failure": 0}
-    assert series[5] == {"date": "2025-03-10 05:00:00", "success": 0, "failure": 1}
-    assert data["filteredMetrics"]["totalRuns"] == 2
-    assert data["successRate"] == {"overall": 50.0, "trend": "stable"}
-    assert data["jobHealth"] == [
-        {"jobId": job_id, "jobName": "job", "successCount": 1, "failureCount": 1}
-    ]
-    assert data["aiSessionTimeSeries"][0]["sessionCount"] == 1
-    assert data["endpoints"] == {"total": 1, "active": 1, "paused": 0}
+    assert series[0] == stats.RunPoint(start, success=1, failed=0)
+    assert series[5] == stats.RunPoint(start + timedelta(hours=5), success=0, failed=1)
+    assert data.totals.runs == 2
+    assert data.success_rate == stats.SuccessRate(50.0, "stable")
+    assert data.job_health == [stats.JobRuns(job_id, "job", success=1, failed=1)]
+    assert data.session_series[0].sessions == 1
+    assert data.endpoints == stats.Counts(total=1, active=1, paused=0)
+    shown = DashboardStats.of(data).model_dump(by_alias=True)  # the API's labels: UTC hours
+    assert shown["runTimeSeries"][0] == {"date": "2025-03-10 00:00:00", "success": 1, "failure": 0}
+    assert shown["runTimeSeries"][5] == {"date": "2025-03-10 05:00:00", "success": 0, "failure": 1}
+    assert shown["aiSessionTimeSeriesMaxStacked"] == 1.1
 
 
 def test_bucket_choice_targets_about_24_points() -> None:
@@ -173,12 +176,15 @@ async def test_activity_merges_runs_and_sessions(engine: AsyncEngine, alice: str
         runs_only = await stats.activity(
             conn, stats.ActivityQuery(**{**query.__dict__, "event_type": "runs", "limit": 1})
         )
-    assert [e["type"] for e in data["events"]] == ["run", "session", "run"]
-    assert data["events"][1]["warnings"][0]["code"] == "missing_reasoning"
-    assert data["total"] == 3
-    assert data["summary"] == {"runsCount": 2, "sessionsCount": 1, "successRate": 50.0}
-    assert runs_only["total"] == 2
-    assert len(runs_only["events"]) == 1
+    assert [e.kind for e in data.events] == ["run", "session", "run"]
+    session = data.events[1]
+    assert isinstance(session, stats.SessionEvent)
+    assert session.warnings[0]["code"] == "missing_reasoning"
+    assert data.total == 3
+    shown = ActivityTimeline.of(data).model_dump(by_alias=True)
+    assert shown["summary"] == {"runsCount": 2, "sessionsCount": 1, "successRate": 50.0}
+    assert runs_only.total == 2
+    assert len(runs_only.events) == 1
 
 
 async def test_usage_counts_this_month(engine: AsyncEngine, alice: str) -> None:
@@ -192,8 +198,9 @@ async def test_usage_counts_this_month(engine: AsyncEngine, alice: str) -> None:
         await planner_store.add_tokens(conn, alice, NOW, 11)  # the meter, as the planner counts
         await planner_store.add_tokens(conn, alice, NOW - timedelta(days=20), 5)  # last month
         data = await stats.usage(conn, alice, NOW)
-    assert data["periodStart"] == datetime(2025, 3, 1, tzinfo=UTC)
-    assert (data["endpointsUsed"], data["runsThisMonth"], data["aiTokensThisMonth"]) == (1, 1, 11)
+    assert data == stats.MonthUsage(
+        datetime(2025, 3, 1, tzinfo=UTC), endpoints=1, runs=1, ai_tokens=11
+    )
 
 
 def _fake_decrypt(blob: bytes, secret: str) -> bytes:

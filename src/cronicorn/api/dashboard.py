@@ -75,7 +75,7 @@ async def dashboard_stats(
         source=source,
         endpoint_limit=endpoint_limit,
     )
-    return DashboardStats.model_validate(await stats.dashboard(conn, query))
+    return DashboardStats.of(await stats.dashboard(conn, query))
 
 
 @router.get(
@@ -103,4 +103,4 @@ async def dashboard_activity(
         limit=limit,
         offset=offset,
     )
-    return ActivityTimeline.model_validate(await stats.activity(conn, query))
+    return ActivityTimeline.of(await stats.activity(conn, query))

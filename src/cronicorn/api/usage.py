@@ -20,16 +20,16 @@ async def usage(
 ) -> Usage:
     counts = await stats.usage(conn, user.user_id, now)
     return Usage(
-        period_start=counts["periodStart"],
+        period_start=counts.period_start,
         period_end=next_month_start(now),
-        endpoints_used=counts["endpointsUsed"],
+        endpoints_used=counts.endpoints,
         endpoints_limit=quotas.max_endpoints or None,
-        runs_this_month=counts["runsThisMonth"],
-        total_runs=counts["runsThisMonth"],
+        runs_this_month=counts.runs,
+        total_runs=counts.runs,
         total_runs_limit=quotas.runs_per_month or None,
         min_interval_ms=quotas.min_interval_ms or None,
-        ai_tokens_this_month=counts["aiTokensThisMonth"],
-        ai_calls_used=counts["aiTokensThisMonth"],
+        ai_tokens_this_month=counts.ai_tokens,
+        ai_calls_used=counts.ai_tokens,
         # QUOTA_AI_TOKENS_PER_MONTH: past it the planner stops for the user until next month.
         ai_calls_limit=runtime.settings.quota_ai_tokens_per_month or None,
     )

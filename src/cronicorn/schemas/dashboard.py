@@ -1,14 +1,21 @@
-"""Dashboard, usage and signing keys: query and response models."""
+"""Dashboard, usage and signing keys: query and response models.
+
+`DashboardStats.of` and `ActivityTimeline.of` format the store's typed results
+(`store.stats`) as the reference's JSON: camelCase, UTC date labels per bucket, and the
+stacked charts' headroom (the tallest bucket plus 10 %)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
 
 from cronicorn.schemas.common import Absent, InDatetime, Out, UtcDatetime
 from cronicorn.schemas.history import ToolCalls, Warnings
+from cronicorn.store import stats
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _JS_DATE = re.compile(
@@ -34,6 +41,20 @@ def _from_js_date(value: object) -> object:
 
 DashboardDate = Annotated[InDatetime, BeforeValidator(_from_js_date)]
 """A range bound: ISO 8601, or JavaScript's `Date.toString()` text."""
+
+
+def bucket_label(at: datetime, hourly: bool) -> str:
+    """A bucket's start as the reference labels it: `2025-03-10 05:00:00` or `2025-03-10`."""
+    at = at.astimezone(UTC)
+    return at.strftime("%Y-%m-%d %H:00:00") if hourly else at.strftime("%Y-%m-%d")
+
+
+def headroom(stacks: Iterable[tuple[datetime, int]]) -> float:
+    """The y-axis top of a stacked chart: the tallest bucket's sum plus 10 %."""
+    per: dict[datetime, int] = {}
+    for at, n in stacks:
+        per[at] = per.get(at, 0) + n
+    return round(max(per.values(), default=0) * 1.1, 1)
 
 
 class Counts(Out):
@@ -111,6 +132,73 @@ class DashboardStats(Out):
     granularity: Literal["hour", "day"]
     bucket_size_seconds: int
 
+    @classmethod
+    def of(cls, d: stats.Dashboard) -> DashboardStats:
+        hourly = d.buckets.hourly
+
+        def label(at: datetime) -> str:
+            return bucket_label(at, hourly)
+
+        t = d.totals
+        return cls(
+            jobs=Counts(total=d.jobs.total, active=d.jobs.active, paused=d.jobs.paused),
+            endpoints=Counts(
+                total=d.endpoints.total, active=d.endpoints.active, paused=d.endpoints.paused
+            ),
+            success_rate=SuccessRate(overall=d.success_rate.overall, trend=d.success_rate.trend),
+            recent_activity=RecentActivity(
+                runs24h=d.recent.runs, success24h=d.recent.success, failure24h=d.recent.failed
+            ),
+            job_health=[
+                JobHealth(
+                    job_id=j.job_id,
+                    job_name=j.job_name,
+                    success_count=j.success,
+                    failure_count=j.failed,
+                )
+                for j in d.job_health
+            ],
+            filtered_metrics=FilteredMetrics(
+                total_runs=t.runs,
+                success_count=t.success,
+                failure_count=t.failed,
+                avg_duration_ms=t.avg_duration_ms,
+            ),
+            source_distribution=[SourceCount(source=s.source, count=s.count) for s in d.sources],
+            run_time_series=[
+                RunPoint(date=label(p.bucket), success=p.success, failure=p.failed) for p in d.runs
+            ],
+            endpoint_time_series=[
+                EndpointPoint(
+                    date=label(p.bucket),
+                    endpoint_id=p.endpoint_id,
+                    endpoint_name=p.endpoint_name,
+                    success=p.success,
+                    failure=p.failed,
+                    total_duration_ms=p.duration_ms,
+                )
+                for p in d.endpoint_series
+            ],
+            endpoint_time_series_max_stacked=headroom(
+                (p.bucket, p.success + p.failed) for p in d.endpoint_series
+            ),
+            ai_session_time_series=[
+                SessionPoint(
+                    date=label(p.bucket),
+                    endpoint_id=p.endpoint_id,
+                    endpoint_name=p.endpoint_name,
+                    session_count=p.sessions,
+                    total_tokens=p.tokens,
+                )
+                for p in d.session_series
+            ],
+            ai_session_time_series_max_stacked=headroom(
+                (p.bucket, p.sessions) for p in d.session_series
+            ),
+            granularity="hour" if hourly else "day",
+            bucket_size_seconds=int(d.buckets.size.total_seconds()),
+        )
+
 
 class ActivityEvent(Out):
     """A run (`status`, `durationMs`, `source`) or an AI session (`reasoning`, `toolCalls`,
@@ -129,6 +217,31 @@ class ActivityEvent(Out):
     token_usage: Absent[int] = None
     warnings: Absent[Warnings] = None
 
+    @classmethod
+    def of(cls, e: stats.Event) -> ActivityEvent:
+        if isinstance(e, stats.RunEvent):
+            return cls(
+                type="run",
+                id=e.id,
+                endpoint_id=e.endpoint_id,
+                endpoint_name=e.endpoint_name,
+                timestamp=e.at,
+                status=e.status,
+                duration_ms=e.duration_ms,
+                source=e.source,
+            )
+        return cls(
+            type="session",
+            id=e.id,
+            endpoint_id=e.endpoint_id,
+            endpoint_name=e.endpoint_name,
+            timestamp=e.at,
+            reasoning=e.reasoning,
+            tool_calls=e.tool_calls,
+            token_usage=e.token_usage,
+            warnings=e.warnings or None,
+        )
+
 
 class ActivitySummary(Out):
     runs_count: int
@@ -140,6 +253,21 @@ class ActivityTimeline(Out):
     events: list[ActivityEvent]
     total: int
     summary: ActivitySummary
+
+    @classmethod
+    def of(cls, a: stats.Activity) -> ActivityTimeline:
+        runs = a.runs
+        ok = sum(1 for e in runs if e.status == "success")
+        bad = sum(1 for e in runs if e.status == "failed")
+        return cls(
+            events=[ActivityEvent.of(e) for e in a.events],
+            total=a.total,
+            summary=ActivitySummary(
+                runs_count=len(runs),
+                sessions_count=len(a.events) - len(runs),
+                success_rate=stats.success_pct(ok, bad),
+            ),
+        )
 
 
 class Usage(Out):

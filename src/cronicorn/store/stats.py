@@ -7,13 +7,17 @@ at its two edges and the runs still `running` are read from `runs` (`Facts`). So
 a range is its number of hours, not of runs, and pruned runs still count. Skipped slots
 (overlap) are not runs in the totals, rates, series or job health; the activity timeline
 lists them and counts them in its total.
+
+Results are typed (`Dashboard`, `Activity`, `MonthUsage`): the store returns numbers and
+datetimes; each face formats them (`schemas.dashboard` builds the REST/MCP JSON with its
+camelCase names, date labels and chart headroom; `web.home` its charts).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import Text, and_, bindparam, func, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -37,10 +41,6 @@ class Buckets:
     size: timedelta
     hourly: bool
     starts: list[datetime]
-
-    def label(self, at: datetime) -> str:
-        at = at.astimezone(UTC)
-        return at.strftime("%Y-%m-%d %H:00:00") if self.hourly else at.strftime("%Y-%m-%d")
 
 
 def choose_buckets(start: datetime, end: datetime) -> Buckets:
@@ -71,12 +71,101 @@ def _bin(size: timedelta, column: Any) -> Any:
     return func.date_bin(size, column, literal(EPOCH))
 
 
-def _pct(success: int, failure: int) -> float:
+def success_pct(success: int, failure: int) -> float:
+    """Successes among finished runs, in percent to one decimal (0.0 when none finished)."""
     done = success + failure
     return round(100.0 * success / done, 1) if done else 0.0
 
 
 # -- dashboard stats ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Counts:
+    total: int
+    active: int
+    paused: int
+
+
+@dataclass(frozen=True)
+class SuccessRate:
+    overall: float  # percent, see `success_pct`
+    trend: Literal["up", "down", "stable"]  # against the range just before, same length
+
+
+@dataclass(frozen=True)
+class Recent:
+    """The 24 hours before now, whatever the range."""
+
+    runs: int
+    success: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class JobRuns:
+    job_id: str
+    job_name: str
+    success: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Totals:
+    runs: int
+    success: int
+    failed: int
+    avg_duration_ms: float | None  # None when no run of the range has a duration
+
+
+@dataclass(frozen=True)
+class SourceCount:
+    source: str
+    count: int
+
+
+@dataclass(frozen=True)
+class RunPoint:
+    bucket: datetime
+    success: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class EndpointPoint:
+    bucket: datetime
+    endpoint_id: str
+    endpoint_name: str
+    success: int
+    failed: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class SessionPoint:
+    bucket: datetime
+    endpoint_id: str
+    endpoint_name: str
+    sessions: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A range's numbers. `runs` has a point for every bucket of `buckets`; the endpoint and
+    session series only the (bucket, endpoint) pairs with something in them."""
+
+    buckets: Buckets
+    jobs: Counts
+    endpoints: Counts
+    success_rate: SuccessRate
+    recent: Recent
+    job_health: list[JobRuns]
+    totals: Totals
+    sources: list[SourceCount]
+    runs: list[RunPoint]
+    endpoint_series: list[EndpointPoint]
+    session_series: list[SessionPoint]
+
+
 @dataclass(frozen=True)
 class StatsQuery:
     user_id: str
@@ -300,7 +389,7 @@ def _chosen(q: StatsQuery, found: list[Cell]) -> list[Cell]:
     return [c for c in found if q.source is None or c.source == q.source]
 
 
-async def _job_counts(conn: AsyncConnection, user_id: str) -> dict[str, int]:
+async def _job_counts(conn: AsyncConnection, user_id: str) -> Counts:
     row = (
         await conn.execute(
             select(
@@ -310,10 +399,10 @@ async def _job_counts(conn: AsyncConnection, user_id: str) -> dict[str, int]:
             ).where(jobs.c.user_id == user_id)
         )
     ).one()
-    return {"total": int(row[0]), "active": int(row[1]), "paused": int(row[2])}
+    return Counts(int(row[0]), int(row[1]), int(row[2]))
 
 
-async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, int]:
+async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -> Counts:
     paused = and_(endpoints.c.paused_until.is_not(None), endpoints.c.paused_until > now)
     row = (
         await conn.execute(
@@ -323,15 +412,13 @@ async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -
         )
     ).one()
     total, paused_n = int(row[0]), int(row[1])
-    return {"total": total, "active": total - paused_n, "paused": paused_n}
+    return Counts(total, total - paused_n, paused_n)
 
 
 _RATE_SQL = "SELECT coalesce(sum(f.success), 0), coalesce(sum(f.failed), 0) FROM f"
 
 
-async def _success_rate(
-    conn: AsyncConnection, q: StatsQuery, now_cells: list[Cell]
-) -> dict[str, Any]:
+async def _success_rate(conn: AsyncConnection, q: StatsQuery, now_cells: list[Cell]) -> SuccessRate:
     """Overall rate over the range, and its trend against the range just before it of the
     same length (more than 2 points apart is up or down)."""
     ok = sum(c.success for c in now_cells)
@@ -341,21 +428,20 @@ async def _success_rate(
     sql = _RATE_SQL + (" WHERE f.source = :source" if q.source is not None else "")
     row = (await _rows(conn, before, sql, source=q.source))[0]
     prev_ok, prev_bad = int(row[0]), int(row[1])
-    overall, previous = _pct(ok, bad), _pct(prev_ok, prev_bad)
-    trend = "stable"
+    overall, previous = success_pct(ok, bad), success_pct(prev_ok, prev_bad)
     if ok + bad and prev_ok + prev_bad and abs(overall - previous) > 2:
-        trend = "up" if overall > previous else "down"
-    return {"overall": overall, "trend": trend}
+        return SuccessRate(overall, "up" if overall > previous else "down")
+    return SuccessRate(overall, "stable")
 
 
 _RECENT_SQL = """SELECT coalesce(sum(f.success + f.failed + f.running), 0),
        coalesce(sum(f.success), 0), coalesce(sum(f.failed), 0) FROM f"""
 
 
-async def _recent(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, int]:
+async def _recent(conn: AsyncConnection, user_id: str, now: datetime) -> Recent:
     facts = Facts(user_id, now - timedelta(hours=24), now)
     row = (await _rows(conn, facts, _RECENT_SQL))[0]
-    return {"runs24h": int(row[0]), "success24h": int(row[1]), "failure24h": int(row[2])}
+    return Recent(int(row[0]), int(row[1]), int(row[2]))
 
 
 _PER_ENDPOINT_SQL = """SELECT p.endpoint_id, e.name, j.id, j.name, p.success, p.failed, p.running
@@ -392,56 +478,40 @@ async def _per_endpoint(conn: AsyncConnection, q: StatsQuery) -> list[_Endpoint]
     ]
 
 
-def _job_health(found: list[_Endpoint]) -> list[dict[str, Any]]:
+def _job_health(found: list[_Endpoint]) -> list[JobRuns]:
     per: dict[tuple[str, str], list[int]] = {}
     for e in found:
         acc = per.setdefault((e.job_name, e.job_id), [0, 0])
         acc[0] += e.success
         acc[1] += e.failed
-    return [
-        {"jobId": job_id, "jobName": name, "successCount": ok, "failureCount": bad}
-        for (name, job_id), (ok, bad) in sorted(per.items())
-    ]
+    return [JobRuns(job_id, name, ok, bad) for (name, job_id), (ok, bad) in sorted(per.items())]
 
 
-def _filtered(chosen: list[Cell]) -> dict[str, Any]:
+def _totals(chosen: list[Cell]) -> Totals:
     timed = sum(c.timed for c in chosen)
-    return {
-        "totalRuns": sum(c.runs for c in chosen),
-        "successCount": sum(c.success for c in chosen),
-        "failureCount": sum(c.failed for c in chosen),
-        "avgDurationMs": round(sum(c.duration_ms for c in chosen) / timed, 1) if timed else None,
-    }
+    return Totals(
+        runs=sum(c.runs for c in chosen),
+        success=sum(c.success for c in chosen),
+        failed=sum(c.failed for c in chosen),
+        avg_duration_ms=round(sum(c.duration_ms for c in chosen) / timed, 1) if timed else None,
+    )
 
 
-def _sources(found: list[Cell]) -> list[dict[str, Any]]:
+def _sources(found: list[Cell]) -> list[SourceCount]:
     per: dict[str, int] = {}
     for c in found:
         if c.runs:
             per[c.source] = per.get(c.source, 0) + c.runs
     ranked = sorted(per.items(), key=lambda item: (-item[1], item[0]))
-    return [{"source": source, "count": count} for source, count in ranked]
+    return [SourceCount(source, count) for source, count in ranked]
 
 
-def _run_series(chosen: list[Cell], b: Buckets) -> list[dict[str, Any]]:
+def _run_series(chosen: list[Cell], b: Buckets) -> list[RunPoint]:
     found: dict[datetime, tuple[int, int]] = {}
     for c in chosen:
         ok, bad = found.get(c.bucket, (0, 0))
         found[c.bucket] = (ok + c.success, bad + c.failed)
-    return [
-        {
-            "date": b.label(at),
-            "success": found.get(at, (0, 0))[0],
-            "failure": found.get(at, (0, 0))[1],
-        }
-        for at in b.starts
-    ]
-
-
-@dataclass
-class _Series:
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    max_stacked: float = 0.0
+    return [RunPoint(at, *found.get(at, (0, 0))) for at in b.starts]
 
 
 _SERIES_SQL = """SELECT date_bin(:size, f.hour, :epoch) AS bucket, f.endpoint_id,
@@ -451,34 +521,22 @@ FROM f {where} GROUP BY 1, 2"""
 
 async def _endpoint_series(
     conn: AsyncConnection, q: StatsQuery, b: Buckets, found: list[_Endpoint]
-) -> _Series:
+) -> list[EndpointPoint]:
     """The busiest endpoints of the range (most runs, then id), bucketed."""
     top = sorted(found, key=lambda e: (-e.runs, e.endpoint_id))[: q.endpoint_limit]
     names = {e.endpoint_id: e.name for e in top}
-    series = _Series()
     if not top:
-        return series
+        return []
     where = "WHERE f.source = :source" if q.source is not None else ""
     facts = _facts(q, endpoint_ids=tuple(names))
     rows = await _rows(conn, facts, _SERIES_SQL.format(where=where), size=b.size, source=q.source)
-    stacked: dict[datetime, int] = {}
-    for r in sorted(rows, key=lambda r: (r[0], names[r[1]], r[1])):
-        series.rows.append(
-            {
-                "date": b.label(r[0]),
-                "endpointId": r[1],
-                "endpointName": names[r[1]],
-                "success": int(r[2]),
-                "failure": int(r[3]),
-                "totalDurationMs": int(r[4]),
-            }
-        )
-        stacked[r[0]] = stacked.get(r[0], 0) + int(r[2]) + int(r[3])
-    series.max_stacked = round(max(stacked.values(), default=0) * 1.1, 1)
-    return series
+    return [
+        EndpointPoint(r[0], r[1], names[r[1]], int(r[2]), int(r[3]), int(r[4]))
+        for r in sorted(rows, key=lambda r: (r[0], names[r[1]], r[1]))
+    ]
 
 
-async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> _Series:
+async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> list[SessionPoint]:
     bucket = _bin(b.size, ai_sessions.c.analyzed_at).label("bucket")
     conditions = [
         ai_sessions.c.user_id == q.user_id,
@@ -500,48 +558,31 @@ async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> _
         .group_by(bucket, ai_sessions.c.endpoint_id, endpoints.c.name)
         .order_by(bucket, endpoints.c.name, ai_sessions.c.endpoint_id)
     )
-    series = _Series()
-    stacked: dict[datetime, int] = {}
-    for r in rows:
-        series.rows.append(
-            {
-                "date": b.label(r[0]),
-                "endpointId": r[1],
-                "endpointName": r[2],
-                "sessionCount": int(r[3]),
-                "totalTokens": int(r[4]),
-            }
-        )
-        stacked[r[0]] = stacked.get(r[0], 0) + int(r[3])
-    series.max_stacked = round(max(stacked.values(), default=0) * 1.1, 1)
-    return series
+    return [SessionPoint(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
 
-async def dashboard(conn: AsyncConnection, q: StatsQuery) -> dict[str, Any]:
-    """Everything the dashboard shows, as the reference's camelCase JSON. Runs are counted
-    from the hourly rollups (`Facts`); skipped slots (overlap) are not runs here."""
+async def dashboard(conn: AsyncConnection, q: StatsQuery) -> Dashboard:
+    """Everything the dashboard shows. Runs are counted from the hourly rollups (`Facts`);
+    skipped slots (overlap) are not runs here."""
     buckets = choose_buckets(q.start, q.end)
     found = await cells(conn, _facts(q), buckets.size)
     chosen = _chosen(q, found)
     per_endpoint = await _per_endpoint(conn, q)
     endpoint_series = await _endpoint_series(conn, q, buckets, per_endpoint)
     session_series = await _session_series(conn, q, buckets)
-    return {
-        "jobs": await _job_counts(conn, q.user_id),
-        "endpoints": await _endpoint_counts(conn, q.user_id, q.now),
-        "successRate": await _success_rate(conn, q, chosen),
-        "recentActivity": await _recent(conn, q.user_id, q.now),
-        "jobHealth": _job_health(per_endpoint),
-        "filteredMetrics": _filtered(chosen),
-        "sourceDistribution": _sources(found),
-        "runTimeSeries": _run_series(chosen, buckets),
-        "endpointTimeSeries": endpoint_series.rows,
-        "endpointTimeSeriesMaxStacked": endpoint_series.max_stacked,
-        "aiSessionTimeSeries": session_series.rows,
-        "aiSessionTimeSeriesMaxStacked": session_series.max_stacked,
-        "granularity": "hour" if buckets.hourly else "day",
-        "bucketSizeSeconds": int(buckets.size.total_seconds()),
-    }
+    return Dashboard(
+        buckets=buckets,
+        jobs=await _job_counts(conn, q.user_id),
+        endpoints=await _endpoint_counts(conn, q.user_id, q.now),
+        success_rate=await _success_rate(conn, q, chosen),
+        recent=await _recent(conn, q.user_id, q.now),
+        job_health=_job_health(per_endpoint),
+        totals=_totals(chosen),
+        sources=_sources(found),
+        runs=_run_series(chosen, buckets),
+        endpoint_series=endpoint_series,
+        session_series=session_series,
+    )
 
 
 # -- activity timeline ----------------------------------------------------------------------
@@ -616,29 +657,73 @@ def _session_events(q: ActivityQuery) -> Any:
     )
 
 
-def _event(m: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "type": m["type"],
-        "id": m["id"],
-        "endpointId": m["endpoint_id"],
-        "endpointName": m["endpoint_name"],
-        "timestamp": m["ts"],
-    }
+@dataclass(frozen=True)
+class RunEvent:
+    kind: ClassVar[Literal["run"]] = "run"
+    id: str
+    endpoint_id: str
+    endpoint_name: str
+    at: datetime
+    status: str
+    duration_ms: int | None
+    source: str
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    kind: ClassVar[Literal["session"]] = "session"
+    id: str
+    endpoint_id: str
+    endpoint_name: str
+    at: datetime
+    reasoning: str | None
+    tool_calls: list[Any]
+    token_usage: int | None
+    warnings: list[Any]
+
+
+Event = RunEvent | SessionEvent
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One page of events, newest first, and how many the range holds in all."""
+
+    events: list[Event]
+    total: int
+
+    @property
+    def runs(self) -> list[RunEvent]:
+        return [e for e in self.events if isinstance(e, RunEvent)]
+
+
+def _event(m: Any) -> Event:
     if m["type"] == "run":
-        event.update(status=m["status"], durationMs=m["duration_ms"], source=m["source"])
-    else:
-        event.update(
-            reasoning=m["reasoning"], toolCalls=m["tool_calls"] or [], tokenUsage=m["token_usage"]
+        return RunEvent(
+            m["id"],
+            m["endpoint_id"],
+            m["endpoint_name"],
+            m["ts"],
+            status=m["status"],
+            duration_ms=m["duration_ms"],
+            source=m["source"],
         )
-        if m["warnings"]:
-            event["warnings"] = m["warnings"]
-    return event
+    return SessionEvent(
+        m["id"],
+        m["endpoint_id"],
+        m["endpoint_name"],
+        m["ts"],
+        reasoning=m["reasoning"],
+        tool_calls=m["tool_calls"] or [],
+        token_usage=m["token_usage"],
+        warnings=m["warnings"] or [],
+    )
 
 
 _ALL_RUNS_SQL = "SELECT coalesce(sum(f.success + f.failed + f.skipped + f.running), 0) FROM f"
 
 
-async def activity(conn: AsyncConnection, q: ActivityQuery) -> dict[str, Any]:
+async def activity(conn: AsyncConnection, q: ActivityQuery) -> Activity:
     """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
     newest `offset + limit`, read backwards along its index); the total from the rollups."""
     parts = []
@@ -665,30 +750,22 @@ async def activity(conn: AsyncConnection, q: ActivityQuery) -> dict[str, Any]:
         total += int(
             await conn.scalar(select(func.count()).select_from(_session_events(q).subquery())) or 0
         )
-    run_events = [e for e in events if e["type"] == "run"]
-    ok = sum(1 for e in run_events if e["status"] == "success")
-    bad = sum(1 for e in run_events if e["status"] == "failed")
-    return {
-        "events": events,
-        "total": total,
-        "summary": {
-            "runsCount": len(run_events),
-            "sessionsCount": len(events) - len(run_events),
-            "successRate": _pct(ok, bad),
-        },
-    }
+    return Activity(events, total)
 
 
 # -- usage ----------------------------------------------------------------------------------
-async def usage(conn: AsyncConnection, user_id: str, now: datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonthUsage:
+    period_start: datetime
+    endpoints: int  # live: not archived, in jobs not archived
+    runs: int
+    ai_tokens: int
+
+
+async def usage(conn: AsyncConnection, user_id: str, now: datetime) -> MonthUsage:
     """What the user has this calendar month (UTC): live endpoints, and the month's meter:
     runs started (scheduled and test runs, including runs of endpoints deleted since) and AI
     tokens (the planner counts them as it goes, so pruned sessions still count)."""
     live = await _endpoint_counts(conn, user_id, now)
     runs_used, tokens = await meter(conn, user_id, now)
-    return {
-        "periodStart": month_start(now),
-        "endpointsUsed": live["total"],
-        "runsThisMonth": runs_used,
-        "aiTokensThisMonth": tokens,
-    }
+    return MonthUsage(month_start(now), live.total, runs_used, tokens)

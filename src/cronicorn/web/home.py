@@ -97,13 +97,13 @@ def _seconds(at: datetime) -> int:
     return int(at.timestamp())
 
 
-def run_chart(data: dict[str, Any], starts: list[datetime]) -> dict[str, Any]:
-    points = data["runTimeSeries"]
+def run_chart(data: stats.Dashboard) -> dict[str, Any]:
+    points = data.runs
     return {
-        "x": [_seconds(at) for at in starts],
+        "x": [_seconds(p.bucket) for p in points],
         "series": [
-            {"label": "Success", "values": [p["success"] for p in points], "color": "--spark-ok"},
-            {"label": "Failed", "values": [p["failure"] for p in points], "color": "--spark-bad"},
+            {"label": "Success", "values": [p.success for p in points], "color": "--spark-ok"},
+            {"label": "Failed", "values": [p.failed for p in points], "color": "--spark-bad"},
         ],
     }
 
@@ -128,11 +128,12 @@ def lateness_chart(points: list[lateness.LatenessPoint], starts: list[datetime])
     }
 
 
-def token_chart(data: dict[str, Any], buckets: stats.Buckets) -> tuple[dict[str, Any], int]:
-    per: dict[str, int] = {}
-    for row in data["aiSessionTimeSeries"]:
-        per[row["date"]] = per.get(row["date"], 0) + row["totalTokens"]
-    values = [per.get(buckets.label(at), 0) for at in buckets.starts]
+def token_chart(data: stats.Dashboard) -> tuple[dict[str, Any], int]:
+    buckets = data.buckets
+    per: dict[datetime, int] = {}
+    for point in data.session_series:
+        per[point.bucket] = per.get(point.bucket, 0) + point.tokens
+    values = [per.get(at, 0) for at in buckets.starts]
     chart = {
         "x": [_seconds(at) for at in buckets.starts],
         "series": [{"label": "AI tokens", "values": values, "color": "--spark-run"}],
@@ -140,14 +141,14 @@ def token_chart(data: dict[str, Any], buckets: stats.Buckets) -> tuple[dict[str,
     return chart, sum(values)
 
 
-def _sources(data: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = data["sourceDistribution"]
-    total = sum(r["count"] for r in rows) or 1
+def _sources(data: stats.Dashboard) -> list[dict[str, Any]]:
+    rows = data.sources
+    total = sum(r.count for r in rows) or 1
     return [
         {
-            "label": SOURCE_LABELS.get(r["source"], r["source"]),
-            "count": r["count"],
-            "pct": round(100 * r["count"] / total, 1),
+            "label": SOURCE_LABELS.get(r.source, r.source),
+            "count": r.count,
+            "pct": round(100 * r.count / total, 1),
         }
         for r in rows
     ]
@@ -173,7 +174,7 @@ async def dashboard(
     start_at = min(int(offset), 10_000) if offset.isdigit() else 0
     query = stats.StatsQuery(viewer.user_id, chosen.start, chosen.end, now, job_id=job_id)
     data = await stats.dashboard(conn, query)
-    buckets = stats.choose_buckets(chosen.start, chosen.end)
+    buckets = data.buckets
     late = await lateness.lateness_series(
         conn, viewer.user_id, chosen.start, chosen.end, buckets.size, job_id=job_id
     )
@@ -189,7 +190,7 @@ async def dashboard(
             offset=start_at,
         ),
     )
-    tokens, token_total = token_chart(data, buckets)
+    tokens, token_total = token_chart(data)
     return render(
         request,
         "home.html",
@@ -202,7 +203,7 @@ async def dashboard(
         events=events,
         data=data,
         sources=_sources(data),
-        run_chart=run_chart(data, buckets.starts),
+        run_chart=run_chart(data),
         late_chart=lateness_chart(late, buckets.starts),
         late_runs=sum(p.runs for p in late),
         late_worst=max((p.max_ms for p in late), default=0.0),

@@ -86,7 +86,7 @@ async def _activity(call: Call, query: ActivityQuery) -> ActivityTimeline:
         limit=query.limit,
         offset=query.offset,
     )
-    return ActivityTimeline.model_validate(await stats.activity(call.conn, q))
+    return ActivityTimeline.of(await stats.activity(call.conn, q))
 
 
 async def _usage(call: Call, _: NoArguments) -> Usage:
@@ -94,16 +94,16 @@ async def _usage(call: Call, _: NoArguments) -> Usage:
     settings = call.runtime.settings
     quotas = settings.quotas
     return Usage(
-        period_start=counts["periodStart"],
+        period_start=counts.period_start,
         period_end=next_month_start(call.now),
-        endpoints_used=counts["endpointsUsed"],
+        endpoints_used=counts.endpoints,
         endpoints_limit=quotas.max_endpoints or None,
-        runs_this_month=counts["runsThisMonth"],
-        total_runs=counts["runsThisMonth"],
+        runs_this_month=counts.runs,
+        total_runs=counts.runs,
         total_runs_limit=quotas.runs_per_month or None,
         min_interval_ms=quotas.min_interval_ms or None,
-        ai_tokens_this_month=counts["aiTokensThisMonth"],
-        ai_calls_used=counts["aiTokensThisMonth"],
+        ai_tokens_this_month=counts.ai_tokens,
+        ai_calls_used=counts.ai_tokens,
         ai_calls_limit=settings.quota_ai_tokens_per_month or None,
     )
 
@@ -119,7 +119,7 @@ async def _stats(call: Call, query: StatsQuery) -> DashboardStats:
         source=query.source,
         endpoint_limit=query.endpoint_limit,
     )
-    return DashboardStats.model_validate(await stats.dashboard(call.conn, q))
+    return DashboardStats.of(await stats.dashboard(call.conn, q))
 
 
 def _new_key(call: Call) -> tuple[str, bytes, str]:
