@@ -9,7 +9,11 @@ browser, then requests each page `--requests` times, one at a time, after a warm
 prints p50/p95/max per page. One request at a time on localhost: the figure is the server's
 time to answer (render included) plus a loopback round trip.
 
+`--home DIR` keeps the embedded database in DIR (started if stopped, never removed) and seeds
+it only once: later runs measure the same data, so a before/after pair differs only in code.
+
     .venv/bin/python bench/web.py [--runs 1000000] [--requests 100] [--skip "30 days,older"]
+        [--home DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ PASSWORD = "bench password for the web pages"
 EMAIL = "web-bench@example.com"
 
 
+def seeded_user(url: str) -> str | None:
+    """The bench user of an earlier run of this database (`--home`), if there is one."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT id FROM users WHERE email = %s", (EMAIL,)).fetchone()
+    return None if row is None else str(row[0])
+
+
 async def make_user(url: str) -> str:
     from cronicorn.auth import service
     from cronicorn.store.db import make_async_engine
@@ -49,9 +60,18 @@ async def make_user(url: str) -> str:
     return user.id
 
 
-def seed(url: str, user_id: str, runs: int) -> dict[str, str]:
-    """1,000 endpoints, `runs` runs over 30 days and 20 AI sessions per endpoint; returns
-    ids of a job, a typical and the deep endpoint, a run and a session."""
+IDS = {
+    "job": "job-1",
+    "endpoint": "ep-7-2",
+    "deep": "ep-1-1",
+    "run": "run-10",
+    "session": "ai-ep-7-2-1",
+}
+
+
+def seed(url: str, user_id: str, runs: int) -> None:
+    """1,000 endpoints, `runs` runs over 30 days and 20 AI sessions per endpoint (`IDS` names
+    a job, a typical and the deep endpoint, a run and a session of them)."""
     now = datetime.now(UTC)
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -93,13 +113,6 @@ def seed(url: str, user_id: str, runs: int) -> dict[str, str]:
             if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,):
                 count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
                 print(f"{table}: {count[0] if count else 0:,} rows")
-    return {
-        "job": "job-1",
-        "endpoint": "ep-7-2",
-        "deep": "ep-1-1",
-        "run": "run-10",
-        "session": "ai-ep-7-2-1",
-    }
 
 
 def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
@@ -161,8 +174,12 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help="comma-separated words: pages whose name has one are skipped"
     )
+    parser.add_argument(
+        "--home", type=Path, help="keep the embedded database here and seed it only once"
+    )
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-web-"))
+    home = args.home or Path(tempfile.mkdtemp(prefix="cronicorn-bench-web-"))
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {
         **os.environ,
@@ -183,29 +200,32 @@ def main() -> None:
             cli("db", "start", env=env)
         cli("migrate", env=env)
         url = external or cli("db", "url", env=env)
-        user_id = asyncio.run(make_user(url))
-        started = time.perf_counter()
-        ids = seed(url, user_id, args.runs)
-        took = time.perf_counter() - started
-        print(f"seeded 1,000 endpoints, {args.runs:,} runs, 20,000 AI sessions in {took:.0f}s")
+        if args.home is not None and seeded_user(url) is not None:
+            print(f"reusing the database seeded earlier in {home}")
+        else:
+            user_id = asyncio.run(make_user(url))
+            started = time.perf_counter()
+            seed(url, user_id, args.runs)
+            took = time.perf_counter() - started
+            print(f"seeded 1,000 endpoints, {args.runs:,} runs, 20,000 AI sessions in {took:.0f}s")
         api = subprocess.Popen([CLI, "api"], env={**env, "DATABASE_URL": url}, text=True)
         base = f"http://127.0.0.1:{port}"
         wait_healthy(base)
         load = os.getloadavg()
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         skip = [word for word in args.skip.split(",") if word]
-        asyncio.run(measure(base, ids, args.requests, skip))
+        asyncio.run(measure(base, IDS, args.requests, skip))
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         if api is not None:
             api.terminate()
             api.wait(30)
-        if not external:
+        if not external and args.home is None:
             subprocess.run(
                 [CLI, "db", "stop", "--force"], env=env, capture_output=True, check=False
             )
-        shutil.rmtree(home, ignore_errors=True)
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
