@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from cronicorn.domain import ScheduleState
 from cronicorn.domain.conditions import Response
 from cronicorn.domain.errors import RuleError
 from cronicorn.domain.rules import (
     DEFAULT_ASSERTIONS,
+    already_in_force,
     assertions_to_json,
     decide,
     failed_assertion,
@@ -165,3 +168,27 @@ def test_bad_assertions_name_the_field() -> None:
         parse_assertions({"conditions": [{"status": [200]}, {"regex": "(?<=x)"}]})
     with pytest.raises(RuleError, match=r"^assertions\.expect: unknown field"):
         parse_assertions({"expect": 1})
+
+
+def test_an_identical_hint_is_rewritten_once_a_tenth_of_its_ttl_passed() -> None:
+    ttl = timedelta(minutes=10)
+    stored = ScheduleState(hint_interval_ms=1000, hint_interval_expires_at=NOW + ttl)
+
+    def fired_at(later: timedelta, **changes: Any) -> ScheduleState:
+        # What the rule writes when it fires again `later` (its TTL counted from then).
+        fields = {"hint_interval_ms": 1000, "hint_interval_expires_at": NOW + later + ttl}
+        return ScheduleState(**{**fields, **changes})
+
+    assert already_in_force(stored, fired_at(timedelta(seconds=59)), NOW + timedelta(seconds=59))
+    assert not already_in_force(stored, fired_at(timedelta(minutes=1)), NOW + timedelta(minutes=1))
+    assert not already_in_force(stored, fired_at(timedelta(0), hint_interval_ms=2000), NOW)
+    assert not already_in_force(stored, fired_at(timedelta(0), paused_until=NOW + ttl), NOW)
+    shorter = replace(stored, hint_interval_expires_at=NOW + timedelta(minutes=5))
+    assert not already_in_force(stored, shorter, NOW)  # a shorter TTL is written at once
+    expired = replace(stored, hint_interval_expires_at=NOW - timedelta(seconds=1))
+    assert not already_in_force(expired, fired_at(timedelta(0)), NOW)
+    assert already_in_force(ScheduleState(), ScheduleState(), NOW)  # resume/clear: no-ops
+    oneshot = ScheduleState(hint_oneshot_at=NOW + ttl, hint_oneshot_expires_at=NOW + 2 * ttl)
+    assert already_in_force(oneshot, oneshot, NOW)
+    moved = replace(oneshot, hint_oneshot_at=NOW + ttl + timedelta(seconds=1))
+    assert not already_in_force(oneshot, moved, NOW)  # one-shots move: always written

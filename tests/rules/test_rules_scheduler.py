@@ -9,10 +9,10 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cronicorn.store.tables import endpoints
+from cronicorn.store.tables import audit_log, endpoints
 from scheduler.conftest import Rows, running_scheduler, serve_target, utc
 from support import until
 
@@ -40,21 +40,33 @@ async def test_a_rule_tightens_the_next_slot_in_the_same_write(
             target.url("/queue"), baseline_interval_ms=3_600_000, rules=[DEEP]
         )
 
-        async def two_runs() -> bool:
-            return await rows.run_count(endpoint, status="success") >= 2
+        async def three_runs() -> bool:
+            return await rows.run_count(endpoint, status="success") >= 3
 
         async with running_scheduler(database_url, engine):
-            await until(two_runs, timeout=30, what="a second run one second after the first")
+            await until(three_runs, timeout=30, what="runs one second apart after the first")
 
-    first, second = (await rows.runs(endpoint))[:2]
+    first, second, third = (await rows.runs(endpoint))[:3]
     assert first["rules_fired"] == [{"index": 0, "action": "interval", "name": "deep queue"}]
-    assert second["source"] == "rule"  # planned by the rule, not the hourly baseline
+    assert third["rules_fired"] == first["rules_fired"]  # it fired each time
+    assert second["source"] == third["source"] == "rule"  # not the hourly baseline
     assert second["due_at"] - first["due_at"] < timedelta(minutes=1)
     row = await rows.endpoint_row(endpoint)
     assert row["hint_interval_ms"] == 1000
     assert row["hint_source"] == "rule"
     assert row["hint_reason"] == "rule: deep queue"
-    assert row["hint_interval_expires_at"] > utc(minutes=9)
+    # Written by the first run only: the same hint is re-extended once a tenth of its TTL
+    # (1 of 10 minutes) has passed, not on every run (one audit entry, not one per run).
+    written = first["finished_at"] + timedelta(minutes=10)
+    assert abs(row["hint_interval_expires_at"] - written) < timedelta(seconds=5)
+    assert row["hint_interval_expires_at"] < third["finished_at"] + timedelta(minutes=10)
+    async with engine.connect() as conn:
+        changes = await conn.scalar(
+            select(func.count())
+            .select_from(audit_log)
+            .where(audit_log.c.entity_id == endpoint, audit_log.c.actor_kind == "rule")
+        )
+    assert changes == 1
 
 
 async def test_rule_hints_are_clamped_and_pauses_reach_siblings_of_the_job_only(

@@ -340,3 +340,33 @@ def _with(state: ScheduleState, **changes: Any) -> ScheduleState:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(ScheduleState))
+
+REFRESH_FRACTION = 10
+"""A hint a rule keeps re-writing unchanged is re-extended once a tenth of its TTL passed."""
+
+
+def already_in_force(before: ScheduleState, after: ScheduleState, now: datetime) -> bool:
+    """Whether the effects that turned `before` (the stored row) into `after` change nothing
+    worth a write: same hints and pause, and each hint's expiry moved forward by less than a
+    tenth of its TTL (what is left of it after `now`, as the rule just set it).
+
+    A rule that fires on every run with the effect already in force therefore writes the
+    endpoint (and its audit trail) once per tenth of its TTL, not on every run. What a user
+    sees stays what the scheduler uses: the stored expiry, which lies between 90 % and 100 %
+    of the TTL after the rule last fired. The caller also checks the stored hint's source
+    and reason (another rule's identical hint is rewritten as this rule's)."""
+    return (
+        before.hint_interval_ms == after.hint_interval_ms
+        and before.hint_oneshot_at == after.hint_oneshot_at
+        and before.paused_until == after.paused_until
+        and _fresh_enough(before.hint_interval_expires_at, after.hint_interval_expires_at, now)
+        and _fresh_enough(before.hint_oneshot_expires_at, after.hint_oneshot_expires_at, now)
+    )
+
+
+def _fresh_enough(stored: datetime | None, wanted: datetime | None, now: datetime) -> bool:
+    if stored is None or wanted is None:
+        return stored is wanted
+    if stored <= now or wanted < stored:  # expired, or the rule shortens it: write
+        return False
+    return (wanted - stored) * REFRESH_FRACTION < wanted - now

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from cronicorn.domain import ScheduleState
-from cronicorn.domain.rules import Effect
+from cronicorn.domain.rules import Effect, already_in_force
 from cronicorn.errors import first_line
 from cronicorn.logs import get_logger
 from cronicorn.scheduler import metrics, overlap_step
@@ -326,7 +326,7 @@ class RunWriter:
         else:
             update = self._overlap(item, row, update, state, started, finished, acc)
         if applied is not None:
-            update, outcome = _with_rules(update, outcome, applied)
+            update, outcome = _with_rules(update, outcome, applied, row, now)
             if applied.siblings:
                 acc.effects.extend((item.endpoint_id, e) for e in applied.siblings)
         update = _labelled(update, row, applied)
@@ -398,10 +398,16 @@ _HINT_PLANS = frozenset({"ai-interval", "ai-oneshot"})
 
 
 def _with_rules(
-    update: EndpointUpdate, outcome: RunOutcome | None, applied: Applied
+    update: EndpointUpdate,
+    outcome: RunOutcome | None,
+    applied: Applied,
+    row: Leased,
+    now: datetime,
 ) -> tuple[EndpointUpdate, RunOutcome | None]:
     """The fired rules recorded on the run; the endpoint's own effects written with the plan
-    (hints the governor consumed or found expired stay cleared)."""
+    (hints the governor consumed or found expired stay cleared), unless the same rule's
+    effect is already in force (`domain.rules.already_in_force`: a rule that fires on every
+    run re-extends its hint once per tenth of its TTL, not on every run)."""
     if outcome is not None:
         outcome = _evolve(outcome, rules_fired=applied.fired)
     if not applied.own:
@@ -413,7 +419,17 @@ def _with_rules(
         state = replace(state, hint_oneshot_at=None, hint_oneshot_expires_at=None)
     names = [f["name"] for f in applied.fired if "name" in f and "target" not in f]
     reason = f"rule: {names[0]}" if names else "response rule"
+    if _stored_as(row, state, reason) and already_in_force(row.state, state, now):
+        return update, outcome
     return _evolve(update, rule_state=state, rule_reason=reason), outcome
+
+
+def _stored_as(row: Leased, state: ScheduleState, reason: str) -> bool:
+    """The row's hint labels are what writing `state` for this rule would store."""
+    hinted = state.hint_interval_ms is not None or state.hint_oneshot_at is not None
+    if hinted:
+        return row.hint_source == "rule" and row.hint_reason == reason
+    return row.hint_source is None and row.hint_reason is None
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}

@@ -60,7 +60,7 @@ LOCK_SQL = f"""
 WITH v AS (SELECT * FROM jsonb_to_recordset(%(leases)s::jsonb) AS v(id text, lease text)),
 g AS (SELECT id, array_agg(lease) AS leases, bool_or(lease IS NULL) AS any FROM v GROUP BY id)
 SELECT e.id, e.lease_owner, e.overlap, e.next_run_source, e.rules::text AS rules,
-       e.hint_source, {_LOCK_COLUMNS}
+       e.hint_source, e.hint_reason, {_LOCK_COLUMNS}
 FROM endpoints e
 JOIN g ON g.id = e.id
 WHERE e.id = ANY(ARRAY(SELECT id FROM v))  -- lets the planner use the primary key
@@ -172,7 +172,8 @@ class EndpointUpdate:
 @dataclass(frozen=True, slots=True)
 class Leased:
     """An endpoint's schedule as re-read under lock, the label of its stored plan, its
-    response rules (jsonb text), who wrote its hints, its overlap policy and its lease."""
+    response rules (jsonb text), who wrote its hints and why, its overlap policy and its
+    lease."""
 
     state: ScheduleState
     next_run_source: str
@@ -180,6 +181,7 @@ class Leased:
     hint_source: str | None = None
     overlap: str = "skip"
     lease_owner: str | None = None
+    hint_reason: str | None = None
 
 
 async def lock_leased(
@@ -209,6 +211,7 @@ async def lock_leased(
             row["hint_source"],
             row["overlap"],
             row["lease_owner"],
+            row["hint_reason"],
         )
         for row in rows
     }
