@@ -100,6 +100,14 @@ async def test_rules_validate_targets_and_travel(database_url: str, engine: Asyn
         # the first is the slot already stored; every later one follows the rule's hint
         assert {r["source"] for r in preview["runs"][1:]} == {"rule"}, preview
         assert preview["runs"][1]["reason"].startswith("hint written by a response rule")
+        shed = (
+            "rule 'shed': when $.load == \"high\", pause for 15 min "
+            f"on sibling 'analytics' ({analytics['id']})"
+        )
+        assert [r["rules"] for r in preview["runs"]] == [[shed]] * len(preview["runs"])
+        status, plain = await a.call("GET", f"/endpoints/{analytics['id']}/preview")
+        assert status == 200, plain
+        assert all("rules" not in r for r in plain["runs"]), plain  # absent without rules
 
         run_id = new_id()
         fired = [{"index": 0, "name": "shed", "action": "pause", "target": analytics["id"]}]

@@ -5,6 +5,7 @@ Origin checks on every form, the CSP and cache headers, content-hash static URLs
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -321,3 +322,58 @@ async def test_page_writes_name_the_signed_in_user_in_the_audit_log(
             conn, audit.Filters(entity="job", entity_id=job_id), before_id=None, limit=10
         )
     assert [(e.action, e.actor_kind, e.actor_id) for e in entries] == [("create", "user", user_id)]
+
+
+async def test_endpoint_page_and_form_preview_explain_the_rules(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    email = await site.user("ruler")
+    csrf = await sign_in(http, site, email)
+    async with site.engine.begin() as conn:
+        job_id, sibling = await _owned_endpoint(conn, email)
+        rules = [
+            {
+                "name": "deep queue",
+                "when": {"jsonPath": "$.queue.depth", "op": ">", "value": 100},
+                "then": {"action": "interval", "intervalMs": 1000, "ttlMinutes": 10},
+            },
+            {
+                "when": {"status": [503]},
+                "then": {"action": "pause", "forMinutes": 5, "target": sibling},
+            },
+        ]
+        config = {
+            "name": "monitor",
+            "url": "https://example.com/m",
+            "baseline_interval_ms": 60_000,
+            "min_interval_ms": 5_000,
+            "rules": rules,
+        }
+        user_id = await _id_of(conn, email)
+        monitor = await endpoint_store.create(conn, user_id, job_id, config, datetime.now(UTC))
+    deep = (
+        "rule &#39;deep queue&#39;: when $.queue.depth &gt; 100, interval 1 s for 10 min "
+        "(clamped to min 5 s)"
+    )
+    paused = f"rule 2: when status 503, pause for 5 min on sibling &#39;secret&#39; ({sibling})"
+    async with http.get(f"{site.base}/endpoints/{monitor.id}") as resp:
+        html = _main(await resp.text())
+    assert deep in html, html
+    assert paused in html
+    form = {
+        "csrf": csrf,
+        "endpoint_id": monitor.id,
+        "kind": "interval",
+        "baseline_interval_s": "60",
+        "min_interval_s": "2",  # the draft's own clamp
+        "rules": json.dumps(rules),
+    }
+    async with http.post(f"{site.base}/endpoints/preview", data=form) as resp:
+        fragment = await resp.text()
+    assert resp.status == 200, fragment
+    assert deep.replace("min 5 s", "min 2 s") in fragment, fragment
+    assert paused in fragment
+    async with http.post(f"{site.base}/endpoints/preview", data={**form, "rules": "[{"}) as resp:
+        fragment = await resp.text()
+    assert "<li>" in fragment  # the runs, without rules while their JSON is unfinished
+    assert "response rules" not in fragment

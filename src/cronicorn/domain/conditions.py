@@ -480,6 +480,33 @@ def explain(condition: Condition, response: Response) -> str:
     return "condition failed"  # pragma: no cover
 
 
+def describe(condition: Condition) -> str:
+    """The condition in words for `preview` (`$.queue.depth > 100`, `status 5xx or 503`)."""
+    return _describe(condition, top=True)
+
+
+def _describe(condition: Condition, *, top: bool = False) -> str:
+    match condition:
+        case JsonPath(path=path, op=op, value=value):
+            return f"{path} {op}" if op in _UNARY else f"{path} {op} {_show(value)}"
+        case StatusIn(spec=spec):
+            shown = ", ".join(str(s) for s in spec)
+            return f"status {shown}" if len(spec) == 1 else f"status in {shown}"
+        case Latency(above=above, below=below):
+            bounds = [f"above {above} ms" if above is not None else ""]
+            bounds.append(f"below {below} ms" if below is not None else "")
+            return "latency " + " and ".join(b for b in bounds if b)
+        case Regex(pattern=pattern):
+            return f"body matches /{pattern}/"
+        case AllOf(items=items) | AnyOf(items=items):
+            joiner = " and " if isinstance(condition, AllOf) else " or "
+            text = joiner.join(_describe(c) for c in items)
+            return text if top or len(items) == 1 else f"({text})"
+        case Not(item=item):
+            return f"not ({_describe(item, top=True)})"
+    return "a condition"  # pragma: no cover
+
+
 def _expectation(op: str, value: Any) -> str:
     if op == "==":
         return _show(value)

@@ -1,6 +1,7 @@
 """The next runs an endpoint would get if nothing changes and every run succeeds, each with
 why it is due then (for people: the API's preview, the endpoint page, the form's live
-preview) and what happens at the slot beyond its time (retries, the overlap policy)."""
+preview), what happens at the slot beyond its time (retries, the overlap policy) and what
+the endpoint's response rules would do after it if they fire (`domain.rules_preview`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class PlannedRun:
     source: str
     reason: str
     notes: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()  # what each response rule would do if it fires
 
 
 def next_runs(
@@ -53,22 +55,25 @@ def next_runs(
     next_source: str,
     hint_source: str | None,
     notes: tuple[str, ...] = (),
+    rules: tuple[str, ...] = (),
 ) -> list[PlannedRun]:
     """The governor's next `count` plans; a hint a response rule wrote reads as `rule`."""
     by_rule = hint_source == HINT_SOURCE_RULE
     out = []
     for p in preview(state, now, count, next_source=next_source):
         source = "rule" if by_rule and p.source in _HINT_PLANS else p.source
-        out.append(PlannedRun(p.at, source, reason_of(source), notes))
+        out.append(PlannedRun(p.at, source, reason_of(source), notes, rules))
     return out
 
 
-def draft_runs(state: ScheduleState, now: datetime, count: int) -> list[PlannedRun]:
+def draft_runs(
+    state: ScheduleState, now: datetime, count: int, *, rules: tuple[str, ...] = ()
+) -> list[PlannedRun]:
     """The next runs of a schedule as if it were saved now (planned afresh, no catch-up)."""
     fresh = replace(state, next_run_at=None)
     first = plan_initial(fresh, now)
     plans = preview(replace(fresh, next_run_at=first.at), now, count, next_source=first.source)
-    return [PlannedRun(p.at, p.source, reason_of(p.source)) for p in plans]
+    return [PlannedRun(p.at, p.source, reason_of(p.source), rules=rules) for p in plans]
 
 
 def slot_notes(retry: Any, overlap: str | None, max_concurrent: int | None) -> tuple[str, ...]:

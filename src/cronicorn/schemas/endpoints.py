@@ -454,6 +454,17 @@ class PlannedRun(Out):
             ]
         ],
     )
+    rules: Absent[list[str]] = Field(
+        default=None,
+        description="What each of the endpoint's response rules would do after this run if "
+        "it fires (clamped like any hint; a sibling is named); absent without rules",
+        examples=[
+            [
+                "rule 'deep queue': when $.queue.depth > 100, interval 1 s for 10 min "
+                "(clamped to min 5 s)"
+            ]
+        ],
+    )
 
 
 class Preview(Out):

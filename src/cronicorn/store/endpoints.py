@@ -28,6 +28,7 @@ from cronicorn.domain.endpoint_config import DEFAULTS as DEFAULTS
 from cronicorn.domain.errors import ConfigError
 from cronicorn.domain.ids import new_id
 from cronicorn.domain.next_runs import next_runs, slot_notes
+from cronicorn.domain.rules_preview import Bounds, rule_notes, rule_targets
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
 from cronicorn.store.quotas import check_endpoint_room, open_meter
@@ -546,6 +547,9 @@ async def preview(
     if row.archived_at is not None:
         return []
     notes = slot_notes(row.retry, row.overlap, row.max_concurrent)
+    own = Bounds(None, row.min_interval_ms, row.max_interval_ms)
+    siblings = await rule_bounds(conn, user_id, rule_targets(row.rules))
+    rules = rule_notes(row.rules, own, siblings, endpoint_id=row.id)
     plans = next_runs(
         schedule_state(row),
         now,
@@ -553,5 +557,19 @@ async def preview(
         next_source=row.next_run_source,
         hint_source=row.hint_source,
         notes=notes,
+        rules=rules,
     )
-    return [{**asdict(p), "notes": list(p.notes)} for p in plans]
+    return [{**asdict(p), "notes": list(p.notes), "rules": list(p.rules) or None} for p in plans]
+
+
+async def rule_bounds(conn: AsyncConnection, user_id: str, ids: set[str]) -> dict[str, Bounds]:
+    """Names and clamps of the user's endpoints that rules act on (for previews)."""
+    if not ids:
+        return {}
+    query = select(
+        endpoints.c.id, endpoints.c.name, endpoints.c.min_interval_ms, endpoints.c.max_interval_ms
+    ).where(endpoints.c.id.in_(sorted(ids)), endpoints.c.user_id == user_id)
+    return {
+        r.id: Bounds(r.name, r.min_interval_ms, r.max_interval_ms)
+        for r in await conn.execute(query)
+    }

@@ -9,6 +9,7 @@ line; body, assertions, rules and retry as JSON. Validation is the API's: `Endpo
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from cronicorn.domain import DomainError, ScheduleState
 from cronicorn.domain.endpoint_config import MIN_INTERVAL_MS, check_config, check_schedule
 from cronicorn.domain.errors import ConfigError
 from cronicorn.domain.next_runs import draft_runs
+from cronicorn.domain.rules_preview import Bounds, rule_notes
 from cronicorn.schemas.endpoints import EndpointCreate, EndpointPatch
 from cronicorn.store.endpoints import EndpointRow, schedule_state
 from cronicorn.store.errors import Invalid
@@ -146,12 +148,24 @@ def invalid_errors(exc: Invalid) -> Errors:
     return {_error_key(exc.field): exc.message}
 
 
+def draft_rules(form: dict[str, str]) -> Any:
+    """The form's rules as JSON, None when absent or not (yet) valid JSON."""
+    try:
+        return json_or_none(form, "rules")
+    except FieldError:
+        return None
+
+
 def schedule_preview(
-    form: dict[str, str], row: EndpointRow | None, now: datetime
+    form: dict[str, str],
+    row: EndpointRow | None,
+    now: datetime,
+    siblings: Mapping[str, Bounds] | None = None,
 ) -> tuple[list[dict[str, Any]], Errors]:
     """The next runs the form's schedule would get if saved now (the stored endpoint's
     hints, pause and failures still apply), or the errors that stop it. Only the schedule
-    fields are read: a half-filled form still previews."""
+    fields (and the rules, described when valid; `siblings` names their targets) are read:
+    a half-filled form still previews."""
     cron = form.get("kind") == "cron"
     try:
         interval = None if cron else int_or_none(form, "baseline_interval_s", scale=1000)
@@ -170,9 +184,13 @@ def schedule_preview(
         return [], {"baseline_cron": "enter a cron expression"}
     if not cron and (interval is None or interval < MIN_INTERVAL_MS):
         return [], {"baseline_interval_s": "enter an interval of at least 1 second"}
+    own = Bounds(None, schedule["min_interval_ms"], schedule["max_interval_ms"])
+    rules = rule_notes(
+        draft_rules(form), own, siblings or {}, endpoint_id=row.id if row is not None else None
+    )
     try:
         check_schedule(schedule)
-        return _plans(schedule, row, now), {}
+        return _plans(schedule, row, now, rules), {}
     except ConfigError as exc:
         return [], {_error_key(exc.field): exc.message}
     except DomainError as exc:  # a schedule the governor cannot plan
@@ -180,7 +198,8 @@ def schedule_preview(
 
 
 def _plans(
-    schedule: dict[str, Any], row: EndpointRow | None, now: datetime
+    schedule: dict[str, Any], row: EndpointRow | None, now: datetime, rules: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     base = schedule_state(row) if row is not None else ScheduleState()
-    return [asdict(p) for p in draft_runs(replace(base, **schedule), now, PREVIEW_COUNT)]
+    plans = draft_runs(replace(base, **schedule), now, PREVIEW_COUNT, rules=rules)
+    return [asdict(p) for p in plans]

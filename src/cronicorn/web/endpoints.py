@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.next_runs import reason_of
+from cronicorn.domain.rules_preview import rule_targets
 from cronicorn.notify import service as notify_service
 from cronicorn.runtime import Runtime
 from cronicorn.services import endpoints, jobs
@@ -518,7 +519,9 @@ async def preview_fragment(
         row = await endpoints.get_endpoint(
             conn, viewer.user_id, require_id(form["endpoint_id"], "Endpoint")
         )
-    planned, errors = endpoint_form.schedule_preview(form, row, clock())
+    targets = rule_targets(endpoint_form.draft_rules(form))
+    siblings = await endpoint_store.rule_bounds(conn, viewer.user_id, targets)
+    planned, errors = endpoint_form.schedule_preview(form, row, clock(), siblings)
     return render(
         request, "partials/preview_body.html", viewer=viewer, planned=planned, preview_errors=errors
     )
