@@ -7,7 +7,9 @@ endpoint; the rollup triggers of migration 0010 fill the hourly rollups as they 
 20,000 AI sessions; starts `cronicorn api`, signs in through /login like a
 browser, then requests each page `--requests` times, one at a time, after a warm-up, and
 prints p50/p95/max per page. One request at a time on localhost: the figure is the server's
-time to answer (render included) plus a loopback round trip.
+time to answer (render included) plus a loopback round trip. Beside it, the CPU time (user +
+system, psutil) per request of the API process and of the embedded PostgreSQL's processes,
+which other load on the machine moves much less than wall time.
 
 `--home DIR` keeps the embedded database in DIR (started if stopped, never removed) and seeds
 it only once: later runs measure the same data, so a before/after pair differs only in code.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import statistics
@@ -31,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -134,15 +138,38 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
     ]
 
 
-async def measure(base: str, ids: dict[str, str], requests: int, skip: list[str]) -> None:
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process and its children (PostgreSQL's backends); 0 without."""
+    if pid is None:
+        return 0.0
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def postmaster_pid(home: Path) -> int | None:
+    pid_file = home / "pgdata" / "postmaster.pid"
+    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+
+async def measure(
+    base: str, ids: dict[str, str], requests: int, skip: list[str], pids: tuple[int, int | None]
+) -> None:
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(cookie_jar=jar) as http:
         form = {"email": EMAIL, "password": PASSWORD, "next": "/"}
         async with http.post(f"{base}/login", data=form, allow_redirects=False) as resp:
             if resp.status != 303:
                 raise SystemExit(f"sign-in failed: {resp.status} {await resp.text()}")
-        print(f"| {'page':<28} | {'p50 ms':>7} | {'p95 ms':>7} | {'max ms':>7} | {'KB':>5} |")
-        print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 7}|")
+        print(
+            f"| {'page':<28} | {'p50 ms':>7} | {'p95 ms':>7} | {'max ms':>7} | {'KB':>5} |"
+            f" {'API CPU ms':>10} | {'DB CPU ms':>9} |"
+        )
+        print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 7}|{'-' * 12}|{'-' * 11}|")
         for name, path in pages(ids):
             if any(word in name for word in skip):
                 continue
@@ -154,16 +181,21 @@ async def measure(base: str, ids: dict[str, str], requests: int, skip: list[str]
                         raise SystemExit(f"{path}: {resp.status} {body[:300]!r}")
                     size = len(body)
             times = []
+            cpu = [cpu_seconds(pid) for pid in pids]
             for _ in range(requests):
                 started = time.perf_counter()
                 async with http.get(base + path, allow_redirects=False) as resp:
                     await resp.read()
                 times.append((time.perf_counter() - started) * 1000)
+            api_cpu, db_cpu = (
+                (cpu_seconds(pid) - before) * 1000 / requests
+                for pid, before in zip(pids, cpu, strict=True)
+            )
             times.sort()
             p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
             print(
                 f"| {name:<28} | {statistics.median(times):7.1f} | {p95:7.1f} |"
-                f" {times[-1]:7.1f} | {size / 1024:5.0f} |"
+                f" {times[-1]:7.1f} | {size / 1024:5.0f} | {api_cpu:10.1f} | {db_cpu:9.1f} |"
             )
 
 
@@ -176,6 +208,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--home", type=Path, help="keep the embedded database here and seed it only once"
+    )
+    parser.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="with --home: measure an older tree (PYTHONPATH) against the schema a newer one"
+        " migrated to (its own `migrate` would refuse an unknown revision)",
     )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="cronicorn-bench-web-"))
@@ -198,7 +236,8 @@ def main() -> None:
         else:
             env.pop("DATABASE_URL", None)
             cli("db", "start", env=env)
-        cli("migrate", env=env)
+        if not args.no_migrate:
+            cli("migrate", env=env)
         url = external or cli("db", "url", env=env)
         if args.home is not None and seeded_user(url) is not None:
             print(f"reusing the database seeded earlier in {home}")
@@ -214,7 +253,8 @@ def main() -> None:
         load = os.getloadavg()
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         skip = [word for word in args.skip.split(",") if word]
-        asyncio.run(measure(base, IDS, args.requests, skip))
+        db_pid = None if external else postmaster_pid(home)
+        asyncio.run(measure(base, IDS, args.requests, skip, (api.pid, db_pid)))
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:

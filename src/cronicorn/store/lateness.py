@@ -6,20 +6,14 @@ Read from the hourly rollups like the other dashboard statistics (`store/stats.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.store import stats
+from cronicorn.store.stats import LatenessPoint
 
-
-@dataclass(frozen=True)
-class LatenessPoint:
-    bucket: datetime
-    runs: int
-    avg_ms: float
-    max_ms: float
+__all__ = ["LatenessPoint", "lateness_series"]
 
 
 async def lateness_series(

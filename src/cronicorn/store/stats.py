@@ -15,13 +15,15 @@ camelCase names, date labels and chart headroom; `web.home` its charts).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import Text, and_, bindparam, func, literal, select, text, union_all
+from sqlalchemy import Integer, Text, and_, bindparam, func, literal, select, text, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import TextClause
 
 from cronicorn.domain import month_start
 from cronicorn.store.quotas import LIVE_ENDPOINTS, live_endpoints, meter
@@ -149,9 +151,28 @@ class SessionPoint:
 
 
 @dataclass(frozen=True)
+class SessionTotal:
+    bucket: datetime
+    sessions: int
+    tokens: int
+
+
+@dataclass(frozen=True)
+class LatenessPoint:
+    """Scheduled runs of a bucket (skipped slots left out) and how late they started."""
+
+    bucket: datetime
+    runs: int
+    avg_ms: float
+    max_ms: float
+
+
+@dataclass(frozen=True)
 class Dashboard:
-    """A range's numbers. `runs` has a point for every bucket of `buckets`; the endpoint and
-    session series only the (bucket, endpoint) pairs with something in them."""
+    """A range's numbers. `runs` has a point for every bucket of `buckets`; the other series
+    only the buckets (and endpoints) with something in them. `endpoint_series` and
+    `session_series` are empty unless the query asked for `series`; `session_totals` and
+    `lateness` (all sources, like `sources`) are always there."""
 
     buckets: Buckets
     jobs: Counts
@@ -164,6 +185,8 @@ class Dashboard:
     runs: list[RunPoint]
     endpoint_series: list[EndpointPoint]
     session_series: list[SessionPoint]
+    session_totals: list[SessionTotal]
+    lateness: list[LatenessPoint]
 
 
 @dataclass(frozen=True)
@@ -175,6 +198,7 @@ class StatsQuery:
     job_id: str | None = None
     source: str | None = None
     endpoint_limit: int = 20
+    series: bool = True  # per-endpoint series (the API's); the web page shows only totals
 
 
 def _ceil(at: datetime, size: timedelta) -> datetime:
@@ -203,6 +227,7 @@ class Facts:
     per_endpoint: bool = False
     daily: bool = False
     now: datetime | None = None
+    narrow: bool = False  # only endpoint_id, source, success, failed, running (see `sql`)
 
     def _hours(self) -> tuple[datetime, datetime]:
         lo, hi = _ceil(self.start, HOUR), floor_to(self.end, HOUR)
@@ -266,6 +291,12 @@ class Facts:
         at = "day" if table == "runs_daily" else "hour"
         endpoint = "NULL" if table == "runs_hourly_users" else "h.endpoint_id"
         m = "" if sign > 0 else "-"
+        if self.narrow:
+            return (
+                f"SELECT {endpoint} AS endpoint_id, h.source, {m}h.success AS success,"
+                f" {m}h.failed AS failed, 0 AS running FROM {table} h"
+                f" WHERE {self._whose('h')} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
+            )
         return (
             f"SELECT {endpoint} AS endpoint_id, h.{at} AS hour, h.source, {m}h.success,"
             f" {m}h.failed, {m}h.skipped, 0 AS running, {m}h.timed, {m}h.duration_ms,"
@@ -276,14 +307,17 @@ class Facts:
 
     def sql(self) -> str:
         """A SELECT of rows (endpoint_id, hour, source, success, failed, skipped, running,
-        timed, duration_ms, scheduled, late_ms, late_max_ms) to sum."""
+        timed, duration_ms, scheduled, late_ms, late_max_ms) to sum; `narrow`: only
+        (endpoint_id, source, success, failed, running), which the rollups' covering indexes
+        hold (migration 0011), so the per-endpoint totals are index-only scans."""
         rolled = [
             self._rolled(i, table, sign) for i, (table, sign, _, _) in enumerate(self._parts())
         ]
+        shape = _RAW_NARROW if self.narrow else _RAW
         raw = [
-            _RAW.format(whose=self._whose("r"), a="start", b="lo", only=""),
-            _RAW.format(whose=self._whose("r"), a="hi", b="end", only=""),
-            _RAW.format(whose=self._whose("r"), a="lo", b="hi", only=" AND r.status = 'running'"),
+            shape.format(whose=self._whose("r"), a="start", b="lo", only=""),
+            shape.format(whose=self._whose("r"), a="hi", b="end", only=""),
+            shape.format(whose=self._whose("r"), a="lo", b="hi", only=" AND r.status = 'running'"),
         ]
         return "\nUNION ALL\n".join([*rolled, *raw])
 
@@ -300,14 +334,26 @@ _RAW = f"""SELECT r.endpoint_id, date_bin('1 hour', r.started_at, :epoch) AS hou
 FROM runs r
 WHERE {{whose}} AND r.started_at >= :{{a}} AND r.started_at < :{{b}}{{only}}"""
 
+_RAW_NARROW = """SELECT r.endpoint_id, r.source, (r.status = 'success')::int AS success,
+       (r.status = 'failed')::int AS failed, (r.status = 'running')::int AS running
+FROM runs r
+WHERE {whose} AND r.started_at >= :{a} AND r.started_at < :{b}{only}"""
+
 _IDS = bindparam("ids", type_=ARRAY(Text))
+
+
+@functools.lru_cache(maxsize=512)
+def _statement(sql: str, with_ids: bool) -> TextClause:
+    """One statement object per SQL text: SQLAlchemy memoizes the cache key on the object, so
+    a page does not re-parse and re-key its dozen statements on every request."""
+    statement = text(sql)
+    return statement.bindparams(_IDS) if with_ids else statement
 
 
 async def _rows(conn: AsyncConnection, facts: Facts, select_sql: str, **extra: Any) -> Any:
     """`select_sql` over the facts (the CTE `f`); returns the result rows."""
-    statement = text(f"WITH f AS ({facts.sql()})\n{select_sql}")
-    if facts.endpoint_ids is not None:
-        statement = statement.bindparams(_IDS)
+    sql = f"WITH f AS ({facts.sql()})\n{select_sql}"
+    statement = _statement(sql, facts.endpoint_ids is not None)
     return (await conn.execute(statement, {**facts.params(), **extra})).all()
 
 
@@ -369,14 +415,19 @@ async def lateness(
     job_id: str | None = None,
 ) -> list[tuple[datetime, int, float, float]]:
     """Per bucket with scheduled runs: (bucket, runs, average, worst lateness in ms)."""
+    found = await cells(conn, Facts(user_id, start, end, job_id=job_id), size)
+    return [(p.bucket, p.runs, p.avg_ms, p.max_ms) for p in _lateness(found)]
+
+
+def _lateness(found: list[Cell]) -> list[LatenessPoint]:
     per: dict[datetime, list[float]] = {}
-    for c in await cells(conn, Facts(user_id, start, end, job_id=job_id), size):
+    for c in found:
         if c.scheduled:
             acc = per.setdefault(c.bucket, [0, 0.0, 0.0])
             acc[0] += c.scheduled
             acc[1] += c.late_ms
             acc[2] = max(acc[2], c.late_max_ms or 0.0)
-    return [(at, int(a[0]), a[1] / a[0], a[2]) for at, a in sorted(per.items())]
+    return [LatenessPoint(at, int(a[0]), a[1] / a[0], a[2]) for at, a in sorted(per.items())]
 
 
 def _facts(q: StatsQuery, **changes: Any) -> Facts:
@@ -444,47 +495,32 @@ async def _recent(conn: AsyncConnection, user_id: str, now: datetime) -> Recent:
     return Recent(int(row[0]), int(row[1]), int(row[2]))
 
 
-_PER_ENDPOINT_SQL = """SELECT p.endpoint_id, e.name, j.id, j.name, p.success, p.failed, p.running
-FROM (SELECT f.endpoint_id, sum(f.success) AS success, sum(f.failed) AS failed,
-             sum(f.running) AS running
+_PER_ENDPOINT = """(SELECT f.endpoint_id, sum(f.success) AS success, sum(f.failed) AS failed,
+             sum(f.success + f.failed + f.running) AS runs
       FROM f {where} GROUP BY f.endpoint_id) p
-JOIN endpoints e ON e.id = p.endpoint_id
+JOIN endpoints e ON e.id = p.endpoint_id"""
+_PER_JOB_SQL = f"""SELECT j.id, j.name, sum(p.success), sum(p.failed)
+FROM {_PER_ENDPOINT}
 JOIN jobs j ON j.id = e.job_id
-WHERE p.success + p.failed + p.running > 0"""
+GROUP BY j.id, j.name HAVING sum(p.runs) > 0"""
+_TOP_SQL = f"""SELECT p.endpoint_id, e.name
+FROM {_PER_ENDPOINT}
+WHERE p.runs > 0
+ORDER BY p.runs DESC, p.endpoint_id COLLATE "C" LIMIT :top"""
 
 
-@dataclass(frozen=True)
-class _Endpoint:
-    endpoint_id: str
-    name: str
-    job_id: str
-    job_name: str
-    success: int
-    failed: int
-    runs: int
+def _endpoint_facts(q: StatsQuery) -> Facts:
+    """Per-endpoint totals of the range: whole days from `runs_daily` (`Facts.daily`)."""
+    return _facts(q, per_endpoint=True, daily=True, now=q.now, narrow=True)
 
 
-async def _per_endpoint(conn: AsyncConnection, q: StatsQuery) -> list[_Endpoint]:
+async def _job_health(conn: AsyncConnection, q: StatsQuery) -> list[JobRuns]:
+    """Jobs with runs in the range (running ones count), by name then id."""
     where = "WHERE f.source = :source" if q.source is not None else ""
-    rows = await _rows(
-        conn,
-        _facts(q, per_endpoint=True, daily=True, now=q.now),
-        _PER_ENDPOINT_SQL.format(where=where),
-        source=q.source,
-    )
-    return [
-        _Endpoint(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[4] + r[5] + r[6]))
-        for r in rows
-    ]
-
-
-def _job_health(found: list[_Endpoint]) -> list[JobRuns]:
-    per: dict[tuple[str, str], list[int]] = {}
-    for e in found:
-        acc = per.setdefault((e.job_name, e.job_id), [0, 0])
-        acc[0] += e.success
-        acc[1] += e.failed
-    return [JobRuns(job_id, name, ok, bad) for (name, job_id), (ok, bad) in sorted(per.items())]
+    sql = _PER_JOB_SQL.format(where=where)
+    rows = await _rows(conn, _endpoint_facts(q), sql, source=q.source)
+    found = sorted((r[1], r[0], int(r[2]), int(r[3])) for r in rows)
+    return [JobRuns(job_id, name, ok, bad) for name, job_id, ok, bad in found]
 
 
 def _totals(chosen: list[Cell]) -> Totals:
@@ -519,15 +555,14 @@ _SERIES_SQL = """SELECT date_bin(:size, f.hour, :epoch) AS bucket, f.endpoint_id
 FROM f {where} GROUP BY 1, 2"""
 
 
-async def _endpoint_series(
-    conn: AsyncConnection, q: StatsQuery, b: Buckets, found: list[_Endpoint]
-) -> list[EndpointPoint]:
+async def _endpoint_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> list[EndpointPoint]:
     """The busiest endpoints of the range (most runs, then id), bucketed."""
-    top = sorted(found, key=lambda e: (-e.runs, e.endpoint_id))[: q.endpoint_limit]
-    names = {e.endpoint_id: e.name for e in top}
-    if not top:
-        return []
     where = "WHERE f.source = :source" if q.source is not None else ""
+    top_sql = _TOP_SQL.format(where=where)
+    top = await _rows(conn, _endpoint_facts(q), top_sql, source=q.source, top=q.endpoint_limit)
+    names: dict[str, str] = {r[0]: r[1] for r in top}
+    if not names:
+        return []
     facts = _facts(q, endpoint_ids=tuple(names))
     rows = await _rows(conn, facts, _SERIES_SQL.format(where=where), size=b.size, source=q.source)
     return [
@@ -536,8 +571,7 @@ async def _endpoint_series(
     ]
 
 
-async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> list[SessionPoint]:
-    bucket = _bin(b.size, ai_sessions.c.analyzed_at).label("bucket")
+def _session_conditions(q: StatsQuery) -> list[Any]:
     conditions = [
         ai_sessions.c.user_id == q.user_id,
         ai_sessions.c.analyzed_at >= q.start,
@@ -545,6 +579,12 @@ async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> l
     ]
     if q.job_id is not None:
         conditions.append(endpoints.c.job_id == q.job_id)
+    return conditions
+
+
+async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> list[SessionPoint]:
+    bucket = _bin(b.size, ai_sessions.c.analyzed_at).label("bucket")
+    conditions = _session_conditions(q)
     rows = await conn.execute(
         select(
             bucket,
@@ -561,27 +601,60 @@ async def _session_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> l
     return [SessionPoint(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
 
+def _session_totals(series: list[SessionPoint]) -> list[SessionTotal]:
+    per: dict[datetime, tuple[int, int]] = {}
+    for p in series:
+        n, tokens = per.get(p.bucket, (0, 0))
+        per[p.bucket] = (n + p.sessions, tokens + p.tokens)
+    return [SessionTotal(at, n, tokens) for at, (n, tokens) in sorted(per.items())]
+
+
+async def _sessions_per_bucket(
+    conn: AsyncConnection, q: StatsQuery, b: Buckets
+) -> list[SessionTotal]:
+    """AI sessions and tokens per bucket, without the per-endpoint rows."""
+    bucket = _bin(b.size, ai_sessions.c.analyzed_at).label("bucket")
+    source: Any = ai_sessions
+    if q.job_id is not None:
+        source = ai_sessions.join(endpoints, endpoints.c.id == ai_sessions.c.endpoint_id)
+    rows = await conn.execute(
+        select(bucket, func.count(), func.coalesce(func.sum(ai_sessions.c.token_usage), 0))
+        .select_from(source)
+        .where(*_session_conditions(q))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    return [SessionTotal(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
 async def dashboard(conn: AsyncConnection, q: StatsQuery) -> Dashboard:
     """Everything the dashboard shows. Runs are counted from the hourly rollups (`Facts`);
     skipped slots (overlap) are not runs here."""
     buckets = choose_buckets(q.start, q.end)
     found = await cells(conn, _facts(q), buckets.size)
     chosen = _chosen(q, found)
-    per_endpoint = await _per_endpoint(conn, q)
-    endpoint_series = await _endpoint_series(conn, q, buckets, per_endpoint)
-    session_series = await _session_series(conn, q, buckets)
+    endpoint_series: list[EndpointPoint] = []
+    session_series: list[SessionPoint] = []
+    if q.series:
+        endpoint_series = await _endpoint_series(conn, q, buckets)
+        session_series = await _session_series(conn, q, buckets)
+        session_totals = _session_totals(session_series)
+    else:
+        session_totals = await _sessions_per_bucket(conn, q, buckets)
     return Dashboard(
         buckets=buckets,
         jobs=await _job_counts(conn, q.user_id),
         endpoints=await _endpoint_counts(conn, q.user_id, q.now),
         success_rate=await _success_rate(conn, q, chosen),
         recent=await _recent(conn, q.user_id, q.now),
-        job_health=_job_health(per_endpoint),
+        job_health=await _job_health(conn, q),
         totals=_totals(chosen),
         sources=_sources(found),
         runs=_run_series(chosen, buckets),
         endpoint_series=endpoint_series,
         session_series=session_series,
+        session_totals=session_totals,
+        lateness=_lateness(found),
     )
 
 
@@ -601,14 +674,16 @@ def _runs_join() -> Any:
     return runs.join(endpoints, endpoints.c.id == runs.c.endpoint_id)
 
 
-def _run_events(q: ActivityQuery) -> Any:
+# The timeline's statements are built once per shape (event kinds, job filter or not) with
+# bound parameters: SQLAlchemy then neither rebuilds nor re-keys them on every page.
+def _run_events(with_job: bool) -> Any:
     conditions = [
-        runs.c.user_id == q.user_id,
-        runs.c.started_at >= q.start,
-        runs.c.started_at < q.end,
+        runs.c.user_id == bindparam("user"),
+        runs.c.started_at >= bindparam("start"),
+        runs.c.started_at < bindparam("end"),
     ]
-    if q.job_id is not None:
-        conditions.append(endpoints.c.job_id == q.job_id)
+    if with_job:
+        conditions.append(endpoints.c.job_id == bindparam("job"))
     return (
         select(
             literal("run").label("type"),
@@ -629,14 +704,14 @@ def _run_events(q: ActivityQuery) -> Any:
     )
 
 
-def _session_events(q: ActivityQuery) -> Any:
+def _session_events(with_job: bool) -> Any:
     conditions = [
-        ai_sessions.c.user_id == q.user_id,
-        ai_sessions.c.analyzed_at >= q.start,
-        ai_sessions.c.analyzed_at < q.end,
+        ai_sessions.c.user_id == bindparam("user"),
+        ai_sessions.c.analyzed_at >= bindparam("start"),
+        ai_sessions.c.analyzed_at < bindparam("end"),
     ]
-    if q.job_id is not None:
-        conditions.append(endpoints.c.job_id == q.job_id)
+    if with_job:
+        conditions.append(endpoints.c.job_id == bindparam("job"))
     return (
         select(
             literal("session").label("type"),
@@ -697,6 +772,41 @@ class Activity:
         return [e for e in self.events if isinstance(e, RunEvent)]
 
 
+@functools.lru_cache(maxsize=8)
+def _timeline(event_type: str, with_job: bool) -> Any:
+    """Each kind's newest `depth` rows along its index, merged, one page of them."""
+    parts = []
+    depth = bindparam("depth", type_=Integer)
+    if event_type in {"all", "runs"}:
+        newest = (runs.c.started_at.desc(), runs.c.id.desc())
+        parts.append(_run_events(with_job).order_by(*newest).limit(depth))
+    if event_type in {"all", "sessions"}:
+        latest = (ai_sessions.c.analyzed_at.desc(), ai_sessions.c.id.desc())
+        parts.append(_session_events(with_job).order_by(*latest).limit(depth))
+    merged = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    return (
+        select(merged)
+        .order_by(merged.c.ts.desc(), merged.c.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _session_count(with_job: bool) -> Any:
+    """Sessions in the range: an index-only count unless a job filter needs the endpoints."""
+    conditions = [
+        ai_sessions.c.user_id == bindparam("user"),
+        ai_sessions.c.analyzed_at >= bindparam("start"),
+        ai_sessions.c.analyzed_at < bindparam("end"),
+    ]
+    source: Any = ai_sessions
+    if with_job:
+        source = ai_sessions.join(endpoints, endpoints.c.id == ai_sessions.c.endpoint_id)
+        conditions.append(endpoints.c.job_id == bindparam("job"))
+    return select(func.count()).select_from(source).where(*conditions)
+
+
 def _event(m: Any) -> Event:
     if m["type"] == "run":
         return RunEvent(
@@ -726,30 +836,24 @@ _ALL_RUNS_SQL = "SELECT coalesce(sum(f.success + f.failed + f.skipped + f.runnin
 async def activity(conn: AsyncConnection, q: ActivityQuery) -> Activity:
     """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
     newest `offset + limit`, read backwards along its index); the total from the rollups."""
-    parts = []
-    depth = q.offset + q.limit
-    if q.event_type in {"all", "runs"}:
-        newest = (runs.c.started_at.desc(), runs.c.id.desc())
-        parts.append(_run_events(q).order_by(*newest).limit(depth))
-    if q.event_type in {"all", "sessions"}:
-        latest = (ai_sessions.c.analyzed_at.desc(), ai_sessions.c.id.desc())
-        parts.append(_session_events(q).order_by(*latest).limit(depth))
-    merged = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
-    rows = await conn.execute(
-        select(merged)
-        .order_by(merged.c.ts.desc(), merged.c.id.desc())
-        .limit(q.limit)
-        .offset(q.offset)
-    )
+    with_job = q.job_id is not None
+    params = {
+        "user": q.user_id,
+        "start": q.start,
+        "end": q.end,
+        "job": q.job_id,
+        "depth": q.offset + q.limit,
+        "limit": q.limit,
+        "offset": q.offset,
+    }
+    rows = await conn.execute(_timeline(q.event_type, with_job), params)
     events = [_event(r._mapping) for r in rows]
     total = 0
     if q.event_type in {"all", "runs"}:  # skipped slots included: the timeline lists them
         facts = Facts(q.user_id, q.start, q.end, job_id=q.job_id)
         total += int((await _rows(conn, facts, _ALL_RUNS_SQL))[0][0])
     if q.event_type in {"all", "sessions"}:
-        total += int(
-            await conn.scalar(select(func.count()).select_from(_session_events(q).subquery())) or 0
-        )
+        total += int(await conn.scalar(_session_count(with_job), params) or 0)
     return Activity(events, total)
 
 

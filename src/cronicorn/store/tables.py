@@ -264,6 +264,9 @@ runs = Table(
     Index("ix_runs_lease_until", "lease_until", postgresql_where=text("lease_until IS NOT NULL")),
 )
 
+# What the dashboard's per-endpoint sums read, in the (user_id, hour|day) indexes (0011).
+_COVERED = ["endpoint_id", "source", "success", "failed"]
+
 # Finished runs per endpoint, UTC hour of their start and source (0010), kept by triggers on
 # `runs` (see the migration); the dashboard's statistics read it. Outlives pruned runs.
 runs_hourly = Table(
@@ -281,7 +284,7 @@ runs_hourly = Table(
     ),
     Column("late_ms", Double, nullable=False, server_default=text("0")),
     Column("late_max_ms", Double),
-    Index("ix_runs_hourly_user_id_hour", "user_id", "hour"),
+    Index("ix_runs_hourly_user_id_hour", "user_id", "hour", postgresql_include=_COVERED),
     Index("ix_runs_hourly_hour", "hour"),
 )
 
@@ -299,7 +302,7 @@ runs_daily = Table(
     ),
     Column("late_ms", Double, nullable=False, server_default=text("0")),
     Column("late_max_ms", Double),
-    Index("ix_runs_daily_user_id_day", "user_id", "day"),
+    Index("ix_runs_daily_user_id_day", "user_id", "day", postgresql_include=_COVERED),
     Index("ix_runs_daily_day", "day"),
 )
 

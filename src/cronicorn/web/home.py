@@ -2,10 +2,10 @@
 source and AI tokens for a range and a job chosen in the URL (`range`, or `from`/`to` dates;
 `job`), and the recent activity timeline (`events`, `offset`) below.
 
-Numbers come from `store.stats` (the same aggregates `/api/dashboard/*` serves) and
-`store.lateness`; every query is bounded by the user's runs in the range and reads indexes
-(tests/web/test_web2_dashboard.py explains each one). A bad range is shown as an error on the
-page with the default range in its place, never a 500.
+Numbers come from `store.stats` (the aggregates `/api/dashboard/*` serves, without the
+per-endpoint series the page does not show); every query is bounded by the user's runs in the
+range and reads indexes (tests/web/test_web2_queries.py explains each one). A bad range is
+shown as an error on the page with the default range in its place, never a 500.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from cronicorn.store import jobs as job_store
-from cronicorn.store import lateness, stats
+from cronicorn.store import stats
 from cronicorn.web.deps import ClockDep, ConnDep, ViewerDep
 from cronicorn.web.templating import render
 
@@ -108,7 +108,7 @@ def run_chart(data: stats.Dashboard) -> dict[str, Any]:
     }
 
 
-def lateness_chart(points: list[lateness.LatenessPoint], starts: list[datetime]) -> dict[str, Any]:
+def lateness_chart(points: list[stats.LatenessPoint], starts: list[datetime]) -> dict[str, Any]:
     by_bucket = {p.bucket: p for p in points}
     rows = [by_bucket.get(at) for at in starts]
     return {
@@ -130,9 +130,7 @@ def lateness_chart(points: list[lateness.LatenessPoint], starts: list[datetime])
 
 def token_chart(data: stats.Dashboard) -> tuple[dict[str, Any], int]:
     buckets = data.buckets
-    per: dict[datetime, int] = {}
-    for point in data.session_series:
-        per[point.bucket] = per.get(point.bucket, 0) + point.tokens
+    per = {point.bucket: point.tokens for point in data.session_totals}
     values = [per.get(at, 0) for at in buckets.starts]
     chart = {
         "x": [_seconds(at) for at in buckets.starts],
@@ -172,12 +170,12 @@ async def dashboard(
     events = events if events in EVENT_KINDS else "all"
     offset = params.get("offset", "0")
     start_at = min(int(offset), 10_000) if offset.isdigit() else 0
-    query = stats.StatsQuery(viewer.user_id, chosen.start, chosen.end, now, job_id=job_id)
+    query = stats.StatsQuery(
+        viewer.user_id, chosen.start, chosen.end, now, job_id=job_id, series=False
+    )
     data = await stats.dashboard(conn, query)
     buckets = data.buckets
-    late = await lateness.lateness_series(
-        conn, viewer.user_id, chosen.start, chosen.end, buckets.size, job_id=job_id
-    )
+    late = data.lateness
     activity = await stats.activity(
         conn,
         stats.ActivityQuery(
