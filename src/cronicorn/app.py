@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import create_api
 from cronicorn.api.deps import close_credential_cache
+from cronicorn.api.direct_mount import NO_TELEMETRY, RootApp
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
@@ -70,9 +71,11 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
             await close_web(web)
             await runtime.close()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = RootApp(
+        lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
+    )
     app.state.runtime = runtime
-    app.mount("/api", api)
+    app.mount_direct("/api", api)  # first: /api/… skips the root's pass-through layers
     app.router.routes.append(mcp.route())  # POST /mcp (MCP over streamable HTTP)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
 

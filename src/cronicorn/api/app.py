@@ -30,6 +30,7 @@ from cronicorn.api import (
     users,
 )
 from cronicorn.api.backups import router as backups_router
+from cronicorn.api.direct_mount import NO_TELEMETRY
 from cronicorn.api.errors import install_error_mapping
 from cronicorn.runtime import Runtime
 
@@ -41,6 +42,7 @@ def create_api(runtime: Runtime) -> FastAPI:
         openapi_url="/doc",
         docs_url=None,
         redoc_url=None,
+        telemetry=NO_TELEMETRY,
     )
     api.state.runtime = runtime
     errors.install(api)
