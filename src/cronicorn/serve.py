@@ -236,4 +236,5 @@ def run_roles(
                 health.close()
             await runtime.close()
 
+    freeze_startup_heap()  # as API processes: a scheduler's full collections scanned it all
     asyncio.run(main())
