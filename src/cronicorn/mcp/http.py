@@ -4,16 +4,20 @@ Stateless and JSON-answered: every POST carries one message and gets one JSON re
 session lives in process memory, so any API worker (`--workers N`, several machines) can
 answer any request, as for `/api`. Each request is authenticated and rate-limited before the
 SDK sees it (`mcp.gate`); the caller rides in the ASGI scope to the tool handlers.
+
+The MCP SDK (with OpenTelemetry, ~25 MB of an idle `cronicorn up`'s memory) and the tools are
+imported on the first request to `/mcp`, not at start: most processes never serve one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.responses import JSONResponse
@@ -22,14 +26,21 @@ from starlette.types import Message, Receive, Scope, Send
 
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.mcp import gate
-from cronicorn.mcp.errors import to_tool_error
-from cronicorn.mcp.server import CALLER_KEY, create_mcp_server
-from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.requestid import current_request_id
 from cronicorn.runtime import Runtime
 from cronicorn.store.auth_gate import Access
 
-_WRITE_TOOLS = frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only)
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+CALLER_KEY = "cronicorn.caller"  # where the tool handlers (mcp.server) find the caller
+
+
+@functools.cache
+def _write_tools() -> frozenset[str]:
+    from cronicorn.mcp.tools import ALL_TOOLS
+
+    return frozenset(tool.name for tool in ALL_TOOLS if not tool.read_only)
 
 
 def access_of(body: bytes) -> Access:
@@ -43,7 +54,7 @@ def access_of(body: bytes) -> Access:
         if not isinstance(item, dict) or item.get("method") != "tools/call":
             continue
         params = item.get("params")
-        if isinstance(params, dict) and params.get("name") in _WRITE_TOOLS:
+        if isinstance(params, dict) and params.get("name") in _write_tools():
             return "write"
     return "read"
 
@@ -67,14 +78,54 @@ class McpEndpoint:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._dispatcher: Dispatcher | None = None
-        self.server = create_mcp_server(runtime, self.dispatcher)
         self.max_body = runtime.settings.max_body_bytes
-        self.manager = StreamableHTTPSessionManager(
-            app=self.server,
+        self._manager: StreamableHTTPSessionManager | None = None
+        self._wanted: asyncio.Event | None = None  # set by `running()`: a request wants the SDK
+        self._ready = asyncio.Event()
+        self._failure: BaseException | None = None
+
+    def _build(self) -> StreamableHTTPSessionManager:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+        from cronicorn.mcp.server import create_mcp_server
+
+        return StreamableHTTPSessionManager(
+            app=create_mcp_server(self.runtime, self.dispatcher),
             json_response=True,
             stateless=True,
             max_request_body_size=self.max_body,
         )
+
+    async def _hold(self, wanted: asyncio.Event, stop: asyncio.Event) -> None:
+        """Build and run the SDK's session manager once a request wants it, until `stop`:
+        its task group is entered and left in this one task, as anyio requires."""
+        waits = [asyncio.ensure_future(wanted.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        if stop.is_set():
+            return
+        try:
+            manager = self._build()
+            async with manager.run():
+                self._manager = manager
+                self._ready.set()
+                await stop.wait()
+        except Exception as exc:  # requests waiting get it; the app keeps serving the rest
+            self._failure = exc
+            self._ready.set()
+            raise
+        finally:
+            self._manager = None
+
+    async def _running_manager(self) -> StreamableHTTPSessionManager:
+        if self._wanted is None:
+            raise RuntimeError("/mcp is served only inside McpEndpoint.running()")
+        self._wanted.set()
+        await self._ready.wait()
+        if self._manager is None:
+            raise RuntimeError("the MCP server did not start") from self._failure
+        return self._manager
 
     async def dispatcher(self) -> Dispatcher:
         """One dispatcher for the process's tool calls (SSRF checks, run now)."""
@@ -89,10 +140,17 @@ class McpEndpoint:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        self._wanted = asyncio.Event()
+        holder = asyncio.create_task(self._hold(self._wanted, stop), name="mcp")
         try:
-            async with self.manager.run():
-                yield
+            yield
         finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await holder
+            self._wanted = None
+            self._ready = asyncio.Event()
             if self._dispatcher is not None:
                 await self._dispatcher.close()
                 self._dispatcher = None
@@ -115,6 +173,8 @@ class McpEndpoint:
         try:
             outcome = await gate.authenticate(self.runtime, headers, access_of(body), _clock(scope))
         except (DBAPIError, PoolTimeout) as exc:  # as the API: 503 when the database refuses
+            from cronicorn.mcp.errors import to_tool_error
+
             refusal = to_tool_error(exc)
             if refusal is None:
                 raise
@@ -128,7 +188,8 @@ class McpEndpoint:
             )
             return
         scope = {**scope, CALLER_KEY: outcome}
-        await self.manager.handle_request(scope, _replay(body, receive), send)
+        manager = await self._running_manager()
+        await manager.handle_request(scope, _replay(body, receive), send)
 
 
 def _clock(scope: Scope) -> gate.Clock:

@@ -21,12 +21,11 @@ from cronicorn.dispatch import Dispatcher
 from cronicorn.mcp import prompts, resources
 from cronicorn.mcp.errors import error_result
 from cronicorn.mcp.gate import Caller
+from cronicorn.mcp.http import CALLER_KEY  # set on the scope by the HTTP face
 from cronicorn.mcp.tooling import Call, Tool, reply
 from cronicorn.mcp.tools import ALL_TOOLS
 from cronicorn.runtime import Runtime
 from cronicorn.store.audit import Actor, set_actor
-
-CALLER_KEY = "cronicorn.caller"
 
 INSTRUCTIONS = """\
 Cronicorn runs HTTP calls on schedules that adapt. A job groups endpoints; an endpoint is one \
