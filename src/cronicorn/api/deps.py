@@ -317,6 +317,24 @@ async def current_reader(
     return await _gate(request, runtime, conn)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """The caller of a one-statement read route, and that route's autocommitted connection."""
+
+    user: Principal
+    conn: AsyncConnection
+
+
+async def reading(request: Request) -> AsyncIterator[Reading]:
+    """`ReaderDep` and `ReadConnDep` as ONE dependency (`get_read_conn`, then the gate on
+    that connection): FastAPI solves one dependency instead of three (runtime, connection,
+    gate) on the hottest read routes (a few % of `GET /api/jobs`'s CPU, issue 17)."""
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.engine.connect() as conn:
+        await conn.execution_options(isolation_level=AUTOCOMMIT)
+        yield Reading(await _gate(request, runtime, conn), conn)
+
+
 async def _gate(request: Request, runtime: Runtime, conn: AsyncConnection) -> Principal:
     now = clock_of(request)()
     async with _autocommit(conn) as isolated:
@@ -373,6 +391,8 @@ UserDep = Annotated[Principal, Depends(current_user)]
 # A read-only route with one statement: `ReadConnDep` and `ReaderDep` together (same connection).
 ReadConnDep = Annotated[AsyncConnection, Depends(get_read_conn, scope="function")]
 ReaderDep = Annotated[Principal, Depends(current_reader)]
+# Both in one: the caller and the connection (`reading`), for the hottest read routes.
+ReadingDep = Annotated[Reading, Depends(reading, scope="function")]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SessionDep = Annotated[Principal, Depends(require_session)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

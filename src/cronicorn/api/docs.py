@@ -18,7 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from cronicorn.api.deps import current_reader, current_user
+from cronicorn.api.deps import current_reader, current_user, reading
 
 router = APIRouter(include_in_schema=False)
 
@@ -114,7 +114,7 @@ def _needs_user(dependant: Dependant) -> bool:
     stack = [dependant]
     while stack:
         item = stack.pop()
-        if item.call is current_user or item.call is current_reader:
+        if item.call in (current_user, current_reader, reading):
             return True
         stack.extend(item.dependencies)
     return False

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from cronicorn.api.deps import ConnDep, ReadConnDep, ReaderDep, UserDep
+from cronicorn.api.deps import ConnDep, ReadingDep, UserDep
 from cronicorn.api.params import NowDep, require_id
 from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
 from cronicorn.services import jobs
@@ -21,11 +21,10 @@ async def create_job(body: JobCreate, user: UserDep, conn: ConnDep, now: NowDep)
 
 @router.get("/jobs", response_model=JobList, summary="List jobs with their endpoint counts")
 async def list_jobs(
-    user: ReaderDep,
-    conn: ReadConnDep,  # one read statement: autocommitted, no BEGIN/COMMIT round trips
+    read: ReadingDep,  # one read statement: autocommitted, no BEGIN/COMMIT round trips
     status: Annotated[Literal["active", "paused", "archived"] | None, Query()] = None,
 ) -> JobList:
-    rows = await jobs.list_jobs(conn, user.user_id, status)
+    rows = await jobs.list_jobs(read.conn, read.user.user_id, status)
     return JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
 
 
