@@ -3,7 +3,7 @@
     .venv/bin/python bench/scheduler.py                        # 1k and 10k endpoints, 1 s
     .venv/bin/python bench/scheduler.py --endpoints 10000 --interval-s 5 --duration 30
     .venv/bin/python bench/scheduler.py --endpoints 2000 --rules both  # cost of rules
-    .venv/bin/python bench/scheduler.py --endpoints 2000 --rules both --rounds 3 --json out.json
+    .venv/bin/python bench/scheduler.py --endpoints 800 --rules all --rounds 3 --json out.json
 
 What it does, all on this machine:
 
@@ -18,8 +18,11 @@ What it does, all on this machine:
    max over the measured window, the scheduler's CPU% (100% = one core) and peak RSS, and the
    CPU% of PostgreSQL and of the target meanwhile.
 
-`--rules both` measures each N without and then with assertions and three rules per endpoint
-(`--rounds K` alternates the two K times) and reports the overhead of rules two ways:
+`--rules both` measures each N without and then with assertions and three rules per endpoint,
+one of which fires on every run and rewrites the interval hint (`worst`); `--rules all` adds
+`quiet`, the same assertion and three rules of which none fires (the realistic case: the
+cost of evaluating them alone). `--rounds K` alternates the variants K times (the order
+reversed every other round) and reports the overhead of rules two ways:
 executions/s, which a shared, busy machine makes noisy, and the scheduler's process CPU time
 per execution (user + system over the measured window / executions), which other processes'
 load barely moves. Medians over rounds; `--json` writes every round and the summary.
@@ -130,6 +133,8 @@ FROM (
 """
 
 
+# `worst`: the third rule holds on every run (the body has items[0].ok = true) and sets the
+# baseline interval as a hint; `quiet`: it looks for items[0].ok = false, so nothing fires.
 RULES_SQL = """
 UPDATE endpoints SET
     assertions = '{"statuses": ["2xx"],
@@ -142,18 +147,20 @@ UPDATE endpoints SET
           "then": {"action": "pause", "forMinutes": 5}}'::jsonb,
         jsonb_build_object(
             'name', 'steady',
-            'when', '{"jsonPath": "$.items[0].ok", "op": "==", "value": true}'::jsonb,
+            'when', jsonb_build_object('jsonPath', '$.items[0].ok', 'op', '==',
+                                       'value', %(fires)s),
             'then', jsonb_build_object('action', 'interval', 'intervalMs', %(interval_ms)s,
                                        'ttlMinutes', 60)))
 """
 
 
-def add_rules(url: str, interval_ms: int) -> None:
+def add_rules(url: str, interval_ms: int, variant: str) -> None:
     """Assertions and three rules per endpoint: two that never fire (deep queue, degraded)
-    and one that fires on every run with the baseline interval, so demand is unchanged while
-    each write carries the rule's hint and the fired rule."""
+    and one that, in `worst`, fires on every run with the baseline interval, so demand is
+    unchanged while each write carries the fired rule (and the hint, when it is rewritten);
+    in `quiet` it never fires."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(RULES_SQL, {"interval_ms": interval_ms})
+        conn.execute(RULES_SQL, {"interval_ms": interval_ms, "fires": variant == "worst"})
         conn.execute("VACUUM ANALYZE")
 
 
@@ -181,7 +188,7 @@ def seed(url: str, n: int, interval_ms: int, base: str, start: float) -> None:
 # -- one measurement ---------------------------------------------------------------------------
 @dataclass
 class Result:
-    rules: bool
+    rules: str  # none | quiet (three rules, none fires) | worst (one fires on every run)
     endpoints: int
     interval_s: float
     executions_per_s: float
@@ -217,14 +224,14 @@ def cpu_of(processes: list[psutil.Process]) -> float:
 
 
 def measure(
-    url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: int, rules: bool
+    url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: int, rules: str
 ) -> Result:
     reset(url)
     interval_ms = int(args.interval_s * 1000)
     start = time.time() + args.startup
     seed(url, n, interval_ms, f"http://127.0.0.1:{args.port}", start)
-    if rules:
-        add_rules(url, interval_ms)
+    if rules != "none":
+        add_rules(url, interval_ms, rules)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -244,6 +251,7 @@ def measure(
         pg = postgres_processes(url)
         cpu_of([sched, target_proc, *pg])  # prime; backends may exit meanwhile
         load = os.getloadavg()[0]
+        spy = profile(args, sched.pid, n, rules)
         cpu0 = _cpu_seconds(sched)
         t0 = time.time()
         rss = 0
@@ -255,6 +263,8 @@ def measure(
         sched_cpu = sched.cpu_percent(None)
         target_cpu = target_proc.cpu_percent(None)
         pg_cpu = cpu_of(pg)
+        if spy is not None:
+            spy.wait(timeout=120)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
@@ -285,6 +295,36 @@ def measure(
         cpu_us_per_execution=per_execution,
         skipped=row[4],
         load=load,
+    )
+
+
+def profile(args: Any, pid: int, n: int, rules: str) -> subprocess.Popen[bytes] | None:
+    """py-spy over the measured window (`--profile DIR`): collapsed stacks of the scheduler,
+    one file per measurement. py-spy takes CPU too: profiled rounds are for the profile."""
+    if not args.profile:
+        return None
+    Path(args.profile).mkdir(parents=True, exist_ok=True)
+    name = f"{rules}-{n}-{int(time.time())}.txt"
+    spy = str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            # C frames (the garbage collector's, say) need the process paused per sample
+            *(["--native"] if args.profile_native else ["--nonblocking"]),
+            "--duration",
+            str(int(args.duration)),
+            "--output",
+            str(Path(args.profile) / name),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -336,7 +376,7 @@ def print_table(results: list[Result], target_rate: float, load: str) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {'3 + assertion' if r.rules else 'none'} | {r.endpoints:,} | {r.interval_s:g} s "
+            f"| {LABELS[r.rules]} | {r.endpoints:,} | {r.interval_s:g} s "
             f"| {r.endpoints / r.interval_s:,.0f} "
             f"| {r.executions_per_s:,.0f} "
             f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} / {r.max:.0f} | {r.failed} | {r.skipped} "
@@ -346,26 +386,32 @@ def print_table(results: list[Result], target_rate: float, load: str) -> None:
         )
 
 
+LABELS = {"none": "none", "quiet": "3 + assertion, none fires", "worst": "3 + assertion, one fires"}
+
+
 def summary(results: list[Result]) -> list[dict[str, Any]]:
-    """Per N: medians without and with rules, and the overhead of rules in %."""
+    """Per N and rules variant: medians, and the overhead against no rules in %."""
     out = []
     for n in sorted({r.endpoints for r in results}):
-        off = [r for r in results if r.endpoints == n and not r.rules]
-        on = [r for r in results if r.endpoints == n and r.rules]
-        if not off or not on:
-            continue
-        rate = (_median(off, "executions_per_s"), _median(on, "executions_per_s"))
-        cpu = (_median(off, "cpu_us_per_execution"), _median(on, "cpu_us_per_execution"))
-        out.append(
-            {
-                "endpoints": n,
-                "rounds": min(len(off), len(on)),
-                "executionsPerS": {"without": rate[0], "with": rate[1]},
-                "throughputCostPct": (rate[0] - rate[1]) / rate[0] * 100 if rate[0] else None,
-                "cpuUsPerExecution": {"without": cpu[0], "with": cpu[1]},
-                "cpuOverheadPct": (cpu[1] - cpu[0]) / cpu[0] * 100 if cpu[0] else None,
-            }
-        )
+        off = [r for r in results if r.endpoints == n and r.rules == "none"]
+        for variant in ("quiet", "worst"):
+            on = [r for r in results if r.endpoints == n and r.rules == variant]
+            if not off or not on:
+                continue
+            rate = (_median(off, "executions_per_s"), _median(on, "executions_per_s"))
+            cpu = (_median(off, "cpu_us_per_execution"), _median(on, "cpu_us_per_execution"))
+            out.append(
+                {
+                    "endpoints": n,
+                    "rules": variant,
+                    "rounds": min(len(off), len(on)),
+                    "executionsPerS": {"without": rate[0], "with": rate[1]},
+                    "throughputCostPct": (rate[0] - rate[1]) / rate[0] * 100 if rate[0] else None,
+                    "cpuUsPerExecution": {"without": cpu[0], "with": cpu[1]},
+                    "cpuOverheadPct": (cpu[1] - cpu[0]) / cpu[0] * 100 if cpu[0] else None,
+                    "load": [_median(off, "load"), _median(on, "load")],
+                }
+            )
     return out
 
 
@@ -377,10 +423,11 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         rate, cpu = row["executionsPerS"], row["cpuUsPerExecution"]
         print(
-            f"\nrules overhead at {row['endpoints']:,} endpoints (median of {row['rounds']}): "
-            f"throughput {rate['without']:,.0f} -> {rate['with']:,.0f} executions/s "
-            f"({row['throughputCostPct']:+.1f}% cost); scheduler CPU per execution "
-            f"{cpu['without']:.0f} -> {cpu['with']:.0f} µs ({row['cpuOverheadPct']:+.1f}%)"
+            f"\nrules overhead ({LABELS[row['rules']]}) at {row['endpoints']:,} endpoints "
+            f"(median of {row['rounds']}): throughput {rate['without']:,.0f} -> "
+            f"{rate['with']:,.0f} executions/s ({row['throughputCostPct']:+.1f}% cost); "
+            f"scheduler CPU per execution {cpu['without']:.0f} -> {cpu['with']:.0f} µs "
+            f"({row['cpuOverheadPct']:+.1f}%); load {row['load'][0]:.1f} / {row['load'][1]:.1f}"
         )
 
 
@@ -395,12 +442,15 @@ def parse() -> Any:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument(
         "--rules",
-        choices=("off", "on", "both"),
+        choices=("off", "on", "quiet", "both", "all"),
         default="off",
-        help="assertions and three response rules per endpoint; both: each N without, then with",
+        help="assertions and three response rules per endpoint, one firing on every run (on), "
+        "none firing (quiet); both: without and on; all: without, quiet and on",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="alternations of --rules both")
+    parser.add_argument("--rounds", type=int, default=1, help="alternations of the variants")
     parser.add_argument("--json", default=None, help="write results and summary to this file")
+    parser.add_argument("--profile", default=None, help="py-spy the scheduler into this dir")
+    parser.add_argument("--profile-native", action="store_true", help="py-spy C frames too")
     parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -437,7 +487,13 @@ def main() -> None:
                 )
                 target_rate = float(out.stdout.strip())
                 results = []
-                variants = {"off": [False], "on": [True], "both": [False, True]}[args.rules]
+                variants = {
+                    "off": ["none"],
+                    "on": ["worst"],
+                    "quiet": ["quiet"],
+                    "both": ["none", "worst"],
+                    "all": ["none", "quiet", "worst"],
+                }[args.rules]
                 for n in (int(x) for x in args.endpoints.split(",")):
                     for k in range(max(1, args.rounds)):
                         order = variants if k % 2 == 0 else variants[::-1]  # no order bias
