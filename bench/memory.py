@@ -162,7 +162,7 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 300)
             if r.status == 200:
                 return
         time.sleep(0.5)
-    raise SystemExit("cronicorn up was not healthy within 300 s")
+    raise SystemExit(f"cronicorn up was not healthy within {timeout:.0f} s")
 
 
 def seed(url: str, n: int, interval_ms: int, base: str) -> None:
@@ -259,7 +259,7 @@ def main() -> None:
         up = subprocess.Popen([CLI, "up"], env=env, start_new_session=True)
         target = None
         try:
-            wait_healthy(port, up)
+            wait_healthy(port, up, 900 if args.tracemalloc else 300)  # tracing is slow
             root = psutil.Process(up.pid)
             url = EmbeddedPostgres(Path(home)).url()
             pid = (Path(home) / "pgdata" / "postmaster.pid").read_text().split()[0]
