@@ -43,7 +43,7 @@ def _setting(name: str) -> str | None:
 def _port(name: str, value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
         raise UsageError(f"{name}={value!r} is not a port (1-65535)")
     return int(value)
 

@@ -170,8 +170,9 @@ async def test_get_audit_is_scoped_filtered_and_paged(
     assert kinds == {("job", "api_key"), ("user", "system"), ("api_key", "system")}
     a_jobs = {e["entity_id"] for e in await entries(engine, user_id=a.user_id)}
     assert a_jobs.isdisjoint({e["entityId"] for e in mine["entries"]})
-    status, _bad = await b.call("GET", "/audit", cursor="abc")
-    assert status == 422
+    for cursor in ("abc", "\u00b3", "1\u00b2"):  # "³" is a digit to str.isdigit, not to int()
+        status, _bad = await b.call("GET", "/audit", cursor=cursor)
+        assert status == 422, (cursor, _bad)
     for field in ("actor", "entityId"):  # PostgreSQL text cannot hold NUL: a 422, not a 500
         status, bad = await b.call("GET", "/audit", **{field: "a\x00b"})
         assert status == 422, bad

@@ -112,6 +112,8 @@ BAD: list[tuple[Any, str]] = [
     ({"status": ["6xx"]}, "when.status[0]"),
     ({"status": [200, "504-500"]}, "when.status[1]"),
     ({"status": [True]}, "when.status[0]"),
+    ({"status": ["\u00b3"]}, "when.status[0]"),  # a digit to str.isdigit, not to int()
+    ({"status": ["50\u00b3-504"]}, "when.status[0]"),
     ({"latencyMs": {"above": -1}}, "when.latencyMs.above"),
     ({"latencyMs": {"over": 1}}, "when.latencyMs.over: unknown field"),
     ({"regex": "(a)\\1"}, "when.regex: not a usable regular expression"),

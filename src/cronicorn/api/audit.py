@@ -22,7 +22,7 @@ Entity = Literal["user", "api_key", "signing_key", "job", "endpoint", "channel",
 def _cursor(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ApiError(
             422,
             "Invalid cursor (pass nextCursor from the previous page)",

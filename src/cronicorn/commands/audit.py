@@ -65,7 +65,7 @@ def audit(
     backups), newest first. Page with --before <last id shown>."""
     if entity is not None and entity not in ENTITIES:
         fail(f"--entity must be one of: {', '.join(ENTITIES)}")
-    if before is not None and not before.isdigit():
+    if before is not None and not (before.isascii() and before.isdigit()):
         fail("--before takes an entry id (digits)")
     filters = audit_store.Filters(
         owner=owner,

@@ -166,7 +166,7 @@ def parse_statuses(raw: Any, where: str) -> StatusIn:
 def _status_range(item: Any, where: str) -> tuple[int, int]:
     if isinstance(item, int) and not isinstance(item, bool):
         return _checked(item, item, where)
-    if isinstance(item, str):
+    if isinstance(item, str) and item.isascii():  # int() refuses digits such as "³"
         text = item.strip().lower()
         if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
             low = int(text[0]) * 100

@@ -177,7 +177,7 @@ async def audit_page(request: Request, viewer: AdminDep, conn: ConnDep) -> Respo
         since=_day(q.get("since", ""), end=False),
         until=_day(q.get("until", ""), end=True),
     )
-    cursor = int(before) if before.isdigit() and len(before) <= 18 else None
+    cursor = int(before) if before.isascii() and before.isdigit() and len(before) <= 18 else None
     entries = await audit.list_entries(conn, filters, before_id=cursor, limit=AUDIT_PAGE)
     params = {k: v for k, v in q.items() if k != "before" and v}
     return render(

@@ -42,7 +42,7 @@ async def endpoint_ai(
     now = clock()
     endpoint = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
     raw = request.query_params.get("offset", "0")
-    offset = min(int(raw), 100_000) if raw.isdigit() else 0
+    offset = min(int(raw), 100_000) if raw.isascii() and raw.isdigit() else 0
     sessions, total = await ai_sessions.list_for_endpoint(
         conn, viewer.user_id, endpoint.id, limit=PAGE, offset=offset
     )

@@ -48,7 +48,7 @@ PAUSE_LABELS = (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days"))
 
 
 def _page_number(raw: str) -> int:
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= 10_000 else 1
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) <= 10_000 else 1
 
 
 @router.get("/endpoints/{endpoint_id}")

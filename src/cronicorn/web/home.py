@@ -169,7 +169,7 @@ async def dashboard(
     events = params.get("events", "all")
     events = events if events in EVENT_KINDS else "all"
     offset = params.get("offset", "0")
-    start_at = min(int(offset), 10_000) if offset.isdigit() else 0
+    start_at = min(int(offset), 10_000) if offset.isascii() and offset.isdigit() else 0
     query = stats.StatsQuery(
         viewer.user_id, chosen.start, chosen.end, now, job_id=job_id, series=False
     )
