@@ -9,6 +9,7 @@ accepts exactly what `/api` accepts; errors come back keyed by the model's field
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -62,6 +63,8 @@ def int_or_none(form: dict[str, str], name: str, *, scale: int = 1) -> int | Non
     except ValueError:
         raise FieldError(name, "must be a number") from None
     value = number * scale
+    if not math.isfinite(value):  # "inf", "nan", "1e999": int() would raise
+        raise FieldError(name, "must be a number")
     if value != int(value):
         raise FieldError(name, "must be a whole number of milliseconds")
     return int(value)
