@@ -34,7 +34,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,13 @@ from typing import Any
 import psutil
 import psycopg
 from psycopg import sql
+
+from scheduler import (  # bench/scheduler.py
+    _cpu_seconds,
+    free_port,
+    wait_for_port,
+    wait_until_running,
+)
 
 HERE = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).parent / "cronicorn")
@@ -365,42 +371,6 @@ def _buffers(node: dict[str, Any]) -> int:
     return int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
 
 
-def wait_until_running(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    """Until the scheduler has started its first run (the window must not time its start)."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT EXISTS (SELECT 1 FROM runs)").fetchone()
-            if row is not None and row[0]:
-                return
-            if proc.poll() is not None:
-                raise SystemExit(f"the scheduler exited with {proc.returncode}")
-            time.sleep(0.2)
-    raise SystemExit("the scheduler ran nothing within 300 s")
-
-
-def _cpu_seconds(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise SystemExit(f"target server did not start on port {port}")
-
-
-# -- output ------------------------------------------------------------------------------------
 def print_table(results: list[Result]) -> None:
     print()
     print(
