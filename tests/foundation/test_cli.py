@@ -327,7 +327,15 @@ def _exercise_workers(port: int, proc: subprocess.Popen[str]) -> tuple[str, set[
         assert _health(port)[0] == 200
     for _ in range(30):  # one connection each: the kernel spreads them over the workers
         assert _status(f"http://127.0.0.1:{port}/api/jobs") == 401
-    for _ in range(6):  # whichever worker answers the scrape reports all of them
+    # A request is counted once its response has been sent, so the client can read the
+    # last response a moment before its worker counts it: wait for the count, then check
+    # that whichever worker answers the scrape reports all of them.
+    wait_sync(
+        lambda: _requests_counted(port, route="/api/jobs", status="401") >= 30,
+        timeout=10,
+        what="30 requests counted",
+    )
+    for _ in range(6):
         assert _requests_counted(port, route="/api/jobs", status="401") == 30
     metrics_dir = _environ(min(first))["PROMETHEUS_MULTIPROC_DIR"]
     assert Path(metrics_dir).is_dir()
