@@ -50,6 +50,7 @@ from psycopg import sql
 from scheduler import (  # bench/scheduler.py
     _cpu_seconds,
     free_port,
+    scheduler_env,
     wait_for_port,
     wait_until_running,
 )
@@ -223,16 +224,7 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
     base = f"http://127.0.0.1:{args.port}"
     seed_s = seed(url, n, args.active, interval_ms, base, start)
     print(f"seeded {n:,} endpoints in {seed_s:.1f} s", flush=True)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "CRONICORN_HOME": home,
-        "AUTH_SECRET": "b" * 40,
-        "CRONICORN_ALLOW_NETWORKS": "127.0.0.0/8",
-        "LOG_LEVEL": "warning",
-        "SCHEDULER_CONCURRENCY": str(args.concurrency),
-        "SCHEDULER_BATCH_SIZE": str(args.batch),
-    }
+    env = scheduler_env(url, home, args)
     proc = subprocess.Popen([CLI, "scheduler"], env=env, start_new_session=True)
     sched = psutil.Process(proc.pid)
     try:

@@ -232,16 +232,7 @@ def measure(
     seed(url, n, interval_ms, f"http://127.0.0.1:{args.port}", start)
     if rules != "none":
         add_rules(url, interval_ms, rules)
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "CRONICORN_HOME": home,
-        "AUTH_SECRET": "b" * 40,
-        "CRONICORN_ALLOW_NETWORKS": "127.0.0.0/8",
-        "LOG_LEVEL": "warning",
-        "SCHEDULER_CONCURRENCY": str(args.concurrency),
-        "SCHEDULER_BATCH_SIZE": str(args.batch),
-    }
+    env = scheduler_env(url, home, args)
     proc = subprocess.Popen([CLI, "scheduler"], env=env, start_new_session=True)
     sched = psutil.Process(proc.pid)
     target_proc = psutil.Process(target.pid)
@@ -326,6 +317,20 @@ def profile(args: Any, pid: int, n: int, rules: str) -> subprocess.Popen[bytes] 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def scheduler_env(url: str, home: str, args: Any) -> dict[str, str]:
+    """The benchmarked `cronicorn scheduler`'s environment (its knobs from the arguments)."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CRONICORN_HOME": home,
+        "AUTH_SECRET": "b" * 40,
+        "CRONICORN_ALLOW_NETWORKS": "127.0.0.0/8",
+        "LOG_LEVEL": "warning",
+        "SCHEDULER_CONCURRENCY": str(args.concurrency),
+        "SCHEDULER_BATCH_SIZE": str(args.batch),
+    }
 
 
 def wait_until_running(url: str, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
