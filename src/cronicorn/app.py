@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from fastapi import FastAPI
 
 from cronicorn.api import metrics as metrics_route
-from cronicorn.api.app import create_api
+from cronicorn.api.app import NO_TELEMETRY, create_api
 from cronicorn.api.deps import close_credential_cache
-from cronicorn.api.direct_mount import NO_TELEMETRY, RootApp
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
@@ -71,11 +70,11 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
             await close_web(web)
             await runtime.close()
 
-    app = RootApp(
+    app = FastAPI(
         lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
     )
     app.state.runtime = runtime
-    app.mount_direct("/api", api)  # first: /api/… skips the root's pass-through layers
+    app.mount("/api", api)
     app.router.routes.append(mcp.route())  # POST /mcp (MCP over streamable HTTP)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
 

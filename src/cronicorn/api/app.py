@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from cronicorn import __version__
 from cronicorn.api import (
@@ -30,9 +31,13 @@ from cronicorn.api import (
     users,
 )
 from cronicorn.api.backups import router as backups_router
-from cronicorn.api.direct_mount import NO_TELEMETRY
 from cronicorn.api.errors import install_error_mapping
 from cronicorn.runtime import Runtime
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's native OpenTelemetry, off for our apps (the root's too): nothing here configures
+OpenTelemetry, and each app asked for the global providers on every request (~26 us per app,
+as much as a middleware layer or two; bench/README.md, issue 17)."""
 
 
 def create_api(runtime: Runtime) -> FastAPI:

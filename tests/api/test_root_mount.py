@@ -1,5 +1,6 @@
-"""Requests under /api/ skip the root app's pass-through layers (`api.direct_mount`): what the
-API answers is the same as through the root router, including for paths the mount refuses."""
+"""Requests under /api/ through the root app: request ids, rate-limit and security headers
+and the error envelope are the API's, and a path the /api mount's pattern refuses (a newline)
+is answered by the root with its 404 envelope, not a 500."""
 
 from __future__ import annotations
 
