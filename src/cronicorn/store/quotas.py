@@ -21,7 +21,7 @@ LIVE_ENDPOINTS = endpoints.join(jobs, jobs.c.id == endpoints.c.job_id)
 """Join for `live_endpoints(user_id)`: an endpoint counts only while its job is not archived."""
 
 
-def live_endpoints(user_id: str) -> ColumnElement[bool]:
+def live_endpoints(user_id: str | ColumnElement[str]) -> ColumnElement[bool]:
     """The user's endpoints that count toward the quota (and the dashboard's total)."""
     return and_(
         endpoints.c.user_id == user_id,

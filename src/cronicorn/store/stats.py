@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import Integer, Text, and_, bindparam, func, literal, select, text, union_all
+from sqlalchemy import Integer, Text, and_, bindparam, func, literal, select, text, true, union_all
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
@@ -187,6 +187,7 @@ class Dashboard:
     session_series: list[SessionPoint]
     session_totals: list[SessionTotal]
     lateness: list[LatenessPoint]
+    all_runs: int  # every run of the range, skipped slots too (the timeline's total of runs)
 
 
 @dataclass(frozen=True)
@@ -440,24 +441,46 @@ def _chosen(q: StatsQuery, found: list[Cell]) -> list[Cell]:
     return [c for c in found if q.source is None or c.source == q.source]
 
 
-async def _job_counts(conn: AsyncConnection, user_id: str) -> Counts:
-    row = (
-        await conn.execute(
-            select(
-                func.count().filter(jobs.c.status != "archived"),
-                func.count().filter(jobs.c.status == "active"),
-                func.count().filter(jobs.c.status == "paused"),
-            ).where(jobs.c.user_id == user_id)
+def _paused_now(now: Any) -> Any:
+    return and_(endpoints.c.paused_until.is_not(None), endpoints.c.paused_until > now)
+
+
+@functools.cache
+def _counts_statement() -> Any:
+    """Jobs by status and live endpoints (paused ones apart), one round trip."""
+    user: Any = bindparam("user", type_=Text)
+    job_counts = (
+        select(
+            func.count().filter(jobs.c.status != "archived").label("jobs"),
+            func.count().filter(jobs.c.status == "active").label("active"),
+            func.count().filter(jobs.c.status == "paused").label("paused"),
         )
-    ).one()
-    return Counts(int(row[0]), int(row[1]), int(row[2]))
+        .where(jobs.c.user_id == user)
+        .subquery()
+    )
+    endpoint_counts = (
+        select(
+            func.count().label("endpoints"),
+            func.count().filter(_paused_now(bindparam("now"))).label("endpoints_paused"),
+        )
+        .select_from(LIVE_ENDPOINTS)
+        .where(live_endpoints(user))
+        .subquery()
+    )
+    return select(job_counts, endpoint_counts).select_from(job_counts.join(endpoint_counts, true()))
+
+
+async def _counts(conn: AsyncConnection, user_id: str, now: datetime) -> tuple[Counts, Counts]:
+    row = (await conn.execute(_counts_statement(), {"user": user_id, "now": now})).one()
+    jobs_n, active, paused, endpoints_n, endpoints_paused = (int(v) for v in row)
+    live = Counts(endpoints_n, endpoints_n - endpoints_paused, endpoints_paused)
+    return Counts(jobs_n, active, paused), live
 
 
 async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -> Counts:
-    paused = and_(endpoints.c.paused_until.is_not(None), endpoints.c.paused_until > now)
     row = (
         await conn.execute(
-            select(func.count(), func.count().filter(paused))
+            select(func.count(), func.count().filter(_paused_now(now)))
             .select_from(LIVE_ENDPOINTS)
             .where(live_endpoints(user_id))
         )
@@ -641,10 +664,11 @@ async def dashboard(conn: AsyncConnection, q: StatsQuery) -> Dashboard:
         session_totals = _session_totals(session_series)
     else:
         session_totals = await _sessions_per_bucket(conn, q, buckets)
+    job_counts, endpoint_counts = await _counts(conn, q.user_id, q.now)
     return Dashboard(
         buckets=buckets,
-        jobs=await _job_counts(conn, q.user_id),
-        endpoints=await _endpoint_counts(conn, q.user_id, q.now),
+        jobs=job_counts,
+        endpoints=endpoint_counts,
         success_rate=await _success_rate(conn, q, chosen),
         recent=await _recent(conn, q.user_id, q.now),
         job_health=await _job_health(conn, q),
@@ -655,6 +679,7 @@ async def dashboard(conn: AsyncConnection, q: StatsQuery) -> Dashboard:
         session_series=session_series,
         session_totals=session_totals,
         lateness=_lateness(found),
+        all_runs=sum(c.success + c.failed + c.skipped + c.running for c in found),
     )
 
 
@@ -833,9 +858,12 @@ def _event(m: Any) -> Event:
 _ALL_RUNS_SQL = "SELECT coalesce(sum(f.success + f.failed + f.skipped + f.running), 0) FROM f"
 
 
-async def activity(conn: AsyncConnection, q: ActivityQuery) -> Activity:
+async def activity(
+    conn: AsyncConnection, q: ActivityQuery, *, run_total: int | None = None
+) -> Activity:
     """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
-    newest `offset + limit`, read backwards along its index); the total from the rollups."""
+    newest `offset + limit`, read backwards along its index); the total from the rollups,
+    or `run_total` (`Dashboard.all_runs` of the same range and job) for the runs."""
     with_job = q.job_id is not None
     params = {
         "user": q.user_id,
@@ -849,7 +877,9 @@ async def activity(conn: AsyncConnection, q: ActivityQuery) -> Activity:
     rows = await conn.execute(_timeline(q.event_type, with_job), params)
     events = [_event(r._mapping) for r in rows]
     total = 0
-    if q.event_type in {"all", "runs"}:  # skipped slots included: the timeline lists them
+    if q.event_type in {"all", "runs"} and run_total is not None:
+        total += run_total
+    elif q.event_type in {"all", "runs"}:  # skipped slots included: the timeline lists them
         facts = Facts(q.user_id, q.start, q.end, job_id=q.job_id)
         total += int((await _rows(conn, facts, _ALL_RUNS_SQL))[0][0])
     if q.event_type in {"all", "sessions"}:

@@ -372,7 +372,14 @@ ai_sessions = Table(
     Column("outcome", Text, nullable=False, server_default="running"),
     Column("confidence", Text),
     Index("ix_ai_sessions_endpoint_id_analyzed_at", "endpoint_id", "analyzed_at"),
-    Index("ix_ai_sessions_user_id_analyzed_at", "user_id", "analyzed_at"),
+    # 0012: a total order per user (timeline pages), tokens for index-only sums
+    Index(
+        "ix_ai_sessions_user_id_analyzed_at",
+        "user_id",
+        "analyzed_at",
+        "id",
+        postgresql_include=["token_usage"],
+    ),
     Index("ix_ai_sessions_analyzed_at", "analyzed_at"),
 )
 

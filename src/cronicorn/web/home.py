@@ -187,6 +187,7 @@ async def dashboard(
             limit=PAGE,
             offset=start_at,
         ),
+        run_total=data.all_runs,  # same range and job: counted once
     )
     tokens, token_total = token_chart(data)
     return render(
