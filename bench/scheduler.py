@@ -204,6 +204,7 @@ class Result:
     cpu_us_per_execution: float  # the scheduler's process CPU time per execution
     skipped: int
     load: float  # 1-minute load average when the measured window began
+    tree: str = "this"  # `--compare`: which source tree the scheduler ran ("this" or "other")
 
 
 def postgres_processes(url: str) -> list[psutil.Process]:
@@ -224,7 +225,13 @@ def cpu_of(processes: list[psutil.Process]) -> float:
 
 
 def measure(
-    url: str, home: str, target: subprocess.Popen[bytes], args: Any, n: int, rules: str
+    url: str,
+    home: str,
+    target: subprocess.Popen[bytes],
+    args: Any,
+    n: int,
+    rules: str,
+    tree: str | None = None,
 ) -> Result:
     reset(url)
     interval_ms = int(args.interval_s * 1000)
@@ -233,6 +240,8 @@ def measure(
     if rules != "none":
         add_rules(url, interval_ms, rules)
     env = scheduler_env(url, home, args)
+    if tree is not None:  # `--compare`: the other tree's package shadows this checkout's
+        env["PYTHONPATH"] = str(Path(tree) / "src")
     proc = subprocess.Popen([CLI, "scheduler"], env=env, start_new_session=True)
     sched = psutil.Process(proc.pid)
     target_proc = psutil.Process(target.pid)
@@ -286,6 +295,7 @@ def measure(
         cpu_us_per_execution=per_execution,
         skipped=row[4],
         load=load,
+        tree="this" if tree is None else "other",
     )
 
 
@@ -380,8 +390,9 @@ def print_table(results: list[Result], target_rate: float, load: str) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        label = LABELS[r.rules] if r.tree == "this" else f"{LABELS[r.rules]} (other tree)"
         print(
-            f"| {LABELS[r.rules]} | {r.endpoints:,} | {r.interval_s:g} s "
+            f"| {label} | {r.endpoints:,} | {r.interval_s:g} s "
             f"| {r.endpoints / r.interval_s:,.0f} "
             f"| {r.executions_per_s:,.0f} "
             f"| {r.p50:.1f} / {r.p95:.1f} / {r.p99:.1f} / {r.max:.0f} | {r.failed} | {r.skipped} "
@@ -420,6 +431,29 @@ def summary(results: list[Result]) -> list[dict[str, Any]]:
     return out
 
 
+def print_trees(results: list[Result]) -> None:
+    """`--compare`: per N and variant, each tree's medians and its rounds' CPU per execution."""
+    print()
+    print(
+        "| endpoints | rules | tree | rounds | executions/s (median) | CPU per execution "
+        "(median) | CPU per execution, each round | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for n in sorted({r.endpoints for r in results}):
+        for rules in dict.fromkeys(r.rules for r in results):
+            for tree in ("other", "this"):
+                rows = [r for r in results if (r.endpoints, r.rules, r.tree) == (n, rules, tree)]
+                if not rows:
+                    continue
+                each = ", ".join(f"{r.cpu_us_per_execution:.0f}" for r in rows)
+                loads = ", ".join(f"{r.load:.1f}" for r in rows)
+                print(
+                    f"| {n:,} | {rules} | {tree} | {len(rows)} "
+                    f"| {_median(rows, 'executions_per_s'):,.0f} "
+                    f"| {_median(rows, 'cpu_us_per_execution'):.0f} µs | {each} | {loads} |"
+                )
+
+
 def _median(results: list[Result], name: str) -> float:
     return float(statistics.median(getattr(r, name) for r in results))
 
@@ -456,6 +490,12 @@ def parse() -> Any:
     parser.add_argument("--json", default=None, help="write results and summary to this file")
     parser.add_argument("--profile", default=None, help="py-spy the scheduler into this dir")
     parser.add_argument("--profile-native", action="store_true", help="py-spy C frames too")
+    parser.add_argument(
+        "--compare",
+        default=None,
+        help="a checkout (e.g. `git archive HEAD~1 src | tar -x -C DIR`) whose scheduler runs "
+        "interleaved with this tree's, round by round (PYTHONPATH=DIR/src)",
+    )
     parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -499,18 +539,22 @@ def main() -> None:
                     "both": ["none", "worst"],
                     "all": ["none", "quiet", "worst"],
                 }[args.rules]
+                trees: list[str | None] = [None, *([args.compare] if args.compare else [])]
                 for n in (int(x) for x in args.endpoints.split(",")):
                     for k in range(max(1, args.rounds)):
                         order = variants if k % 2 == 0 else variants[::-1]  # no order bias
-                        for rules in order:
-                            results.append(measure(url, home, target, args, n, rules))
-                            print_table(results[-1:], target_rate, load)
+                        for tree in trees if k % 2 == 0 else trees[::-1]:
+                            for rules in order:
+                                results.append(measure(url, home, target, args, n, rules, tree))
+                                print_table(results[-1:], target_rate, load)
             finally:
                 target.terminate()
                 target.wait(timeout=10)
     print_table(results, target_rate, load)
-    rows = summary(results)
+    rows = summary([r for r in results if r.tree == "this"])
     print_summary(rows)
+    if args.compare:
+        print_trees(results)
     if args.json:
         document = {
             "machine": {"cpus": os.cpu_count(), "loadBefore": load},
