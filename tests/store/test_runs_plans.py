@@ -13,7 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import NOW, interval_endpoint
-from cronicorn.store import detached_runs, outcomes, planner, retention, wakeups
+from cronicorn.store import claims, detached_runs, outcomes, planner, retention, wakeups
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
@@ -110,6 +110,30 @@ RAW_READS = {  # psycopg statements of the scheduler and retention, with their p
     "detached renew": (
         detached_runs.RENEW_SQL,
         {"ids": ["r-mine-1"], "leases": ["w@1"], "lease_s": 30.0},
+    ),
+    "detached start": (
+        detached_runs.DETACH_SQL,
+        {"rows": '[{"id": "r-mine-1", "lease": "w@1"}]', "lease_s": 30.0},
+    ),
+    "detached finish": (
+        detached_runs.FINISH_SQL,
+        {"runs": '[{"id": "r-mine-1", "lease": "w@1", "status": "success"}]'},
+    ),
+    "lease take-over closes runs": (
+        claims.TAKE_OVER_SQL,
+        {
+            "lease": "t#1@3",
+            "now": NOW,
+            "lease_s": 30.0,
+            "limit": 500,
+            "error": "lost",
+            "dead_owners": True,
+            "liveness_class": claims.LIVENESS_CLASS,
+        },
+    ),
+    "unstarted runs released": (
+        claims.RELEASE_UNSTARTED_SQL,
+        {"ids": ["e-other-1"], "leases": ["w#1"], "run_ids": ["r-mine-1"], "worker": "w"},
     ),
     "detached take-over": (
         detached_runs.TAKE_OVER_SQL,
