@@ -179,6 +179,9 @@ def scheduler(
             except MetricsServerError as exc:
                 raise StartupError(str(exc)) from None
         _use_uvloop()
+        from cronicorn.scheduler.role import collect_less
+
+        collect_less()  # a few collections a minute instead of ~60 a second
         run_roles(cfg, url, _scheduler_roles(), role="scheduler")
 
 
