@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.config import Settings
 from cronicorn.store.db import make_async_engine
+from cronicorn.store.side_reads import SideReads
 
 
 def _code_revision() -> str | None:
@@ -33,6 +34,11 @@ class Runtime:
     health_probes: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
     # The embedded server's state and crash history (None with an external DATABASE_URL).
     database_server: Callable[[], dict[str, Any]] | None = None
+    # Spare connections for independent reads of one request (the dashboard's).
+    side_reads: SideReads = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.side_reads = SideReads(self.engine)
 
     @classmethod
     def create(cls, settings: Settings, database_url: str, *, role: str = "api") -> Runtime:

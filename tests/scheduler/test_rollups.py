@@ -64,9 +64,11 @@ FROM runs WHERE status <> 'running' GROUP BY 1, 2, 3
 """
 
 
-async def _set(engine: AsyncEngine, sql: str) -> set[tuple[Any, ...]]:
+async def _set(
+    engine: AsyncEngine, sql: str, params: dict[str, Any] | None = None
+) -> set[tuple[Any, ...]]:
     async with engine.connect() as conn:
-        return {tuple(r) for r in await conn.execute(text(sql))}
+        return {tuple(r) for r in await conn.execute(text(sql), params or {})}
 
 
 async def _rollups(engine: AsyncEngine) -> list[set[tuple[Any, ...]]]:
@@ -427,3 +429,85 @@ async def test_seven_day_dashboard_reads_only_the_edges_of_runs(engine: AsyncEng
             read = _rows_read(plan)
             assert read <= EDGE_ROWS + PAGE + 8, f"{read} of {in_range} runs read by:\n{statement}"
     assert json.dumps(data, default=str)
+
+
+# -- AI sessions per hour (migration 0012) ----------------------------------------------------
+SESSIONS_SQL = """
+SELECT date_trunc('hour', analyzed_at AT TIME ZONE 'UTC'), count(*),
+       coalesce(sum(token_usage), 0)
+FROM ai_sessions WHERE user_id = :user GROUP BY 1
+"""
+SESSIONS_ROLLED_SQL = """
+SELECT hour AT TIME ZONE 'UTC', sum(sessions), sum(tokens) FROM ai_sessions_hourly
+WHERE user_id = :user GROUP BY 1 HAVING sum(sessions) <> 0
+"""
+
+
+async def test_session_rollups_stay_exact_and_the_dashboard_reads_them(
+    engine: AsyncEngine,
+) -> None:
+    rows = await Rows(engine).setup()
+    endpoint = await rows.endpoint("http://x/s")
+    sessions = [
+        {
+            "id": f"s-{i}",
+            "endpoint_id": endpoint,
+            "user_id": rows.user_id,
+            "analyzed_at": BASE + timedelta(minutes=23 * i),
+            "token_usage": None if i % 5 == 0 else 100 + i,
+            "outcome": "running" if i % 3 == 0 else "applied",
+        }
+        for i in range(200)
+    ]
+    user = {"user": rows.user_id}
+    async with engine.begin() as conn:  # one statement of many rows, then the planner's
+        await conn.execute(text(_insert_sessions(sessions[:150])), {})
+        for s in sessions[150:]:
+            await conn.execute(text(_insert_sessions([s])), {})
+    async with engine.begin() as conn:  # sessions finish: tokens change, several per statement
+        await conn.execute(
+            text(
+                "UPDATE ai_sessions SET outcome = 'applied', token_usage = 7"
+                " WHERE outcome = 'running' AND user_id = :user"
+            ),
+            user,
+        )
+    before = await _set(engine, SESSIONS_SQL, user)
+    assert await _set(engine, SESSIONS_ROLLED_SQL, user) == before
+    end = BASE + timedelta(minutes=23 * 200)
+    async with engine.connect() as conn:
+        for start, stop in [
+            (BASE, end),
+            (BASE + timedelta(hours=3, minutes=41), BASE + timedelta(hours=40, minutes=2)),
+            (BASE + timedelta(minutes=5), BASE + timedelta(minutes=50)),  # inside one hour
+        ]:
+            q = stats.StatsQuery(rows.user_id, start, stop, end, series=False)
+            data = await stats.dashboard(conn, q)
+            kept = [s for s in sessions if start <= s["analyzed_at"] < stop]
+            size = data.buckets.size
+            want: dict[datetime, list[int]] = defaultdict(lambda: [0, 0])
+            for s in kept:
+                at = stats.floor_to(s["analyzed_at"], size)
+                tokens = 7 if s["outcome"] == "running" else s["token_usage"] or 0
+                want[at][0] += 1
+                want[at][1] += tokens
+            got = {p.bucket: [p.sessions, p.tokens] for p in data.session_totals}
+            assert got == dict(want), (start, stop)
+            activity = stats.ActivityQuery(rows.user_id, start, stop, event_type="sessions")
+            counted = await stats.activity(conn, activity, counted=data)
+            assert counted.total == len(kept)
+    async with engine.begin() as conn:  # retention: the tokens were spent all the same
+        await conn.execute(text("DELETE FROM ai_sessions WHERE id IN ('s-1', 's-2')"))
+    assert await _set(engine, SESSIONS_ROLLED_SQL, user) == before
+
+
+def _insert_sessions(items: list[dict[str, Any]]) -> str:
+    values = ", ".join(
+        f"('{s['id']}', '{s['endpoint_id']}', '{s['user_id']}', '{s['analyzed_at'].isoformat()}',"
+        f" {'NULL' if s['token_usage'] is None else s['token_usage']}, '{s['outcome']}')"
+        for s in items
+    )
+    return (
+        "INSERT INTO ai_sessions (id, endpoint_id, user_id, analyzed_at, token_usage, outcome)"
+        f" VALUES {values}"
+    )

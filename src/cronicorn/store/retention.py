@@ -61,7 +61,12 @@ WHERE ctid IN (
     FOR UPDATE SKIP LOCKED
 )
 """
-ROLLUP_TABLES = (("runs_hourly", "hour"), ("runs_hourly_users", "hour"), ("runs_daily", "day"))
+ROLLUP_TABLES = (
+    ("runs_hourly", "hour"),
+    ("runs_hourly_users", "hour"),
+    ("runs_daily", "day"),
+    ("ai_sessions_hourly", "hour"),  # 0012
+)
 
 
 async def delete_rollups_before(

@@ -15,6 +15,7 @@ camelCase names, date labels and chart headroom; `web.home` its charts).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -632,10 +633,32 @@ def _session_totals(series: list[SessionPoint]) -> list[SessionTotal]:
     return [SessionTotal(at, n, tokens) for at, (n, tokens) in sorted(per.items())]
 
 
+_SESSIONS_SQL = """SELECT date_bin(:size, f.hour, :epoch) AS bucket, sum(f.sessions), sum(f.tokens)
+FROM (
+    SELECT h.hour, h.sessions, h.tokens FROM ai_sessions_hourly h
+    WHERE h.user_id = :user AND h.hour >= :lo AND h.hour < :hi
+    UNION ALL
+    SELECT date_bin('1 hour', s.analyzed_at, :epoch), 1, coalesce(s.token_usage, 0)
+    FROM ai_sessions s
+    WHERE s.user_id = :user AND ((s.analyzed_at >= :start AND s.analyzed_at < :lo)
+                                 OR (s.analyzed_at >= :hi AND s.analyzed_at < :end))
+) f
+GROUP BY 1 HAVING sum(f.sessions) <> 0 OR sum(f.tokens) <> 0 ORDER BY 1"""
+
+
 async def _sessions_per_bucket(
     conn: AsyncConnection, q: StatsQuery, b: Buckets
 ) -> list[SessionTotal]:
-    """AI sessions and tokens per bucket, without the per-endpoint rows."""
+    """AI sessions and tokens per bucket, without the per-endpoint rows: a user's whole hours
+    from `ai_sessions_hourly` (migration 0012; it keeps counting pruned sessions, like the
+    run rollups), the partial hours at the edges and a job's sessions from `ai_sessions`."""
+    if q.job_id is None:
+        lo, hi = Facts(q.user_id, q.start, q.end)._hours()
+        params = {"user": q.user_id, "start": q.start, "end": q.end, "lo": lo, "hi": hi}
+        found = await conn.execute(
+            _statement(_SESSIONS_SQL, False), {**params, "size": b.size, "epoch": EPOCH}
+        )
+        return [SessionTotal(r[0], int(r[1]), int(r[2])) for r in found]
     bucket = _bin(b.size, ai_sessions.c.analyzed_at).label("bucket")
     source: Any = ai_sessions
     if q.job_id is not None:
@@ -650,37 +673,72 @@ async def _sessions_per_bucket(
     return [SessionTotal(r[0], int(r[1]), int(r[2])) for r in rows]
 
 
-async def dashboard(conn: AsyncConnection, q: StatsQuery) -> Dashboard:
+async def dashboard(
+    conn: AsyncConnection, q: StatsQuery, *, side: AsyncConnection | None = None
+) -> Dashboard:
     """Everything the dashboard shows. Runs are counted from the hourly rollups (`Facts`);
-    skipped slots (overlap) are not runs here."""
+    skipped slots (overlap) are not runs here. With a `side` connection
+    (`store.side_reads`), the per-endpoint sums (runs per job, the busiest endpoints: the
+    dearest statements) run on it while the other numbers are read on `conn`."""
     buckets = choose_buckets(q.start, q.end)
-    found = await cells(conn, _facts(q), buckets.size)
+    if side is None:
+        per_endpoint = await _per_endpoint(conn, q, buckets)
+        main = await _overview(conn, q, buckets)
+    else:
+        per_endpoint, main = await asyncio.gather(
+            _per_endpoint(side, q, buckets), _overview(conn, q, buckets)
+        )
+    return Dashboard(buckets=buckets, **per_endpoint, **main)
+
+
+async def _per_endpoint(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
+    series = await _endpoint_series(conn, q, b) if q.series else []
+    return {"job_health": await _job_health(conn, q), "endpoint_series": series}
+
+
+async def _overview(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
+    found = await cells(conn, _facts(q), b.size)
     chosen = _chosen(q, found)
-    endpoint_series: list[EndpointPoint] = []
     session_series: list[SessionPoint] = []
     if q.series:
-        endpoint_series = await _endpoint_series(conn, q, buckets)
-        session_series = await _session_series(conn, q, buckets)
+        session_series = await _session_series(conn, q, b)
         session_totals = _session_totals(session_series)
     else:
-        session_totals = await _sessions_per_bucket(conn, q, buckets)
+        session_totals = await _sessions_per_bucket(conn, q, b)
     job_counts, endpoint_counts = await _counts(conn, q.user_id, q.now)
-    return Dashboard(
-        buckets=buckets,
-        jobs=job_counts,
-        endpoints=endpoint_counts,
-        success_rate=await _success_rate(conn, q, chosen),
-        recent=await _recent(conn, q.user_id, q.now),
-        job_health=await _job_health(conn, q),
-        totals=_totals(chosen),
-        sources=_sources(found),
-        runs=_run_series(chosen, buckets),
-        endpoint_series=endpoint_series,
-        session_series=session_series,
-        session_totals=session_totals,
-        lateness=_lateness(found),
-        all_runs=sum(c.success + c.failed + c.skipped + c.running for c in found),
-    )
+    return {
+        "jobs": job_counts,
+        "endpoints": endpoint_counts,
+        "success_rate": await _success_rate(conn, q, chosen),
+        "recent": await _recent(conn, q.user_id, q.now),
+        "totals": _totals(chosen),
+        "sources": _sources(found),
+        "runs": _run_series(chosen, b),
+        "session_series": session_series,
+        "session_totals": session_totals,
+        "lateness": _lateness(found),
+        "all_runs": sum(c.success + c.failed + c.skipped + c.running for c in found),
+    }
+
+
+@dataclass(frozen=True)
+class JobChoice:
+    id: str
+    name: str
+    status: str
+
+
+_JOB_CHOICES = (
+    select(jobs.c.id, jobs.c.name, jobs.c.status)
+    .where(jobs.c.user_id == bindparam("user"))
+    .order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+)
+
+
+async def job_choices(conn: AsyncConnection, user_id: str) -> list[JobChoice]:
+    """The user's jobs to filter by, newest first (no endpoint counts: a page's selector)."""
+    rows = await conn.execute(_JOB_CHOICES, {"user": user_id})
+    return [JobChoice(r[0], r[1], r[2]) for r in rows]
 
 
 # -- activity timeline ----------------------------------------------------------------------
@@ -859,11 +917,11 @@ _ALL_RUNS_SQL = "SELECT coalesce(sum(f.success + f.failed + f.skipped + f.runnin
 
 
 async def activity(
-    conn: AsyncConnection, q: ActivityQuery, *, run_total: int | None = None
+    conn: AsyncConnection, q: ActivityQuery, *, counted: Dashboard | None = None
 ) -> Activity:
     """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
     newest `offset + limit`, read backwards along its index); the total from the rollups,
-    or `run_total` (`Dashboard.all_runs` of the same range and job) for the runs."""
+    or from `counted`, the dashboard of the same range and job, which has summed them."""
     with_job = q.job_id is not None
     params = {
         "user": q.user_id,
@@ -877,12 +935,14 @@ async def activity(
     rows = await conn.execute(_timeline(q.event_type, with_job), params)
     events = [_event(r._mapping) for r in rows]
     total = 0
-    if q.event_type in {"all", "runs"} and run_total is not None:
-        total += run_total
+    if q.event_type in {"all", "runs"} and counted is not None:
+        total += counted.all_runs
     elif q.event_type in {"all", "runs"}:  # skipped slots included: the timeline lists them
         facts = Facts(q.user_id, q.start, q.end, job_id=q.job_id)
         total += int((await _rows(conn, facts, _ALL_RUNS_SQL))[0][0])
-    if q.event_type in {"all", "sessions"}:
+    if q.event_type in {"all", "sessions"} and counted is not None:
+        total += sum(point.sessions for point in counted.session_totals)
+    elif q.event_type in {"all", "sessions"}:
         total += int(await conn.scalar(_session_count(with_job), params) or 0)
     return Activity(events, total)
 

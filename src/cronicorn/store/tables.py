@@ -324,6 +324,19 @@ runs_hourly_users = Table(
     Index("ix_runs_hourly_users_hour", "hour"),
 )
 
+# AI sessions and their tokens per user and UTC hour of `analyzed_at` (0012), one row per
+# writing session like `runs_hourly_users`, kept by triggers on `ai_sessions`.
+ai_sessions_hourly = Table(
+    "ai_sessions_hourly",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("hour", TZ, primary_key=True),
+    Column("writer", Integer, primary_key=True),
+    Column("sessions", BigInteger, nullable=False, server_default=text("0")),
+    Column("tokens", BigInteger, nullable=False, server_default=text("0")),
+    Index("ix_ai_sessions_hourly_hour", "hour"),
+)
+
 # Response-rule effects on a sibling endpoint (0008), written with the run that fired them
 # and applied (then deleted) by any scheduler (store/rule_writes.py).
 rule_effects = Table(

@@ -17,9 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from cronicorn.store import jobs as job_store
 from cronicorn.store import stats
-from cronicorn.web.deps import ClockDep, ConnDep, ViewerDep
+from cronicorn.web.deps import ClockDep, ConnDep, RuntimeDep, ViewerDep
 from cronicorn.web.templating import render
 
 router = APIRouter()
@@ -159,12 +158,12 @@ def _job_filter(value: str, known: set[str]) -> str | None:
 
 @router.get("/")
 async def dashboard(
-    request: Request, viewer: ViewerDep, conn: ConnDep, clock: ClockDep
+    request: Request, viewer: ViewerDep, conn: ConnDep, clock: ClockDep, runtime: RuntimeDep
 ) -> Response:
     params = dict(request.query_params)
     now = clock()
     chosen = parse_range(params, now)
-    jobs = [job for job, _ in await job_store.list_with_counts(conn, viewer.user_id)]
+    jobs = await stats.job_choices(conn, viewer.user_id)
     job_id = _job_filter(params.get("job", ""), {job.id for job in jobs})
     events = params.get("events", "all")
     events = events if events in EVENT_KINDS else "all"
@@ -173,7 +172,8 @@ async def dashboard(
     query = stats.StatsQuery(
         viewer.user_id, chosen.start, chosen.end, now, job_id=job_id, series=False
     )
-    data = await stats.dashboard(conn, query)
+    async with runtime.side_reads.connection() as side:
+        data = await stats.dashboard(conn, query, side=side)
     buckets = data.buckets
     late = data.lateness
     activity = await stats.activity(
@@ -187,7 +187,7 @@ async def dashboard(
             limit=PAGE,
             offset=start_at,
         ),
-        run_total=data.all_runs,  # same range and job: counted once
+        counted=data,  # same range and job: its totals are summed already
     )
     tokens, token_total = token_chart(data)
     return render(

@@ -1,0 +1,98 @@
+"""AI sessions per user and hour, and per user in a total order
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-11-30 14:00:00
+
+The dashboard charts AI sessions and their tokens per bucket and counts the range's sessions
+for its timeline. Both read every session of the range (19,000 rows for 30 days of 1,000
+endpoints analysed every 36 hours in `bench/web.py`). `ai_sessions_hourly` holds, per user,
+UTC hour of `analyzed_at` and writing session (`writer`, its backend pid, as in
+`runs_hourly_users`: concurrent planners never wait on a shared row), how many sessions and
+tokens there were; the dashboard reads whole hours from it and the partial hours at a range's
+edges from `ai_sessions` (`store/stats.py`). A statement-level trigger keeps it exact for
+every writer (the planner, the API's session rows, psql): inserted sessions are added, an
+update adds the new version and takes back the old one. Deleting sessions (retention, a
+deleted endpoint) does not touch it: tokens spent stay spent, as runs stay counted in
+`runs_hourly_users` (pruned with the other rollups after `ROLLUP_RETENTION_DAYS`).
+
+The timeline pages a user's sessions newest first by `(analyzed_at, id)`: the
+`(user_id, analyzed_at)` index now ends in `id` (sessions that share a time, a planner run
+analysing many endpoints at once, were read and sorted whole before the first page: 1,001
+rows for a page of 20) and carries `token_usage` (index-only sums at the edges).
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+INDEX = "ix_ai_sessions_user_id_analyzed_at"
+
+TABLE = """
+CREATE TABLE ai_sessions_hourly (
+    user_id TEXT NOT NULL,
+    hour TIMESTAMPTZ NOT NULL,
+    writer INTEGER NOT NULL,
+    sessions BIGINT NOT NULL DEFAULT 0,
+    tokens BIGINT NOT NULL DEFAULT 0,
+    CONSTRAINT pk_ai_sessions_hourly PRIMARY KEY (user_id, hour, writer)
+);
+CREATE INDEX ix_ai_sessions_hourly_hour ON ai_sessions_hourly (hour);
+"""
+
+
+def facts(table: str, sign: int) -> str:
+    return f"""
+    SELECT user_id, date_bin('1 hour', analyzed_at, '1970-01-01 00:00:00+00') AS hour,
+           {sign} AS sessions, {sign} * coalesce(token_usage, 0)::bigint AS tokens
+    FROM {table}"""
+
+
+def upsert(rows: str, writer: str = "pg_backend_pid()") -> str:
+    return f"""
+    INSERT INTO ai_sessions_hourly AS h (user_id, hour, writer, sessions, tokens)
+    SELECT user_id, hour, {writer}, sum(sessions), sum(tokens)
+    FROM ({rows}) f
+    GROUP BY user_id, hour
+    ORDER BY user_id, hour
+    ON CONFLICT (user_id, hour, writer) DO UPDATE
+    SET sessions = h.sessions + EXCLUDED.sessions, tokens = h.tokens + EXCLUDED.tokens"""
+
+
+FUNCTION = f"""
+CREATE FUNCTION cronicorn_ai_sessions_hourly() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        {upsert(facts("new_sessions", 1))};
+    ELSE
+        {upsert(facts("new_sessions", 1) + " UNION ALL " + facts("old_sessions", -1))};
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER ai_sessions_hourly_insert AFTER INSERT ON ai_sessions
+    REFERENCING NEW TABLE AS new_sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION cronicorn_ai_sessions_hourly();
+CREATE TRIGGER ai_sessions_hourly_update AFTER UPDATE ON ai_sessions
+    REFERENCING OLD TABLE AS old_sessions NEW TABLE AS new_sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION cronicorn_ai_sessions_hourly();
+"""
+
+
+def upgrade() -> None:
+    op.execute(f"DROP INDEX {INDEX}")
+    op.execute(
+        f"CREATE INDEX {INDEX} ON ai_sessions (user_id, analyzed_at, id) INCLUDE (token_usage)"
+    )
+    op.execute(TABLE)
+    op.execute(FUNCTION)
+    op.execute(upsert(facts("ai_sessions", 1), writer="0"))
+
+
+def downgrade() -> None:
+    raise NotImplementedError("migrations are forward-only; restore a backup to go back")
