@@ -178,6 +178,37 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 
+# Every statement of the window, heaviest first: the claim, the batch write's lock and finish
+# write (with the rollup triggers of migration 0010 inside it), the outbox call, heartbeats.
+STATEMENTS = """
+SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90), calls::bigint, total_exec_time,
+       rows::bigint, (shared_blks_hit + shared_blks_read)::bigint, shared_blks_read::bigint,
+       shared_blks_dirtied::bigint, wal_bytes::float8
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%%pg_stat_statements%%'
+ORDER BY total_exec_time DESC
+LIMIT %(limit)s
+"""
+
+# Updates of `endpoints` over the window and how many were HOT (no new index entries).
+HOT = """
+SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'endpoints'
+"""
+
+
+@dataclass
+class Statement:
+    query: str  # the first 90 characters, whitespace folded
+    calls: int
+    total_ms: float
+    rows: int
+    buffers: int
+    reads: int
+    dirtied: int
+    wal_bytes: float
+
+
 @dataclass
 class Claims:
     calls: int = 0
@@ -216,6 +247,10 @@ class Result:
     load: float
     claims: Claims = field(default_factory=Claims)
     plan: Plan = field(default_factory=Plan)
+    window_s: float = 0.0
+    statements: list[Statement] = field(default_factory=list)
+    endpoint_updates: int = 0  # UPDATEs of `endpoints` rows over the window
+    hot_updates: int = 0  # of which HOT
 
 
 def measure(url: str, home: str, args: Any, n: int) -> Result:
@@ -232,6 +267,7 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
         time.sleep(args.warmup)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SELECT pg_stat_statements_reset()")
+            hot0 = _hot(conn)
         load = os.getloadavg()[0]
         cpu0 = _cpu_seconds(sched)
         t0 = time.time()
@@ -243,6 +279,11 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
         cpu1 = _cpu_seconds(sched)
         with psycopg.connect(url, autocommit=True) as conn:
             claims = claim_stats(conn)
+            statements = [
+                Statement(*row) for row in conn.execute(STATEMENTS, {"limit": 8}).fetchall()
+            ]
+            time.sleep(0.6)  # the statistics collector's flush (pg_stat_user_tables)
+            hot1 = _hot(conn)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
@@ -269,7 +310,17 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
         load=load,
         claims=claims,
         plan=plan,
+        window_s=t1 - t0,
+        statements=statements,
+        endpoint_updates=hot1[0] - hot0[0],
+        hot_updates=hot1[1] - hot0[1],
     )
+
+
+def _hot(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(HOT).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def claim_stats(conn: psycopg.Connection[Any]) -> Claims:
@@ -391,6 +442,32 @@ def print_table(results: list[Result]) -> None:
         print(
             f"| {r.endpoints:,} | {p.index} | {p.rows_read} / {p.claimed} | {p.buffers} "
             f"| {p.execution_ms:.2f} | {p.next_due_index}, {p.next_due_buffers} |"
+        )
+    print_statements(results)
+
+
+def print_statements(results: list[Result]) -> None:
+    """Per size, the window's heaviest statements per execution of the scheduler."""
+    print()
+    print(
+        "| endpoints | statement | calls | ms per call | ms per execution | rows per call "
+        "| buffers per call (read) | dirtied per call | WAL bytes per execution |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        executions = max(1, round(r.executions_per_s * r.window_s))
+        for s in r.statements:
+            calls = max(1, s.calls)
+            print(
+                f"| {r.endpoints:,} | `{s.query}` | {s.calls:,} | {s.total_ms / calls:.2f} "
+                f"| {s.total_ms / executions:.3f} | {s.rows / calls:.1f} "
+                f"| {s.buffers / calls:.0f} ({s.reads / calls:.1f}) | {s.dirtied / calls:.1f} "
+                f"| {s.wal_bytes / executions:,.0f} |"
+            )
+        hot = r.hot_updates / r.endpoint_updates * 100 if r.endpoint_updates else 0.0
+        print(
+            f"| {r.endpoints:,} | endpoints UPDATEs over the window: {r.endpoint_updates:,}, "
+            f"HOT {hot:.0f} % | | | | | | | |"
         )
 
 
