@@ -14,16 +14,16 @@ async def test_side_connections_are_taken_only_when_spare(database_url: str) -> 
     try:
         async with side.connection() as first:
             assert first is not None
-            assert first.get_execution_options()["isolation_level"] == "AUTOCOMMIT"
+            assert first.sync_connection is not None
+            options = first.sync_connection.get_execution_options()
+            assert options["isolation_level"] == "AUTOCOMMIT"
             assert await first.scalar(text("SELECT 1")) == 1
             async with side.connection() as second:
                 assert second is None  # the limit
-        async with engine.connect(), engine.connect():  # half the pool is busy: none spare
-            async with side.connection() as busy:
-                assert busy is None
-        async with engine.connect():
-            async with side.connection() as spare:
-                assert spare is not None
+        async with engine.connect(), engine.connect(), side.connection() as busy:
+            assert busy is None  # half the pool is out: none spare
+        async with engine.connect(), side.connection() as spare:
+            assert spare is not None
     finally:
         await engine.dispose()
 
