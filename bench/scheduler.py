@@ -164,6 +164,15 @@ def add_rules(url: str, interval_ms: int, variant: str) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def set_rollups(url: str, *, enabled: bool) -> None:
+    """`--without-rollups` (an experiment, not a configuration): the rollup triggers of
+    migration 0010 off, to measure their share of PostgreSQL's work per execution."""
+    verb = "ENABLE" if enabled else "DISABLE"
+    with psycopg.connect(url, autocommit=True) as conn:
+        for trigger in ("runs_hourly_insert", "runs_hourly_update"):
+            conn.execute(f"ALTER TABLE runs {verb} TRIGGER {trigger}")
+
+
 def reset(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE runs, endpoints, jobs, users CASCADE")
@@ -239,6 +248,7 @@ def measure(
     seed(url, n, interval_ms, f"http://127.0.0.1:{args.port}", start)
     if rules != "none":
         add_rules(url, interval_ms, rules)
+    set_rollups(url, enabled=not args.without_rollups)
     env = scheduler_env(url, home, args)
     if tree is not None:  # `--compare`: the other tree's package shadows this checkout's
         env["PYTHONPATH"] = str(Path(tree) / "src")
@@ -490,6 +500,11 @@ def parse() -> Any:
     parser.add_argument("--json", default=None, help="write results and summary to this file")
     parser.add_argument("--profile", default=None, help="py-spy the scheduler into this dir")
     parser.add_argument("--profile-native", action="store_true", help="py-spy C frames too")
+    parser.add_argument(
+        "--without-rollups",
+        action="store_true",
+        help="experiment: disable the rollup triggers on runs (migration 0010) while measuring",
+    )
     parser.add_argument(
         "--compare",
         default=None,
