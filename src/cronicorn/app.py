@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import NO_TELEMETRY, create_api
-from cronicorn.api.deps import close_credential_cache
+from cronicorn.api.deps import close_credential_cache, close_read_pool
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.middleware import RequestIdMiddleware
@@ -67,6 +67,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
             # Mounted sub-apps get no lifespan events: close what the API opened here.
             await close_dispatcher(api)
             await close_credential_cache(api)
+            await close_read_pool(api)
             await close_web(web)
             await runtime.close()
 

@@ -35,10 +35,12 @@ from cronicorn.store import rate_limits
 from cronicorn.store.audit import actor_of, set_actor
 from cronicorn.store.credential_cache import CredentialCache, Entry, Kind
 from cronicorn.store.rate_limits import window_start
+from cronicorn.store.read_pool import ReadPool
 
 Clock = Callable[[], datetime]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AUTOCOMMIT = "AUTOCOMMIT"
+READ_POOL_MAX = 8  # connections per process for `listing` routes (besides the engine's)
 UNAUTHORIZED = "Authentication required: session cookie, Bearer token or x-api-key"
 
 
@@ -104,30 +106,37 @@ async def get_read_conn(
         yield conn
 
 
+def _credential(request: Request) -> tuple[str, credentials.Via] | None:
+    """The secret the caller sent and how. Explicit headers win over the cookie: a caller
+    that sends a key means that key (a malformed `Authorization` means no credential)."""
+    api_key = request.headers.get("x-api-key", "").strip()
+    if api_key:
+        return api_key, "api_key"
+    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+    if scheme:
+        if scheme.lower() == "bearer" and bearer.strip():
+            return bearer.strip(), "bearer"
+        return None
+    cookie = session_token(request)
+    return None if cookie is None else (cookie, "session")
+
+
 async def _identify(
     request: Request, conn: AsyncConnection, runtime: Runtime, now: datetime, isolated: bool
 ) -> _Caller:
-    """Explicit headers win over the cookie: a caller that sends a key means that key."""
-    api_key = request.headers.get("x-api-key", "").strip()
-    scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
-    cookie = session_token(request)
+    sent = _credential(request)
     caller: _Caller | None = None
-    if api_key:
-        caller = await _authenticate(request, conn, runtime, now, api_key, "api_key", isolated)
-    elif scheme:
-        if scheme.lower() == "bearer" and bearer.strip():
-            caller = await _authenticate(
-                request, conn, runtime, now, bearer.strip(), "bearer", isolated
-            )
-    elif cookie is not None:
-        caller = await _authenticate(request, conn, runtime, now, cookie, "session", isolated)
-        if caller is not None:
-            identity = caller.identity
-            _check_csrf(request, runtime, cookie)
-            if identity.refreshed and identity.expires_at is not None:
-                _resend_cookies(request, runtime, cookie, identity.expires_at, now)
-    if caller is None:
+    if sent is not None:
+        secret, via = sent
+        caller = await _authenticate(request, conn, runtime, now, secret, via, isolated)
+    if caller is None or sent is None:
         raise ApiError(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    secret, via = sent
+    if via == "session":
+        identity = caller.identity
+        _check_csrf(request, runtime, secret)
+        if identity.refreshed and identity.expires_at is not None:
+            _resend_cookies(request, runtime, secret, identity.expires_at, now)
     return caller
 
 
@@ -149,8 +158,7 @@ async def _authenticate(
     """From the process's credential cache when it holds the credential and is current
     (`store.credential_cache`: no lookup, the request counted against the local budget),
     else the one-statement lookup and count, remembered for the next requests."""
-    is_key = via == "api_key" or (via == "bearer" and is_api_key(secret))  # as `credentials`
-    kind: Kind = "api_key" if is_key else "session"
+    kind = _kind_of(secret, via)
     token_hash = hash_token(secret)
     cache = credential_cache_for(request, runtime)
     access = access_of(request.method)
@@ -198,10 +206,8 @@ async def _from_cache(
 ) -> _Caller | None:
     """The cached credential once the cache is known current, counted against the local
     budget (an upsert only when the process's reservation runs out); None: look it up."""
-    if cache.lookup(token_hash, now) is None or not await cache.current():
-        return None
-    entry = cache.lookup(token_hash, now)  # a change that came in emptied the cache
-    if entry is None or entry.kind != kind:
+    entry = await _current_entry(cache, token_hash, kind, now)
+    if entry is None:
         return None
     budget = budget_for(request)
     bucket = _bucket(entry.kind, entry.credential_id, entry.user_id, access_of(request.method))
@@ -216,6 +222,48 @@ async def _from_cache(
         entry.user_id, entry.is_admin, via_now, entry.credential_id, entry.expires_at
     )
     return _Caller(identity, verdict)
+
+
+def _kind_of(secret: str, via: credentials.Via) -> Kind:
+    is_key = via == "api_key" or (via == "bearer" and is_api_key(secret))  # as `credentials`
+    return "api_key" if is_key else "session"
+
+
+async def _current_entry(
+    cache: CredentialCache, token_hash: str, kind: Kind, now: datetime
+) -> Entry | None:
+    """The cached entry, once every change committed before this call has reached it."""
+    if cache.lookup(token_hash, now) is None or not await cache.current():
+        return None
+    entry = cache.lookup(token_hash, now)  # a change that came in emptied the cache
+    return entry if entry is not None and entry.kind == kind else None
+
+
+async def _gate_from_cache(request: Request, runtime: Runtime) -> Principal | None:
+    """The gate with no database connection, for reads: the credential cached and current,
+    the request admitted (or refused, 429) from the local budget, no prune due. None when
+    any of that needs the database: then the full gate (`_gate`) decides."""
+    if request.method.upper() not in SAFE_METHODS:  # writes: CSRF, audit actor, a transaction
+        return None
+    sent = _credential(request)
+    if sent is None:
+        return None
+    secret, via = sent
+    now = clock_of(request)()
+    kind = _kind_of(secret, via)
+    entry = await _current_entry(
+        credential_cache_for(request, runtime), hash_token(secret), kind, now
+    )
+    if entry is None or limiter_for(request).prune_due():
+        return None
+    access = access_of(request.method)
+    bucket = _bucket(kind, entry.credential_id, entry.user_id, access)
+    verdict = budget_for(request).take(bucket, _limit_of(runtime, access), now)
+    if verdict is None:
+        return None
+    _admit(request, verdict)
+    via_now: credentials.Via = "api_key" if kind == "api_key" else via
+    return Principal(entry.user_id, entry.is_admin, via_now, entry.credential_id)
 
 
 def _bucket(kind: Kind, credential_id: str, user_id: str, access: str) -> str:
@@ -269,8 +317,11 @@ def _resend_cookies(
 
 async def _limit(request: Request, conn: AsyncConnection, caller: _Caller, now: datetime) -> None:
     """Refuse with 429 and Retry-After once the budget is spent; else add the headers."""
-    verdict = caller.verdict
     await limiter_for(request).maybe_prune(conn, now)
+    _admit(request, caller.verdict)
+
+
+def _admit(request: Request, verdict: Verdict) -> None:
     if not verdict.allowed:
         raise ApiError(
             429,
@@ -318,21 +369,45 @@ async def current_reader(
 
 
 @dataclass(frozen=True)
-class Reading:
-    """The caller of a one-statement read route, and that route's autocommitted connection."""
+class Listing:
+    """The caller of a one-statement read route, and the process's `ReadPool` to run it on."""
 
     user: Principal
-    conn: AsyncConnection
+    pool: ReadPool
 
 
-async def reading(request: Request) -> AsyncIterator[Reading]:
-    """`ReaderDep` and `ReadConnDep` as ONE dependency (`get_read_conn`, then the gate on
-    that connection): FastAPI solves one dependency instead of three (runtime, connection,
-    gate) on the hottest read routes (a few % of `GET /api/jobs`'s CPU, issue 17)."""
+async def listing(request: Request) -> Listing:
+    """The gate for the hottest reads (issue 17): from the credential cache with no database
+    connection when it can (`_gate_from_cache`), else the full gate on an autocommitted
+    connection; the route then runs its one statement on the read pool, not SQLAlchemy."""
     runtime: Runtime = request.app.state.runtime
-    async with runtime.engine.connect() as conn:
-        await conn.execution_options(isolation_level=AUTOCOMMIT)
-        yield Reading(await _gate(request, runtime, conn), conn)
+    user = await _gate_from_cache(request, runtime)
+    if user is None:
+        async with runtime.engine.connect() as conn:
+            await conn.execution_options(isolation_level=AUTOCOMMIT)
+            user = await _gate(request, runtime, conn)
+    return Listing(user, read_pool_for(request, runtime))
+
+
+def read_pool_for(request: Request, runtime: Runtime) -> ReadPool:
+    """The app's read pool (one per app and process, made on first use)."""
+    pool: ReadPool | None = getattr(request.app.state, "read_pool", None)
+    if pool is None:
+        settings = runtime.settings
+        pool = request.app.state.read_pool = ReadPool(
+            runtime.database_url,
+            min(settings.db_pool_size, READ_POOL_MAX),
+            application_name="cronicorn-api",
+            connect_timeout_s=settings.db_connect_timeout_s,
+        )
+    return pool
+
+
+async def close_read_pool(app: FastAPI) -> None:
+    """Close the read pool's connections, if any were made (process shutdown)."""
+    pool: ReadPool | None = getattr(app.state, "read_pool", None)
+    if pool is not None:
+        await pool.close()
 
 
 async def _gate(request: Request, runtime: Runtime, conn: AsyncConnection) -> Principal:
@@ -391,8 +466,8 @@ UserDep = Annotated[Principal, Depends(current_user)]
 # A read-only route with one statement: `ReadConnDep` and `ReaderDep` together (same connection).
 ReadConnDep = Annotated[AsyncConnection, Depends(get_read_conn, scope="function")]
 ReaderDep = Annotated[Principal, Depends(current_reader)]
-# Both in one: the caller and the connection (`reading`), for the hottest read routes.
-ReadingDep = Annotated[Reading, Depends(reading, scope="function")]
+# The caller and the read pool (`listing`): the cheapest gate, for the hottest list routes.
+ListingDep = Annotated[Listing, Depends(listing)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SessionDep = Annotated[Principal, Depends(require_session)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

@@ -18,7 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from cronicorn.api.deps import current_reader, current_user, reading
+from cronicorn.api.deps import current_reader, current_user, listing
 
 router = APIRouter(include_in_schema=False)
 
@@ -114,7 +114,7 @@ def _needs_user(dependant: Dependant) -> bool:
     stack = [dependant]
     while stack:
         item = stack.pop()
-        if item.call in (current_user, current_reader, reading):
+        if item.call in (current_user, current_reader, listing):
             return True
         stack.extend(item.dependencies)
     return False

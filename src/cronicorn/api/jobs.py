@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
-from cronicorn.api.deps import ConnDep, ReadingDep, UserDep
+from cronicorn.api.deps import ConnDep, ListingDep, UserDep
 from cronicorn.api.params import NowDep, require_id
-from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, JobWithCount
+from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, job_list_json
 from cronicorn.services import jobs
+from cronicorn.store import jobs as job_store
 
 router = APIRouter(tags=["Jobs"])
 
@@ -21,11 +22,11 @@ async def create_job(body: JobCreate, user: UserDep, conn: ConnDep, now: NowDep)
 
 @router.get("/jobs", response_model=JobList, summary="List jobs with their endpoint counts")
 async def list_jobs(
-    read: ReadingDep,  # one read statement: autocommitted, no BEGIN/COMMIT round trips
+    read: ListingDep,  # one read statement, on the read pool (issue 17: the hottest route)
     status: Annotated[Literal["active", "paused", "archived"] | None, Query()] = None,
-) -> JobList:
-    rows = await jobs.list_jobs(read.conn, read.user.user_id, status)
-    return JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
+) -> Response:
+    rows = await job_store.list_with_counts_fast(read.pool, read.user.user_id, status)
+    return Response(job_list_json(rows), media_type="application/json")
 
 
 @router.get("/jobs/{id}", response_model=Job, summary="Get a job")

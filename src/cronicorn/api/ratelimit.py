@@ -149,6 +149,9 @@ class RateLimiter:
         await self.maybe_prune(conn, now)
         return verdict(count, limit, now)
 
+    def prune_due(self) -> bool:
+        return time.monotonic() - self._last_prune >= PRUNE_EVERY_S
+
     async def maybe_prune(self, conn: AsyncConnection, now: datetime) -> None:
         clock = time.monotonic()
         if clock - self._last_prune < PRUNE_EVERY_S:
