@@ -1,21 +1,28 @@
-"""History at scale: run-history pages, endpoint health and dashboard stats at N runs.
+"""History at scale: run-history pages, endpoint health, dashboard stats and a real
+scheduler's executions at N runs.
 
-For each `--sizes` N: a fresh migrated database on one embedded PostgreSQL (under a
-temporary CRONICORN_HOME, or BENCH_DATABASE_URL's server), 100 users x 10 jobs x 10
-endpoints (10,000 endpoints), and N runs seeded by COPY in time order (the order a scheduler
-writes them, so one endpoint's runs are spread over the table as in production), spread over
-the last 31 days: 1 in 10 failed, a small JSON body each. The secondary indexes of `runs` are
-dropped for the COPY and rebuilt after it with their own definitions (the rollup triggers of
-migration 0010 stay on and fill `runs_hourly` as the rows go in). Then one retention pass
-(`scheduler.retention.prune_once`, the default 30 days and 1,000 runs per endpoint), VACUUM
-ANALYZE, and the timings, each over `--samples` random endpoints (or users), one call at a
-time, through the store functions the API, the web pages and MCP call:
+For each `--sizes` N: a fresh migrated database on one embedded PostgreSQL (under a temporary
+CRONICORN_HOME, with `pg_stat_statements`; or BENCH_DATABASE_URL's server), 100 users x 10 jobs
+x 10 endpoints (10,000 endpoints), and N runs seeded by COPY in time order (the order a
+scheduler writes them, so one endpoint's runs are spread over the table as in production),
+over the last 31 days: 1 in 10 failed, a small JSON body each (`history_seed.py`: triggers,
+foreign keys and secondary indexes off for the COPY, the rollups filled by one GROUP BY each;
+at the first size ≤ 200k it checks that those rollups equal what the triggers write). Then one
+retention pass (`scheduler.retention.prune_once`, the default 30 days and 1,000 runs per
+endpoint), VACUUM ANALYZE, and the timings, each over `--samples` random endpoints (or
+users), one call at a time, through the store functions the API, the web pages and MCP call:
 
-- history first page: `store.runs.page_for_endpoint`, 100 runs, newest first;
-- deep page by offset / by cursor: the 100 runs after the first 90 % of the endpoint's
-  history, by `offset` and by the `cursor` the page before hands out;
+- history first page: `store.runs.page_for_endpoint`, `--page` runs (and 100), newest first;
+- deep page by offset / by cursor: the page after the first 90 % of the endpoint's history,
+  by `offset` and by the `cursor` the page before hands out;
 - endpoint health: `store.runs.health` over 24 hours;
 - dashboard stats: `store.stats.dashboard`, one user's 7 days.
+
+Then a real `cronicorn scheduler` for `--warmup` + `--duration` seconds, `--active` of the
+endpoints every second against bench/scheduler.py's target server, retention on (its
+defaults; a pass at start and every 60 s): executions/s, lateness, its CPU per execution and
+the database's (pg_stat_statements: execution time and buffers per execution, and what
+retention deleted meanwhile).
 
     .venv/bin/python bench/history.py [--sizes 100000,10000000] [--samples 200] [--json F]
 """
@@ -24,11 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
+import contextlib
 import json
 import os
 import random
-import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,135 +47,31 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psutil
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from api import CLI, cli  # bench/api.py
+from history_seed import (  # bench/history_seed.py
+    ENDPOINTS,
+    check_rollups,
+    endpoint_id,
+    seed_accounts,
+    seed_runs,
+    user_of,
+)
+from scale import STATS, start_postgres  # bench/scale.py
 
-USERS, JOBS_PER_USER, ENDPOINTS_PER_JOB = 100, 10, 10
-ENDPOINTS = USERS * JOBS_PER_USER * ENDPOINTS_PER_JOB
-SPAN = timedelta(days=31)  # one day more than the retention keeps
-COPY_CHUNK = 1_000_000  # rows per COPY statement (and per trigger transition table)
-PAGE = 100
-BODY = '{"ok": true, "queue": 3}'
-
-
-def endpoint_id(n: int) -> str:
-    return f"ep{n:05d}"
-
-
-def user_of(n: int) -> str:
-    return f"user{n // (JOBS_PER_USER * ENDPOINTS_PER_JOB):03d}"
-
-
-def seed_accounts(conn: psycopg.Connection[Any], now: datetime) -> None:
-    conn.execute(
-        "INSERT INTO users (id, email, name) SELECT 'user' || lpad(g::text, 3, '0'),"
-        " 'bench' || g || '@example.com', 'bench' FROM generate_series(0, %s) g",
-        (USERS - 1,),
-    )
-    conn.execute(
-        "INSERT INTO jobs (id, user_id, name) SELECT 'job' || lpad(g::text, 4, '0'),"
-        " 'user' || lpad((g / %s)::text, 3, '0'), 'job ' || g FROM generate_series(0, %s) g",
-        (JOBS_PER_USER, USERS * JOBS_PER_USER - 1),
-    )
-    conn.execute(
-        "INSERT INTO endpoints (id, job_id, user_id, name, url, baseline_interval_ms,"
-        " next_run_at) SELECT 'ep' || lpad(g::text, 5, '0'),"
-        " 'job' || lpad((g / %s)::text, 4, '0'), 'user' || lpad((g / %s)::text, 3, '0'),"
-        " 'endpoint ' || g, 'https://example.com/x', 3600000, %s"
-        " FROM generate_series(0, %s) g",
-        (ENDPOINTS_PER_JOB, JOBS_PER_USER * ENDPOINTS_PER_JOB, now, ENDPOINTS - 1),
-    )
-
-
-def _rows(total: int, now: datetime) -> Any:
-    """COPY text lines of `total` runs, in time order: slot after slot, every endpoint once
-    a slot (each endpoint's own second within the minute), chunks of ~64k lines."""
-    slots = -(-total // ENDPOINTS)
-    spacing = SPAN / slots
-    start = now - SPAN
-    made, lines = 0, []
-    for slot in range(slots):
-        base = start + spacing * slot
-        base = base.replace(second=0, microsecond=0)
-        seconds = [(base + timedelta(seconds=s)).strftime("%Y-%m-%d %H:%M:%S") for s in range(60)]
-        for n in range(min(ENDPOINTS, total - made)):
-            due = seconds[n % 60]
-            late = (n * 7 + slot) % 90
-            status = "failed" if (n + slot) % 10 == 0 else "success"
-            code = "500" if status == "failed" else "200"
-            lines.append(
-                f"r{slot:05d}{n:05d}\t{endpoint_id(n)}\t{user_of(n)}\t{status}\tbaseline-interval"
-                f"\t{due}+00\t{due}.{late:03d}+00\t{due}.{400 + late:03d}+00\t400\t{code}"
-                f"\t{BODY}\n"
-            )
-            made += 1
-            if len(lines) >= 65_536:
-                yield "".join(lines)
-                lines = []
-    if lines:
-        yield "".join(lines)
-
-
-COLUMNS = (
-    "id, endpoint_id, user_id, status, source, due_at, started_at, finished_at, duration_ms,"
-    " status_code, response_body"
+from scheduler import (  # bench/scheduler.py
+    _cpu_seconds,
+    free_port,
+    postgres_processes,
+    scheduler_env,
+    wait_for_port,
 )
 
-
-def seed_runs(url: str, total: int, now: datetime) -> float:
-    """COPY `total` runs with the secondary indexes of `runs` dropped and rebuilt; seconds."""
-    started = time.perf_counter()
-    with psycopg.connect(url, autocommit=True) as conn:
-        indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'runs'"
-            " AND indexname <> 'pk_runs'"
-        ).fetchall()
-        for name, _ in indexes:
-            conn.execute(f'DROP INDEX "{name}"')
-        # Foreign-key checks and the rollup triggers are off for the COPY (a superuser's
-        # `replica` role); the rollups are then filled by migration 0010's own backfill,
-        # the same sums the triggers would have written, in one pass.
-        conn.execute("SET session_replication_role = replica")
-        chunk: list[str] = []
-        lines = 0
-        for block in _rows(total, now):
-            chunk.append(block)
-            lines += block.count("\n")
-            if lines >= COPY_CHUNK:
-                _copy(conn, chunk)
-                chunk, lines = [], 0
-        if chunk:
-            _copy(conn, chunk)
-        conn.execute("SET session_replication_role = DEFAULT")
-        conn.execute("SET maintenance_work_mem = '512MB'")
-        for _, definition in indexes:
-            conn.execute(definition)
-        conn.execute(_migration_0010().BACKFILL)
-    return time.perf_counter() - started
-
-
-def _migration_0010() -> Any:
-    import cronicorn.store.migrations as migrations
-
-    path = Path(migrations.__file__).parent / "versions" / "0010_runs_hourly.py"
-    spec = importlib.util.spec_from_file_location("migration_0010", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _copy(conn: psycopg.Connection[Any], blocks: list[str]) -> None:
-    with (
-        conn.transaction(),
-        conn.cursor() as cur,
-        cur.copy(f"COPY runs ({COLUMNS}) FROM STDIN") as copy,
-    ):
-        for block in blocks:
-            copy.write(block)
+HERE = Path(__file__).resolve().parent
+CLI = str(Path(sys.executable).parent / "cronicorn")
+PAGE = 10
 
 
 async def retention_pass(url: str, now: datetime) -> tuple[int, float]:
@@ -208,6 +111,9 @@ async def measure(url: str, now: datetime, samples: int) -> dict[str, dict[str, 
             async def first(n: int) -> None:
                 await run_store.page_for_endpoint(conn, user_of(n), endpoint_id(n), limit=PAGE)
 
+            async def first_100(n: int) -> None:
+                await run_store.page_for_endpoint(conn, user_of(n), endpoint_id(n), limit=100)
+
             async def by_offset(n: int) -> None:
                 await run_store.page_for_endpoint(
                     conn, user_of(n), endpoint_id(n), limit=PAGE, offset=depth
@@ -240,7 +146,8 @@ async def measure(url: str, now: datetime, samples: int) -> dict[str, dict[str, 
                     cursors[n] = None
             await conn.commit()
             timed: dict[str, Timed] = {
-                "history first page": lambda c, n: first(n),
+                f"history first page ({PAGE})": lambda c, n: first(n),
+                "history first page (100)": lambda c, n: first_100(n),
                 f"deep page by offset ({depth})": lambda c, n: by_offset(n),
                 "deep page by cursor": lambda c, n: by_cursor(n),
                 "endpoint health (24 h)": lambda c, n: health(n),
@@ -332,46 +239,183 @@ def explain(url: str, now: datetime) -> list[str]:
     return lines
 
 
-def run_size(base_url: str, env: dict[str, str], size: int, samples: int) -> dict[str, Any]:
+ACTIVATE = """
+UPDATE endpoints SET url = %(base)s || '/t/' || id, baseline_interval_ms = 1000,
+       next_run_at = %(start)s::timestamptz
+           + (substr(id, 3)::int / %(stride)s * 1000 / %(active)s) * interval '1 millisecond',
+       timeout_ms = 5000, max_response_size_kb = 16
+WHERE substr(id, 3)::int %% %(stride)s = 0
+"""
+# Over the window, from pg_stat_statements: every statement of this database, then the
+# retention's deletes of runs (by age and by count per endpoint) alone.
+DB_STATS = """
+SELECT sum(calls)::bigint, sum(total_exec_time),
+       sum(shared_blks_hit + shared_blks_read)::float8, sum(shared_blks_read)::float8,
+       sum(calls) FILTER (WHERE query LIKE 'DELETE FROM runs%%')::bigint,
+       sum(rows) FILTER (WHERE query LIKE 'DELETE FROM runs%%')::bigint,
+       sum(total_exec_time) FILTER (WHERE query LIKE 'DELETE FROM runs%%')
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%%pg_stat_statements%%'
+"""
+TOP = """
+SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 70), calls, total_exec_time / calls,
+       (shared_blks_hit + shared_blks_read)::float8 / calls
+FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+ORDER BY total_exec_time DESC LIMIT 6
+"""
+
+
+def scheduler_window(url: str, home: str, args: Any) -> dict[str, Any]:
+    """One `cronicorn scheduler` (retention on, its defaults) against `args.active`
+    endpoints at 1 s: executions/s, lateness, its CPU and the database's per execution."""
+    start = datetime.now(UTC) + timedelta(seconds=args.startup)
+    stride = max(1, ENDPOINTS // args.active)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            ACTIVATE,
+            {
+                "base": f"http://127.0.0.1:{args.port}",
+                "start": start,
+                "stride": stride,
+                "active": args.active,
+            },
+        )
+        conn.execute("VACUUM ANALYZE endpoints")
+    proc = subprocess.Popen(
+        [CLI, "scheduler"], env=scheduler_env(url, home, args), start_new_session=True
+    )
+    sched = psutil.Process(proc.pid)
+    try:
+        _wait_for_a_run(url, proc, start)
+        time.sleep(args.warmup)
+        pg = postgres_processes(url)
+        with psycopg.connect(url, autocommit=True) as conn, contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_stat_statements_reset()")
+        load = os.getloadavg()[0]
+        cpu0, pg0 = _cpu_seconds(sched), _cpu_of(pg)
+        t0 = time.time()
+        time.sleep(args.duration)
+        t1 = time.time()
+        cpu1, pg1 = _cpu_seconds(sched), _cpu_of(pg)
+        db, top = _db_stats(url)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            STATS, {"t0": datetime.fromtimestamp(t0, UTC), "t1": datetime.fromtimestamp(t1, UTC)}
+        ).fetchone()
+    assert row is not None
+    count = int(row[0])
+    (p50, p95, p99), worst = row[1] or [0, 0, 0], float(row[2] or 0)
+    per = 1e6 / count if count else 0.0
+    calls, exec_ms, buffers, reads, r_calls, r_rows, r_ms = db
+    return {
+        "executions_per_s": count / (t1 - t0),
+        "lateness_ms": [p50, p95, p99, worst],
+        "failed": int(row[3]),
+        "scheduler_cpu_us_per_execution": (cpu1 - cpu0) * per,
+        "postgres_cpu_us_per_execution": (pg1 - pg0) * per,
+        "statements_per_execution": (calls or 0) / count if count else 0.0,
+        "db_exec_us_per_execution": (exec_ms or 0) * 1000 / count if count else 0.0,
+        "buffers_per_execution": (buffers or 0) / count if count else 0.0,
+        "reads_per_execution": (reads or 0) / count if count else 0.0,
+        "retention": {"statements": r_calls or 0, "deleted": r_rows or 0, "ms": r_ms or 0.0},
+        "top": top,
+        "load": [load, os.getloadavg()[0]],
+    }
+
+
+def _wait_for_a_run(url: str, proc: subprocess.Popen[bytes], since: datetime) -> None:
+    """Until the scheduler started its first run (the seeded history does not count)."""
+    deadline = time.monotonic() + 300
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE started_at >= %s)",
+                (since - timedelta(seconds=5),),
+            ).fetchone()
+            if row is not None and row[0]:
+                return
+            if proc.poll() is not None:
+                raise SystemExit(f"the scheduler exited with {proc.returncode}")
+            time.sleep(0.2)
+    raise SystemExit("the scheduler ran nothing within 300 s")
+
+
+def _cpu_of(processes: list[psutil.Process]) -> float:
+    """CPU seconds of the PostgreSQL processes alive at the start (the scheduler's pooled
+    connections live through the window)."""
+    total = 0.0
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            total += _cpu_seconds(proc)
+    return total
+
+
+def _db_stats(url: str) -> tuple[tuple[Any, ...], list[Any]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            row = conn.execute(DB_STATS).fetchone()
+            top = [list(r) for r in conn.execute(TOP)]
+        except psycopg.Error:  # an external server without pg_stat_statements
+            return (None,) * 7, []
+    return tuple(row) if row else (None,) * 7, top
+
+
+def run_size(base_url: str, home: str, size: int, args: Any, check: bool) -> dict[str, Any]:
     name = f"history_{size}"
     with psycopg.connect(base_url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE history_template")
     url = urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
     try:
-        cli("migrate", env={**env, "DATABASE_URL": url})
         now = datetime.now(UTC).replace(microsecond=0)
         with psycopg.connect(url, autocommit=True) as conn:
             seed_accounts(conn, now)
-        seeded = seed_runs(url, size, now)
-        print(f"{size:,} runs: COPY + index rebuild {seeded:.0f}s", flush=True)
+        phases = seed_runs(url, size, now)
+        print(
+            f"{size:,} runs seeded in {phases['total']:.0f} s (COPY {phases['copy']:.0f} s,"
+            f" indexes {phases['indexes']:.0f} s, rollups {phases['rollups']:.0f} s),"
+            f" load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+        if check:
+            rows = check_rollups(url)
+            print(f"rollups equal the triggers' ({rows:,} hourly rows compared)", flush=True)
         deleted, took = asyncio.run(retention_pass(url, now))
         print(f"retention pass: {deleted:,} runs deleted in {took:.1f}s", flush=True)
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
+            conn.execute("CHECKPOINT")
         print(f"VACUUM ANALYZE {time.perf_counter() - started:.0f}s", flush=True)
         load_before = os.getloadavg()
-        result = asyncio.run(measure(url, now, samples))
+        result = asyncio.run(measure(url, now, args.samples))
         load_after = os.getloadavg()
         plans = explain(url, now)
+        window = scheduler_window(url, home, args) if args.active else {}
         return {
             "size": size,
-            "seed_s": seeded,
+            "seed_s": phases,
             "retention_deleted": deleted,
             "retention_s": took,
             "load": [load_before[0], load_after[0]],
             "timings": result,
             "plans": plans,
+            "scheduler": window,
         }
     finally:
-        with psycopg.connect(base_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if not args.keep:
+            with psycopg.connect(base_url, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
     names = [k for k in results[0]["timings"] if not k.startswith("_")]
-    head = " | ".join(f"{r['size']:,} runs: p50 / p95 ms" for r in results)
+    head = " | ".join(f"{r['size']:,} runs: p50 / p95 ms (server ms, buffers)" for r in results)
     print(f"\n| measure | {head} |")
     print("|---|" + "---|" * len(results))
     for i, name in enumerate(names):
@@ -380,52 +424,109 @@ def print_table(results: list[dict[str, Any]]) -> None:
             key = [k for k in r["timings"] if not k.startswith("_")][i]
             t = r["timings"][key]
             cells.append(
-                f"{t['p50_ms']:.2f} / {t['p95_ms']:.2f} (server {t['server_ms']:.2f},"
-                f" {t['buffers']:.0f} buffers)"
+                f"{t['p50_ms']:.2f} / {t['p95_ms']:.2f} ({t['server_ms']:.2f}, {t['buffers']:.0f})"
             )
         print(f"| {name} | {' | '.join(cells)} |")
     for r in results:
         rows = r["timings"]["_runs"]
         print(
             f"{r['size']:,}: {rows['rows']:,.0f} runs after retention"
-            f" ({rows['per_endpoint']:.0f} per endpoint), seeded in {r['seed_s']:.0f}s,"
+            f" ({rows['per_endpoint']:.0f} per endpoint), seeded in {r['seed_s']['total']:.0f}s,"
             f" retention {r['retention_deleted']:,} in {r['retention_s']:.1f}s,"
             f" load average {r['load'][0]:.1f} -> {r['load'][1]:.1f}; plans: {r['plans']}"
         )
+    print(
+        "\n| runs | executions/s | lateness p50 / p95 / p99 / max ms | scheduler CPU µs/exec"
+        " | PostgreSQL CPU µs/exec | statements/exec | DB exec µs/exec | buffers/exec"
+        " | retention in window | load |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        w = r["scheduler"]
+        if not w:
+            continue
+        late = " / ".join(f"{x:.0f}" for x in w["lateness_ms"])
+        ret = w["retention"]
+        print(
+            f"| {r['size']:,} | {w['executions_per_s']:.1f} | {late}"
+            f" | {w['scheduler_cpu_us_per_execution']:.0f}"
+            f" | {w['postgres_cpu_us_per_execution']:.0f}"
+            f" | {w['statements_per_execution']:.2f} | {w['db_exec_us_per_execution']:.0f}"
+            f" | {w['buffers_per_execution']:.1f} | {ret['statements']} statements,"
+            f" {ret['deleted']:,} runs, {ret['ms']:.0f} ms"
+            f" | {w['load'][0]:.1f} -> {w['load'][1]:.1f} |"
+        )
+    for r in results:
+        for query, calls, ms, buffers in r["scheduler"].get("top", []):
+            print(f"  {r['size']:,}: {calls} x {ms:.3f} ms, {buffers:.1f} buffers: {query}")
 
 
-def main() -> None:
-    global PAGE
+def parse() -> Any:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,10000000")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--page", type=int, default=PAGE, help="runs per history page")
+    parser.add_argument("--active", type=int, default=100, help="endpoints at 1 s (0: none)")
+    parser.add_argument("--duration", type=float, default=70.0, help="scheduler's seconds")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--startup", type=float, default=4.0, help="first due after seeding")
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--json", default="")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    global PAGE
+    args = parse()
     PAGE = args.page
-    home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-history-"))
-    env = {**os.environ, "CRONICORN_HOME": str(home), "LOG_LEVEL": "warning"}
-    external = os.environ.get("BENCH_DATABASE_URL")
-    try:
+    args.port = free_port()
+    from cronicorn.store.migrate import upgrade
+
+    with contextlib.ExitStack() as stack:
+        home = stack.enter_context(tempfile.TemporaryDirectory(prefix="cronicorn-history-"))
+        external = os.environ.get("BENCH_DATABASE_URL")
         if external:
             base_url = external
         else:
-            env.pop("DATABASE_URL", None)
-            cli("db", "start", env=env)
-            base_url = cli("db", "url", env=env)
+            embedded = start_postgres(Path(home))
+            stack.enter_context(embedded.session())
+            base_url = embedded.url()
+        template = urlunsplit(urlsplit(base_url)._replace(path="/history_template"))
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS history_template")
+            conn.execute("CREATE DATABASE history_template")
+        upgrade(template)
+        with psycopg.connect(template, autocommit=True) as conn, contextlib.suppress(psycopg.Error):
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        target = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "scheduler.py"),
+                "--role",
+                "target",
+                "--port",
+                str(args.port),
+            ]
+        )
+        stack.callback(target.wait, 10)
+        stack.callback(target.terminate)
+        wait_for_port(args.port)
         results = []
+        checked = False
         for size in (int(s) for s in args.sizes.split(",") if s):
-            results.append(run_size(base_url, env, size, args.samples))
+            check = not checked and size <= 200_000
+            checked |= check
+            results.append(run_size(base_url, home, size, args, check))
             if args.json:
-                Path(args.json).write_text(json.dumps(results, indent=2))
+                Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+            print_table(results[-1:])
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"\nmachine: {os.cpu_count()} CPUs, load average after the run {load}")
         print_table(results)
-    finally:
-        if not external:
-            subprocess.run(
-                [CLI, "db", "stop", "--force"], env=env, capture_output=True, check=False
-            )
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
