@@ -365,33 +365,48 @@ def _db_stats(url: str) -> tuple[tuple[Any, ...], list[Any]]:
     return tuple(row) if row else (None,) * 7, top
 
 
+def prepare(
+    base_url: str, url: str, name: str, size: int, now: datetime, check: bool
+) -> tuple[dict[str, float], int, float]:
+    """A fresh database of `size` runs, pruned once by retention, vacuumed and analysed."""
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE history_template")
+    with psycopg.connect(url, autocommit=True) as conn:
+        seed_accounts(conn, now)
+    phases = seed_runs(url, size, now)
+    print(
+        f"{size:,} runs seeded in {phases['total']:.0f} s (COPY {phases['copy']:.0f} s,"
+        f" indexes {phases['indexes']:.0f} s, rollups {phases['rollups']:.0f} s),"
+        f" load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    if check:
+        rows = check_rollups(url)
+        print(f"rollups equal the triggers' ({rows:,} hourly rows compared)", flush=True)
+    deleted, took = asyncio.run(retention_pass(url, now))
+    print(f"retention pass: {deleted:,} runs deleted in {took:.1f}s", flush=True)
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")
+    print(f"VACUUM ANALYZE {time.perf_counter() - started:.0f}s", flush=True)
+    return phases, deleted, took
+
+
 def run_size(base_url: str, home: str, size: int, args: Any, check: bool) -> dict[str, Any]:
     name = f"history_{size}"
-    with psycopg.connect(base_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name} TEMPLATE history_template")
     url = urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
     try:
         now = datetime.now(UTC).replace(microsecond=0)
-        with psycopg.connect(url, autocommit=True) as conn:
-            seed_accounts(conn, now)
-        phases = seed_runs(url, size, now)
-        print(
-            f"{size:,} runs seeded in {phases['total']:.0f} s (COPY {phases['copy']:.0f} s,"
-            f" indexes {phases['indexes']:.0f} s, rollups {phases['rollups']:.0f} s),"
-            f" load {os.getloadavg()[0]:.1f}",
-            flush=True,
-        )
-        if check:
-            rows = check_rollups(url)
-            print(f"rollups equal the triggers' ({rows:,} hourly rows compared)", flush=True)
-        deleted, took = asyncio.run(retention_pass(url, now))
-        print(f"retention pass: {deleted:,} runs deleted in {took:.1f}s", flush=True)
-        started = time.perf_counter()
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-            conn.execute("CHECKPOINT")
-        print(f"VACUUM ANALYZE {time.perf_counter() - started:.0f}s", flush=True)
+        if args.reuse and found:  # a database kept by --keep: measure it again as it is
+            print(f"{size:,} runs: reusing database {name}", flush=True)
+            phases: dict[str, float] = {"total": 0.0}
+            deleted, took = 0, 0.0
+        else:
+            phases, deleted, took = prepare(base_url, url, name, size, now, check)
         load_before = os.getloadavg()
         result = asyncio.run(measure(url, now, args.samples))
         load_after = os.getloadavg()
@@ -467,12 +482,13 @@ def parse() -> Any:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--page", type=int, default=PAGE, help="runs per history page")
     parser.add_argument("--active", type=int, default=100, help="endpoints at 1 s (0: none)")
-    parser.add_argument("--duration", type=float, default=70.0, help="scheduler's seconds")
+    parser.add_argument("--duration", type=float, default=90.0, help="scheduler's seconds")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--startup", type=float, default=4.0, help="first due after seeding")
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--reuse", action="store_true", help="measure kept databases again")
     parser.add_argument("--json", default="")
     return parser.parse_args()
 
