@@ -62,6 +62,26 @@ SELECT user_id, date_trunc('hour', started_at AT TIME ZONE 'UTC'), source,
        coalesce(sum(duration_ms), 0), count(due_at) FILTER (WHERE status <> 'skipped')
 FROM runs WHERE status <> 'running' GROUP BY 1, 2, 3
 """
+JOBS_SQL = """
+SELECT job_id, hour AT TIME ZONE 'UTC', sum(success), sum(failed) FROM runs_jobs_hourly
+GROUP BY 1, 2 HAVING sum(success + failed) > 0
+"""
+EXPECTED_JOBS_SQL = """
+SELECT e.job_id, date_trunc('hour', r.started_at AT TIME ZONE 'UTC'),
+       count(*) FILTER (WHERE r.status = 'success'), count(*) FILTER (WHERE r.status = 'failed')
+FROM runs r JOIN endpoints e ON e.id = r.endpoint_id
+WHERE r.status IN ('success', 'failed') GROUP BY 1, 2
+"""
+JOBS_DAILY_SQL = """
+SELECT job_id, day AT TIME ZONE 'UTC', sum(success), sum(failed) FROM runs_jobs_daily
+GROUP BY 1, 2 HAVING sum(success + failed) > 0
+"""
+EXPECTED_JOBS_DAILY_SQL = """
+SELECT e.job_id, date_trunc('day', r.started_at AT TIME ZONE 'UTC'),
+       count(*) FILTER (WHERE r.status = 'success'), count(*) FILTER (WHERE r.status = 'failed')
+FROM runs r JOIN endpoints e ON e.id = r.endpoint_id
+WHERE r.status IN ('success', 'failed') GROUP BY 1, 2
+"""
 
 
 async def _set(
@@ -72,7 +92,8 @@ async def _set(
 
 
 async def _rollups(engine: AsyncEngine) -> list[set[tuple[Any, ...]]]:
-    return [await _set(engine, sql) for sql in (ROLLED_SQL, USERS_SQL, DAILY_SQL)]
+    tables = (ROLLED_SQL, USERS_SQL, DAILY_SQL, JOBS_SQL, JOBS_DAILY_SQL)
+    return [await _set(engine, sql) for sql in tables]
 
 
 async def _stale_running(
@@ -160,6 +181,8 @@ async def test_rollups_equal_a_group_by_after_every_writer_and_outlive_retention
     assert await _set(engine, ROLLED_SQL) == expected
     assert await _set(engine, USERS_SQL) == await _set(engine, EXPECTED_USERS_SQL)
     assert await _set(engine, DAILY_SQL) == await _set(engine, EXPECTED_DAILY_SQL)
+    assert await _set(engine, JOBS_SQL) == await _set(engine, EXPECTED_JOBS_SQL)
+    assert await _set(engine, JOBS_DAILY_SQL) == await _set(engine, EXPECTED_JOBS_DAILY_SQL)
 
     before = await _rollups(engine)
     query = stats.StatsQuery(rows.user_id, utc(hours=-2), utc(hours=1), utc())

@@ -6,7 +6,8 @@ Rows locked by someone else are skipped (`SKIP LOCKED`), so several schedulers m
 once without waiting on each other.
 
 Deleting runs never touches the rollups (`runs_hourly`, `runs_hourly_users`, `runs_daily`,
-migration 0010): the dashboard's statistics keep counting pruned runs. The rollups have a
+migration 0010; `runs_jobs_hourly`, `runs_jobs_daily`, `ai_sessions_hourly`, 0012): the
+dashboard's statistics keep counting pruned runs. The rollups have a
 retention of their own (`delete_rollups_before`), longer than any statistics range.
 """
 
@@ -66,6 +67,8 @@ ROLLUP_TABLES = (
     ("runs_hourly_users", "hour"),
     ("runs_daily", "day"),
     ("ai_sessions_hourly", "hour"),  # 0012
+    ("runs_jobs_hourly", "hour"),
+    ("runs_jobs_daily", "day"),
 )
 
 

@@ -538,11 +538,49 @@ def _endpoint_facts(q: StatsQuery) -> Facts:
     return _facts(q, per_endpoint=True, daily=True, now=q.now, narrow=True)
 
 
+_JOB_TABLES = {"runs_hourly": "runs_jobs_hourly", "runs_daily": "runs_jobs_daily"}
+_RAW_JOBS = """SELECT e.job_id, (r.status = 'success')::int, (r.status = 'failed')::int,
+       (r.status = 'running')::int
+FROM runs r JOIN endpoints e ON e.id = r.endpoint_id
+WHERE r.user_id = :user{job} AND r.started_at >= :{a} AND r.started_at < :{b}{only}"""
+_JOBS_SQL = """SELECT j.id, j.name, sum(f.success), sum(f.failed)
+FROM ({parts}) f (job_id, success, failed, running)
+JOIN jobs j ON j.id = f.job_id
+GROUP BY j.id, j.name HAVING sum(f.success + f.failed + f.running) > 0"""
+
+
+def _per_job_sql(facts: Facts) -> str:
+    """Runs per job from the per-job rollups (migration 0012), over the same whole days and
+    hours as the per-endpoint `facts` would read, and the edges and running runs from `runs`
+    (with their endpoints' job)."""
+    job = " AND h.job_id = :job" if facts.job_id is not None else ""
+    parts = []
+    for i, (table, sign, _, _) in enumerate(facts._parts()):
+        at = "day" if table == "runs_daily" else "hour"
+        m = "" if sign > 0 else "-"
+        parts.append(
+            f"SELECT h.job_id, {m}h.success, {m}h.failed, 0 FROM {_JOB_TABLES[table]} h"
+            f" WHERE h.user_id = :user{job} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
+        )
+    raw_job = " AND e.job_id = :job" if facts.job_id is not None else ""
+    parts += [
+        _RAW_JOBS.format(job=raw_job, a="start", b="lo", only=""),
+        _RAW_JOBS.format(job=raw_job, a="hi", b="end", only=""),
+        _RAW_JOBS.format(job=raw_job, a="lo", b="hi", only=" AND r.status = 'running'"),
+    ]
+    return _JOBS_SQL.format(parts="\nUNION ALL\n".join(parts))
+
+
 async def _job_health(conn: AsyncConnection, q: StatsQuery) -> list[JobRuns]:
-    """Jobs with runs in the range (running ones count), by name then id."""
-    where = "WHERE f.source = :source" if q.source is not None else ""
-    sql = _PER_JOB_SQL.format(where=where)
-    rows = await _rows(conn, _endpoint_facts(q), sql, source=q.source)
+    """Jobs with runs in the range (running ones count), by name then id: from the per-job
+    rollups, or from the per-endpoint ones for one schedule source (kept per source)."""
+    facts = _endpoint_facts(q)
+    if q.source is None:
+        sql = _per_job_sql(facts)
+        rows = (await conn.execute(_statement(sql, False), facts.params())).all()
+    else:
+        sql = _PER_JOB_SQL.format(where="WHERE f.source = :source")
+        rows = await _rows(conn, facts, sql, source=q.source)
     found = sorted((r[1], r[0], int(r[2]), int(r[3])) for r in rows)
     return [JobRuns(job_id, name, ok, bad) for name, job_id, ok, bad in found]
 

@@ -324,6 +324,29 @@ runs_hourly_users = Table(
     Index("ix_runs_hourly_users_hour", "hour"),
 )
 
+# Finished runs' successes and failures per job and UTC hour / day (0012), one row per writing
+# session, kept by triggers on `runs`: the dashboard's runs per job.
+_JOB_COVERED = ["job_id", "success", "failed"]
+
+
+def _job_rollup(name: str, at: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("job_id", Text, primary_key=True),
+        Column(at, TZ, primary_key=True),
+        Column("writer", Integer, primary_key=True),
+        Column("user_id", Text, nullable=False),
+        Column("success", BigInteger, nullable=False, server_default=text("0")),
+        Column("failed", BigInteger, nullable=False, server_default=text("0")),
+        Index(f"ix_{name}_user_id_{at}", "user_id", at, postgresql_include=_JOB_COVERED),
+        Index(f"ix_{name}_{at}", at),
+    )
+
+
+runs_jobs_hourly = _job_rollup("runs_jobs_hourly", "hour")
+runs_jobs_daily = _job_rollup("runs_jobs_daily", "day")
+
 # AI sessions and their tokens per user and UTC hour of `analyzed_at` (0012), one row per
 # writing session like `runs_hourly_users`, kept by triggers on `ai_sessions`.
 ai_sessions_hourly = Table(

@@ -1,4 +1,4 @@
-"""AI sessions per user and hour, and per user in a total order
+"""Runs per job and hour/day, AI sessions per user and hour, sessions in a total order
 
 Revision ID: 0012
 Revises: 0011
@@ -15,6 +15,16 @@ every writer (the planner, the API's session rows, psql): inserted sessions are 
 update adds the new version and takes back the old one. Deleting sessions (retention, a
 deleted endpoint) does not touch it: tokens spent stay spent, as runs stay counted in
 `runs_hourly_users` (pruned with the other rollups after `ROLLUP_RETENTION_DAYS`).
+
+The dashboard's runs per job summed a range's per-endpoint rollups (`runs_daily`, and
+`runs_hourly` for its partial days): 24,500 rows for 7 days of 1,000 endpoints, 60,000 for
+30, most of its database time. `runs_jobs_hourly` and `runs_jobs_daily` hold, per job, UTC
+hour (day) and writing session, the finished runs' successes and failures, kept by a second
+pair of statement triggers on `runs` (the same rules as migration 0010's: every writer, per
+statement, never per run; a writer's own rows, so concurrent batches never wait on each
+other). An endpoint never changes its job, so the job is read from `endpoints` as the rows
+are added. Rows of a deleted endpoint stay (the per-user totals keep them too); a deleted
+job's rows are never read again and go with rollup retention.
 
 The timeline pages a user's sessions newest first by `(analyzed_at, id)`: the
 `(user_id, analyzed_at)` index now ends in `id` (sessions that share a time, a planner run
@@ -43,6 +53,86 @@ CREATE TABLE ai_sessions_hourly (
     CONSTRAINT pk_ai_sessions_hourly PRIMARY KEY (user_id, hour, writer)
 );
 CREATE INDEX ix_ai_sessions_hourly_hour ON ai_sessions_hourly (hour);
+"""
+
+
+JOB_TABLES = """
+CREATE TABLE runs_jobs_hourly (
+    job_id TEXT NOT NULL,
+    hour TIMESTAMPTZ NOT NULL,
+    writer INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    success BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    CONSTRAINT pk_runs_jobs_hourly PRIMARY KEY (job_id, hour, writer)
+);
+CREATE INDEX ix_runs_jobs_hourly_user_id_hour ON runs_jobs_hourly (user_id, hour)
+    INCLUDE (job_id, success, failed);
+CREATE INDEX ix_runs_jobs_hourly_hour ON runs_jobs_hourly (hour);
+CREATE TABLE runs_jobs_daily (
+    job_id TEXT NOT NULL,
+    day TIMESTAMPTZ NOT NULL,
+    writer INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    success BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    CONSTRAINT pk_runs_jobs_daily PRIMARY KEY (job_id, day, writer)
+);
+CREATE INDEX ix_runs_jobs_daily_user_id_day ON runs_jobs_daily (user_id, day)
+    INCLUDE (job_id, success, failed);
+CREATE INDEX ix_runs_jobs_daily_day ON runs_jobs_daily (day);
+"""
+
+
+def job_facts(table: str, sign: int) -> str:
+    """A finished run's success or failure, with its endpoint's job (skipped slots and
+    running runs add nothing)."""
+    return f"""
+    SELECT e.job_id, r.user_id,
+           date_bin('1 hour', r.started_at, '1970-01-01 00:00:00+00') AS hour,
+           {sign} * (r.status = 'success')::int AS success,
+           {sign} * (r.status = 'failed')::int AS failed
+    FROM {table} r JOIN endpoints e ON e.id = r.endpoint_id
+    WHERE r.status IN ('success', 'failed')"""
+
+
+def job_upsert(rows: str, writer: str = "pg_backend_pid()") -> str:
+    add = "SET success = h.success + EXCLUDED.success, failed = h.failed + EXCLUDED.failed"
+    return f"""
+    WITH f AS MATERIALIZED ({rows}),
+    per_hour AS (
+        INSERT INTO runs_jobs_hourly AS h (job_id, hour, writer, user_id, success, failed)
+        SELECT job_id, hour, {writer}, min(user_id), sum(success), sum(failed)
+        FROM f GROUP BY job_id, hour ORDER BY job_id, hour
+        ON CONFLICT (job_id, hour, writer) DO UPDATE {add}
+    )
+    INSERT INTO runs_jobs_daily AS h (job_id, day, writer, user_id, success, failed)
+    SELECT job_id, date_bin('1 day', hour, '1970-01-01 00:00:00+00'), {writer}, min(user_id),
+           sum(success), sum(failed)
+    FROM f GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (job_id, day, writer) DO UPDATE {add}"""
+
+
+JOB_FUNCTION = f"""
+CREATE FUNCTION cronicorn_runs_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF EXISTS (SELECT FROM new_runs WHERE status IN ('success', 'failed')) THEN
+            {job_upsert(job_facts("new_runs", 1))};
+        END IF;
+    ELSIF EXISTS (SELECT FROM new_runs WHERE status IN ('success', 'failed'))
+       OR EXISTS (SELECT FROM old_runs WHERE status IN ('success', 'failed')) THEN
+        {job_upsert(job_facts("new_runs", 1) + " UNION ALL " + job_facts("old_runs", -1))};
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER runs_jobs_insert AFTER INSERT ON runs
+    REFERENCING NEW TABLE AS new_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION cronicorn_runs_jobs();
+CREATE TRIGGER runs_jobs_update AFTER UPDATE ON runs
+    REFERENCING OLD TABLE AS old_runs NEW TABLE AS new_runs
+    FOR EACH STATEMENT EXECUTE FUNCTION cronicorn_runs_jobs();
 """
 
 
@@ -92,6 +182,9 @@ def upgrade() -> None:
     op.execute(TABLE)
     op.execute(FUNCTION)
     op.execute(upsert(facts("ai_sessions", 1), writer="0"))
+    op.execute(JOB_TABLES)
+    op.execute(JOB_FUNCTION)
+    op.execute(job_upsert(job_facts("runs", 1), writer="0"))
 
 
 def downgrade() -> None:
