@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from cronicorn.api.deps import ConnDep, UserDep
+from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
 from cronicorn.api.errors import ApiError
 from cronicorn.api.params import NowDep, require_id
 from cronicorn.schemas.common import Text
@@ -58,6 +58,7 @@ def _job(job_id: str | None) -> str | None:
 async def dashboard_stats(
     user: UserDep,
     conn: ConnDep,
+    runtime: RuntimeDep,
     now: NowDep,
     start: StartDate,
     end: EndDate,
@@ -75,7 +76,8 @@ async def dashboard_stats(
         source=source,
         endpoint_limit=endpoint_limit,
     )
-    return DashboardStats.of(await stats.dashboard(conn, query))
+    async with runtime.side_reads.connection() as side:  # per-endpoint sums beside the rest
+        return DashboardStats.of(await stats.dashboard(conn, query, side=side))
 
 
 @router.get(
