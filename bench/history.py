@@ -496,6 +496,8 @@ def parse() -> Any:
 def main() -> None:
     global PAGE
     args = parse()
+    # a stopped bench stops its scheduler too (the `finally` blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     PAGE = args.page
     args.port = free_port()
     from cronicorn.store.migrate import upgrade
