@@ -356,7 +356,7 @@ async def current_user(
 ) -> Principal:
     """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
     request against the caller's rate limit (429 with Retry-After once it is spent)."""
-    return await _gate(request, runtime, conn)
+    return await _gate_from_cache(request, runtime) or await _gate(request, runtime, conn)
 
 
 async def current_reader(
@@ -365,7 +365,7 @@ async def current_reader(
     conn: Annotated[AsyncConnection, Depends(get_read_conn, scope="function")],
 ) -> Principal:
     """`current_user` on the read route's autocommitted connection (`get_read_conn`)."""
-    return await _gate(request, runtime, conn)
+    return await _gate_from_cache(request, runtime) or await _gate(request, runtime, conn)
 
 
 @dataclass(frozen=True)
