@@ -36,6 +36,9 @@ class Identity:
     expires_at: datetime | None = None
     refreshed: bool = False  # the session's expiry moved (the cookie should be re-sent)
     count: int = 0  # requests in this rate-limit window, this one included
+    # a login session's user, read with it (pages show them without another statement)
+    email: str | None = None
+    name: str | None = None
 
 
 async def authenticate(
@@ -93,7 +96,16 @@ async def from_session_token(
         return None
     row = found.session
     expires_at, refreshed = await _slide(conn, row.id, row.last_seen_at, row.expires_at, now, ttl)
-    return Identity(row.user_id, found.is_admin, via, row.id, expires_at, refreshed)
+    return Identity(
+        row.user_id,
+        found.is_admin,
+        via,
+        row.id,
+        expires_at,
+        refreshed,
+        email=found.email,
+        name=found.name,
+    )
 
 
 async def _slide(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import RowMapping, insert, select, update
+from sqlalchemy import RowMapping, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
@@ -83,21 +83,24 @@ async def create(
     return _session(row._mapping)
 
 
+# Built once: every page and API request with a session cookie runs it.
+_FIND_ACTIVE = (
+    select(sessions, users.c.email, users.c.name, users.c.is_admin)
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(
+        sessions.c.token_hash == bindparam("token_hash"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.expires_at > bindparam("now"),
+        users.c.disabled_at.is_(None),
+    )
+)
+
+
 async def find_active(
     conn: AsyncConnection, token_hash: str, now: datetime
 ) -> ActiveSession | None:
     """The session for this token if it is unexpired, unrevoked and its user is enabled."""
-    stmt = (
-        select(sessions, users.c.email, users.c.name, users.c.is_admin)
-        .join(users, users.c.id == sessions.c.user_id)
-        .where(
-            sessions.c.token_hash == token_hash,
-            sessions.c.revoked_at.is_(None),
-            sessions.c.expires_at > now,
-            users.c.disabled_at.is_(None),
-        )
-    )
-    row = (await conn.execute(stmt)).first()
+    row = (await conn.execute(_FIND_ACTIVE, {"token_hash": token_hash, "now": now})).first()
     if row is None:
         return None
     m = row._mapping

@@ -493,16 +493,21 @@ async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -
 _RATE_SQL = "SELECT coalesce(sum(f.success), 0), coalesce(sum(f.failed), 0) FROM f"
 
 
-async def _success_rate(conn: AsyncConnection, q: StatsQuery, now_cells: list[Cell]) -> SuccessRate:
-    """Overall rate over the range, and its trend against the range just before it of the
-    same length (more than 2 points apart is up or down)."""
-    ok = sum(c.success for c in now_cells)
-    bad = sum(c.failed for c in now_cells)
+async def _previous(conn: AsyncConnection, q: StatsQuery) -> tuple[int, int]:
+    """Successes and failures in the range just before this one, of the same length."""
     span = q.end - q.start
     before = _facts(q, start=q.start - span, end=q.start)
     sql = _RATE_SQL + (" WHERE f.source = :source" if q.source is not None else "")
     row = (await _rows(conn, before, sql, source=q.source))[0]
-    prev_ok, prev_bad = int(row[0]), int(row[1])
+    return int(row[0]), int(row[1])
+
+
+def _success_rate(now_cells: list[Cell], before: tuple[int, int]) -> SuccessRate:
+    """Overall rate over the range, and its trend against the range just before it of the
+    same length (more than 2 points apart is up or down)."""
+    ok = sum(c.success for c in now_cells)
+    bad = sum(c.failed for c in now_cells)
+    prev_ok, prev_bad = before
     overall, previous = success_pct(ok, bad), success_pct(prev_ok, prev_bad)
     if ok + bad and prev_ok + prev_bad and abs(overall - previous) > 2:
         return SuccessRate(overall, "up" if overall > previous else "down")
@@ -716,22 +721,28 @@ async def dashboard(
 ) -> Dashboard:
     """Everything the dashboard shows. Runs are counted from the hourly rollups (`Facts`);
     skipped slots (overlap) are not runs here. With a `side` connection
-    (`store.side_reads`), the per-endpoint sums (runs per job, the busiest endpoints: the
-    dearest statements) run on it while the other numbers are read on `conn`."""
+    (`store.side_reads`), the statements that do not need the range's cells (runs per job,
+    the busiest endpoints, the 24 hours before now, the range before this one) run on it
+    while the others are read on `conn`."""
     buckets = choose_buckets(q.start, q.end)
     if side is None:
-        per_endpoint = await _per_endpoint(conn, q, buckets)
+        beside = await _beside(conn, q, buckets)
         main = await _overview(conn, q, buckets)
     else:
-        per_endpoint, main = await asyncio.gather(
-            _per_endpoint(side, q, buckets), _overview(conn, q, buckets)
-        )
-    return Dashboard(buckets=buckets, **per_endpoint, **main)
+        beside, main = await asyncio.gather(_beside(side, q, buckets), _overview(conn, q, buckets))
+    before = beside.pop("before")
+    rate = _success_rate(_chosen(q, main.pop("found")), before)
+    return Dashboard(buckets=buckets, success_rate=rate, **beside, **main)
 
 
-async def _per_endpoint(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
+async def _beside(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
     series = await _endpoint_series(conn, q, b) if q.series else []
-    return {"job_health": await _job_health(conn, q), "endpoint_series": series}
+    return {
+        "job_health": await _job_health(conn, q),
+        "endpoint_series": series,
+        "recent": await _recent(conn, q.user_id, q.now),
+        "before": await _previous(conn, q),
+    }
 
 
 async def _overview(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
@@ -747,8 +758,7 @@ async def _overview(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[st
     return {
         "jobs": job_counts,
         "endpoints": endpoint_counts,
-        "success_rate": await _success_rate(conn, q, chosen),
-        "recent": await _recent(conn, q.user_id, q.now),
+        "found": found,
         "totals": _totals(chosen),
         "sources": _sources(found),
         "runs": _run_series(chosen, b),

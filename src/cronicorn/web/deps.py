@@ -27,7 +27,6 @@ from cronicorn.auth.tokens import csrf_token, same_secret
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.dispatch.lazy import dispatcher_on
 from cronicorn.runtime import Runtime
-from cronicorn.store import users
 from cronicorn.store.audit import actor_of, set_actor
 from cronicorn.store.errors import NotFound
 from cronicorn.web.security import add_response_header
@@ -105,16 +104,20 @@ async def find_viewer(
         return None
     ttl = timedelta(days=runtime.settings.session_ttl_days)
     identity = await credentials.from_session_token(conn, token, via="session", now=now, ttl=ttl)
-    if identity is None:
-        return None
-    user = await users.get_by_id(conn, identity.user_id)
-    if user is None:
+    if identity is None or identity.email is None:
         return None
     csrf = csrf_token(runtime.auth_secret, token)
     if identity.refreshed and identity.expires_at is not None:
         for value in session_cookies(runtime.settings, token, csrf, identity.expires_at, now):
             add_response_header(request, "set-cookie", value)
-    return Viewer(user.id, user.email, user.name, user.is_admin, identity.credential_id, csrf)
+    return Viewer(
+        identity.user_id,
+        identity.email,
+        identity.name or "",
+        identity.is_admin,
+        identity.credential_id,
+        csrf,
+    )
 
 
 async def current_viewer(

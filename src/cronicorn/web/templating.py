@@ -22,6 +22,7 @@ env = Environment(
     autoescape=True,  # every template, whatever its name
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # package data: no file checks on every render
 )
 env.filters.update(FILTERS)
 env.globals.update(static_url=static_url, csrf_field=CSRF_FIELD)
