@@ -724,49 +724,68 @@ async def dashboard(
     (`store.side_reads`), the statements that do not need the range's cells (runs per job,
     the busiest endpoints, the 24 hours before now, the range before this one) run on it
     while the others are read on `conn`."""
-    buckets = choose_buckets(q.start, q.end)
+    b = choose_buckets(q.start, q.end)
     if side is None:
-        beside = await _beside(conn, q, buckets)
-        main = await _overview(conn, q, buckets)
+        beside = await _beside(conn, q, b)
+        found, sessions, counts = await _overview(conn, q, b)
     else:
-        beside, main = await asyncio.gather(_beside(side, q, buckets), _overview(conn, q, buckets))
-    before = beside.pop("before")
-    rate = _success_rate(_chosen(q, main.pop("found")), before)
-    return Dashboard(buckets=buckets, success_rate=rate, **beside, **main)
-
-
-async def _beside(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
-    series = await _endpoint_series(conn, q, b) if q.series else []
-    return {
-        "job_health": await _job_health(conn, q),
-        "endpoint_series": series,
-        "recent": await _recent(conn, q.user_id, q.now),
-        "before": await _previous(conn, q),
-    }
-
-
-async def _overview(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> dict[str, Any]:
-    found = await cells(conn, _facts(q), b.size)
+        beside, (found, sessions, counts) = await asyncio.gather(
+            _beside(side, q, b), _overview(conn, q, b)
+        )
     chosen = _chosen(q, found)
+    session_series, session_totals = sessions
+    return Dashboard(
+        buckets=b,
+        jobs=counts[0],
+        endpoints=counts[1],
+        success_rate=_success_rate(chosen, beside.before),
+        recent=beside.recent,
+        job_health=beside.job_health,
+        totals=_totals(chosen),
+        sources=_sources(found),
+        runs=_run_series(chosen, b),
+        endpoint_series=beside.endpoint_series,
+        session_series=session_series,
+        session_totals=session_totals,
+        lateness=_lateness(found),
+        all_runs=sum(c.success + c.failed + c.skipped + c.running for c in found),
+    )
+
+
+@dataclass(frozen=True)
+class _Beside:
+    """What the dashboard reads without the range's cells (the side lane)."""
+
+    job_health: list[JobRuns]
+    endpoint_series: list[EndpointPoint]
+    recent: Recent
+    before: tuple[int, int]  # successes and failures of the range before
+
+
+async def _beside(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> _Beside:
+    series = await _endpoint_series(conn, q, b) if q.series else []
+    return _Beside(
+        job_health=await _job_health(conn, q),
+        endpoint_series=series,
+        recent=await _recent(conn, q.user_id, q.now),
+        before=await _previous(conn, q),
+    )
+
+
+async def _overview(
+    conn: AsyncConnection, q: StatsQuery, b: Buckets
+) -> tuple[list[Cell], tuple[list[SessionPoint], list[SessionTotal]], tuple[Counts, Counts]]:
+    """The range's cells, its AI sessions (per endpoint when asked, and per bucket), and the
+    jobs and endpoints counted now."""
+    found = await cells(conn, _facts(q), b.size)
     session_series: list[SessionPoint] = []
     if q.series:
         session_series = await _session_series(conn, q, b)
         session_totals = _session_totals(session_series)
     else:
         session_totals = await _sessions_per_bucket(conn, q, b)
-    job_counts, endpoint_counts = await _counts(conn, q.user_id, q.now)
-    return {
-        "jobs": job_counts,
-        "endpoints": endpoint_counts,
-        "found": found,
-        "totals": _totals(chosen),
-        "sources": _sources(found),
-        "runs": _run_series(chosen, b),
-        "session_series": session_series,
-        "session_totals": session_totals,
-        "lateness": _lateness(found),
-        "all_runs": sum(c.success + c.failed + c.skipped + c.running for c in found),
-    }
+    counts = await _counts(conn, q.user_id, q.now)
+    return found, (session_series, session_totals), counts
 
 
 @dataclass(frozen=True)
