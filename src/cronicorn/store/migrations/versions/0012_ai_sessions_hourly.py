@@ -56,32 +56,25 @@ CREATE INDEX ix_ai_sessions_hourly_hour ON ai_sessions_hourly (hour);
 """
 
 
-JOB_TABLES = """
-CREATE TABLE runs_jobs_hourly (
+def job_table(name: str, at: str) -> str:
+    """A per-job rollup: `runs_jobs_hourly` (at `hour`) or `runs_jobs_daily` (at `day`)."""
+    return f"""
+CREATE TABLE {name} (
     job_id TEXT NOT NULL,
-    hour TIMESTAMPTZ NOT NULL,
+    {at} TIMESTAMPTZ NOT NULL,
     writer INTEGER NOT NULL,
     user_id TEXT NOT NULL,
     success BIGINT NOT NULL DEFAULT 0,
     failed BIGINT NOT NULL DEFAULT 0,
-    CONSTRAINT pk_runs_jobs_hourly PRIMARY KEY (job_id, hour, writer)
+    CONSTRAINT pk_{name} PRIMARY KEY (job_id, {at}, writer)
 );
-CREATE INDEX ix_runs_jobs_hourly_user_id_hour ON runs_jobs_hourly (user_id, hour)
+CREATE INDEX ix_{name}_user_id_{at} ON {name} (user_id, {at})
     INCLUDE (job_id, success, failed);
-CREATE INDEX ix_runs_jobs_hourly_hour ON runs_jobs_hourly (hour);
-CREATE TABLE runs_jobs_daily (
-    job_id TEXT NOT NULL,
-    day TIMESTAMPTZ NOT NULL,
-    writer INTEGER NOT NULL,
-    user_id TEXT NOT NULL,
-    success BIGINT NOT NULL DEFAULT 0,
-    failed BIGINT NOT NULL DEFAULT 0,
-    CONSTRAINT pk_runs_jobs_daily PRIMARY KEY (job_id, day, writer)
-);
-CREATE INDEX ix_runs_jobs_daily_user_id_day ON runs_jobs_daily (user_id, day)
-    INCLUDE (job_id, success, failed);
-CREATE INDEX ix_runs_jobs_daily_day ON runs_jobs_daily (day);
+CREATE INDEX ix_{name}_{at} ON {name} ({at});
 """
+
+
+JOB_TABLES = job_table("runs_jobs_hourly", "hour") + job_table("runs_jobs_daily", "day")
 
 
 def job_facts(table: str, sign: int) -> str:
