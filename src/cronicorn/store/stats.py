@@ -703,12 +703,9 @@ async def _sessions_per_bucket(
         )
         return [SessionTotal(r[0], int(r[1]), int(r[2])) for r in found]
     bucket = _bin(b.size, ai_sessions.c.analyzed_at).label("bucket")
-    source: Any = ai_sessions
-    if q.job_id is not None:
-        source = ai_sessions.join(endpoints, endpoints.c.id == ai_sessions.c.endpoint_id)
     rows = await conn.execute(
         select(bucket, func.count(), func.coalesce(func.sum(ai_sessions.c.token_usage), 0))
-        .select_from(source)
+        .select_from(ai_sessions.join(endpoints, endpoints.c.id == ai_sessions.c.endpoint_id))
         .where(*_session_conditions(q))
         .group_by(bucket)
         .order_by(bucket)
