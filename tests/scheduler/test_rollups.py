@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cronicorn.domain.ids import new_id
 from cronicorn.scheduler.retention import RetentionPolicy, prune_once
 from cronicorn.schemas.dashboard import DashboardStats, bucket_label
-from cronicorn.store import claims, detached_runs, lateness, stats
+from cronicorn.store import claims, detached_runs, stats
 from cronicorn.store.runs import record_test_run
 from cronicorn.store.tables import runs
 from scheduler.conftest import Rows, running_scheduler, serve_target, utc
@@ -363,7 +363,8 @@ async def test_dashboard_from_rollups_equals_a_scan_of_the_runs(engine: AsyncEng
     cases.append(stats.StatsQuery(rows.user_id, ranges[1][0], end, end, source="ai-interval"))
     async with engine.connect() as conn:
         for q in cases:
-            data = DashboardStats.of(await stats.dashboard(conn, q)).model_dump(by_alias=True)
+            shown = await stats.dashboard(conn, q)
+            data = DashboardStats.of(shown).model_dump(by_alias=True)
             want = _scan(history, jobs_of, names, q)
             for key in (
                 "filteredMetrics",
@@ -373,9 +374,8 @@ async def test_dashboard_from_rollups_equals_a_scan_of_the_runs(engine: AsyncEng
                 "endpointTimeSeries",
             ):
                 assert data[key] == want[key], (key, q)
-            size = stats.choose_buckets(q.start, q.end).size
-            late = await stats.lateness(conn, q.user_id, q.start, q.end, size, job_id=q.job_id)
-            assert late == want["lateness"], q
+            late = [(p.bucket, p.runs, p.avg_ms, p.max_ms) for p in shown.lateness]
+            assert late == want["lateness"], q  # all sources, as the scan
             activity = await stats.activity(
                 conn, stats.ActivityQuery(q.user_id, q.start, q.end, job_id=q.job_id)
             )
@@ -434,13 +434,12 @@ async def test_seven_day_dashboard_reads_only_the_edges_of_runs(engine: AsyncEng
             captured.append((statement, params))
 
     start = now - timedelta(days=7)
-    size = stats.choose_buckets(start, now).size
     event.listen(engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with engine.connect() as conn:
             for job in (None, rows.job_id):
                 data = await stats.dashboard(conn, stats.StatsQuery(rows.user_id, start, now, now))
-                await lateness.lateness_series(conn, rows.user_id, start, now, size, job_id=job)
+                await stats.dashboard(conn, stats.StatsQuery(rows.user_id, start, now, now, job))
                 await stats.activity(conn, stats.ActivityQuery(rows.user_id, start, now))
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", capture)

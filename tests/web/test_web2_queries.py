@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.auth import service
 from cronicorn.store import jobs as job_store
-from cronicorn.store import lateness, stats
+from cronicorn.store import stats
 from support import plan_scans
 
 pytestmark = pytest.mark.slow
@@ -86,8 +86,6 @@ async def test_every_dashboard_query_reads_indexes(engine: AsyncEngine) -> None:
             for job, series in ((None, True), (job_id, True), (None, False), (job_id, False)):
                 query = stats.StatsQuery(user_id, start, now, now, job_id=job, series=series)
                 data = await stats.dashboard(conn, query)
-                size = stats.choose_buckets(start, now).size
-                await lateness.lateness_series(conn, user_id, start, now, size, job_id=job)
                 for kind in ("all", "runs", "sessions"):
                     activity = stats.ActivityQuery(user_id, start, now, job_id=job, event_type=kind)
                     await stats.activity(conn, activity)

@@ -407,21 +407,8 @@ async def cells(conn: AsyncConnection, facts: Facts, size: timedelta) -> list[Ce
     ]
 
 
-async def lateness(
-    conn: AsyncConnection,
-    user_id: str,
-    start: datetime,
-    end: datetime,
-    size: timedelta,
-    *,
-    job_id: str | None = None,
-) -> list[tuple[datetime, int, float, float]]:
-    """Per bucket with scheduled runs: (bucket, runs, average, worst lateness in ms)."""
-    found = await cells(conn, Facts(user_id, start, end, job_id=job_id), size)
-    return [(p.bucket, p.runs, p.avg_ms, p.max_ms) for p in _lateness(found)]
-
-
 def _lateness(found: list[Cell]) -> list[LatenessPoint]:
+    """Per bucket with scheduled runs: how many, and their average and worst lateness."""
     per: dict[datetime, list[float]] = {}
     for c in found:
         if c.scheduled:
@@ -442,14 +429,12 @@ def _chosen(q: StatsQuery, found: list[Cell]) -> list[Cell]:
     return [c for c in found if q.source is None or c.source == q.source]
 
 
-def _paused_now(now: Any) -> Any:
-    return and_(endpoints.c.paused_until.is_not(None), endpoints.c.paused_until > now)
-
-
 @functools.cache
 def _counts_statement() -> Any:
     """Jobs by status and live endpoints (paused ones apart), one round trip."""
     user: Any = bindparam("user", type_=Text)
+    paused_until = endpoints.c.paused_until
+    paused = and_(paused_until.is_not(None), paused_until > bindparam("now"))
     job_counts = (
         select(
             func.count().filter(jobs.c.status != "archived").label("jobs"),
@@ -462,7 +447,7 @@ def _counts_statement() -> Any:
     endpoint_counts = (
         select(
             func.count().label("endpoints"),
-            func.count().filter(_paused_now(bindparam("now"))).label("endpoints_paused"),
+            func.count().filter(paused).label("endpoints_paused"),
         )
         .select_from(LIVE_ENDPOINTS)
         .where(live_endpoints(user))
@@ -476,18 +461,6 @@ async def _counts(conn: AsyncConnection, user_id: str, now: datetime) -> tuple[C
     jobs_n, active, paused, endpoints_n, endpoints_paused = (int(v) for v in row)
     live = Counts(endpoints_n, endpoints_n - endpoints_paused, endpoints_paused)
     return Counts(jobs_n, active, paused), live
-
-
-async def _endpoint_counts(conn: AsyncConnection, user_id: str, now: datetime) -> Counts:
-    row = (
-        await conn.execute(
-            select(func.count(), func.count().filter(_paused_now(now)))
-            .select_from(LIVE_ENDPOINTS)
-            .where(live_endpoints(user_id))
-        )
-    ).one()
-    total, paused_n = int(row[0]), int(row[1])
-    return Counts(total, total - paused_n, paused_n)
 
 
 _RATE_SQL = "SELECT coalesce(sum(f.success), 0), coalesce(sum(f.failed), 0) FROM f"
@@ -1024,6 +997,6 @@ async def usage(conn: AsyncConnection, user_id: str, now: datetime) -> MonthUsag
     """What the user has this calendar month (UTC): live endpoints, and the month's meter:
     runs started (scheduled and test runs, including runs of endpoints deleted since) and AI
     tokens (the planner counts them as it goes, so pruned sessions still count)."""
-    live = await _endpoint_counts(conn, user_id, now)
+    _, live = await _counts(conn, user_id, now)
     runs_used, tokens = await meter(conn, user_id, now)
     return MonthUsage(month_start(now), live.total, runs_used, tokens)
