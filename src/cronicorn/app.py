@@ -14,6 +14,7 @@ from cronicorn.api.app import NO_TELEMETRY, create_api
 from cronicorn.api.deps import close_credential_cache, close_read_pool
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
+from cronicorn.api.health import HealthFastPath
 from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
 from cronicorn.mcp.http import McpEndpoint
@@ -85,5 +86,6 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
 
     app.mount("/", web)  # the pages (dashboard, login, /device…): every path not matched above
 
+    app.add_middleware(HealthFastPath, api=api)  # GET /api/health past the layers (issue 17)
     app.add_middleware(RequestIdMiddleware)
     return app

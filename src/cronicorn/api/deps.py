@@ -391,10 +391,15 @@ async def listing(request: Request) -> Listing:
 
 def read_pool_for(request: Request, runtime: Runtime) -> ReadPool:
     """The app's read pool (one per app and process, made on first use)."""
-    pool: ReadPool | None = getattr(request.app.state, "read_pool", None)
+    return read_pool_of(request.app, runtime)
+
+
+def read_pool_of(app: FastAPI, runtime: Runtime) -> ReadPool:
+    """`app`'s read pool (the API's, also for `/api/health`'s probe before the framework)."""
+    pool: ReadPool | None = getattr(app.state, "read_pool", None)
     if pool is None:
         settings = runtime.settings
-        pool = request.app.state.read_pool = ReadPool(
+        pool = app.state.read_pool = ReadPool(
             runtime.database_url,
             min(settings.db_pool_size, READ_POOL_MAX),
             application_name="cronicorn-api",

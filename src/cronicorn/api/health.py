@@ -3,7 +3,15 @@
 Concurrent requests share one database probe (`store.coalesce`, `join_running`): each gets
 the answer of the probe in flight or of one it starts, an answer that came after the request
 did, so every response still proves the database answers; a burst of health checks costs
-one round trip per probe, not one per request (each with a checkout and an isolation switch).
+one round trip per probe, not one per request. The probe runs on the API's read pool
+(`store.read_pool`: autocommitted psycopg, no SQLAlchemy around one statement).
+
+`HealthFastPath` answers exactly `GET /api/health` inside the root app's request-id
+middleware, before the framework's layers (mounts, routing, CORS, security, dependency
+solving, `JSONResponse`): on a 2-core machine those were about two thirds of a health
+check's CPU (bench/README.md, issue 17). The response is the route's own, byte for byte and
+header for header (tests/api/test_health_fast_path.py); anything unusual (an `Origin`, a
+body, a `root_path`) takes the framework's way.
 
 Other roles add their own probes to `Runtime.health_probes`; a probe reports, it never fails
 the endpoint by raising. On the embedded server, `embeddedDatabase` reports its state and crash
@@ -13,48 +21,53 @@ history, and `database` says "restarting" while a supervisor brings a crashed se
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg.errors import UndefinedTable
-from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cronicorn import __version__
+from cronicorn.api.deps import read_pool_of
+from cronicorn.api.security import JSON_CSP, security_headers
 from cronicorn.runtime import Runtime
 from cronicorn.store.coalesce import Coalesced
+from cronicorn.store.read_pool import ReadPool, ReadStatement
 
 router = APIRouter(tags=["health"])
 
 DB_TIMEOUT_S = 2.0
 
 
-_REVISION = text("SELECT version_num FROM alembic_version")
+_REVISION = ReadStatement("SELECT version_num FROM alembic_version", {})
+MOUNT = "/api"  # where `cronicorn.app` mounts the API
+PATH = "/health"
 
 
-async def _database_revision(runtime: Runtime) -> str | None:
-    """The schema revision, read by one autocommitted statement: one round trip (no BEGIN,
-    no ROLLBACK), and every call really asks the database. None on a database that has no
-    `alembic_version` table (nothing migrated yet)."""
-    async with runtime.engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            row = (await conn.execute(_REVISION)).first()
-        except ProgrammingError as exc:
-            if isinstance(exc.orig, UndefinedTable):
-                return None
-            raise
-        return str(row[0]) if row else None
+async def _database_revision(pool: ReadPool) -> str | None:
+    """The schema revision, read by one autocommitted statement: one round trip, and every
+    call really asks the database. None on a database that has no `alembic_version` table
+    (nothing migrated yet)."""
+    try:
+        rows = await pool.fetch(_REVISION, {})
+    except ProgrammingError as exc:
+        if isinstance(exc.orig, UndefinedTable):
+            return None
+        raise
+    return str(rows[0][0]) if rows else None
 
 
-def _shared_probe(request: Request, runtime: Runtime) -> Coalesced[str | None]:
-    """The app's shared revision probe (one per app, made on first use)."""
-    probe: Coalesced[str | None] | None = getattr(request.app.state, "health_probe", None)
+def _shared_probe(api: FastAPI, runtime: Runtime) -> Coalesced[str | None]:
+    """The API app's shared revision probe (one per app, made on first use)."""
+    probe: Coalesced[str | None] | None = getattr(api.state, "health_probe", None)
     if probe is None:
-        probe = Coalesced(lambda: _database_revision(runtime), join_running=True)
-        request.app.state.health_probe = probe
+        pool = read_pool_of(api, runtime)
+        probe = Coalesced(lambda: _database_revision(pool), join_running=True)
+        api.state.health_probe = probe
     return probe
 
 
@@ -65,14 +78,20 @@ def _server_report(report: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"state": "unknown", "error": type(exc).__name__}
 
 
-@router.get("/health", summary="Liveness and readiness of this API process")
+@router.get(PATH, summary="Liveness and readiness of this API process")
 async def health(request: Request) -> JSONResponse:
-    runtime: Runtime = request.app.state.runtime
+    body, status = await report(request.app)
+    return JSONResponse(body, status_code=status)
+
+
+async def report(api: FastAPI) -> tuple[dict[str, Any], int]:
+    """The health body and its status (200, or 503 when not ready)."""
+    runtime: Runtime = api.state.runtime
     body: dict[str, Any] = {"status": "ok", "version": __version__}
     ok = True
     try:
         async with asyncio.timeout(DB_TIMEOUT_S):
-            revision = await _shared_probe(request, runtime)()
+            revision = await _shared_probe(api, runtime)()
         body["database"] = "ok"
         current = revision == runtime.code_revision
         body["migrations"] = "current" if current else "pending"
@@ -97,4 +116,55 @@ async def health(request: Request) -> JSONResponse:
             body[name] = {"status": "error", "error": type(exc).__name__}
     if not ok:
         body["status"] = "unavailable"
-    return JSONResponse(body, status_code=200 if ok else 503)
+    return body, 200 if ok else 503
+
+
+_FALL_THROUGH = frozenset({b"origin", b"content-length", b"transfer-encoding"})
+"""Request headers that send a health check the framework's way: CORS answers an `Origin`,
+the security middleware caps a body."""
+
+
+class HealthFastPath:
+    """Pure ASGI middleware of the root app (inside `RequestIdMiddleware`, so request ids,
+    the log line and the metrics count are as for every route): `GET /api/health` with no
+    `Origin` and no body gets the route's response without the layers between."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+        settings = api.state.runtime.settings
+        # What the API's SecurityMiddleware and CORSMiddleware add to a response that has
+        # none of these headers, in their order.
+        self.headers = [
+            *security_headers(settings),
+            (b"content-security-policy", JSON_CSP.encode()),
+            (b"vary", b"Origin"),
+        ]
+        self.route = next(r for r in router.routes if getattr(r, "path", None) == PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._mine(scope):
+            await self.app(scope, receive, send)
+            return
+        # What the mount and router record: `RequestIdMiddleware` labels the metric with it.
+        scope["root_path"] = MOUNT
+        scope["route"] = self.route
+        body, status = await report(self.api)
+        payload = json.dumps(
+            body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode()  # as JSONResponse renders
+        headers = [
+            (b"content-length", str(len(payload)).encode()),
+            (b"content-type", b"application/json"),
+            *self.headers,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    @staticmethod
+    def _mine(scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["path"] != MOUNT + PATH or scope["method"] != "GET":
+            return False
+        if scope.get("root_path"):
+            return False
+        return not any(name in _FALL_THROUGH for name, _ in scope["headers"])

@@ -1,0 +1,77 @@
+"""`GET /api/health` answered before the framework's layers (`api.health.HealthFastPath`,
+issue 17) is the route's own response: the same status, body bytes and headers in the same
+order, for a ready database and an unreachable one, and the request is counted under the
+route's metric label as before. Requests the fast path leaves alone (an `Origin`) still get
+CORS's headers."""
+
+from __future__ import annotations
+
+import aiohttp
+from fastapi import FastAPI
+from prometheus_client import REGISTRY
+
+from cronicorn.api.health import HealthFastPath
+from cronicorn.app import create_app
+from cronicorn.config import load_settings
+from cronicorn.runtime import Runtime
+from support import free_port, serve_app
+
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+
+
+def _apps(url: str) -> tuple[FastAPI, FastAPI]:
+    """The app as composed, and the same app without the fast path (the framework's way)."""
+    settings = load_settings(DATABASE_URL=url, AUTH_SECRET="t" * 40)
+    fast = create_app(Runtime.create(settings, url))
+    slow = create_app(Runtime.create(settings, url))
+    assert any(m.cls is HealthFastPath for m in fast.user_middleware)
+    slow.user_middleware = [m for m in slow.user_middleware if m.cls is not HealthFastPath]
+    return fast, slow
+
+
+async def _get(base: str, headers: dict[str, str]) -> Answer:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/api/health", headers=headers) as resp,
+    ):
+        raw = [(name.lower(), value) for name, value in resp.raw_headers if name.lower() != b"date"]
+        return resp.status, await resp.read(), raw
+
+
+async def _both(url: str, headers: dict[str, str]) -> tuple[Answer, Answer]:
+    fast, slow = _apps(url)
+    async with serve_app(fast) as fast_base, serve_app(slow) as slow_base:
+        return await _get(fast_base, headers), await _get(slow_base, headers)
+
+
+def _count(status: int) -> float:
+    labels = {"method": "GET", "route": "/api/health", "status": str(status)}
+    return REGISTRY.get_sample_value("cronicorn_http_requests_total", labels) or 0.0
+
+
+async def test_ready_the_fast_answer_is_the_routes_and_is_counted(database_url: str) -> None:
+    counted = _count(200)
+    fast, slow = await _both(database_url, {"X-Request-Id": "rid-health"})
+    assert fast == slow
+    status, body, headers = fast
+    assert status == 200
+    assert body.startswith(b'{"status":"ok",')
+    assert (b"x-request-id", b"rid-health") in headers
+    assert (b"vary", b"Origin") in headers
+    assert _count(200) == counted + 2, "each path counted once, under the route's label"
+
+
+async def test_unreachable_the_fast_answer_is_the_routes() -> None:
+    dead = f"postgresql://user@127.0.0.1:{free_port()}/db"
+    fast, slow = await _both(dead, {"X-Request-Id": "rid-dead"})
+    assert fast == slow
+    assert fast[0] == 503
+    assert b'"database":"unreachable"' in fast[1]
+
+
+async def test_an_origin_takes_the_frameworks_way_with_cors(database_url: str) -> None:
+    fast, slow = await _both(database_url, {"Origin": "http://localhost:3333"})
+    assert fast[0] == slow[0] == 200
+    names = {name for name, _ in fast[2]}
+    assert b"access-control-allow-credentials" in names
+    assert b"access-control-expose-headers" in names
