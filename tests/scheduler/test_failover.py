@@ -145,14 +145,15 @@ async def test_the_take_over_reads_only_leased_rows(
     await conn.execute("ANALYZE endpoints")
     params = {
         "lease": "t#1@3", "now": utc(), "lease_s": 30, "limit": 500, "error": WORKER_LOST,
-        "dead_owners": True, "liveness_class": LIVENESS_CLASS,
+        "dead_owners": True, "liveness_class": LIVENESS_CLASS, "scan": 1000, "swept": [],
     }  # fmt: skip
     async with conn.transaction(force_rollback=True):
         cur = await conn.execute(f"EXPLAIN (FORMAT JSON) {TAKE_OVER_SQL}", params)
         row = await cur.fetchone()
     assert row is not None
     scans = plan_scans(row[0][0]["Plan"])
-    assert ("Index Scan", "ix_endpoints_lease_until") in scans, scans
+    assert ("Index Scan", "ix_endpoints_due") in scans, scans  # no lease index (0013)
+    assert ("Index Scan", "ix_runs_running") in scans, scans
     assert not any(kind == "Seq Scan" and rel == "endpoints" for kind, rel in scans), scans
 
 

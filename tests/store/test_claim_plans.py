@@ -15,7 +15,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cronicorn.store.claims import CLAIM_SQL, NEXT_DUE_SQL, claim_params
+from cronicorn.store.claims import (
+    CLAIM_SQL,
+    LIVENESS_CLASS,
+    NEXT_DUE_SQL,
+    SWEEP_SQL,
+    TAKE_OVER_SQL,
+    claim_params,
+)
 
 pytestmark = pytest.mark.xdist_group("claim_plans")
 
@@ -88,10 +95,16 @@ def _params() -> dict[str, Any]:
     )
 
 
-def _explain(conn: psycopg.Connection[Any], statement: str, generic: bool) -> dict[str, Any]:
-    """EXPLAIN (ANALYZE, BUFFERS) of `statement` with the claim's parameters, rolled back;
-    `generic`: the plan of a prepared statement that no longer looks at parameter values."""
-    params = _params()
+def _explain(
+    conn: psycopg.Connection[Any],
+    statement: str,
+    generic: bool,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS) of `statement` with the claim's parameters (or `params`),
+    rolled back; `generic`: the plan of a prepared statement that no longer looks at
+    parameter values."""
+    params = params or _params()
     names: list[str] = []
 
     def number(match: re.Match[str]) -> str:
@@ -144,3 +157,55 @@ def test_claim_reads_only_due_rows_through_the_due_index(
     assert examined <= DUE, scans
     # ...and nothing of the jobs table: `job_active` (kept by triggers) already says it all.
     assert not any(rel in ("jobs", "pk_jobs") for _, rel in scans), scans
+
+
+# The take-over with no index on the lease columns (migration 0013): runs in flight through
+# `ix_runs_running`, the due front through `ix_endpoints_due`, the walk's chunk and the
+# candidates by primary key; never a scan of all endpoints. Some leases are held (expired,
+# with their running runs) so every part of the statement does work.
+LEASED = """
+INSERT INTO runs (id, endpoint_id, user_id, status, source, due_at, started_at)
+SELECT 'r' || e.id, e.id, e.user_id, 'running', 'baseline-interval', e.next_run_at,
+       e.next_run_at
+FROM endpoints e WHERE e.id IN ('e0', 'e100', 'e200');
+UPDATE endpoints SET lease_owner = 'dead#1', lease_until = now() - interval '1 second'
+WHERE id IN ('e0', 'e100', 'e200', 'e1', 'e2');
+"""
+TAKE_OVER_PARAMS = {
+    "lease": "t#1@3",
+    "now": NOW,
+    "lease_s": 30.0,
+    "limit": 500,
+    "scan": 1000,
+    "swept": ["e1", "e2"],
+    "error": "lost",
+    "dead_owners": True,
+    "liveness_class": LIVENESS_CLASS,
+}
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["custom", "generic"])
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [(TAKE_OVER_SQL, TAKE_OVER_PARAMS), (SWEEP_SQL, {"after": "e4", "chunk": 2000})],
+    ids=["take_over", "sweep"],
+)
+def test_the_take_over_reads_endpoints_through_indexes_only(
+    conn: psycopg.Connection[Any], statement: str, params: dict[str, Any], generic: bool
+) -> None:
+    with conn.transaction(force_rollback=True):
+        conn.execute(LEASED)
+        plan = _explain(conn, statement, generic, params)
+    scans = [(n["Node Type"], n.get("Index Name") or n.get("Relation Name")) for n in _nodes(plan)]
+    tables = ("endpoints", "runs")
+    assert not any(kind == "Seq Scan" and rel in tables for kind, rel in scans), scans
+    assert not any(kind.startswith("Bitmap") for kind, _ in scans), scans
+    examined = sum(
+        int(n["Actual Rows"]) * int(n.get("Actual Loops", 1))
+        + int(n.get("Rows Removed by Filter", 0))
+        for n in _nodes(plan)
+        if "Scan" in n["Node Type"]
+    )
+    assert examined <= 2 * DUE + 2_000 + 50, scans  # the due front, the chunk, a few leases
+    if statement is TAKE_OVER_SQL:
+        assert plan.get("Actual Rows") == 5, "every lost lease found: in flight, due, swept"

@@ -65,6 +65,7 @@ from cronicorn.store.claims import (
     open_meters,
     release_unstarted,
     renew_leases,
+    sweep_leases,
     take_over,
 )
 from cronicorn.store.rule_writes import apply_pending
@@ -91,6 +92,7 @@ class SchedulerConfig:
     batch_size: int = 100
     lease_s: float = 15.0
     takeover_every_s: float = 1.0  # how often dead workers' leases are looked for
+    sweep_chunk: int = 2000  # endpoints walked per take-over for leases no index finds
     takeover_grace_s: float = 3.0  # after (re)taking our liveness lock: see `liveness`
     claim_ahead_s: float = 0.25
     idle_wake_s: float = 5.0  # safety net: re-check at least this often without NOTIFY
@@ -168,6 +170,7 @@ class Scheduler:
         )
         self._sequence = itertools.count(1)
         self._held: dict[str, str] = {}  # endpoint id -> lease, until written back
+        self._swept_to = ""  # where the next chunk of the take-over's walk starts
         self._detached: dict[str, str] = {}  # run id -> its own lease (overlap allow)
         self._detaching: dict[str, asyncio.Event] = {}  # run id -> set once detached
         self._waiting: dict[asyncio.Task[None], Claimed] = {}  # claimed, not yet started
@@ -461,12 +464,16 @@ class Scheduler:
             metrics.WORKER_LOST.inc(len(closed))
             log.warning("worker_lost", runs=len(closed), why="detached run's lease lost")
             self._wake.set()
+        self._swept_to, swept = await sweep_leases(
+            conn, after=self._swept_to, chunk=self.config.sweep_chunk
+        )
         lost = await take_over(
             conn,
             lease=self._new_lease(),
             now=self._clock(),
             lease_s=self.config.lease_s,
             dead_owners=self._liveness.may_take_over_dead(),
+            swept=swept,
         )
         for item in lost:
             self._held[item.endpoint_id] = item.lease
