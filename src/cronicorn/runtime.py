@@ -17,10 +17,9 @@ from cronicorn.store.side_reads import SideReads
 
 
 def _code_revision() -> str | None:
-    # Alembic (and Mako) load only where a Runtime is made, not at every CLI start.
-    from cronicorn.store.migrate import head_revision
+    from cronicorn.store.revisions import code_head  # the migration files, never Alembic
 
-    return head_revision()
+    return code_head()
 
 
 @dataclass

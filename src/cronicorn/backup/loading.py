@@ -6,16 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-
 from cronicorn.backup import inplace, pg
 from cronicorn.backup.errors import CorruptBackup, IncompatibleBackup
 from cronicorn.backup.files import sha256_file
 from cronicorn.backup.manifest import Check, Manifest
 from cronicorn.backup.runner import load_script
 from cronicorn.backup.tools import Tool, ToolFinder
-from cronicorn.store.migrate import alembic_config, head_revision
+from cronicorn.store import revisions
 
 LOAD_APP_NAME = "cronicorn-restore"
 
@@ -53,17 +50,14 @@ def require_intact(path: Path, manifest: Manifest) -> None:
 def known_revision(revision: str | None) -> bool:
     if revision is None:
         return True  # an empty database: nothing to be incompatible with
-    try:
-        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
-    except CommandError:
-        return False
+    return revision in revisions.known()
 
 
 def require_known_revision(manifest: Manifest) -> None:
     if not known_revision(manifest.revision):
         raise IncompatibleBackup(
             f"{manifest.name} was made by a newer Cronicorn ({manifest.app_version}, schema "
-            f"revision {manifest.revision}); this one only knows up to {head_revision()}: "
+            f"revision {manifest.revision}); this one only knows up to {revisions.code_head()}: "
             f"upgrade cronicorn to {manifest.app_version} or later, then restore"
         )
 
