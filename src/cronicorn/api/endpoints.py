@@ -11,13 +11,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from cronicorn.api.deps import ConnDep, QuotasDep, UserDep
+from cronicorn.api.deps import ConnDep, ListingDep, QuotasDep, UserDep
 from cronicorn.api.params import NowDep, require_id
 from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.dispatch.lazy import close_dispatcher_on, dispatcher_on
 from cronicorn.runtime import Runtime
-from cronicorn.schemas.endpoints import Endpoint, EndpointCreate, EndpointList, EndpointPatch
+from cronicorn.schemas.endpoints import (
+    Endpoint,
+    EndpointCreate,
+    EndpointList,
+    EndpointPatch,
+    endpoint_list_json,
+)
 from cronicorn.services import endpoints
+from cronicorn.store import endpoints as endpoint_store
 
 router = APIRouter(tags=["Endpoints"])
 
@@ -68,9 +75,12 @@ async def create_endpoint(
     response_model=EndpointList,
     summary="List a job's endpoints (archived ones included)",
 )
-async def list_endpoints(job: JobIdPath, user: UserDep, conn: ConnDep) -> EndpointList:
-    rows = await endpoints.list_endpoints(conn, user.user_id, require_id(job, "Job"))
-    return EndpointList(endpoints=[Endpoint.of(row) for row in rows])
+async def list_endpoints(job: JobIdPath, read: ListingDep) -> Response:
+    # One statement on the read pool, serialized once (issue 17: a hot list route).
+    rows = await endpoint_store.list_for_job_fast(
+        read.pool, read.user.user_id, require_id(job, "Job")
+    )
+    return Response(endpoint_list_json(rows), media_type="application/json")
 
 
 @router.get("/jobs/{jobId}/endpoints/{id}", response_model=Endpoint, summary="Get an endpoint")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from cronicorn.api.deps import ConnDep, RuntimeDep, UserDep
+from cronicorn.api.deps import ConnDep, ListingDep, RuntimeDep, UserDep
 from cronicorn.api.endpoints import DispatcherDep
 from cronicorn.api.params import NowDep, require_id
 from cronicorn.schemas.common import InDatetime, iso_ms
@@ -34,8 +34,7 @@ router = APIRouter(tags=["Execution"])
 )
 async def list_runs(
     id: str,
-    user: UserDep,
-    conn: ConnDep,
+    read: ListingDep,  # one statement on the read pool (issue 17: a hot list route)
     status: Annotated[Literal["running", "success", "failed", "skipped"] | None, Query()] = None,
     since: Annotated[InDatetime | None, Query()] = None,
     until: Annotated[InDatetime | None, Query()] = None,
@@ -43,9 +42,9 @@ async def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
-    page = await run_store.page_for_endpoint(
-        conn,
-        user.user_id,
+    page = await run_store.page_for_endpoint_fast(
+        read.pool,
+        read.user.user_id,
         require_id(id, "Endpoint"),
         status=status,
         since=since,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -397,6 +398,14 @@ class Endpoint(Out):
 
 class EndpointList(Out):
     endpoints: list[Endpoint]
+
+
+def endpoint_list_json(rows: Sequence[EndpointRow]) -> bytes:
+    """The JSON FastAPI made of an `EndpointList` returned for `response_model=EndpointList`,
+    serialized once: returned as a `Response`, the models are not validated a second time
+    (tests/api/test_fast_lists.py compares the items with the single-endpoint route's)."""
+    models = EndpointList(endpoints=[Endpoint.of(row) for row in rows])
+    return models.model_dump_json(by_alias=True).encode()
 
 
 # -- steering -------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import Invalid, NotFound
+from cronicorn.store.read_pool import ReadPool, ReadStatement, compiled
 from cronicorn.store.tables import endpoints, runs
 from cronicorn.store.wakeups import endpoint_changed
 
@@ -131,13 +133,56 @@ async def page_for_endpoint(
     statement = _list_statement(
         status is not None, since is not None, until is not None, cursor is not None
     )
-    rows = (await conn.execute(statement, params)).all()
-    if not rows or rows[0].owned is None:
+    return _page_of((await conn.execute(statement, params)).all(), limit)
+
+
+async def page_for_endpoint_fast(
+    pool: ReadPool,
+    user_id: str,
+    endpoint_id: str,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    cursor: str | None = None,
+) -> RunPage:
+    """`page_for_endpoint` on the driver (`store.read_pool`: the API's hot route), the same
+    statement compiled once per combination of filters."""
+    after = decode_cursor(cursor) if cursor is not None else (None, None)
+    params: dict[str, Any] = {
+        "endpoint_id": endpoint_id,
+        "user_id": user_id,
+        "status": status,
+        "since": since,
+        "until": until,
+        "after_at": after[0],
+        "after_id": after[1],
+        "fetch": limit + 1,
+        "offset": offset,
+    }
+    statement = _read_statement(
+        status is not None, since is not None, until is not None, cursor is not None
+    )
+    return _page_of(await pool.fetch(statement, params), limit)
+
+
+@functools.cache
+def _read_statement(
+    by_status: bool, by_since: bool, by_until: bool, by_cursor: bool
+) -> ReadStatement:
+    return compiled(_list_statement(by_status, by_since, by_until, by_cursor))
+
+
+def _page_of(rows: Sequence[Sequence[Any]], limit: int) -> RunPage:
+    """Rows of `_LIST_SQL` (owned, total, then a run or NULLs) as a page."""
+    if not rows or rows[0][0] is None:
         raise NotFound("Endpoint")
-    items = [RunSummary(*row[2:]) for row in rows if row.id is not None]
+    items = [RunSummary(*row[2:]) for row in rows if row[2] is not None]
     more = len(items) > limit
     items = items[:limit]
-    return RunPage(items, int(rows[0].total), encode_cursor(items[-1]) if more else None)
+    return RunPage(items, int(rows[0][1]), encode_cursor(items[-1]) if more else None)
 
 
 _LIST_SQL = """
