@@ -6,8 +6,10 @@
 
 What it does, all on this machine:
 
-1. starts the real `cronicorn up` (every role in one process) on its embedded PostgreSQL under
-   a temporary CRONICORN_HOME and waits for `/api/health`;
+1. runs `cronicorn migrate`, then starts the real `cronicorn up` (every role in one process)
+   on its embedded PostgreSQL under a temporary CRONICORN_HOME and waits for `/api/health`:
+   a start at the schema's head, as every start after an installation's first (which
+   imports Alembic to migrate: `--first-start` measures that one);
 2. idle: samples the RSS of the cronicorn process tree (psutil: the process and its
    children) for `--idle` seconds, no endpoints;
 3. starts the target HTTP server of `bench/scheduler.py` in its own process, inserts
@@ -228,6 +230,9 @@ def parse() -> Any:
     parser.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--skip", type=float, default=60.0, help="soak warm-up left out")
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument(
+        "--first-start", action="store_true", help="let `up` migrate a new database itself"
+    )
     return parser.parse_args()
 
 
@@ -256,6 +261,8 @@ def main() -> None:
             (Path(home) / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
             env["PYTHONPATH"] = str(Path(home) / "site")
             env["BENCH_TRACEMALLOC_DIR"] = str(snaps)
+        if not args.first_start:  # every start after an installation's first is at head
+            subprocess.run([CLI, "migrate"], env=env, check=True, capture_output=True)
         up = subprocess.Popen([CLI, "up"], env=env, start_new_session=True)
         target = None
         try:
