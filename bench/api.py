@@ -18,11 +18,13 @@ requests/s do not. `--profile DIR` also records a py-spy profile of each route u
     .venv/bin/python bench/api.py --cpu 5000 [--profile /tmp/prof]
 
 `--wrk SECONDS` drives every server with the same `wrk -t1 -c16 -dSECONDS` (wrk must be
-installed: `apt-get install wrk`), `GET /api/jobs` with the API key and `GET /api/health`,
-in `--rounds` interleaved rounds: the bare Starlette + psycopg route (`bench/bare_route.py`,
-the floor), `cronicorn api` with 1 and 2 workers, and with `--before-src DIR` the same for
-an older `src/` tree (`git archive REV src | tar -x -C DIR`). It prints req/s, p50, p99, the
-server's CPU ms per request and the load average per measurement, then medians.
+installed: `apt-get install wrk`) on each of `--routes` (default all four: `GET /api/jobs`,
+`GET /api/health`, a job's endpoints and an endpoint's first 100 runs, with the API key), in
+`--rounds` interleaved rounds: the bare Starlette + psycopg route (`bench/bare_route.py`, the
+floor, jobs and health only), `cronicorn api` with 1 and 2 workers, and with `--before-src
+DIR` the same for an older `src/` tree (`git archive REV src | tar -x -C DIR`). It prints
+req/s, p50, p99, the CPU ms per request of the server, of the benchmark's PostgreSQL and of
+wrk, the cores the three kept busy and the load average per measurement, then medians.
 
     .venv/bin/python bench/api.py --wrk 8 --rounds 3 --before-src /tmp/before/src
 """
@@ -345,6 +347,12 @@ def main() -> None:
     parser.add_argument("--wrk", type=float, default=0, help="seconds per wrk measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (--wrk)")
     parser.add_argument("--before-src", type=Path, default=None, help="older src/ (--wrk)")
+    parser.add_argument(
+        "--routes",
+        default="jobs,health,endpoints,runs",
+        help="--wrk: comma-separated, of jobs, health, endpoints (a job's 5), runs (100 of "
+        "an endpoint's runs); the bare route serves only jobs and health",
+    )
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="cronicorn-bench-"))
@@ -376,7 +384,7 @@ def main() -> None:
         ids = seed(url, user_id, args.runs, args.deep)
         print(f"seeded 100 endpoints and {args.runs} runs in {time.perf_counter() - started:.1f}s")
         if args.wrk:
-            wrk_compare({**env, "DATABASE_URL": url}, key, args)
+            wrk_compare({**env, "DATABASE_URL": url}, key, ids, args)
             return
         command = [CLI, "api"] if args.server == "cli" else [sys.executable, "-c", UVICORN_MAIN]
         api = subprocess.Popen(command, env={**env, "DATABASE_URL": url}, text=True)
@@ -420,10 +428,14 @@ class Server:
 
 def wrk_once(port: int, path: str, seconds: float, headers: list[str]) -> dict[str, float]:
     import re
+    import resource
 
     url = f"http://127.0.0.1:{port}{path}"
     command = ["wrk", "-t1", "-c16", f"-d{seconds:g}s", "--latency", *headers, url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
     def ms(label: str) -> float:
         value = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
@@ -442,11 +454,52 @@ def wrk_once(port: int, path: str, seconds: float, headers: list[str]) -> dict[s
         "p50": ms("50%"),
         "p99": ms("99%"),
         "errors": float(errors.group(1)) if errors else 0.0,
+        "wrk_cpu": wrk_cpu,
     }
 
 
-def wrk_compare(env: dict[str, str], key: str, args: argparse.Namespace) -> None:
-    """Every server up at once (idle ones cost nothing), then rounds of the same wrk load."""
+def pg_cpu_seconds(home: str) -> float:
+    """User + system CPU of this benchmark's embedded PostgreSQL: the postmaster (with the
+    backends it reaped) and its live children. 0 with BENCH_DATABASE_URL (not ours to see)."""
+    import psutil
+
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["name"] in ("postgres", "postmaster") and home in cmdline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.ppid() != 1 and "postgres" in (proc.parent().name() or ""):
+                    continue  # a backend: counted through its postmaster
+                times = proc.cpu_times()
+                total = times.user + times.system + times.children_user + times.children_system
+                for child in proc.children():
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        ctimes = child.cpu_times()
+                        total += ctimes.user + ctimes.system
+                return total
+    return 0.0
+
+
+BARE_ROUTES = ("jobs", "health")  # what bench/bare_route.py serves
+
+
+def wrk_routes(key: str, ids: tuple[str, str, str]) -> dict[str, tuple[str, str, list[str]]]:
+    """The routes `--wrk` can drive, by the short name `--routes` takes."""
+    auth = ["-H", f"x-api-key: {key}"]
+    job, endpoint, _deep = ids
+    return {
+        "jobs": ("GET /api/jobs", "/api/jobs", auth),
+        "health": ("GET /api/health", "/api/health", []),
+        "endpoints": ("GET /api/jobs/{id}/endpoints", f"/api/jobs/{job}/endpoints", auth),
+        "runs": ("GET /api/endpoints/{id}/runs", f"/api/endpoints/{endpoint}/runs", auth),
+    }
+
+
+def wrk_compare(
+    env: dict[str, str], key: str, ids: tuple[str, str, str], args: argparse.Namespace
+) -> None:
+    """Every server up at once (idle ones cost nothing), then rounds of the same wrk load.
+    Beside the server's CPU per request: this benchmark's PostgreSQL's and wrk's, and the
+    cores all three kept busy (on a 2-core machine, 2.0 is saturation)."""
     here = Path(__file__).resolve().parent
     servers = [Server("bare Starlette+psycopg", [sys.executable, str(here / "bare_route.py")], env)]
     trees: list[tuple[str, dict[str, str]]] = [("now", {})]
@@ -461,37 +514,55 @@ def wrk_compare(env: dict[str, str], key: str, args: argparse.Namespace) -> None
     try:
         for server in servers:
             wait_healthy(f"http://127.0.0.1:{server.port}", 300)
-        routes = [("GET /api/jobs", "/api/jobs", ["-H", f"x-api-key: {key}"])]
-        routes.append(("GET /api/health", "/api/health", []))
+        table = wrk_routes(key, ids)
+        wanted = [name for name in args.routes.split(",") if name]
+        unknown = set(wanted) - set(table)
+        if unknown:
+            raise SystemExit(f"--routes: unknown {sorted(unknown)}; known: {sorted(table)}")
+        home = env.get("CRONICORN_HOME", "")
         results: dict[tuple[str, str], list[dict[str, float]]] = {}
-        print("| round | server | route | req/s | p50 ms | p99 ms | CPU ms/req | load | errors |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print(
+            "| round | server | route | req/s | p50 ms | p99 ms | CPU ms/req | PG ms/req |"
+            " wrk ms/req | cores busy | load | errors |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for round_no in range(1, args.rounds + 1):
             order = servers if round_no % 2 else list(reversed(servers))
             for server in order:
                 assert server.process is not None
-                for route, path, headers in routes:
+                for short in wanted:
+                    if server.name.startswith("bare") and short not in BARE_ROUTES:
+                        continue
+                    route, path, headers = table[short]
                     wrk_once(server.port, path, 2, headers)  # warm up
                     before = cpu_seconds(server.process.pid)
+                    pg_before = pg_cpu_seconds(home) if home else 0.0
                     load = os.getloadavg()[0]
                     got = wrk_once(server.port, path, args.wrk, headers)
-                    got["cpu"] = (cpu_seconds(server.process.pid) - before) / got["n"] * 1000
+                    used = cpu_seconds(server.process.pid) - before
+                    pg_used = (pg_cpu_seconds(home) if home else 0.0) - pg_before
+                    got["cpu"] = used / got["n"] * 1000
+                    got["pg"] = pg_used / got["n"] * 1000
+                    got["wrk"] = got["wrk_cpu"] / got["n"] * 1000
+                    got["cores"] = (used + pg_used + got["wrk_cpu"]) / args.wrk
                     got["load"] = load
                     results.setdefault((server.name, route), []).append(got)
                     print(
                         f"| {round_no} | {server.name} | {route} | {got['rps']:.0f} |"
                         f" {got['p50']:.1f} | {got['p99']:.1f} | {got['cpu']:.2f} |"
+                        f" {got['pg']:.2f} | {got['wrk']:.2f} | {got['cores']:.2f} |"
                         f" {load:.1f} | {got['errors']:.0f} |",
                         flush=True,
                     )
         print("\nmedians over rounds")
-        print("| server | route | req/s | p50 ms | p99 ms | CPU ms/req |")
-        print("|---|---|---|---|---|---|")
+        print("| server | route | req/s | p50 ms | p99 ms | CPU ms/req | PG ms/req | wrk ms/req |")
+        print("|---|---|---|---|---|---|---|---|")
+        keys = ("rps", "p50", "p99", "cpu", "pg", "wrk")
         for (name, route), runs in results.items():
-            med = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "cpu")}
+            med = {k: statistics.median(r[k] for r in runs) for k in keys}
             print(
                 f"| {name} | {route} | {med['rps']:.0f} | {med['p50']:.1f} |"
-                f" {med['p99']:.1f} | {med['cpu']:.2f} |"
+                f" {med['p99']:.1f} | {med['cpu']:.2f} | {med['pg']:.2f} | {med['wrk']:.2f} |"
             )
     finally:
         for server in servers:
