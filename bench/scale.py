@@ -115,11 +115,22 @@ COLUMNS = (
 )
 
 
-def seed(url: str, n: int, active: int, interval_ms: int, base: str, start: datetime) -> float:
-    """Users, jobs and N endpoints by COPY; seconds taken (index rebuild and ANALYZE too)."""
+def seed(
+    url: str,
+    n: int,
+    active: int,
+    interval_ms: int,
+    base: str,
+    start: datetime,
+    fillfactor: int | None = None,
+) -> float:
+    """Users, jobs and N endpoints by COPY; seconds taken (index rebuild and ANALYZE too).
+    `fillfactor`: the `endpoints` table's, set before the COPY (None: the migrations')."""
     began = time.perf_counter()
     jobs = -(-n // 10)
     with psycopg.connect(url, autocommit=True) as conn:
+        if fillfactor is not None:
+            conn.execute(f"ALTER TABLE endpoints SET (fillfactor = {int(fillfactor)})")
         conn.execute(
             "INSERT INTO users (id, email, name) SELECT 'u' || lpad(g::text, 5, '0'),"
             " 'bench' || g || '@example.com', 'bench' FROM generate_series(0, %s) g",
@@ -257,7 +268,7 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
     interval_ms = int(args.interval_s * 1000)
     start = datetime.now(UTC) + timedelta(seconds=args.startup)
     base = f"http://127.0.0.1:{args.port}"
-    seed_s = seed(url, n, args.active, interval_ms, base, start)
+    seed_s = seed(url, n, args.active, interval_ms, base, start, args.fillfactor)
     print(f"seeded {n:,} endpoints in {seed_s:.1f} s", flush=True)
     env = scheduler_env(url, home, args)
     proc = subprocess.Popen([CLI, "scheduler"], env=env, start_new_session=True)
@@ -482,6 +493,9 @@ def parse() -> Any:
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--plans", action="store_true", help="print each claim plan in full")
+    parser.add_argument(
+        "--fillfactor", type=int, default=None, help="endpoints' fillfactor (default: schema's)"
+    )
     parser.add_argument("--json", default=None, help="write the results to this file")
     return parser.parse_args()
 

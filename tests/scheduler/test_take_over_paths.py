@@ -21,9 +21,9 @@ DEAD = lease_token("dead", 1)  # no liveness key: taken over only once expired
 
 
 async def _lease_without_run(rows: Rows, conn: psycopg.AsyncConnection[Any], **plan: Any) -> str:
-    """An endpoint whose dead worker's lease expired while no run of it is in flight, then
-    (with `plan`) moved: e.g. a `next_run_at` a day ahead, or archived."""
-    endpoint = await rows.endpoint("http://127.0.0.1:9/x", first_at=utc(seconds=-1))
+    """An endpoint claimed a minute ago whose dead worker's lease expired while no run of it
+    is in flight, then (with `plan`) moved: e.g. a `next_run_at` a day ahead, or archived."""
+    endpoint = await rows.endpoint("http://127.0.0.1:9/x", first_at=utc(seconds=-60))
     now = utc()
     (claim,) = await claim_due(
         conn, worker="dead", lease=DEAD, now=now, horizon=now, limit=1, lease_s=30

@@ -204,11 +204,12 @@ and backups."""
 # the take-over looks for lost leases where they can be, each through an index and bounded
 # by `scan` rows:
 # - runs in flight (`ix_runs_running`, oldest first): every claimed slot that started a run;
-# - the front of the due index (`ix_endpoints_due`, due by `now`, oldest first): a leased
-#   endpoint keeps the `next_run_at` it was claimed at (claims take the oldest due first), so
-#   a lease with no run in flight (the worker died after claiming a slot that already had a
-#   run, or after a take-over, before it rescheduled) is found as soon as it would block its
-#   endpoint's next slot;
+# - the front of the due index (`ix_endpoints_due`, oldest first): a leased endpoint keeps
+#   the `next_run_at` it was claimed at, at most `claim_ahead` after the claim, and a lease
+#   expires at least `lease_s` after it was taken, so an expired lease with no run in flight
+#   (the worker died after claiming a slot that already had a run, or after a take-over,
+#   before it rescheduled) sits among the rows due by `now - lease_s` (plus the claim-ahead
+#   margin): a few rows, not the backlog of a scheduler running late;
 # - `swept`: the leased ids of the last `sweep_leases` chunk, the walk over every endpoint
 #   in primary-key order that finds what neither index can (a leased endpoint outside the
 #   due index: archived, or its job paused, and one whose `next_run_at` was moved far ahead).
@@ -231,7 +232,8 @@ WITH live AS (
     LIMIT %(scan)s
 ), due_front AS (
     SELECT e2.id FROM endpoints e2
-    WHERE e2.next_run_at <= %(now)s AND e2.archived_at IS NULL AND e2.job_active
+    WHERE e2.next_run_at <= %(now)s::timestamptz - make_interval(secs => %(lease_s)s)
+      AND e2.archived_at IS NULL AND e2.job_active
     ORDER BY e2.next_run_at
     LIMIT %(scan)s
 ), seen AS (
