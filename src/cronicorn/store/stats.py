@@ -231,8 +231,16 @@ class Facts:
     now: datetime | None = None
     narrow: bool = False  # only endpoint_id, source, success, failed, running (see `sql`)
 
+    @property
+    def _open_ended(self) -> bool:
+        """The range runs to now: its last, partial hour holds every run started in that
+        hour so far, so the rollup row of the hour is exactly its finished runs (`running`
+        ones are read live), and the edge costs one row instead of every run of the hour."""
+        return self.now is not None and self.end >= self.now
+
     def _hours(self) -> tuple[datetime, datetime]:
-        lo, hi = _ceil(self.start, HOUR), floor_to(self.end, HOUR)
+        lo = _ceil(self.start, HOUR)
+        hi = _ceil(self.end, HOUR) if self._open_ended else floor_to(self.end, HOUR)
         return (lo, hi) if lo <= hi else (self.end, self.end)  # within one hour: all raw
 
     def _parts(self) -> list[tuple[str, int, datetime, datetime]]:
@@ -316,12 +324,13 @@ class Facts:
             self._rolled(i, table, sign) for i, (table, sign, _, _) in enumerate(self._parts())
         ]
         shape = _RAW_NARROW if self.narrow else _RAW
-        raw = [
-            shape.format(whose=self._whose("r"), a="start", b="lo", only=""),
-            shape.format(whose=self._whose("r"), a="hi", b="end", only=""),
-            shape.format(whose=self._whose("r"), a="lo", b="hi", only=" AND r.status = 'running'"),
-        ]
-        return "\nUNION ALL\n".join([*rolled, *raw])
+        whose = self._whose("r")
+        if self.endpoint_ids is not None or self.job_id is not None:
+            whose = f"r.user_id = :user AND {whose}"  # the user's runs of the hour, not all
+        edges = [("start", "lo")] if self._open_ended else [("start", "lo"), ("hi", "end")]
+        raw = [shape.format(whose=whose, a=a, b=b, only="") for a, b in edges]
+        running = shape.format(whose=whose, a="lo", b="hi", only=" AND r.status = 'running'")
+        return "\nUNION ALL\n".join([*rolled, *raw, running])
 
 
 _LATE = "greatest(date_part('epoch', r.started_at - r.due_at) * 1000, 0)"
@@ -420,9 +429,8 @@ def _lateness(found: list[Cell]) -> list[LatenessPoint]:
 
 
 def _facts(q: StatsQuery, **changes: Any) -> Facts:
-    return Facts(
-        **{"user_id": q.user_id, "start": q.start, "end": q.end, "job_id": q.job_id, **changes}
-    )
+    scope = {"user_id": q.user_id, "start": q.start, "end": q.end, "job_id": q.job_id}
+    return Facts(**{**scope, "now": q.now, **changes})
 
 
 def _chosen(q: StatsQuery, found: list[Cell]) -> list[Cell]:
@@ -492,7 +500,7 @@ _RECENT_SQL = """SELECT coalesce(sum(f.success + f.failed + f.running), 0),
 
 
 async def _recent(conn: AsyncConnection, user_id: str, now: datetime) -> Recent:
-    facts = Facts(user_id, now - timedelta(hours=24), now)
+    facts = Facts(user_id, now - timedelta(hours=24), now, now=now)
     row = (await _rows(conn, facts, _RECENT_SQL))[0]
     return Recent(int(row[0]), int(row[1]), int(row[2]))
 
@@ -513,7 +521,7 @@ ORDER BY p.runs DESC, p.endpoint_id COLLATE "C" LIMIT :top"""
 
 def _endpoint_facts(q: StatsQuery) -> Facts:
     """Per-endpoint totals of the range: whole days from `runs_daily` (`Facts.daily`)."""
-    return _facts(q, per_endpoint=True, daily=True, now=q.now, narrow=True)
+    return _facts(q, per_endpoint=True, daily=True, narrow=True)
 
 
 _JOB_TABLES = {"runs_hourly": "runs_jobs_hourly", "runs_daily": "runs_jobs_daily"}
@@ -541,11 +549,9 @@ def _per_job_sql(facts: Facts) -> str:
             f" WHERE h.user_id = :user{job} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
         )
     raw_job = " AND e.job_id = :job" if facts.job_id is not None else ""
-    parts += [
-        _RAW_JOBS.format(job=raw_job, a="start", b="lo", only=""),
-        _RAW_JOBS.format(job=raw_job, a="hi", b="end", only=""),
-        _RAW_JOBS.format(job=raw_job, a="lo", b="hi", only=" AND r.status = 'running'"),
-    ]
+    edges = [("start", "lo")] if facts._open_ended else [("start", "lo"), ("hi", "end")]
+    parts += [_RAW_JOBS.format(job=raw_job, a=a, b=b, only="") for a, b in edges]
+    parts.append(_RAW_JOBS.format(job=raw_job, a="lo", b="hi", only=" AND r.status = 'running'"))
     return _JOBS_SQL.format(parts="\nUNION ALL\n".join(parts))
 
 
