@@ -180,6 +180,7 @@ async def test_every_read_of_runs_uses_an_index(engine: AsyncEngine, alice: str,
             plan = (await cur.fetchone())[0][0]["Plan"]
             assert not _seq_scans_of_runs(plan), f"{statement}\n{params}\n{plan_scans(plan)}"
         await driver.rollback()
+    await _health_reads_the_partial_hour(engine, alice, endpoint_id)
 
 
 async def test_cursor_pages_walk_the_history_without_gaps(engine: AsyncEngine, alice: str) -> None:
@@ -248,17 +249,14 @@ def _rows_of_runs(node: dict[str, Any]) -> float:
     return rows
 
 
-async def test_health_reads_runs_only_for_the_partial_hour(
-    engine: AsyncEngine, alice: str, bob: str
-) -> None:
+async def _health_reads_the_partial_hour(engine: AsyncEngine, user: str, endpoint_id: str) -> None:
     """The window's counts come from the rollups for whole hours: of the viewer's run a
     minute over the last 1,000 minutes, a window reaching 10 h 30 min back reads the 30 runs
     of its partial first hour (and the latest run and the streak), not the 630 in it."""
-    endpoint_id = await _seed(engine, alice, bob)
     since = NOW - timedelta(hours=10, minutes=30)
-    params = {"endpoint_id": endpoint_id, "user_id": alice, **run_store.health_spans(since)}
+    params = {"endpoint_id": endpoint_id, "user_id": user, **run_store.health_spans(since)}
     async with engine.connect() as conn:
-        summary = await run_store.health(conn, alice, endpoint_id, since)
+        summary = await run_store.health(conn, user, endpoint_id, since)
         assert summary.success_count + summary.failure_count == 630
         driver: Any = (await conn.get_raw_connection()).driver_connection
         sql = re.sub(r"(?<!:):(\w+)", r"%(\1)s", run_store._HEALTH_SQL.text)
