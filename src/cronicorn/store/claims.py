@@ -60,7 +60,7 @@ _CLAIMABLE = """
 
 _PICK = f"""
 picked AS (
-    SELECT e2.id, e2.user_id, e2.next_run_at
+    SELECT e2.id, e2.ctid, e2.user_id, e2.next_run_at
     FROM endpoints e2
     WHERE e2.next_run_at <= %(horizon)s AND {_CLAIMABLE}
     ORDER BY e2.next_run_at
@@ -78,7 +78,7 @@ used AS (
     ORDER BY u.user_id
     FOR UPDATE OF u
 ), ranked AS (
-    SELECT p.id, coalesce(u.runs, 0)
+    SELECT p.id, p.ctid, coalesce(u.runs, 0)
            + row_number() OVER (PARTITION BY p.user_id ORDER BY p.next_run_at, p.id) AS nth
     FROM picked p LEFT JOIN used u ON u.user_id = p.user_id
 ), deferred AS (
@@ -87,18 +87,21 @@ used AS (
     WHERE e.id = ANY(ARRAY(SELECT id FROM ranked WHERE nth > %(run_quota)s))
     RETURNING e.id
 ), allowed AS (
-    SELECT id FROM ranked WHERE nth <= %(run_quota)s
+    SELECT ctid FROM ranked WHERE nth <= %(run_quota)s
 )"""
 
 _NO_QUOTA = """,
-allowed AS (SELECT id FROM picked)"""
+allowed AS (SELECT ctid FROM picked)"""
 
+# The lease UPDATE finds its rows by `ctid`, the row versions `picked` locked (a locked row
+# cannot move before this statement updates it): a TID scan instead of one descent of the
+# primary key per claimed row, a level deeper at 1M endpoints than at 10k.
 _START = """,
 claimed AS (
     UPDATE endpoints e
     SET lease_owner = %(lease)s,
         lease_until = now() + make_interval(secs => %(lease_s)s)
-    WHERE e.id = ANY(ARRAY(SELECT id FROM allowed))
+    WHERE e.ctid = ANY(ARRAY(SELECT ctid FROM allowed))
     RETURNING e.id, e.user_id, e.url, e.method, e.headers_json, e.body_json, e.timeout_ms,
               e.max_response_size_kb, e.baseline_cron, e.timezone, e.next_run_at,
               e.next_run_source, e.failure_count, e.assertions::text AS assertions,
