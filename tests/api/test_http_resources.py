@@ -268,6 +268,9 @@ async def test_dashboard_and_usage(served: Served, engine: AsyncEngine) -> None:
         "GET", "/dashboard/activity", startDate=start, endDate=end, eventType="runs"
     )
     assert (status, activity["total"], activity["events"][0]["type"]) == (200, 1, "run")
+    assert "nextCursor" not in activity  # the last page: absent, never null
+    status, bad = await a.call("GET", "/dashboard/activity", startDate=start, cursor="x%y")
+    assert (status, bad["error"]["code"]) == (422, "validation_error"), bad
     status, usage = await a.call("GET", "/subscriptions/usage")
     assert status == 200
     assert (usage["endpointsUsed"], usage["runsThisMonth"], usage["endpointsLimit"]) == (1, 1, None)

@@ -84,6 +84,9 @@ async def dashboard_stats(
     "/dashboard/activity",
     response_model=ActivityTimeline,
     summary="Runs and AI sessions merged, newest first",
+    description="`nextCursor` is present when there is a next page: pass it as `cursor` (with "
+    "the same range and filters) to read it, as cheap however deep; `offset` still works, "
+    "counting from the newest event (or from the cursor's position).",
 )
 async def dashboard_activity(
     user: UserDep,
@@ -94,6 +97,7 @@ async def dashboard_activity(
     event_type: Annotated[Literal["all", "runs", "sessions"], Query(alias="eventType")] = "all",
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> ActivityTimeline:
     _check_range(start, end)
     query = stats.ActivityQuery(
@@ -104,5 +108,6 @@ async def dashboard_activity(
         event_type=event_type,
         limit=limit,
         offset=offset,
+        cursor=cursor,
     )
     return ActivityTimeline.of(await stats.activity(conn, query))

@@ -253,6 +253,11 @@ class ActivityTimeline(Out):
     events: list[ActivityEvent]
     total: int
     summary: ActivitySummary
+    next_cursor: Absent[str] = Field(
+        default=None,
+        description="Present when there is a next page: pass it as `cursor` (same range and "
+        "filters) to read it, as cheap however deep",
+    )
 
     @classmethod
     def of(cls, a: stats.Activity) -> ActivityTimeline:
@@ -267,6 +272,7 @@ class ActivityTimeline(Out):
                 sessions_count=len(a.events) - len(runs),
                 success_rate=stats.success_pct(ok, bad),
             ),
+            next_cursor=a.next_cursor,
         )
 
 

@@ -21,12 +21,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import Integer, Text, and_, bindparam, func, literal, select, text, true, union_all
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+    true,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import TextClause
 
 from cronicorn.domain import month_start
+from cronicorn.store import cursors
 from cronicorn.store.quotas import LIVE_ENDPOINTS, live_endpoints, meter
 from cronicorn.store.tables import ai_sessions, endpoints, jobs, runs
 
@@ -793,21 +806,29 @@ class ActivityQuery:
     job_id: str | None = None
     event_type: str = "all"
     limit: int = 50
-    offset: int = 0
+    offset: int = 0  # from the newest event, or from the cursor's position
+    cursor: str | None = None  # `Activity.next_cursor` of the page before
 
 
 def _runs_join() -> Any:
     return runs.join(endpoints, endpoints.c.id == runs.c.endpoint_id)
 
 
-# The timeline's statements are built once per shape (event kinds, job filter or not) with
+# The timeline's statements are built once per shape (event kinds, job filter, cursor) with
 # bound parameters: SQLAlchemy then neither rebuilds nor re-keys them on every page.
-def _run_events(with_job: bool) -> Any:
+def _before_cursor(at: Any, row_id: Any) -> Any:
+    """Rows after the cursor's in newest-first order (the index gives `at <= :before_at`)."""
+    return tuple_(at, row_id) < tuple_(bindparam("before_at"), bindparam("before_id"))
+
+
+def _run_events(with_job: bool, after_cursor: bool) -> Any:
     conditions = [
         runs.c.user_id == bindparam("user"),
         runs.c.started_at >= bindparam("start"),
         runs.c.started_at < bindparam("end"),
     ]
+    if after_cursor:
+        conditions.append(_before_cursor(runs.c.started_at, runs.c.id))
     if with_job:
         conditions.append(endpoints.c.job_id == bindparam("job"))
     return (
@@ -830,12 +851,14 @@ def _run_events(with_job: bool) -> Any:
     )
 
 
-def _session_events(with_job: bool) -> Any:
+def _session_events(with_job: bool, after_cursor: bool) -> Any:
     conditions = [
         ai_sessions.c.user_id == bindparam("user"),
         ai_sessions.c.analyzed_at >= bindparam("start"),
         ai_sessions.c.analyzed_at < bindparam("end"),
     ]
+    if after_cursor:
+        conditions.append(_before_cursor(ai_sessions.c.analyzed_at, ai_sessions.c.id))
     if with_job:
         conditions.append(endpoints.c.job_id == bindparam("job"))
     return (
@@ -888,27 +911,30 @@ Event = RunEvent | SessionEvent
 
 @dataclass(frozen=True)
 class Activity:
-    """One page of events, newest first, and how many the range holds in all."""
+    """One page of events, newest first, how many the range holds in all, and where the
+    next page starts (None on the last page)."""
 
     events: list[Event]
     total: int
+    next_cursor: str | None = None
 
     @property
     def runs(self) -> list[RunEvent]:
         return [e for e in self.events if isinstance(e, RunEvent)]
 
 
-@functools.lru_cache(maxsize=8)
-def _timeline(event_type: str, with_job: bool) -> Any:
-    """Each kind's newest `depth` rows along its index, merged, one page of them."""
+@functools.lru_cache(maxsize=16)
+def _timeline(event_type: str, with_job: bool, after_cursor: bool) -> Any:
+    """Each kind's newest `depth` rows (after the cursor's) along its index, merged, one page
+    of them."""
     parts = []
     depth = bindparam("depth", type_=Integer)
     if event_type in {"all", "runs"}:
         newest = (runs.c.started_at.desc(), runs.c.id.desc())
-        parts.append(_run_events(with_job).order_by(*newest).limit(depth))
+        parts.append(_run_events(with_job, after_cursor).order_by(*newest).limit(depth))
     if event_type in {"all", "sessions"}:
         latest = (ai_sessions.c.analyzed_at.desc(), ai_sessions.c.id.desc())
-        parts.append(_session_events(with_job).order_by(*latest).limit(depth))
+        parts.append(_session_events(with_job, after_cursor).order_by(*latest).limit(depth))
     merged = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
     return (
         select(merged)
@@ -963,20 +989,28 @@ async def activity(
     conn: AsyncConnection, q: ActivityQuery, *, counted: Dashboard | None = None
 ) -> Activity:
     """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
-    newest `offset + limit`, read backwards along its index); the total from the rollups,
-    or from `counted`, the dashboard of the same range and job, which has summed them."""
+    newest `offset + limit + 1` after the cursor, read backwards along its index: with the
+    cursor a deep page costs what the first does); the total from the rollups, or from
+    `counted`, the dashboard of the same range and job, which has summed them."""
     with_job = q.job_id is not None
+    before = cursors.decode(q.cursor) if q.cursor is not None else (None, None)
     params = {
         "user": q.user_id,
         "start": q.start,
         "end": q.end,
         "job": q.job_id,
-        "depth": q.offset + q.limit,
-        "limit": q.limit,
+        "before_at": before[0],
+        "before_id": before[1],
+        "depth": q.offset + q.limit + 1,  # one more than the page: is there a next page?
+        "limit": q.limit + 1,
         "offset": q.offset,
     }
-    rows = await conn.execute(_timeline(q.event_type, with_job), params)
-    events = [_event(r._mapping) for r in rows]
+    statement = _timeline(q.event_type, with_job, q.cursor is not None)
+    events = [_event(r._mapping) for r in await conn.execute(statement, params)]
+    following = None
+    if len(events) > q.limit:
+        events = events[: q.limit]
+        following = cursors.encode(events[-1].at, events[-1].id)
     total = 0
     if q.event_type in {"all", "runs"} and counted is not None:
         total += counted.all_runs
@@ -987,7 +1021,7 @@ async def activity(
         total += sum(point.sessions for point in counted.session_totals)
     elif q.event_type in {"all", "sessions"}:
         total += int(await conn.scalar(_session_count(with_job), params) or 0)
-    return Activity(events, total)
+    return Activity(events, total, following)
 
 
 # -- usage ----------------------------------------------------------------------------------

@@ -62,6 +62,12 @@ class ActivityQuery(In):
     )
     limit: int = Field(default=50, ge=1, le=100, description="Page size (1-100)")
     offset: int = Field(default=0, ge=0, le=100_000, description="Events to skip (paging)")
+    cursor: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="nextCursor of the previous page: the page after it, however deep",
+    )
 
 
 def _range(call: Call, start_date: Any, end_date: Any) -> tuple[Any, Any]:
@@ -85,6 +91,7 @@ async def _activity(call: Call, query: ActivityQuery) -> ActivityTimeline:
         event_type=query.event_type,
         limit=query.limit,
         offset=query.offset,
+        cursor=query.cursor,
     )
     return ActivityTimeline.of(await stats.activity(call.conn, q))
 
