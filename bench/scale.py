@@ -291,7 +291,7 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
         with psycopg.connect(url, autocommit=True) as conn:
             claims = claim_stats(conn)
             statements = [
-                Statement(*row) for row in conn.execute(STATEMENTS, {"limit": 8}).fetchall()
+                Statement(*row) for row in conn.execute(STATEMENTS, {"limit": 12}).fetchall()
             ]
             time.sleep(0.6)  # the statistics collector's flush (pg_stat_user_tables)
             hot1 = _hot(conn)
