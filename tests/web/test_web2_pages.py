@@ -172,6 +172,12 @@ async def test_dashboard_counts_the_rows_and_explains_a_bad_range(
     assert "worst start 30.0 s after its slot" in html
     assert html.count('<li>\n    <span class="kind">') == 20  # a page of the timeline
     assert "Older (11 more)" in html  # 30 runs + 1 session, 20 shown
+    older = re.search(r'href="(/\?[^"]*cursor=[^"]*)#activity">Older', html)
+    assert older is not None, "Older follows the cursor"
+    rest = await page_text(http, site.base + older[1].replace("&amp;", "&"))
+    assert rest.count('<li>\n    <span class="kind">') == 11
+    assert "Older (" not in rest
+    assert re.search(r'offset=0#activity">Newer</a>', rest)
     sessions = await page_text(http, f"{site.base}/?range=24h&events=sessions")
     assert f'href="/ai-sessions/{s.session_id}"' in sessions
     assert "/runs/" not in sessions.split('id="activity"', 1)[1]

@@ -17,7 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from cronicorn.store import stats
+from cronicorn.store import cursors, stats
+from cronicorn.store.errors import Invalid
 from cronicorn.web.deps import ClockDep, ConnDep, RuntimeDep, ViewerDep
 from cronicorn.web.templating import render
 
@@ -167,8 +168,7 @@ async def dashboard(
     job_id = _job_filter(params.get("job", ""), {job.id for job in jobs})
     events = params.get("events", "all")
     events = events if events in EVENT_KINDS else "all"
-    offset = params.get("offset", "0")
-    start_at = min(int(offset), 10_000) if offset.isascii() and offset.isdigit() else 0
+    page_at = _activity_page(params)
     query = stats.StatsQuery(
         viewer.user_id, chosen.start, chosen.end, now, job_id=job_id, series=False
     )
@@ -185,7 +185,8 @@ async def dashboard(
             job_id=job_id,
             event_type=events,
             limit=PAGE,
-            offset=start_at,
+            offset=page_at.offset,
+            cursor=page_at.cursor,
         ),
         counted=data,  # same range and job: its totals are summed already
     )
@@ -209,11 +210,48 @@ async def dashboard(
         token_chart=tokens,
         token_total=token_total,
         activity=activity,
-        offset=start_at,
+        position=page_at.position,
+        newer=page_at.newer,
         page=PAGE,
         base_query=_query(chosen, job_id),
         day=timedelta(days=1),
     )
+
+
+@dataclass(frozen=True)
+class ActivityPage:
+    """Which page of the timeline: "Older" follows the cursor the last page handed out (a
+    deep page costs what the first does) and carries how many events came before, for the
+    counts; "Newer" is the offset of the page before (None: back to the newest, when that
+    offset would be deeper than offsets are read)."""
+
+    cursor: str | None = None
+    offset: int = 0
+    position: int = 0  # events before this page
+
+    @property
+    def newer(self) -> int | None:
+        back = max(self.position - PAGE, 0)
+        return back if back <= MAX_OFFSET else None
+
+
+MAX_OFFSET = 10_000
+
+
+def _digits(value: str, most: int) -> int:
+    return min(int(value), most) if value.isascii() and value.isdigit() else 0
+
+
+def _activity_page(params: dict[str, str]) -> ActivityPage:
+    cursor = params.get("cursor", "")
+    if cursor:
+        try:
+            cursors.decode(cursor)
+        except Invalid:  # not one we handed out: the newest page
+            return ActivityPage()
+        return ActivityPage(cursor=cursor, position=_digits(params.get("at", ""), 10**9))
+    offset = _digits(params.get("offset", "0"), MAX_OFFSET)
+    return ActivityPage(offset=offset, position=offset)
 
 
 def _query(chosen: Range, job_id: str | None) -> dict[str, str]:
