@@ -36,7 +36,8 @@ async def _lease_without_run(rows: Rows, conn: psycopg.AsyncConnection[Any], **p
 
 
 async def _take(conn: psycopg.AsyncConnection[Any], **kw: Any) -> list[tuple[str, str | None]]:
-    lost = await take_over(conn, lease="t#1", now=utc(), lease_s=30, dead_owners=False, **kw)
+    kw.setdefault("lease", "t#1")
+    lost = await take_over(conn, now=utc(), lease_s=30, dead_owners=False, **kw)
     return [(x.endpoint_id, x.run_id) for x in lost]
 
 
@@ -110,3 +111,19 @@ async def test_a_lease_of_a_live_worker_is_not_taken(
     _, swept = await sweep_leases(conn, after="", chunk=10)
     assert swept == [endpoint]
     assert await _take(conn, swept=swept) == [], "found, but not expired"
+
+
+async def test_a_scheduler_does_not_look_at_its_own_runs_in_flight(
+    rows: Rows, conn: psycopg.AsyncConnection[Any]
+) -> None:
+    """Its own leases are its to renew: only peers take them over (cheaper: one scheduler's
+    take-over then reads no endpoint for its own calls)."""
+    endpoint = await rows.endpoint("http://127.0.0.1:9/x", first_at=utc(seconds=-1))
+    now = utc()
+    (claim,) = await claim_due(
+        conn, worker="me", lease=lease_token("me", 1), now=now, horizon=now, limit=1, lease_s=30
+    )
+    async with rows.engine.begin() as c:
+        await c.execute(update(endpoints).values(lease_until=utc(seconds=-1)))
+    assert await _take(conn, lease=lease_token("me", 2)) == []
+    assert await _take(conn, lease=lease_token("peer", 1)) == [(endpoint, claim.run_id)]

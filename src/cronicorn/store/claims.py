@@ -206,7 +206,9 @@ and backups."""
 # touches no indexed column and can be HOT (no new entry in any index of `endpoints`). So
 # the take-over looks for lost leases where they can be, each through an index and bounded
 # by `scan` rows:
-# - runs in flight (`ix_runs_running`, oldest first): every claimed slot that started a run;
+# - runs in flight (`ix_runs_running`, oldest first): every claimed slot that started a run,
+#   but the caller's own (the worker named in its new `lease`, see `lease_token`: it is
+#   alive, and its leases are its to renew; the due front and the walk still see them);
 # - the front of the due index (`ix_endpoints_due`, oldest first): a leased endpoint keeps
 #   the `next_run_at` it was claimed at, at most `claim_ahead` after the claim, and a lease
 #   expires at least `lease_s` after it was taken, so an expired lease with no run in flight
@@ -231,6 +233,7 @@ WITH live AS (
 ), in_flight AS (
     SELECT r.endpoint_id AS id FROM runs r
     WHERE r.status = 'running' AND r.lease_owner IS NULL  -- detached runs: their own leases
+      AND r.worker IS DISTINCT FROM split_part(%(lease)s, '#', 1)
     ORDER BY r.started_at
     LIMIT %(scan)s
 ), due_front AS (
