@@ -254,7 +254,13 @@ runs = Table(
     Column("lease_owner", Text),
     Column("lease_until", TZ),
     CheckConstraint("status IN ('running', 'success', 'failed', 'skipped')", name="status"),
-    Index("ix_runs_endpoint_id_started_at", "endpoint_id", "started_at"),
+    # 0014: status covered, so a status-filtered history total is an index-only count
+    Index(
+        "ix_runs_endpoint_id_started_at",
+        "endpoint_id",
+        "started_at",
+        postgresql_include=["status"],
+    ),
     Index("ix_runs_user_id_started_at", "user_id", "started_at"),
     Index("ix_runs_started_at", "started_at"),
     Index("ix_runs_running", "started_at", postgresql_where=text("status = 'running'")),
