@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import NOW, interval_endpoint
-from cronicorn.store import claims, detached_runs, outcomes, planner, retention, wakeups
+from cronicorn.store import claims, cursors, detached_runs, outcomes, planner, retention, wakeups
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
@@ -236,7 +236,7 @@ async def test_cursor_pages_walk_the_history_without_gaps(engine: AsyncEngine, a
 def test_cursor_round_trip() -> None:
     at = datetime(2025, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
     run = run_store.RunSummary("abc.def", "e", "success", "s", 1, None, at, None, None, None, None)
-    assert run_store.decode_cursor(run_store.encode_cursor(run)) == (at, "abc.def")
+    assert cursors.decode(run_store.encode_cursor(run)) == (at, "abc.def")
 
 
 def _rows_of_runs(node: dict[str, Any]) -> float:

@@ -6,7 +6,6 @@ endpoint id is a 404 rather than an empty list (reference §2.7 returned 200-emp
 
 from __future__ import annotations
 
-import base64
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from sqlalchemy import TextClause, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
-from cronicorn.store.errors import Invalid, NotFound
+from cronicorn.store import cursors
+from cronicorn.store.errors import NotFound
 from cronicorn.store.read_pool import ReadPool, ReadStatement, compiled
 from cronicorn.store.tables import endpoints, runs
 from cronicorn.store.wakeups import endpoint_changed
@@ -78,23 +78,8 @@ class RunPage:
 
 
 def encode_cursor(run: RunSummary) -> str:
-    """An opaque position after `run` in the newest-first order: its (started_at, id)."""
-    micros = (run.started_at - EPOCH) // timedelta(microseconds=1)
-    raw = f"{micros}.{run.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """The (started_at, id) a cursor names; `Invalid` for anything we did not hand out."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        micros, run_id = raw.split(".", 1)
-        at = EPOCH + timedelta(microseconds=int(micros))
-    except (ValueError, OverflowError, UnicodeDecodeError):  # binascii.Error is a ValueError
-        raise Invalid("cursor", "Not a cursor from a previous page (nextCursor)") from None
-    if not run_id or not micros.lstrip("-").isdigit() or "\x00" in run_id:
-        raise Invalid("cursor", "Not a cursor from a previous page (nextCursor)")
-    return at, run_id
+    """An opaque position after `run` in the newest-first order (`store.cursors`)."""
+    return cursors.encode(run.started_at, run.id)
 
 
 async def page_for_endpoint(
@@ -118,7 +103,7 @@ async def page_for_endpoint(
     read of the API, and as text it costs a third of the Core version's Python time). Runs
     are matched through the owned endpoint's id, never by `user_id`, so the count is an
     index-only scan of (endpoint_id, …)."""
-    after = decode_cursor(cursor) if cursor is not None else (None, None)
+    after = cursors.decode(cursor) if cursor is not None else (None, None)
     params: dict[str, Any] = {
         "endpoint_id": endpoint_id,
         "user_id": user_id,
@@ -150,7 +135,7 @@ async def page_for_endpoint_fast(
 ) -> RunPage:
     """`page_for_endpoint` on the driver (`store.read_pool`: the API's hot route), the same
     statement compiled once per combination of filters."""
-    after = decode_cursor(cursor) if cursor is not None else (None, None)
+    after = cursors.decode(cursor) if cursor is not None else (None, None)
     params: dict[str, Any] = {
         "endpoint_id": endpoint_id,
         "user_id": user_id,
