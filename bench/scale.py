@@ -178,6 +178,16 @@ FROM (
 ) AS r
 """
 
+# `--timeline`: the window second by second (when the late runs were due: a stall shows as a
+# few bad seconds, a slow path as every second a little late).
+TIMELINE = """
+SELECT floor(extract(epoch FROM due_at - %(t0)s))::int AS second, count(*),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM started_at - due_at)),
+       max(extract(epoch FROM started_at - due_at))
+FROM runs WHERE due_at >= %(t0)s AND due_at < %(t1)s AND status <> 'skipped'
+GROUP BY 1 ORDER BY 1
+"""
+
 # The scheduler's claim statement (store.claims.CLAIM_SQL) as pg_stat_statements saw it.
 CLAIM_STATS = """
 SELECT sum(calls)::bigint, sum(total_exec_time), max(max_exec_time), sum(rows)::float8,
@@ -304,6 +314,11 @@ def measure(url: str, home: str, args: Any, n: int) -> Result:
             {"t0": datetime.fromtimestamp(t0, UTC), "t1": datetime.fromtimestamp(t1, UTC)},
         ).fetchone()
         assert row is not None
+        if args.timeline:
+            window = {"t0": datetime.fromtimestamp(t0, UTC), "t1": datetime.fromtimestamp(t1, UTC)}
+            print(f"{n:,} endpoints, by second of due time: runs, p99 / max lateness ms")
+            for second, runs, p99_s, max_s in conn.execute(TIMELINE, window).fetchall():
+                print(f"  {second:4d} {runs:5d} {p99_s * 1000:8.1f} {max_s * 1000:8.1f}")
         plan = explain_claim(conn, args.batch)
     count, (p50, p95, p99), worst, failed = row[0], row[1] or [0, 0, 0], row[2] or 0, row[3]
     return Result(
@@ -497,6 +512,9 @@ def parse() -> Any:
         "--fillfactor", type=int, default=None, help="endpoints' fillfactor (default: schema's)"
     )
     parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each second's runs and lateness"
+    )
     return parser.parse_args()
 
 
