@@ -103,22 +103,8 @@ async def page_for_endpoint(
     read of the API, and as text it costs a third of the Core version's Python time). Runs
     are matched through the owned endpoint's id, never by `user_id`, so the count is an
     index-only scan of (endpoint_id, …)."""
-    after = cursors.decode(cursor) if cursor is not None else (None, None)
-    params: dict[str, Any] = {
-        "endpoint_id": endpoint_id,
-        "user_id": user_id,
-        "status": status,
-        "since": since,
-        "until": until,
-        "after_at": after[0],
-        "after_id": after[1],
-        "fetch": limit + 1,  # one more than the page: is there a next page?
-        "offset": offset,
-    }
-    statement = _list_statement(
-        status is not None, since is not None, until is not None, cursor is not None
-    )
-    return _page_of((await conn.execute(statement, params)).all(), limit)
+    params, shape = _page_params(user_id, endpoint_id, status, since, until, limit, offset, cursor)
+    return _page_of((await conn.execute(_list_statement(*shape), params)).all(), limit)
 
 
 async def page_for_endpoint_fast(
@@ -135,6 +121,21 @@ async def page_for_endpoint_fast(
 ) -> RunPage:
     """`page_for_endpoint` on the driver (`store.read_pool`: the API's hot route), the same
     statement compiled once per combination of filters."""
+    params, shape = _page_params(user_id, endpoint_id, status, since, until, limit, offset, cursor)
+    return _page_of(await pool.fetch(_read_statement(*shape), params), limit)
+
+
+def _page_params(
+    user_id: str,
+    endpoint_id: str,
+    status: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+) -> tuple[dict[str, Any], tuple[bool, bool, bool, bool]]:
+    """A page's parameters, and its statement's shape (which filters it has)."""
     after = cursors.decode(cursor) if cursor is not None else (None, None)
     params: dict[str, Any] = {
         "endpoint_id": endpoint_id,
@@ -144,13 +145,11 @@ async def page_for_endpoint_fast(
         "until": until,
         "after_at": after[0],
         "after_id": after[1],
-        "fetch": limit + 1,
+        "fetch": limit + 1,  # one more than the page: is there a next page?
         "offset": offset,
     }
-    statement = _read_statement(
-        status is not None, since is not None, until is not None, cursor is not None
-    )
-    return _page_of(await pool.fetch(statement, params), limit)
+    shape = (status is not None, since is not None, until is not None, cursor is not None)
+    return params, shape
 
 
 @functools.cache
