@@ -67,7 +67,7 @@ from scheduler import (  # bench/scheduler.py
     free_port,
     postgres_processes,
     scheduler_env,
-    wait_for_port,
+    start_target,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -529,19 +529,9 @@ def main() -> None:
         upgrade(template)
         with psycopg.connect(template, autocommit=True) as conn, contextlib.suppress(psycopg.Error):
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        target = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "scheduler.py"),
-                "--role",
-                "target",
-                "--port",
-                str(args.port),
-            ]
-        )
+        target = start_target(args.port)
         stack.callback(target.wait, 10)
         stack.callback(target.terminate)
-        wait_for_port(args.port)
         results = []
         checked = False
         for size in (int(s) for s in args.sizes.split(",") if s):

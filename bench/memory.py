@@ -239,7 +239,7 @@ def parse() -> Any:
 def main() -> None:
     args = parse()
     from cronicorn.embedded import EmbeddedPostgres
-    from scheduler import free_port, wait_for_port  # bench/scheduler.py
+    from scheduler import free_port, start_target  # bench/scheduler.py
 
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average before the run {load}", flush=True)
@@ -272,9 +272,7 @@ def main() -> None:
             pid = (Path(home) / "pgdata" / "postmaster.pid").read_text().split()[0]
             pg = psutil.Process(int(pid))
             idle = sample_phase(root, pg, url, args.idle, args.every, "idle")
-            serve = [str(HERE / "scheduler.py"), "--role", "target", "--port", str(target_port)]
-            target = subprocess.Popen([sys.executable, *serve])
-            wait_for_port(target_port)
+            target = start_target(target_port)
             seed(
                 url, args.endpoints, int(args.interval_s * 1000), f"http://127.0.0.1:{target_port}"
             )

@@ -51,7 +51,7 @@ from scheduler import (  # bench/scheduler.py
     _cpu_seconds,
     free_port,
     scheduler_env,
-    wait_for_port,
+    start_target,
     wait_until_running,
 )
 
@@ -543,18 +543,8 @@ def main() -> None:
             upgrade(embedded.url("scale_template"))
             with psycopg.connect(embedded.url("scale_template"), autocommit=True) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            target = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(HERE / "scheduler.py"),
-                    "--role",
-                    "target",
-                    "--port",
-                    str(args.port),
-                ]
-            )
+            target = start_target(args.port)
             try:
-                wait_for_port(args.port)
                 for n in (int(x) for x in args.sizes.split(",")):
                     name = f"scale_{n}"
                     with psycopg.connect(admin, autocommit=True) as conn:

@@ -388,6 +388,13 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise SystemExit(f"target server did not start on port {port}")
 
 
+def start_target(port: int) -> subprocess.Popen[bytes]:
+    """This script's target HTTP server (`--role target`) in its own process, listening."""
+    target = subprocess.Popen([sys.executable, __file__, "--role", "target", "--port", str(port)])
+    wait_for_port(port)
+    return target
+
+
 def print_table(results: list[Result], target_rate: float, load: str) -> None:
     print()
     print(f"machine: {os.cpu_count()} CPUs, load average before the run {load}")
@@ -534,11 +541,8 @@ def main() -> None:
         with embedded.session():
             url = embedded.url()
             upgrade(url)
-            target = subprocess.Popen(
-                [sys.executable, __file__, "--role", "target", "--port", str(args.port)]
-            )
+            target = start_target(args.port)
             try:
-                wait_for_port(args.port)
                 out = subprocess.run(
                     [sys.executable, __file__, "--role", "blast", "--port", str(args.port)],
                     capture_output=True,
