@@ -17,7 +17,15 @@ from cronicorn.store import ai_sessions, wakeups
 from cronicorn.store import endpoints as endpoint_store
 from cronicorn.store import suggestions as suggestion_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
-from cronicorn.web.deps import ClockDep, ConnDep, FormDep, RuntimeDep, ViewerDep, require_id
+from cronicorn.web.deps import (
+    ClockDep,
+    ConnDep,
+    FormDep,
+    RuntimeDep,
+    ViewerDep,
+    count_param,
+    require_id,
+)
 from cronicorn.web.settings import act_as
 from cronicorn.web.templating import render
 
@@ -41,8 +49,7 @@ async def endpoint_ai(
 ) -> Response:
     now = clock()
     endpoint = await endpoint_store.get(conn, viewer.user_id, require_id(endpoint_id, "Endpoint"))
-    raw = request.query_params.get("offset", "0")
-    offset = min(int(raw), 100_000) if raw.isascii() and raw.isdigit() else 0
+    offset = count_param(request.query_params.get("offset", "0"), 100_000)
     sessions, total = await ai_sessions.list_for_endpoint(
         conn, viewer.user_id, endpoint.id, limit=PAGE, offset=offset
     )

@@ -190,6 +190,12 @@ def require_id(value: str, what: str) -> str:
     return value
 
 
+def count_param(raw: str, most: int) -> int:
+    """A count from a query string (an offset, a position), at most `most`; anything but
+    ASCII digits ('-3', '³', '1e3') is 0, never an error page."""
+    return min(int(raw), most) if raw.isascii() and raw.isdigit() else 0
+
+
 async def get_dispatcher(request: Request) -> Dispatcher:
     """The pages' dispatcher (SSRF checks of URLs, run now), made on first use; closed by
     `web.app.close_web` at shutdown."""

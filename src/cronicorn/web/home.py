@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from cronicorn.store import cursors, stats
 from cronicorn.store.errors import Invalid
-from cronicorn.web.deps import ClockDep, ConnDep, RuntimeDep, ViewerDep
+from cronicorn.web.deps import ClockDep, ConnDep, RuntimeDep, ViewerDep, count_param
 from cronicorn.web.templating import render
 
 router = APIRouter()
@@ -238,10 +238,6 @@ class ActivityPage:
 MAX_OFFSET = 10_000
 
 
-def _digits(value: str, most: int) -> int:
-    return min(int(value), most) if value.isascii() and value.isdigit() else 0
-
-
 def _activity_page(params: dict[str, str]) -> ActivityPage:
     cursor = params.get("cursor", "")
     if cursor:
@@ -249,8 +245,8 @@ def _activity_page(params: dict[str, str]) -> ActivityPage:
             cursors.decode(cursor)
         except Invalid:  # not one we handed out: the newest page
             return ActivityPage()
-        return ActivityPage(cursor=cursor, position=_digits(params.get("at", ""), 10**9))
-    offset = _digits(params.get("offset", "0"), MAX_OFFSET)
+        return ActivityPage(cursor=cursor, position=count_param(params.get("at", ""), 10**9))
+    offset = count_param(params.get("offset", "0"), MAX_OFFSET)
     return ActivityPage(offset=offset, position=offset)
 
 
