@@ -62,26 +62,20 @@ SELECT user_id, date_trunc('hour', started_at AT TIME ZONE 'UTC'), source,
        coalesce(sum(duration_ms), 0), count(due_at) FILTER (WHERE status <> 'skipped')
 FROM runs WHERE status <> 'running' GROUP BY 1, 2, 3
 """
-JOBS_SQL = """
-SELECT job_id, hour AT TIME ZONE 'UTC', sum(success), sum(failed) FROM runs_jobs_hourly
+_JOBS_ROLLED = """
+SELECT job_id, {unit} AT TIME ZONE 'UTC', sum(success), sum(failed) FROM {table}
 GROUP BY 1, 2 HAVING sum(success + failed) > 0
 """
-EXPECTED_JOBS_SQL = """
-SELECT e.job_id, date_trunc('hour', r.started_at AT TIME ZONE 'UTC'),
+_JOBS_EXPECTED = """
+SELECT e.job_id, date_trunc('{unit}', r.started_at AT TIME ZONE 'UTC'),
        count(*) FILTER (WHERE r.status = 'success'), count(*) FILTER (WHERE r.status = 'failed')
 FROM runs r JOIN endpoints e ON e.id = r.endpoint_id
 WHERE r.status IN ('success', 'failed') GROUP BY 1, 2
 """
-JOBS_DAILY_SQL = """
-SELECT job_id, day AT TIME ZONE 'UTC', sum(success), sum(failed) FROM runs_jobs_daily
-GROUP BY 1, 2 HAVING sum(success + failed) > 0
-"""
-EXPECTED_JOBS_DAILY_SQL = """
-SELECT e.job_id, date_trunc('day', r.started_at AT TIME ZONE 'UTC'),
-       count(*) FILTER (WHERE r.status = 'success'), count(*) FILTER (WHERE r.status = 'failed')
-FROM runs r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE r.status IN ('success', 'failed') GROUP BY 1, 2
-"""
+JOBS_SQL = _JOBS_ROLLED.format(unit="hour", table="runs_jobs_hourly")
+EXPECTED_JOBS_SQL = _JOBS_EXPECTED.format(unit="hour")
+JOBS_DAILY_SQL = _JOBS_ROLLED.format(unit="day", table="runs_jobs_daily")
+EXPECTED_JOBS_DAILY_SQL = _JOBS_EXPECTED.format(unit="day")
 
 
 async def _set(
