@@ -8,12 +8,14 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from cronicorn.api import metrics as metrics_route
 from cronicorn.api.app import NO_TELEMETRY, create_api
 from cronicorn.api.deps import close_credential_cache, close_read_pool
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
+from cronicorn.api.fast_lists import ListsFastPath
 from cronicorn.api.health import HealthFastPath
 from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
@@ -41,6 +43,27 @@ async def supervise(name: str, role: Role, runtime: Runtime, stop: asyncio.Event
             log.exception("role_crashed", role=name, restart_in_s=RESTART_DELAY_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), RESTART_DELAY_S)
+
+
+class RootApp(FastAPI):
+    """The root app, with its hot paths before the framework's own layers.
+
+    Starlette puts `ServerErrorMiddleware` outermost and FastAPI adds its telemetry and
+    body-limit middleware inside it, around every middleware added with `add_middleware`;
+    on `GET /api/health` those layers were ~5 % of the CPU (bench/README.md, issue 17).
+    Here `RequestIdMiddleware` wraps everything (a 500 of `ServerErrorMiddleware` carries the
+    request id and is logged and counted like any answer) and each fast path sits just
+    inside it: request ids, the log line and metrics stay the same for every response.
+    """
+
+    fast_paths: Sequence[Callable[[ASGIApp], ASGIApp]] = ()
+    """Outermost first; each takes the app below it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        for wrap in reversed(self.fast_paths):
+            stack = wrap(stack)
+        return RequestIdMiddleware(stack)
 
 
 def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> FastAPI:
@@ -72,7 +95,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
             await close_web(web)
             await runtime.close()
 
-    app = FastAPI(
+    app = RootApp(
         lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
     )
     app.state.runtime = runtime
@@ -86,6 +109,9 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
 
     app.mount("/", web)  # the pages (dashboard, login, /device…): every path not matched above
 
-    app.add_middleware(HealthFastPath, api=api)  # GET /api/health past the layers (issue 17)
-    app.add_middleware(RequestIdMiddleware)
+    # GET /api/health and the hot lists past the framework's layers (issue 17).
+    app.fast_paths = (
+        lambda below: HealthFastPath(below, api=api),
+        lambda below: ListsFastPath(below, api=api),
+    )
     return app

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import aiohttp
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from prometheus_client import REGISTRY
 
 from cronicorn.api.health import HealthFastPath
-from cronicorn.app import create_app
+from cronicorn.app import RootApp, create_app
 from cronicorn.config import load_settings
 from cronicorn.runtime import Runtime
 from support import free_port, serve_app
@@ -24,8 +25,10 @@ def _apps(url: str) -> tuple[FastAPI, FastAPI]:
     settings = load_settings(DATABASE_URL=url, AUTH_SECRET="t" * 40)
     fast = create_app(Runtime.create(settings, url))
     slow = create_app(Runtime.create(settings, url))
-    assert any(m.cls is HealthFastPath for m in fast.user_middleware)
-    slow.user_middleware = [m for m in slow.user_middleware if m.cls is not HealthFastPath]
+    assert isinstance(fast, RootApp)
+    assert isinstance(slow, RootApp)
+    assert any(isinstance(wrap(slow), HealthFastPath) for wrap in fast.fast_paths)
+    slow.fast_paths = ()
     return fast, slow
 
 
@@ -75,3 +78,24 @@ async def test_an_origin_takes_the_frameworks_way_with_cors(database_url: str) -
     names = {name for name, _ in fast[2]}
     assert b"access-control-allow-credentials" in names
     assert b"access-control-expose-headers" in names
+
+
+async def test_a_crash_answer_carries_the_request_id_and_is_counted(database_url: str) -> None:
+    """`RequestIdMiddleware` wraps the framework's `ServerErrorMiddleware` (`RootApp`): the
+    500 it sends for an unhandled exception echoes the request id and is counted."""
+    fast, _ = _apps(database_url)
+
+    async def crash() -> None:
+        raise RuntimeError("boom")
+
+    fast.router.routes.insert(0, APIRoute("/crash-for-test", crash))
+    labels = {"method": "GET", "route": "/crash-for-test", "status": "500"}
+    before = REGISTRY.get_sample_value("cronicorn_http_requests_total", labels) or 0.0
+    async with (
+        serve_app(fast) as base,
+        aiohttp.ClientSession() as http,
+        http.get(f"{base}/crash-for-test", headers={"X-Request-Id": "rid-crash"}) as resp,
+    ):
+        assert resp.status == 500
+        assert resp.headers["x-request-id"] == "rid-crash"
+    assert REGISTRY.get_sample_value("cronicorn_http_requests_total", labels) == before + 1
