@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 _current: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -13,7 +13,7 @@ _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 def accept_or_new(incoming: str | None) -> str:
     if incoming and _VALID.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 32 hex digits as `uuid4().hex`, a third of its cost
 
 
 def current_request_id() -> str | None:
