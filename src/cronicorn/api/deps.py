@@ -239,10 +239,11 @@ async def _current_entry(
     return entry if entry is not None and entry.kind == kind else None
 
 
-async def _gate_from_cache(request: Request, runtime: Runtime) -> Principal | None:
+async def gate_from_cache(request: Request, runtime: Runtime) -> Principal | None:
     """The gate with no database connection, for reads: the credential cached and current,
     the request admitted (or refused, 429) from the local budget, no prune due. None when
-    any of that needs the database: then the full gate (`_gate`) decides."""
+    any of that needs the database: then the full gate (`_gate`) decides. The one cached
+    gate: the dependencies call it, and so does `api.fast_lists` before the framework."""
     if request.method.upper() not in SAFE_METHODS:  # writes: CSRF, audit actor, a transaction
         return None
     sent = _credential(request)
@@ -356,7 +357,7 @@ async def current_user(
 ) -> Principal:
     """Authenticate the caller (401 otherwise), check CSRF for cookie writes, count the
     request against the caller's rate limit (429 with Retry-After once it is spent)."""
-    return await _gate_from_cache(request, runtime) or await _gate(request, runtime, conn)
+    return await gate_from_cache(request, runtime) or await _gate(request, runtime, conn)
 
 
 async def current_reader(
@@ -365,7 +366,7 @@ async def current_reader(
     conn: Annotated[AsyncConnection, Depends(get_read_conn, scope="function")],
 ) -> Principal:
     """`current_user` on the read route's autocommitted connection (`get_read_conn`)."""
-    return await _gate_from_cache(request, runtime) or await _gate(request, runtime, conn)
+    return await gate_from_cache(request, runtime) or await _gate(request, runtime, conn)
 
 
 @dataclass(frozen=True)
@@ -378,10 +379,10 @@ class Listing:
 
 async def listing(request: Request) -> Listing:
     """The gate for the hottest reads (issue 17): from the credential cache with no database
-    connection when it can (`_gate_from_cache`), else the full gate on an autocommitted
+    connection when it can (`gate_from_cache`), else the full gate on an autocommitted
     connection; the route then runs its one statement on the read pool, not SQLAlchemy."""
     runtime: Runtime = request.app.state.runtime
-    user = await _gate_from_cache(request, runtime)
+    user = await gate_from_cache(request, runtime)
     if user is None:
         async with runtime.engine.connect() as conn:
             await conn.execution_options(isolation_level=AUTOCOMMIT)

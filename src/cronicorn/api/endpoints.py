@@ -25,6 +25,7 @@ from cronicorn.schemas.endpoints import (
 )
 from cronicorn.services import endpoints
 from cronicorn.store import endpoints as endpoint_store
+from cronicorn.store.read_pool import ReadPool
 
 router = APIRouter(tags=["Endpoints"])
 
@@ -76,11 +77,14 @@ async def create_endpoint(
     summary="List a job's endpoints (archived ones included)",
 )
 async def list_endpoints(job: JobIdPath, read: ListingDep) -> Response:
-    # One statement on the read pool, serialized once (issue 17: a hot list route).
-    rows = await endpoint_store.list_for_job_fast(
-        read.pool, read.user.user_id, require_id(job, "Job")
-    )
-    return Response(endpoint_list_json(rows), media_type="application/json")
+    body = await endpoints_json(read.pool, read.user.user_id, require_id(job, "Job"))
+    return Response(body, media_type="application/json")
+
+
+async def endpoints_json(pool: ReadPool, user_id: str, job_id: str) -> bytes:
+    """A job's endpoints: one statement on the read pool, serialized once (issue 17: a hot
+    list route, also served before the framework by `api.fast_lists`)."""
+    return endpoint_list_json(await endpoint_store.list_for_job_fast(pool, user_id, job_id))
 
 
 @router.get("/jobs/{jobId}/endpoints/{id}", response_model=Endpoint, summary="Get an endpoint")

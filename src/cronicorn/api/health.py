@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cronicorn import __version__
 from cronicorn.api.deps import read_pool_of
-from cronicorn.api.security import JSON_CSP, security_headers
+from cronicorn.api.fast_path import MOUNT, ApiHeaders, json_headers, plain_get, send_json
 from cronicorn.runtime import Runtime
 from cronicorn.store.coalesce import Coalesced
 from cronicorn.store.read_pool import ReadPool, ReadStatement
@@ -44,7 +44,6 @@ DB_TIMEOUT_S = 2.0
 
 
 _REVISION = ReadStatement("SELECT version_num FROM alembic_version", {})
-MOUNT = "/api"  # where `cronicorn.app` mounts the API
 PATH = "/health"
 
 
@@ -119,52 +118,25 @@ async def report(api: FastAPI) -> tuple[dict[str, Any], int]:
     return body, 200 if ok else 503
 
 
-_FALL_THROUGH = frozenset({b"origin", b"content-length", b"transfer-encoding"})
-"""Request headers that send a health check the framework's way: CORS answers an `Origin`,
-the security middleware caps a body."""
-
-
 class HealthFastPath:
     """Pure ASGI middleware of the root app (inside `RequestIdMiddleware`, so request ids,
     the log line and the metrics count are as for every route): `GET /api/health` with no
-    `Origin` and no body gets the route's response without the layers between."""
+    `Origin` and no body gets the route's response without the layers between
+    (`api.fast_path`)."""
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app = app
         self.api = api
-        settings = api.state.runtime.settings
-        # What the API's SecurityMiddleware and CORSMiddleware add to a response that has
-        # none of these headers, in their order.
-        self.headers = [
-            *security_headers(settings),
-            (b"content-security-policy", JSON_CSP.encode()),
-            (b"vary", b"Origin"),
-        ]
+        self.headers = ApiHeaders(api.state.runtime.settings)
         self.route = next(r for r in router.routes if getattr(r, "path", None) == PATH)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._mine(scope):
+        if scope["type"] != "http" or scope["path"] != MOUNT + PATH or not plain_get(scope):
             await self.app(scope, receive, send)
             return
-        # What the mount and router record: `RequestIdMiddleware` labels the metric with it.
-        scope["root_path"] = MOUNT
-        scope["route"] = self.route
         body, status = await report(self.api)
         payload = json.dumps(
             body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
         ).encode()  # as JSONResponse renders
-        headers = [
-            (b"content-length", str(len(payload)).encode()),
-            (b"content-type", b"application/json"),
-            *self.headers,
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-
-    @staticmethod
-    def _mine(scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["path"] != MOUNT + PATH or scope["method"] != "GET":
-            return False
-        if scope.get("root_path"):
-            return False
-        return not any(name in _FALL_THROUGH for name, _ in scope["headers"])
+        headers = self.headers.of(json_headers(payload), [])
+        await send_json(send, scope, self.route, status, payload, headers)

@@ -5,7 +5,7 @@ dispatcher at once and records a `test` run."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
@@ -18,6 +18,7 @@ from cronicorn.schemas.endpoints import TestResult
 from cronicorn.schemas.history import Health, RunDetails, RunList
 from cronicorn.services import runs as services_runs
 from cronicorn.store import runs as run_store
+from cronicorn.store.read_pool import ReadPool
 from cronicorn.store.runs import RunSummary
 
 router = APIRouter(tags=["Execution"])
@@ -42,10 +43,38 @@ async def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
-    page = await run_store.page_for_endpoint_fast(
+    body = await runs_json(
         read.pool,
         read.user.user_id,
         require_id(id, "Endpoint"),
+        status=status,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+        cursor=cursor,
+    )
+    return Response(body, media_type="application/json")
+
+
+async def runs_json(
+    pool: ReadPool,
+    user_id: str,
+    endpoint_id: str,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    cursor: str | None = None,
+) -> bytes:
+    """A page of runs as the route's body (also served before the framework by
+    `api.fast_lists`)."""
+    page = await run_store.page_for_endpoint_fast(
+        pool,
+        user_id,
+        endpoint_id,
         status=status,
         since=since,
         until=until,
@@ -61,7 +90,7 @@ async def list_runs(
     }
     if page.next_cursor is not None:  # absent on the last page, never null
         body["nextCursor"] = page.next_cursor
-    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 def run_item(run: RunSummary) -> dict[str, Any]:
