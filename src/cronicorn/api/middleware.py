@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cronicorn.api import metrics
@@ -34,8 +33,7 @@ class RequestIdMiddleware:
                 incoming = value.decode("latin-1")
                 break
         request_id = accept_or_new(incoming)
-        token = set_request_id(request_id)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        token = set_request_id(request_id)  # on every log line meanwhile (`logs.add_request_id`)
         started = time.perf_counter()
         status = 500
         root_path = scope.get("root_path", "")
@@ -63,7 +61,6 @@ class RequestIdMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
             set_request_id(None)
             del token
 
