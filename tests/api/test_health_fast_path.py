@@ -6,11 +6,15 @@ CORS's headers."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
+import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import REGISTRY
 
+from cronicorn.api import health
 from cronicorn.api.health import HealthFastPath
 from cronicorn.app import RootApp, create_app
 from cronicorn.config import load_settings
@@ -99,3 +103,28 @@ async def test_a_crash_answer_carries_the_request_id_and_is_counted(database_url
         assert resp.status == 500
         assert resp.headers["x-request-id"] == "rid-crash"
     assert REGISTRY.get_sample_value("cronicorn_http_requests_total", labels) == before + 1
+
+
+async def test_a_silent_database_answers_503_within_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that accepts and never answers: the shared probe's own deadline (one per
+    probe, `health._revision_in_time`) answers every waiting check, the fast and the
+    framework's way, with 503."""
+    monkeypatch.setattr(health, "DB_TIMEOUT_S", 0.3)
+    silent = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        fast, slow = _apps(f"postgresql://user@127.0.0.1:{port}/db?connect_timeout=30")
+        async with serve_app(fast) as fast_base, serve_app(slow) as slow_base:
+            answers = await asyncio.wait_for(
+                asyncio.gather(
+                    *(_get(base, {}) for base in (fast_base, fast_base, slow_base, slow_base))
+                ),
+                timeout=20,
+            )
+    finally:
+        silent.close()
+    for status, body, _ in answers:
+        assert status == 503
+        assert b'"database":"unreachable"' in body
