@@ -243,6 +243,7 @@ class Facts:
     daily: bool = False
     now: datetime | None = None
     narrow: bool = False  # only endpoint_id, source, success, failed, running (see `sql`)
+    series: bool = False  # only endpoint_id, hour, source, success, failed, duration_ms
 
     @property
     def _open_ended(self) -> bool:
@@ -320,6 +321,12 @@ class Facts:
                 f" {m}h.failed AS failed, 0 AS running FROM {table} h"
                 f" WHERE {self._whose('h')} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
             )
+        if self.series:
+            return (
+                f"SELECT {endpoint} AS endpoint_id, h.{at} AS hour, h.source, {m}h.success,"
+                f" {m}h.failed, {m}h.duration_ms FROM {table} h"
+                f" WHERE {self._whose('h')} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
+            )
         return (
             f"SELECT {endpoint} AS endpoint_id, h.{at} AS hour, h.source, {m}h.success,"
             f" {m}h.failed, {m}h.skipped, 0 AS running, {m}h.timed, {m}h.duration_ms,"
@@ -332,11 +339,14 @@ class Facts:
         """A SELECT of rows (endpoint_id, hour, source, success, failed, skipped, running,
         timed, duration_ms, scheduled, late_ms, late_max_ms) to sum; `narrow`: only
         (endpoint_id, source, success, failed, running), which the rollups' covering indexes
-        hold (migration 0011), so the per-endpoint totals are index-only scans."""
+        hold (migration 0011), so the per-endpoint totals are index-only scans; `series`:
+        only (endpoint_id, hour, source, success, failed, duration_ms), which the primary keys
+        of `runs_hourly`/`runs_daily` hold (migration 0015): the per-endpoint series is an
+        index-only scan of its endpoints' hours."""
         rolled = [
             self._rolled(i, table, sign) for i, (table, sign, _, _) in enumerate(self._parts())
         ]
-        shape = _RAW_NARROW if self.narrow else _RAW
+        shape = _RAW_NARROW if self.narrow else _RAW_SERIES if self.series else _RAW
         whose = self._whose("r")
         if self.endpoint_ids is not None or self.job_id is not None:
             whose = f"r.user_id = :user AND {whose}"  # the user's runs of the hour, not all
@@ -360,6 +370,12 @@ WHERE {{whose}} AND r.started_at >= :{{a}} AND r.started_at < :{{b}}{{only}}"""
 
 _RAW_NARROW = """SELECT r.endpoint_id, r.source, (r.status = 'success')::int AS success,
        (r.status = 'failed')::int AS failed, (r.status = 'running')::int AS running
+FROM runs r
+WHERE {whose} AND r.started_at >= :{a} AND r.started_at < :{b}{only}"""
+
+_RAW_SERIES = """SELECT r.endpoint_id, date_bin('1 hour', r.started_at, :epoch) AS hour, r.source,
+       (r.status = 'success')::int AS success, (r.status = 'failed')::int AS failed,
+       coalesce(r.duration_ms, 0) AS duration_ms
 FROM runs r
 WHERE {whose} AND r.started_at >= :{a} AND r.started_at < :{b}{only}"""
 
@@ -526,10 +542,16 @@ _PER_JOB_SQL = f"""SELECT j.id, j.name, sum(p.success), sum(p.failed)
 FROM {_PER_ENDPOINT}
 JOIN jobs j ON j.id = e.job_id
 GROUP BY j.id, j.name HAVING sum(p.runs) > 0"""
-_TOP_SQL = f"""SELECT p.endpoint_id, e.name
-FROM {_PER_ENDPOINT}
-WHERE p.runs > 0
-ORDER BY p.runs DESC, p.endpoint_id COLLATE "C" LIMIT :top"""
+# The busiest endpoints' names are looked up after the LIMIT: one primary-key descent per
+# endpoint shown, not per endpoint with runs (100 endpoints were ~300 of its ~320 buffers).
+_TOP_SQL = """SELECT t.endpoint_id, e.name
+FROM (SELECT f.endpoint_id, sum(f.success + f.failed + f.running) AS runs
+      FROM f {where} GROUP BY f.endpoint_id
+      HAVING sum(f.success + f.failed + f.running) > 0
+      ORDER BY 2 DESC, f.endpoint_id COLLATE "C" LIMIT :top) t
+JOIN endpoints e ON e.id = t.endpoint_id
+ORDER BY t.runs DESC, t.endpoint_id COLLATE "C"
+"""
 
 
 def _endpoint_facts(q: StatsQuery) -> Facts:
@@ -538,12 +560,23 @@ def _endpoint_facts(q: StatsQuery) -> Facts:
 
 
 _JOB_TABLES = {"runs_hourly": "runs_jobs_hourly", "runs_daily": "runs_jobs_daily"}
-_RAW_JOBS = """SELECT e.job_id, (r.status = 'success')::int, (r.status = 'failed')::int,
+_RAW_JOBS = """SELECT r.endpoint_id, (r.status = 'success')::int, (r.status = 'failed')::int,
        (r.status = 'running')::int
-FROM runs r JOIN endpoints e ON e.id = r.endpoint_id
-WHERE r.user_id = :user{job} AND r.started_at >= :{a} AND r.started_at < :{b}{only}"""
+FROM runs r
+WHERE r.user_id = :user AND r.started_at >= :{a} AND r.started_at < :{b}{only}"""
+# The raw runs are summed per endpoint first, then given their job by a hash join with the
+# user's endpoints (one range of `ix_endpoints_user_id`): joined per run, each of the ~100
+# runs of a busy user's partial hour cost a primary-key descent into `endpoints`.
 _JOBS_SQL = """SELECT j.id, j.name, sum(f.success), sum(f.failed)
-FROM ({parts}) f (job_id, success, failed, running)
+FROM ({rolled}
+UNION ALL
+SELECT e.job_id, x.success, x.failed, x.running
+FROM (SELECT x.endpoint_id, sum(x.success) AS success, sum(x.failed) AS failed,
+             sum(x.running) AS running
+      FROM ({raw}) x (endpoint_id, success, failed, running)
+      GROUP BY x.endpoint_id) x
+JOIN (SELECT id, job_id FROM endpoints WHERE user_id = :user{job}) e ON e.id = x.endpoint_id
+) f (job_id, success, failed, running)
 JOIN jobs j ON j.id = f.job_id
 GROUP BY j.id, j.name HAVING sum(f.success + f.failed + f.running) > 0"""
 
@@ -561,11 +594,14 @@ def _per_job_sql(facts: Facts) -> str:
             f"SELECT h.job_id, {m}h.success, {m}h.failed, 0 FROM {_JOB_TABLES[table]} h"
             f" WHERE h.user_id = :user{job} AND h.{at} >= :a{i} AND h.{at} < :b{i}"
         )
-    raw_job = " AND e.job_id = :job" if facts.job_id is not None else ""
     edges = [("start", "lo")] if facts._open_ended else [("start", "lo"), ("hi", "end")]
-    parts += [_RAW_JOBS.format(job=raw_job, a=a, b=b, only="") for a, b in edges]
-    parts.append(_RAW_JOBS.format(job=raw_job, a="lo", b="hi", only=" AND r.status = 'running'"))
-    return _JOBS_SQL.format(parts="\nUNION ALL\n".join(parts))
+    raw = [_RAW_JOBS.format(a=a, b=b, only="") for a, b in edges]
+    raw.append(_RAW_JOBS.format(a="lo", b="hi", only=" AND r.status = 'running'"))
+    return _JOBS_SQL.format(
+        rolled="\nUNION ALL\n".join(parts),
+        raw="\nUNION ALL\n".join(raw),
+        job=" AND job_id = :job" if facts.job_id is not None else "",
+    )
 
 
 async def _job_health(conn: AsyncConnection, q: StatsQuery) -> list[JobRuns]:
@@ -622,7 +658,7 @@ async def _endpoint_series(conn: AsyncConnection, q: StatsQuery, b: Buckets) -> 
     names: dict[str, str] = {r[0]: r[1] for r in top}
     if not names:
         return []
-    facts = _facts(q, endpoint_ids=tuple(names))
+    facts = _facts(q, endpoint_ids=tuple(names), series=True)
     rows = await _rows(conn, facts, _SERIES_SQL.format(where=where), size=b.size, source=q.source)
     return [
         EndpointPoint(r[0], r[1], names[r[1]], int(r[2]), int(r[3]), int(r[4]))

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     Table,
     Text,
     text,
@@ -270,6 +271,8 @@ runs = Table(
 
 # What the dashboard's per-endpoint sums read, in the (user_id, hour|day) indexes (0011).
 _COVERED = ["endpoint_id", "source", "success", "failed"]
+# What reads by endpoint (per-endpoint series, endpoint health) sum, in the keys (0015).
+_KEY_COVERED = ["success", "failed", "timed", "duration_ms"]
 
 # Finished runs per endpoint, UTC hour of their start and source (0010), kept by triggers on
 # `runs` (see the migration); the dashboard's statistics read it. Outlives pruned runs.
@@ -290,6 +293,7 @@ runs_hourly = Table(
     Column("late_max_ms", Double),
     Index("ix_runs_hourly_user_id_hour", "user_id", "hour", postgresql_include=_COVERED),
     Index("ix_runs_hourly_hour", "hour"),
+    PrimaryKeyConstraint("endpoint_id", "hour", "source", postgresql_include=_KEY_COVERED),
 )
 
 # The same per UTC day (0010, column `day`): totals per endpoint and job over long ranges.
@@ -308,6 +312,7 @@ runs_daily = Table(
     Column("late_max_ms", Double),
     Index("ix_runs_daily_user_id_day", "user_id", "day", postgresql_include=_COVERED),
     Index("ix_runs_daily_day", "day"),
+    PrimaryKeyConstraint("endpoint_id", "day", "source", postgresql_include=_KEY_COVERED),
 )
 
 # The same per user (0010), one row per writing session (`writer`: its backend pid), so
