@@ -11,9 +11,10 @@ connections measures throughput.
     .venv/bin/python bench/api.py [--rate 200] [--seconds 10] [--runs 100000]
 
 `--cpu N` measures instead the CPU time the API process (and its workers) spends per request,
-over N requests per route with 16 connections: a figure that holds on a loaded machine, where
-requests/s do not. `--profile DIR` also records a py-spy profile of each route under that load
-(py-spy must be installed; it is a local tool, not a dependency).
+over N requests per route of `--routes` with 16 connections: a figure that holds on a loaded
+machine, where requests/s do not. `--profile DIR` also records a py-spy profile (sampled
+without stopping the process) of each route under that load (py-spy must be installed; it is
+a local tool, not a dependency).
 
     .venv/bin/python bench/api.py --cpu 5000 [--profile /tmp/prof]
 
@@ -276,18 +277,21 @@ async def _worker(http: aiohttp.ClientSession, url: str, queue: Iterator[int]) -
 
 
 async def cpu_per_request(
-    base: str, key: str, pid: int, requests: int, profile: Path | None
+    base: str,
+    key: str,
+    pid: int,
+    requests: int,
+    profile: Path | None,
+    routes: list[tuple[str, str, list[str]]],
 ) -> None:
-    """CPU ms per request of the API processes, per route (16 connections, N requests)."""
-    routes = [
-        ("GET /api/jobs (API key)", f"{base}/api/jobs"),
-        ("GET /api/health", f"{base}/api/health"),
-    ]
+    """CPU ms per request of the API processes, per route of `--routes` (16 connections, N
+    requests each; the API key is sent to every route)."""
+    paths = [(label, f"{base}{path}") for label, path, _ in routes]
     connector = aiohttp.TCPConnector(limit=16)
-    print("| route                    | requests | API CPU ms/request | wall s |")
-    print("|--------------------------|----------|--------------------|--------|")
+    print("| route                        | requests | API CPU ms/request | wall s |")
+    print("|------------------------------|----------|--------------------|--------|")
     async with aiohttp.ClientSession(headers={"x-api-key": key}, connector=connector) as http:
-        for name, url in routes:
+        for name, url in paths:
             for _ in range(200):  # warm up pools, statement caches, plans
                 async with http.get(url) as resp:
                     await resp.read()
@@ -306,6 +310,7 @@ async def cpu_per_request(
                         "raw",
                         "--rate",
                         "500",
+                        "--nonblocking",  # sampling must not slow the process it measures
                         "--output",
                         str(out),
                     ],
@@ -323,7 +328,7 @@ async def cpu_per_request(
                 spy.wait(60)
             if failures:
                 print(f"{name}: {failures} failed requests")
-            print(f"| {name:<24} | {requests:8} | {used / requests * 1000:18.3f} | {wall:6.1f} |")
+            print(f"| {name:<28} | {requests:8} | {used / requests * 1000:18.3f} | {wall:6.1f} |")
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -350,8 +355,8 @@ def main() -> None:
     parser.add_argument(
         "--routes",
         default="jobs,health,endpoints,runs",
-        help="--wrk: comma-separated, of jobs, health, endpoints (a job's 5), runs (100 of "
-        "an endpoint's runs); the bare route serves only jobs and health",
+        help="--wrk, --cpu: comma-separated, of jobs, health, endpoints (a job's 5), runs (100 "
+        "of an endpoint's runs); the bare route serves only jobs and health",
     )
     args = parser.parse_args()
 
@@ -395,7 +400,8 @@ def main() -> None:
         print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cpus} CPUs")
         print(f"API workers: {args.workers}")
         if args.cpu:
-            asyncio.run(cpu_per_request(base, key, api.pid, args.cpu, args.profile))
+            routes = [wrk_routes(key, ids)[name] for name in args.routes.split(",") if name]
+            asyncio.run(cpu_per_request(base, key, api.pid, args.cpu, args.profile, routes))
         else:
             asyncio.run(drive(base, key, ids, args.rate, args.seconds))
         load = os.getloadavg()
