@@ -405,6 +405,14 @@ def prepare(
     return phases, deleted, took
 
 
+def at_minute(now: datetime, minute: int) -> datetime:
+    """The latest past instant at `minute` past an hour: where the ranges' raw edges fall
+    (a 7-day range starting at :30 reads half an hour of runs) decides what the dashboard
+    reads, so before/after runs of kept databases compare at the same minute."""
+    at = now.replace(minute=minute, second=0)
+    return at if at <= now else at - timedelta(hours=1)
+
+
 def run_size(base_url: str, home: str, size: int, args: Any, check: bool) -> dict[str, Any]:
     name = f"history_{size}"
     url = urlunsplit(urlsplit(base_url)._replace(path=f"/{name}"))
@@ -412,6 +420,8 @@ def run_size(base_url: str, home: str, size: int, args: Any, check: bool) -> dic
         found = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
     try:
         now = datetime.now(UTC).replace(microsecond=0)
+        if args.reuse and found and args.minute is not None:
+            now = at_minute(now, args.minute)
         if args.reuse and found:  # a database kept by --keep: measure it again as it is
             print(f"{size:,} runs: reusing database {name}", flush=True)
             phases: dict[str, float] = {"total": 0.0}
@@ -500,6 +510,9 @@ def parse() -> Any:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     parser.add_argument("--reuse", action="store_true", help="measure kept databases again")
+    parser.add_argument(
+        "--minute", type=int, default=None, help="with --reuse: measure at hh:MM (default: now)"
+    )
     parser.add_argument("--json", default="")
     return parser.parse_args()
 
