@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import OperationalError
 
+from cronicorn.schemas.common import iso_ms
 from cronicorn.schemas.jobs import JobList, JobWithCount, job_list_json
 from cronicorn.store.db import PING_IDLE_S
 from cronicorn.store.jobs import JobRow
@@ -47,6 +48,21 @@ rows = st.builds(
 def test_the_job_list_json_is_the_models_byte_for_byte(items: list[tuple[JobRow, int]]) -> None:
     models = JobList(jobs=[JobWithCount.counted(row, n) for row, n in items])
     assert job_list_json(items) == models.model_dump_json(by_alias=True).encode()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-9, minutes=-30))])
+        | st.timezones(),
+    )
+)
+def test_iso_ms_is_isoformats_in_utc_to_the_millisecond(moment: datetime) -> None:
+    """`iso_ms` formats the fields itself (cheaper): the same text as `isoformat`."""
+    expected = moment.astimezone(UTC).isoformat(timespec="milliseconds")
+    assert iso_ms(moment) == expected.removesuffix("+00:00") + "Z"
 
 
 BACKEND = compiled(select(func.pg_backend_pid()))

@@ -77,8 +77,18 @@ class Out(BaseModel):
 
 
 def iso_ms(value: datetime) -> str:
-    # isoformat, not strftime: twice as fast (hot in every list response) and zero-pads years.
-    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # %-formatting of the fields: a third cheaper than `isoformat(timespec="milliseconds")`
+    # (which is twice as fast as strftime and zero-pads years too); up to 300 a runs page.
+    v = value.astimezone(UTC)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031
+        v.year,
+        v.month,
+        v.day,
+        v.hour,
+        v.minute,
+        v.second,
+        v.microsecond // 1000,
+    )
 
 
 UtcDatetime = Annotated[
