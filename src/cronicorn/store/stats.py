@@ -534,14 +534,17 @@ async def _recent(conn: AsyncConnection, user_id: str, now: datetime) -> Recent:
     return Recent(int(row[0]), int(row[1]), int(row[2]))
 
 
-_PER_ENDPOINT = """(SELECT f.endpoint_id, sum(f.success) AS success, sum(f.failed) AS failed,
-             sum(f.success + f.failed + f.running) AS runs
-      FROM f {where} GROUP BY f.endpoint_id) p
-JOIN endpoints e ON e.id = p.endpoint_id"""
-_PER_JOB_SQL = f"""SELECT j.id, j.name, sum(p.success), sum(p.failed)
-FROM {_PER_ENDPOINT}
-JOIN jobs j ON j.id = e.job_id
-GROUP BY j.id, j.name HAVING sum(p.runs) > 0"""
+# One source's runs per job, from the per-endpoint rollups: each endpoint's job from one scan
+# of the user's endpoints, summed per job before the jobs' names are read (a primary-key
+# lookup per endpoint with runs, then per job, was ~3 buffers each).
+_PER_JOB_SQL = """SELECT j.id, j.name, x.success, x.failed
+FROM (SELECT e.job_id, sum(p.success) AS success, sum(p.failed) AS failed
+      FROM (SELECT f.endpoint_id, sum(f.success) AS success, sum(f.failed) AS failed,
+                   sum(f.success + f.failed + f.running) AS runs
+            FROM f {where} GROUP BY f.endpoint_id) p
+      JOIN (SELECT id, job_id FROM endpoints WHERE user_id = :user) e ON e.id = p.endpoint_id
+      GROUP BY e.job_id HAVING sum(p.runs) > 0) x
+JOIN jobs j ON j.id = x.job_id"""
 # The busiest endpoints' names are looked up after the LIMIT: one primary-key descent per
 # endpoint shown, not per endpoint with runs (100 endpoints were ~300 of its ~320 buffers).
 _TOP_SQL = """SELECT t.endpoint_id, e.name
