@@ -297,8 +297,9 @@ async def test_the_read_limit_is_counted_and_refused_alike(site: Site) -> None:
             runtime.settings = settings
     assert statuses == [200] * LIMIT + [429] * 3
     assert b"retry-after" in dict(fast[2])
-    # Chunks shrink as the budget runs out (15 of the 40 come from them with SHARE 8).
-    assert _Counted.answered - answered >= LIMIT // 4, "admitted from the reserved chunks"
+    # Only the first request (credential not cached yet) and the refusals take the
+    # framework's way: spent reservations are renewed on the fast path itself.
+    assert _Counted.answered - answered == LIMIT - 1, "admitted, and reserved, before it"
 
 
 async def test_a_revoked_key_is_refused_on_the_next_request(site: Site) -> None:

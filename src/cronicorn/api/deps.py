@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.routing import Mount
 
@@ -239,11 +240,18 @@ async def _current_entry(
     return entry if entry is not None and entry.kind == kind else None
 
 
-async def gate_from_cache(request: Request, runtime: Runtime) -> Principal | None:
+async def gate_from_cache(
+    request: Request, runtime: Runtime, pool: ReadPool | None = None
+) -> Principal | None:
     """The gate with no database connection, for reads: the credential cached and current,
     the request admitted (or refused, 429) from the local budget, no prune due. None when
     any of that needs the database: then the full gate (`_gate`) decides. The one cached
-    gate: the dependencies call it, and so does `api.fast_lists` before the framework."""
+    gate: the dependencies call it, and so does `api.fast_lists` before the framework.
+
+    With `pool`, a spent reservation is renewed by one autocommitted statement on it (as
+    `_from_cache` renews it on the gate's connection) instead of returning None: under
+    load that was ~3 % of the fast path's requests sent the framework's way, its p99 tail.
+    A failed renewal returns None; the full gate then reserves again."""
     if request.method.upper() not in SAFE_METHODS:  # writes: CSRF, audit actor, a transaction
         return None
     sent = _credential(request)
@@ -259,9 +267,17 @@ async def gate_from_cache(request: Request, runtime: Runtime) -> Principal | Non
         return None
     access = access_of(request.method)
     bucket = _bucket(kind, entry.credential_id, entry.user_id, access)
-    verdict = budget_for(request).take(bucket, _limit_of(runtime, access), now)
+    budget, limit = budget_for(request), _limit_of(runtime, access)
+    verdict = budget.take(bucket, limit, now)
     if verdict is None:
-        return None
+        if pool is None:
+            return None
+        want = budget.want(bucket, limit, now)
+        try:
+            count = await rate_limits.reserve_autocommitted(pool, bucket, window_start(now), want)
+        except DBAPIError:
+            return None
+        verdict = budget.granted(bucket, limit, now, count, want)
     _admit(request, verdict)
     via_now: credentials.Via = "api_key" if kind == "api_key" else via
     return Principal(entry.user_id, entry.is_admin, via_now, entry.credential_id)

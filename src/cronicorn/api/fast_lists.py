@@ -13,7 +13,8 @@ byte and header for header (tests/api/test_fast_path_lists.py).
 Anything else takes the framework's way and is answered as before: a path, query or header
 out of the ordinary (`Origin`, a body, a cookie, a query parameter not listed or not in its
 canonical form) before the gate is asked; and whatever the cached gate cannot decide (no
-cached credential, a prune due, a request refused by the budget, which takes nothing). A
+cached credential, a prune due, a request refused by the budget, which takes nothing; a
+spent reservation of the rate limit is renewed here, on the read pool, as the gate would). A
 statement that fails after the gate admitted the request also falls through: the framework
 runs it again and answers the failure as it does (that request is then counted twice).
 """
@@ -138,6 +139,9 @@ class ListsFastPath:
 
         return _Wanted(self.runs, read)
 
+    def _pool(self) -> ReadPool:
+        return read_pool_of(self.api, self.runtime)
+
     async def _answered(self, scope: Scope, send: Send, wanted: _Wanted) -> bool:
         """Answer through the cached gate; False (nothing sent) when the framework must."""
         extra: list[tuple[bytes, bytes]] = []  # what `_admit` adds: the rate-limit counters
@@ -151,13 +155,13 @@ class ListsFastPath:
             }
         )
         try:
-            user = await gate_from_cache(request, self.runtime)
+            user = await gate_from_cache(request, self.runtime, self._pool())
         except ApiError:  # refused by the local budget, which took nothing: the same 429
             return False
         if user is None:
             return False
         try:
-            body = await wanted.read(read_pool_of(self.api, self.runtime), user.user_id)
+            body = await wanted.read(self._pool(), user.user_id)
             status, headers = 200, json_headers(body)
         except NotFound as exc:
             refusal = refusal_of(exc)

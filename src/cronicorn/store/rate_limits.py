@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cronicorn.store.read_pool import ReadPool, compiled
 from cronicorn.store.tables import rate_limits
 
 _HIT = text(
@@ -60,6 +61,20 @@ async def reserve(
         "async_commit": async_commit,
     }
     return int((await conn.execute(_RESERVE, params)).scalar_one())
+
+
+_RESERVE_AUTOCOMMITTED = compiled(_RESERVE)
+
+
+async def reserve_autocommitted(
+    pool: ReadPool, bucket: str, window_start: datetime, want: int
+) -> int:
+    """`reserve` on the API's pool of autocommitted connections (the statement is its own
+    transaction, so it commits asynchronously): what the hot lists' fast path uses when the
+    process's reservation runs out, instead of handing the request to the framework."""
+    params = {"bucket": bucket, "window_start": window_start, "want": want, "async_commit": True}
+    rows = await pool.fetch(_RESERVE_AUTOCOMMITTED, params)
+    return int(rows[0][0])
 
 
 async def prune(conn: AsyncConnection, before: datetime) -> int:
