@@ -158,6 +158,8 @@ class ListsFastPath:
             user = await gate_from_cache(request, self.runtime, self._pool())
         except ApiError:  # refused by the local budget, which took nothing: the same 429
             return False
+        except Exception:  # outside the framework's error handling: let it answer
+            return False
         if user is None:
             return False
         try:
