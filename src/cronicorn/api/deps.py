@@ -394,16 +394,18 @@ class Listing:
 
 
 async def listing(request: Request) -> Listing:
-    """The gate for the hottest reads (issue 17): from the credential cache with no database
-    connection when it can (`gate_from_cache`), else the full gate on an autocommitted
-    connection; the route then runs its one statement on the read pool, not SQLAlchemy."""
+    """The gate for the hottest reads (issue 17): from the credential cache with no engine
+    connection when it can (`gate_from_cache`, a spent reservation renewed on the read
+    pool), else the full gate on an autocommitted connection; the route then runs its one
+    statement on the read pool, not SQLAlchemy."""
     runtime: Runtime = request.app.state.runtime
-    user = await gate_from_cache(request, runtime)
+    pool = read_pool_for(request, runtime)
+    user = await gate_from_cache(request, runtime, pool)
     if user is None:
         async with runtime.engine.connect() as conn:
             await conn.execution_options(isolation_level=AUTOCOMMIT)
             user = await _gate(request, runtime, conn)
-    return Listing(user, read_pool_for(request, runtime))
+    return Listing(user, pool)
 
 
 def read_pool_for(request: Request, runtime: Runtime) -> ReadPool:
