@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast, get_args
 
 from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
@@ -48,17 +48,13 @@ from cronicorn.runtime import Runtime
 from cronicorn.store.errors import NotFound
 from cronicorn.store.jobs import JobStatus
 from cronicorn.store.read_pool import ReadPool
+from cronicorn.store.runs import RUN_STATUSES
 
 Read = Callable[[ReadPool, str], Awaitable[bytes]]
 
 REFUSED = FALL_THROUGH | {b"cookie"}  # cookie auth: CSRF and refreshed cookies are the gate's
 
-JOB_STATUSES: dict[str, JobStatus] = {
-    "active": "active",
-    "paused": "paused",
-    "archived": "archived",
-}
-RUN_STATUSES = frozenset({"running", "success", "failed", "skipped"})
+JOB_STATUSES = frozenset(get_args(JobStatus))
 
 
 @dataclass(frozen=True)
@@ -110,7 +106,7 @@ class ListsFastPath:
         asked = query.pop("status", None)
         if query or (asked is not None and asked not in JOB_STATUSES):
             return None
-        status = None if asked is None else JOB_STATUSES[asked]
+        status = cast(JobStatus | None, asked)
 
         def read(pool: ReadPool, user: str) -> Awaitable[bytes]:
             return jobs.jobs_json(pool, user, status)
@@ -125,8 +121,8 @@ class ListsFastPath:
 
     def _runs(self, endpoint_id: str, query: dict[str, str]) -> _Wanted | None:
         status = query.pop("status", None)
-        limit = _number(query.pop("limit", "100"), 1, 1000)
-        offset = _number(query.pop("offset", "0"), 0, 1_000_000)
+        limit = _number(query.pop("limit", str(runs.LIMIT_DEFAULT)), 1, runs.LIMIT_MAX)
+        offset = _number(query.pop("offset", "0"), 0, runs.OFFSET_MAX)
         if query or limit is None or offset is None:
             return None
         if status is not None and status not in RUN_STATUSES:
@@ -201,7 +197,7 @@ def _query(raw: bytes) -> dict[str, str] | None:
 
 def _number(value: str, low: int, high: int) -> int | None:
     """A canonical decimal in [low, high] (no sign, no leading zero), else None."""
-    if not value.isdigit() or (value[0] == "0" and value != "0") or len(value) > 7:
+    if not value.isdigit() or (value[0] == "0" and value != "0") or len(value) > len(str(high)):
         return None
     number = int(value)
     return number if low <= number <= high else None

@@ -24,6 +24,9 @@ from cronicorn.store.runs import RunSummary
 router = APIRouter(tags=["Execution"])
 
 
+LIMIT_DEFAULT, LIMIT_MAX, OFFSET_MAX = 100, 1000, 1_000_000  # also `api.fast_lists`
+
+
 @router.get(
     "/endpoints/{id}/runs",
     response_model=RunList,
@@ -39,8 +42,8 @@ async def list_runs(
     status: Annotated[Literal["running", "success", "failed", "skipped"] | None, Query()] = None,
     since: Annotated[InDatetime | None, Query()] = None,
     until: Annotated[InDatetime | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=LIMIT_MAX)] = LIMIT_DEFAULT,
+    offset: Annotated[int, Query(ge=0, le=OFFSET_MAX)] = 0,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> Response:
     body = await runs_json(
@@ -65,7 +68,7 @@ async def runs_json(
     status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: int = 100,
+    limit: int = LIMIT_DEFAULT,
     offset: int = 0,
     cursor: str | None = None,
 ) -> bytes:
