@@ -16,6 +16,7 @@ from cronicorn.api.deps import close_credential_cache, close_read_pool
 from cronicorn.api.endpoints import close_dispatcher
 from cronicorn.api.errors import envelope
 from cronicorn.api.fast_lists import ListsFastPath
+from cronicorn.api.fast_path import MOUNT as API_MOUNT
 from cronicorn.api.health import HealthFastPath
 from cronicorn.api.middleware import RequestIdMiddleware
 from cronicorn.logs import get_logger
@@ -99,7 +100,7 @@ def create_app(runtime: Runtime, roles: Sequence[tuple[str, Role]] = ()) -> Fast
         lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None, telemetry=NO_TELEMETRY
     )
     app.state.runtime = runtime
-    app.mount("/api", api)
+    app.mount(API_MOUNT, api)  # the prefix the fast paths answer under
     app.router.routes.append(mcp.route())  # POST /mcp (MCP over streamable HTTP)
     app.include_router(metrics_route.router)  # GET /metrics (Prometheus)
 

@@ -17,7 +17,7 @@ from starlette.types import Scope, Send
 from cronicorn.api.security import JSON_CSP, security_headers
 from cronicorn.config import Settings
 
-MOUNT = "/api"  # where `cronicorn.app` mounts the API
+MOUNT = "/api"  # where `cronicorn.app` mounts the API (it takes it from here)
 
 FALL_THROUGH = frozenset({b"origin", b"content-length", b"transfer-encoding"})
 """Request headers that send a request the framework's way: CORS answers an `Origin`, the
