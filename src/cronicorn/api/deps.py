@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -210,14 +210,14 @@ async def _from_cache(
     entry = await _current_entry(cache, token_hash, kind, now)
     if entry is None:
         return None
-    budget = budget_for(request)
     bucket = _bucket(entry.kind, entry.credential_id, entry.user_id, access_of(request.method))
-    verdict = budget.take(bucket, limit, now)
-    if verdict is None:
-        want = budget.want(bucket, limit, now)
-        window = window_start(now)
-        count = await rate_limits.reserve(conn, bucket, window, want, async_commit=isolated)
-        verdict = budget.granted(bucket, limit, now, count, want)
+    window = window_start(now)
+
+    def reserve(want: int) -> Awaitable[int]:
+        return rate_limits.reserve(conn, bucket, window, want, async_commit=isolated)
+
+    # In a transaction (not `isolated`) the connection may hold locks: no waiting on others.
+    verdict = await budget_for(request).admit(bucket, limit, now, reserve, wait=isolated)
     via_now: credentials.Via = "api_key" if kind == "api_key" else via
     identity = credentials.Identity(
         entry.user_id, entry.is_admin, via_now, entry.credential_id, entry.expires_at
@@ -251,7 +251,9 @@ async def gate_from_cache(
     With `pool`, a spent reservation is renewed by one autocommitted statement on it (as
     `_from_cache` renews it on the gate's connection) instead of returning None: under
     load that was ~3 % of the fast path's requests sent the framework's way, its p99 tail.
-    A failed renewal returns None; the full gate then reserves again."""
+    A failed renewal returns None; the full gate then reserves again. Either way a request
+    that finds the reservation spent while another renews it waits for that renewal
+    (`LocalBudget.settle`: no connection held, none needed) instead of renewing too."""
     if request.method.upper() not in SAFE_METHODS:  # writes: CSRF, audit actor, a transaction
         return None
     sent = _credential(request)
@@ -268,16 +270,19 @@ async def gate_from_cache(
     access = access_of(request.method)
     bucket = _bucket(kind, entry.credential_id, entry.user_id, access)
     budget, limit = budget_for(request), _limit_of(runtime, access)
-    verdict = budget.take(bucket, limit, now)
+    verdict = await budget.settle(bucket, limit, now)
     if verdict is None:
         if pool is None:
             return None
-        want = budget.want(bucket, limit, now)
+        window = window_start(now)
+
+        def reserve(want: int) -> Awaitable[int]:
+            return rate_limits.reserve_autocommitted(pool, bucket, window, want)
+
         try:
-            count = await rate_limits.reserve_autocommitted(pool, bucket, window_start(now), want)
+            verdict = await budget.admit(bucket, limit, now, reserve)
         except DBAPIError:
             return None
-        verdict = budget.granted(bucket, limit, now, count, want)
     _admit(request, verdict)
     via_now: credentials.Via = "api_key" if kind == "api_key" else via
     return Principal(entry.user_id, entry.is_admin, via_now, entry.credential_id)

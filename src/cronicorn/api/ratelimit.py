@@ -17,12 +17,20 @@ can refuse a little early, never admit too much). Chunks start at one request an
 with each reservation while at most 1/`SHARE` of what is left of the window's budget:
 small limits and quiet credentials count exactly as before, a busy credential costs one
 upsert per up to `MAX_CHUNK` requests. A window known spent is refused with no upsert at all.
+
+One renewal per bucket is in flight at a time (`LocalBudget.admit`): requests that find the
+reservation spent while another request renews it wait for that renewal and take from it.
+Each renewing on its own, N requests at once would add N chunks to the shared count, more
+than is left of the limit once N > `SHARE`: the later ones granted nothing (429) while the
+process held the earlier ones' unused requests, and N upserts where one does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,6 +47,9 @@ SHARE = 8  # a reservation takes at most this fraction of what is left of the bu
 MAX_CHUNK = 100
 MAX_BUCKETS = 10_000
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Reserve = Callable[[int], Awaitable[int]]
+"""Add that many requests to the bucket's window in the database; the count including them."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,39 @@ class LocalBudget:
     """This process's reservations per bucket (see the module's docstring)."""
 
     shares: dict[str, _Share] = field(default_factory=dict)
+    renewals: dict[str, asyncio.Event] = field(default_factory=dict)  # set once landed
+
+    async def admit(
+        self, bucket: str, limit: int, now: datetime, reserve: Reserve, *, wait: bool = True
+    ) -> Verdict:
+        """This request's verdict: from the reservation, else from the bucket's renewal in
+        flight once it lands, else from renewing it with `reserve`. Whatever ends the
+        renewal (an error, a cancellation), its waiters wake and take again.
+        `wait=False` for a request whose open transaction may hold locks: it must not wait
+        on a renewal that could wait on them, so it reserves on its own (as before)."""
+        verdict = await self.settle(bucket, limit, now) if wait else self.take(bucket, limit, now)
+        if verdict is not None:
+            return verdict
+        want = self.want(bucket, limit, now)
+        landed = self.renewals[bucket] = asyncio.Event()
+        try:
+            count = await reserve(want)
+        finally:
+            if self.renewals.get(bucket) is landed:
+                del self.renewals[bucket]
+            landed.set()
+        return self.granted(bucket, limit, now, count, want)
+
+    async def settle(self, bucket: str, limit: int, now: datetime) -> Verdict | None:
+        """`take`, after waiting for the bucket's renewals in flight, if any: None only
+        when none is and the reservation is spent (the caller renews it, or lets `admit`).
+        A waiter holds no lock a renewal waits for: its connection, if it has one, is in
+        no transaction, and a renewal needs only its own connection or the read pool."""
+        verdict = self.take(bucket, limit, now)
+        while verdict is None and (landed := self.renewals.get(bucket)) is not None:
+            await landed.wait()
+            verdict = self.take(bucket, limit, now)
+        return verdict
 
     def take(self, bucket: str, limit: int, now: datetime) -> Verdict | None:
         """Admit from the local reservation, or refuse a window known spent; None when the
