@@ -1,5 +1,5 @@
 """The hot list route's short cuts (issue 17) change nothing a client or operator sees:
-the job list's JSON is `JobList`'s byte for byte, and the read pool never reuses a
+`iso_ms` writes what `isoformat` would, and the read pool never reuses a
 connection it cannot trust (a dead one is replaced; one left mid-query is closed) and fails
 as the engine does (SQLAlchemy's `OperationalError`, which the error table makes a 503)."""
 
@@ -17,37 +17,9 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import OperationalError
 
 from cronicorn.schemas.common import iso_ms
-from cronicorn.schemas.jobs import JobList, JobWithCount, job_list_json
 from cronicorn.store.db import PING_IDLE_S
-from cronicorn.store.jobs import JobRow
 from cronicorn.store.read_pool import ReadPool, compiled
 from support import until
-
-text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)  # PostgreSQL text
-moments = st.datetimes(
-    min_value=datetime(1, 1, 2),  # hypothesis wants naive bounds
-    max_value=datetime(9999, 12, 30),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
-)
-rows = st.builds(
-    JobRow,
-    id=text,
-    user_id=text,
-    name=text,
-    description=st.none() | text,
-    status=st.sampled_from(["active", "paused", "archived"]),
-    created_at=moments,
-    updated_at=moments,
-    archived_at=st.none() | moments,
-    ai_mode=st.sampled_from(["off", "suggest", "auto"]),
-)
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(rows, st.integers(0, 2**40)), max_size=4))
-def test_the_job_list_json_is_the_models_byte_for_byte(items: list[tuple[JobRow, int]]) -> None:
-    models = JobList(jobs=[JobWithCount.counted(row, n) for row, n in items])
-    assert job_list_json(items) == models.model_dump_json(by_alias=True).encode()
 
 
 @settings(max_examples=150, deadline=None)

@@ -15,9 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.api_support import Client, Served, add_run
 from cronicorn.domain.ids import new_id
+from cronicorn.schemas.history import RUN_ITEM_JSON, RunListItem
+from cronicorn.schemas.jobs import JobList, JobWithCount
+from cronicorn.store import jobs as job_store
 from cronicorn.store import runs as run_store
 from cronicorn.store.errors import NotFound
 from cronicorn.store.read_pool import ReadPool
+from cronicorn.store.runs import RunSummary
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 RICH = {
@@ -113,9 +117,15 @@ FILTERS: list[dict[str, Any]] = [
 ]
 
 
+def _item(run: RunSummary) -> str:
+    fields = {name: getattr(run, name) for name in RunListItem.model_fields if name != "run_id"}
+    return RunListItem(run_id=run.id, **fields).model_dump_json(by_alias=True)
+
+
 async def test_the_runs_page_is_the_engines(
     seeded: dict[str, Any], shared: tuple[Served, AsyncEngine]
 ) -> None:
+    """The page PostgreSQL writes is the engine's page, each run `RunListItem`'s JSON."""
     _, engine = shared
     a, endpoint_id = seeded["a"], seeded["endpoints"][0]
     pool = ReadPool(engine.url.render_as_string(hide_password=False), 2)
@@ -127,14 +137,35 @@ async def test_the_runs_page_is_the_engines(
                     want = await run_store.page_for_endpoint(
                         conn, a.user_id, endpoint_id, cursor=cursor, **filters
                     )
-                got = await run_store.page_for_endpoint_fast(
-                    pool, a.user_id, endpoint_id, cursor=cursor, **filters
+                got = await run_store.page_json_for_endpoint(
+                    pool, a.user_id, endpoint_id, RUN_ITEM_JSON, cursor=cursor, **filters
                 )
-                assert got == want, filters
+                assert got.items == [_item(run) for run in want.items], filters
+                assert (got.total, got.next_cursor) == (want.total, want.next_cursor), filters
                 if want.next_cursor is None:
                     break
                 cursor = want.next_cursor
         with pytest.raises(NotFound):
-            await run_store.page_for_endpoint_fast(pool, seeded["b"].user_id, endpoint_id)
+            await run_store.page_json_for_endpoint(
+                pool, seeded["b"].user_id, endpoint_id, RUN_ITEM_JSON
+            )
     finally:
         await pool.close()
+
+
+async def test_the_job_list_is_the_models_json(
+    seeded: dict[str, Any], shared: tuple[Served, AsyncEngine]
+) -> None:
+    """`GET /api/jobs` as PostgreSQL writes it is `JobList`'s JSON of the engine's rows
+    (endpoint counts, an absent description, an archived job's `archivedAt`)."""
+    _, engine = shared
+    a = seeded["a"]
+    status, archived = await a.call("POST", "/jobs", {"name": "gone", "description": "é\n"})
+    assert status == 201
+    assert (await a.call("DELETE", f"/jobs/{archived['id']}"))[0] == 200
+    async with engine.connect() as conn:
+        rows = await job_store.list_with_counts(conn, a.user_id)
+    want = JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
+    assert {n for _, n in rows} >= {0, 2}
+    assert any(r.archived_at for r, _ in rows)
+    assert await _raw(a, "/jobs") == (200, want.model_dump_json(by_alias=True).encode())

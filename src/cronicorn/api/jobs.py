@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from cronicorn.api.deps import ConnDep, ListingDep, UserDep
 from cronicorn.api.params import NowDep, require_id
-from cronicorn.schemas.jobs import Job, JobCreate, JobList, JobPatch, job_list_json
+from cronicorn.schemas.jobs import JOB_ITEM_JSON, Job, JobCreate, JobList, JobPatch
 from cronicorn.services import jobs
 from cronicorn.store import jobs as job_store
 from cronicorn.store.jobs import JobStatus
@@ -32,8 +32,10 @@ async def list_jobs(
 
 
 async def jobs_json(pool: ReadPool, user_id: str, status: JobStatus | None) -> bytes:
-    """The job list's body (also served before the framework: `api.fast_lists`)."""
-    return job_list_json(await job_store.list_with_counts_fast(pool, user_id, status))
+    """The job list's body (also served before the framework: `api.fast_lists`), each job's
+    JSON written by PostgreSQL."""
+    items = await job_store.list_json(pool, user_id, status, JOB_ITEM_JSON)
+    return b'{"jobs":[' + ",".join(items).encode() + b"]}"
 
 
 @router.get("/jobs/{id}", response_model=Job, summary="Get a job")

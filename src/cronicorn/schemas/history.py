@@ -8,11 +8,13 @@ from pydantic import Field, JsonValue, WithJsonSchema
 
 from cronicorn.schemas.common import Absent, Out, UtcDatetime
 from cronicorn.store.ai_sessions import SessionRow
+from cronicorn.store.json_sql import JsonField
 from cronicorn.store.runs import HealthSummary, RunDetail
 
 
 class RunListItem(Out):
-    """Serialised by hand in `api/runs.py` (hot path); a test keeps the two in step."""
+    """Written by PostgreSQL for the hot runs page (`RUN_ITEM_JSON`); a test keeps the two
+    in step."""
 
     run_id: str
     endpoint_id: str
@@ -25,6 +27,21 @@ class RunListItem(Out):
     duration_ms: Absent[int] = None
     status_code: Absent[int] = None
     error_message: Absent[str] = None
+
+
+RUN_ITEM_JSON = (  # `RunListItem`, in its field order, from `store.runs.RunSummary`'s columns
+    JsonField("runId", "id", "text"),
+    JsonField("endpointId", "endpoint_id", "text"),
+    JsonField("status", "status", "text"),
+    JsonField("source", "source", "text"),
+    JsonField("attempt", "attempt", "int"),
+    JsonField("dueAt", "due_at", "time", optional=True),
+    JsonField("startedAt", "started_at", "time"),
+    JsonField("finishedAt", "finished_at", "time", optional=True),
+    JsonField("durationMs", "duration_ms", "int", optional=True),
+    JsonField("statusCode", "status_code", "int", optional=True),
+    JsonField("errorMessage", "error_message", "text", optional=True),
+)
 
 
 class RunList(Out):

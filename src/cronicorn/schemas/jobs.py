@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator
 
-from cronicorn.schemas.common import Absent, In, NonBlank, Out, Text, UtcDatetime, iso_ms
+from cronicorn.schemas.common import Absent, In, NonBlank, Out, Text, UtcDatetime
 from cronicorn.store.jobs import JobRow
+from cronicorn.store.json_sql import JsonField
 
 JobName = Annotated[NonBlank, Field(min_length=1, max_length=255)]
 JobDescription = Annotated[Text, Field(max_length=1000)]
@@ -93,21 +92,17 @@ class JobList(Out):
     jobs: list[JobWithCount]
 
 
-def job_list_json(items: Sequence[tuple[JobRow, int]]) -> bytes:
-    """`JobList`'s JSON (`model_dump_json(by_alias=True)`) byte for byte, built straight from
-    the rows the database typed: the hot `GET /api/jobs` skips validating 20 models and
-    serializing them field by field (tests/api/test_job_list_json.py compares the two)."""
-    out = []
-    for row, count in items:
-        job: dict[str, Any] = {"id": row.id, "userId": row.user_id, "name": row.name}
-        if row.description is not None:
-            job["description"] = row.description
-        job["status"] = row.status
-        job["createdAt"] = iso_ms(row.created_at)
-        job["updatedAt"] = iso_ms(row.updated_at)
-        if row.archived_at is not None:
-            job["archivedAt"] = iso_ms(row.archived_at)
-        job["aiMode"] = row.ai_mode
-        job["endpointCount"] = count
-        out.append(job)
-    return json.dumps({"jobs": out}, ensure_ascii=False, separators=(",", ":")).encode()
+# `JobWithCount` as PostgreSQL writes it for the hot `GET /api/jobs` (`store.json_sql`;
+# tests/api/test_fast_list.py compares it with the model's JSON), in the model's field order.
+JOB_ITEM_JSON = (
+    JsonField("id", "id", "text"),
+    JsonField("userId", "user_id", "text"),
+    JsonField("name", "name", "text"),
+    JsonField("description", "description", "text", optional=True),
+    JsonField("status", "status", "text"),
+    JsonField("createdAt", "created_at", "time"),
+    JsonField("updatedAt", "updated_at", "time"),
+    JsonField("archivedAt", "archived_at", "time", optional=True),
+    JsonField("aiMode", "ai_mode", "text"),
+    JsonField("endpointCount", "endpoint_count", "int"),
+)

@@ -6,6 +6,7 @@ pausing or resuming it is a `Conflict`, not a silent change back to `active`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -15,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store.errors import Conflict, NotFound
-from cronicorn.store.read_pool import ReadPool, compiled
+from cronicorn.store.json_sql import JsonField, json_object
+from cronicorn.store.read_pool import ReadPool, ReadStatement, compiled
 from cronicorn.store.tables import endpoints, jobs
 
 JobStatus = Literal["active", "paused", "archived"]
@@ -131,26 +133,26 @@ async def list_with_counts(
     return [(_job(r._mapping), int(r._mapping["endpoint_count"])) for r in rows]
 
 
-# The same list for the API's hot route, on the driver (`store.read_pool`): the columns of
-# `JobRow` in its field order, then the count, compiled once.
-_ROW_COLUMNS = [jobs.c[name] for name in JobRow.__dataclass_fields__]
-_LISTED = {
-    by_status: compiled(
-        stmt.with_only_columns(*_ROW_COLUMNS, stmt.selected_columns["endpoint_count"])
-    )
-    for by_status, stmt in _LIST_WITH_COUNTS.items()
-}
+async def list_json(
+    pool: ReadPool, user_id: str, status: JobStatus | None, fields: tuple[JsonField, ...]
+) -> list[str]:
+    """`list_with_counts` as one JSON object per job (`store.json_sql`: the API's
+    `GET /api/jobs`), `fields` naming `JobRow`'s columns and `endpoint_count`."""
+    rows = await pool.fetch(_listed_json(status is not None, fields), _list_params(user_id, status))
+    return [row[0] for row in rows]
 
 
-async def list_with_counts_fast(
-    pool: ReadPool, user_id: str, status: JobStatus | None = None
-) -> list[tuple[JobRow, int]]:
-    """`list_with_counts` through the read pool (the API's `GET /api/jobs`)."""
+@functools.cache
+def _listed_json(by_status: bool, fields: tuple[JsonField, ...]) -> ReadStatement:
+    stmt = _LIST_WITH_COUNTS[by_status]
+    return compiled(stmt.with_only_columns(json_object(fields, stmt.selected_columns.__getitem__)))
+
+
+def _list_params(user_id: str, status: JobStatus | None) -> dict[str, Any]:
     params: dict[str, Any] = {"user_id": user_id}
     if status is not None:
         params["status"] = status
-    rows = await pool.fetch(_LISTED[status is not None], params)
-    return [(JobRow(*r[:-1]), int(r[-1])) for r in rows]
+    return params
 
 
 async def update_fields(

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import TextClause, insert, select, text
+from sqlalchemy import TextClause, insert, literal_column, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.domain.ids import new_id
 from cronicorn.store import cursors
 from cronicorn.store.errors import NotFound
+from cronicorn.store.json_sql import JsonField, json_object
 from cronicorn.store.read_pool import ReadPool, ReadStatement, compiled
 from cronicorn.store.tables import endpoints, runs
 from cronicorn.store.wakeups import endpoint_changed
@@ -107,10 +109,18 @@ async def page_for_endpoint(
     return _page_of((await conn.execute(_list_statement(*shape), params)).all(), limit)
 
 
-async def page_for_endpoint_fast(
+@dataclass(frozen=True)
+class RunPageJson:
+    items: list[str]  # each run's JSON object (`store.json_sql`)
+    total: int
+    next_cursor: str | None
+
+
+async def page_json_for_endpoint(
     pool: ReadPool,
     user_id: str,
     endpoint_id: str,
+    fields: tuple[JsonField, ...],
     *,
     status: str | None = None,
     since: datetime | None = None,
@@ -118,11 +128,19 @@ async def page_for_endpoint_fast(
     limit: int = 100,
     offset: int = 0,
     cursor: str | None = None,
-) -> RunPage:
-    """`page_for_endpoint` on the driver (`store.read_pool`: the API's hot route), the same
-    statement compiled once per combination of filters."""
+) -> RunPageJson:
+    """`page_for_endpoint` on the driver (`store.read_pool`: the API's hot route), each run
+    written as JSON by PostgreSQL (`fields` naming `RunSummary`'s columns); the same
+    statement, compiled once per combination of filters."""
     params, shape = _page_params(user_id, endpoint_id, status, since, until, limit, offset, cursor)
-    return _page_of(await pool.fetch(_read_statement(*shape), params), limit)
+    rows = await pool.fetch(_json_statement(*shape, fields), params)
+    if not rows or rows[0][0] is None:
+        raise NotFound("Endpoint")
+    page = [row for row in rows if row[2] is not None]  # (owned, total, started_at, id, json)
+    more = len(page) > limit
+    page = page[:limit]
+    after = cursors.encode(page[-1][2], page[-1][3]) if more else None
+    return RunPageJson([row[4] for row in page], int(rows[0][1]), after)
 
 
 def _page_params(
@@ -153,10 +171,13 @@ def _page_params(
 
 
 @functools.cache
-def _read_statement(
-    by_status: bool, by_since: bool, by_until: bool, by_cursor: bool
+def _json_statement(
+    by_status: bool, by_since: bool, by_until: bool, by_cursor: bool, fields: tuple[JsonField, ...]
 ) -> ReadStatement:
-    return compiled(_list_statement(by_status, by_since, by_until, by_cursor))
+    run = json_object(fields, lambda name: literal_column(f"page.{name}"))
+    run_sql = str(run.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    page = f"page.started_at, page.id, {run_sql}"
+    return compiled(_list_statement(by_status, by_since, by_until, by_cursor, page))
 
 
 def _page_of(rows: Sequence[Sequence[Any]], limit: int) -> RunPage:
@@ -173,7 +194,7 @@ _LIST_SQL = """
 WITH owned AS (SELECT id FROM endpoints WHERE id = :endpoint_id AND user_id = :user_id)
 SELECT (SELECT id FROM owned) AS owned,
        (SELECT count(*) FROM runs WHERE {where}) AS total,
-       page.*
+       {page}
 FROM (SELECT 1) AS one
 LEFT JOIN LATERAL (
     SELECT id, endpoint_id, status, source, attempt, due_at, started_at, finished_at,
@@ -190,8 +211,11 @@ _AFTER = " AND started_at <= :after_at AND (started_at < :after_at OR id < :afte
 
 
 @functools.cache
-def _list_statement(by_status: bool, by_since: bool, by_until: bool, by_cursor: bool) -> TextClause:
-    """The list query for one combination of filters (static SQL fragments only)."""
+def _list_statement(
+    by_status: bool, by_since: bool, by_until: bool, by_cursor: bool, page: str = "page.*"
+) -> TextClause:
+    """The list query for one combination of filters (static SQL fragments only), selecting
+    `page` of each run."""
     where = ["endpoint_id = (SELECT id FROM owned)"]
     if by_status:
         where.append("status = :status")
@@ -199,7 +223,8 @@ def _list_statement(by_status: bool, by_since: bool, by_until: bool, by_cursor: 
         where.append("started_at >= :since")
     if by_until:
         where.append("started_at < :until")
-    return text(_LIST_SQL.format(where=" AND ".join(where), after=_AFTER if by_cursor else ""))
+    after = _AFTER if by_cursor else ""
+    return text(_LIST_SQL.format(where=" AND ".join(where), after=after, page=page))
 
 
 async def get_detail(conn: AsyncConnection, user_id: str, run_id: str) -> RunDetail:
