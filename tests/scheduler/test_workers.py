@@ -29,6 +29,12 @@ from support import cli_env, free_port, start_cli, until
 
 pytestmark = pytest.mark.slow
 
+CALL_S = 0.3
+"""How long a call lasts in the tests that signal a worker while it holds leases: a lease
+lives while its run is in flight, so with endpoints due every second each worker holds some
+at any moment, for long enough that a poll sees them however busy the machine (an instant
+call holds one for milliseconds). Short enough that a call never overlaps the next slot."""
+
 
 def _env(database_url: str, home: Path, **extra: str) -> dict[str, str]:
     return cli_env(
@@ -199,7 +205,7 @@ async def test_a_killed_workers_endpoints_run_again_within_five_seconds(
     over through its freed liveness lock, not left to expire."""
     rows.job_id = await rows.job(status="paused")
     async with serve_target() as target:
-        ids = await rows.endpoints([target.url(f"/ok/{i}") for i in range(90)])
+        ids = await rows.endpoints([target.url(f"/hang/{CALL_S}/{i}") for i in range(90)])
         processes += [start_cli("scheduler", env=_env(database_url, tmp_path)) for _ in range(3)]
         await until(lambda: _connected(database_url, 3), timeout=60, what="3 schedulers up")
 
@@ -226,8 +232,7 @@ async def test_a_killed_workers_endpoints_run_again_within_five_seconds(
             )
 
         await until(warmed_up, timeout=60, what="every endpoint running")
-        victim = processes[0]
-        killed_at = await _signal_a_leaseholder(database_url, victim, signal.SIGKILL)
+        victim, killed_at = await _signal_a_leaseholder(database_url, processes, signal.SIGKILL)
         victim.communicate(timeout=10)
 
         def after_kill() -> dict[str, float]:
@@ -237,7 +242,7 @@ async def test_a_killed_workers_endpoints_run_again_within_five_seconds(
         silent = max(after_kill().values())
         async with engine.begin() as conn:
             await conn.execute(update(jobs).values(status="paused"))
-        await _stop(*processes[1:])
+        await _stop(*(p for p in processes if p is not victim))
     assert silent <= 5.0, f"an endpoint stayed silent {silent:.1f}s after the kill"
     slots = Counter((h.path, h.due_at) for h in target.hits)
     assert max(slots.values()) == 1, "no due slot ran twice"
@@ -260,10 +265,12 @@ async def test_a_hung_workers_endpoints_run_again_once_its_leases_expire(
     """SIGSTOP keeps the hung worker's session, hence its liveness lock: its leases are taken
     over when they expire, or, for rows it froze holding inside a write transaction, once the
     server ends that transaction (`hung_session_limit_s`). Woken up, it makes the calls it had
-    claimed (their runs were closed meanwhile), but never one of a slot the others ran."""
+    claimed (their runs were closed meanwhile), but never one of a slot the others ran.
+    Every call lasts `CALL_S`, so some worker holds leases whenever the test looks."""
     lease_s = 3
     async with serve_target() as target:
-        ids = await rows.endpoints([target.url(f"/ok/{i}") for i in range(40)], spread_s=1.0)
+        urls = [target.url(f"/hang/{CALL_S}/{i}") for i in range(40)]
+        ids = await rows.endpoints(urls, spread_s=1.0)
         env = _env(database_url, tmp_path, SCHEDULER_LEASE_S=str(lease_s))
         processes += [start_cli("scheduler", env=env) for _ in range(2)]
 
@@ -272,8 +279,7 @@ async def test_a_hung_workers_endpoints_run_again_once_its_leases_expire(
             return len(seen) == len(ids) and min(seen.values()) >= 3
 
         await until(warmed_up, timeout=60, what="every endpoint running")
-        victim = processes[0]
-        stopped_at = await _signal_a_leaseholder(database_url, victim, signal.SIGSTOP)
+        victim, stopped_at = await _signal_a_leaseholder(database_url, processes, signal.SIGSTOP)
         try:
 
             def resumed() -> dict[str, float]:
@@ -328,25 +334,30 @@ async def test_sigterm_drains_and_metrics_are_served(
 
 
 async def _signal_a_leaseholder(
-    database_url: str, victim: subprocess.Popen[str], sig: signal.Signals
-) -> float:
-    """Signal the victim's process group at a moment it holds leases; the loop time it was
-    sent. It is frozen first and the leases checked while it cannot release them (a check
-    before the signal could see leases it released meanwhile)."""
+    database_url: str, workers: list[subprocess.Popen[str]], sig: signal.Signals
+) -> tuple[subprocess.Popen[str], float]:
+    """Signal the process group of a worker at a moment it holds leases: the victim, and
+    the loop time it was sent. Whichever worker holds leases (the workers share the due
+    endpoints as they claim them, not evenly: one may go without for a while). It is frozen
+    first and its leases checked while it cannot release them (a check before the signal
+    could see leases it released meanwhile)."""
+    holders: list[subprocess.Popen[str]] = []
 
-    async def victim_holds_leases() -> bool:
-        return await _leases_of(database_url, victim.pid) > 0
+    async def someone_holds_leases() -> bool:
+        holders[:] = [w for w in workers if await _leases_of(database_url, w.pid) > 0]
+        return bool(holders)
 
     for _ in range(50):
-        await until(victim_holds_leases, timeout=30, what="the victim to hold leases")
+        await until(someone_holds_leases, timeout=30, what="a worker to hold leases")
+        victim = holders[0]
         os.killpg(victim.pid, signal.SIGSTOP)
         frozen_at = asyncio.get_running_loop().time()
-        if await victim_holds_leases():
+        if await _leases_of(database_url, victim.pid) > 0:
             if sig != signal.SIGSTOP:
                 os.killpg(victim.pid, sig)
-            return frozen_at
+            return victim, frozen_at
         os.killpg(victim.pid, signal.SIGCONT)
-    raise AssertionError("the victim never held leases while frozen")
+    raise AssertionError("no worker held leases while frozen")
 
 
 def _first_hits_after(target: Any, since: float) -> dict[str, float]:
