@@ -229,3 +229,25 @@ async def test_a_renewal_that_fails_or_is_cancelled_wakes_its_waiters(ending: st
     assert most == 1, "one renewal at a time"
     # The failed renewal added nothing; every request since reserved was used or is held.
     assert shared == 10 + budget.shares["key:k:read"].left
+
+
+async def test_a_request_renews_on_its_own_once_a_renewal_takes_longer_than_wait_s() -> None:
+    """No request waits on another's renewal for good (`RENEWAL_WAIT_S`): one stuck (say
+    behind a lock) is given up on, and the stuck one still lands."""
+    budget, stuck, shared = LocalBudget(wait_s=0.05), asyncio.Event(), 0
+
+    async def reserve(want: int) -> int:
+        nonlocal shared
+        shared += want
+        count = shared
+        if count == 1:  # the first renewal is stuck until the test lets it go
+            await stuck.wait()
+        return count
+
+    first = asyncio.create_task(budget.admit("key:k:read", LIMIT, T0, reserve))
+    await asyncio.sleep(0)  # one turn of the loop: the first request is renewing
+    second = await asyncio.wait_for(budget.admit("key:k:read", LIMIT, T0, reserve), timeout=10)
+    assert second.allowed
+    assert not first.done()
+    stuck.set()
+    assert (await first).allowed

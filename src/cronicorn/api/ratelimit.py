@@ -46,6 +46,11 @@ PRUNE_EVERY_S = 60.0
 SHARE = 8  # a reservation takes at most this fraction of what is left of the budget
 MAX_CHUNK = 100
 MAX_BUCKETS = 10_000
+RENEWAL_WAIT_S = 2.0
+"""The longest a request waits for another's renewal before it renews on its own. Waiters
+hold no lock a renewal needs (see `LocalBudget.settle`); were one ever to (a dependency that
+wrote before the gate), the wait would end and the two would meet in the database, whose
+deadlock detection breaks the cycle, instead of hanging."""
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Reserve = Callable[[int], Awaitable[int]]
@@ -94,6 +99,7 @@ class LocalBudget:
 
     shares: dict[str, _Share] = field(default_factory=dict)
     renewals: dict[str, asyncio.Event] = field(default_factory=dict)  # set once landed
+    wait_s: float = RENEWAL_WAIT_S
 
     async def admit(
         self, bucket: str, limit: int, now: datetime, reserve: Reserve, *, wait: bool = True
@@ -117,13 +123,17 @@ class LocalBudget:
         return self.granted(bucket, limit, now, count, want)
 
     async def settle(self, bucket: str, limit: int, now: datetime) -> Verdict | None:
-        """`take`, after waiting for the bucket's renewals in flight, if any: None only
-        when none is and the reservation is spent (the caller renews it, or lets `admit`).
+        """`take`, after waiting for the bucket's renewals in flight, if any: None when
+        none is (or one took longer than `wait_s`) and the reservation is spent.
         A waiter holds no lock a renewal waits for: its connection, if it has one, is in
         no transaction, and a renewal needs only its own connection or the read pool."""
         verdict = self.take(bucket, limit, now)
         while verdict is None and (landed := self.renewals.get(bucket)) is not None:
-            await landed.wait()
+            try:
+                async with asyncio.timeout(self.wait_s):
+                    await landed.wait()
+            except TimeoutError:
+                return self.take(bucket, limit, now)
             verdict = self.take(bucket, limit, now)
         return verdict
 
