@@ -41,6 +41,26 @@ RICH = {
     "aiMode": "off",
 }
 
+ADAPTIVE = {  # every JSON-valued field of an endpoint
+    "name": "adaptive",
+    "url": "https://e.com/status",
+    "baselineIntervalMs": 60000,
+    "assertions": {
+        "statuses": ["2xx", 304],
+        "conditions": [{"jsonPath": "$.load", "op": "<", "value": 2.5}],
+    },
+    "rules": [
+        {
+            "name": "calm ✓",
+            "when": {"jsonPath": "$.status", "op": "==", "value": "idle"},
+            "then": {"action": "pause", "forMinutes": 15},
+        }
+    ],
+    "retry": {"attempts": 3, "backoff": "fixed", "initialDelayMs": 500, "on": ["5xx"]},
+    "overlap": "allow",
+    "maxConcurrent": 3,
+}
+
 
 async def _raw(client: Client, path: str, **params: Any) -> tuple[int, bytes]:
     headers = {**client.headers, "X-Request-Id": "rid-fast"}
@@ -58,12 +78,14 @@ async def seeded(shared: tuple[Served, AsyncEngine]) -> dict[str, Any]:
     status, empty = await a.call("POST", "/jobs", {"name": "no endpoints"})
     assert status == 201
     ids = []
-    for body in (RICH, {"name": "plain", "url": "https://e.com", "baselineIntervalMs": 60000}):
+    plain = {"name": "plain", "url": "https://e.com", "baselineIntervalMs": 60000}
+    for body in (RICH, plain, ADAPTIVE):
         status, ep = await a.call("POST", f"/jobs/{job['id']}/endpoints", body)
         assert status == 201, ep
         ids.append(ep["id"])
-    status, _ = await a.call("POST", f"/endpoints/{ids[0]}/hints/interval", {"intervalMs": 90000})
-    assert status == 204
+    for kind, hint in (("interval", {"intervalMs": 90000}), ("oneshot", {"nextRunInMs": 5000})):
+        status, _ = await a.call("POST", f"/endpoints/{ids[0]}/hints/{kind}", hint)
+        assert status == 204
     soon = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     status, _ = await a.call("POST", f"/endpoints/{ids[1]}/pause", {"pausedUntil": soon})
     assert status in (200, 204)
@@ -89,8 +111,10 @@ async def test_the_endpoint_list_is_the_single_routes_json(seeded: dict[str, Any
     status, listed = await _raw(a, f"/jobs/{job}/endpoints")
     assert status == 200
     assert listed == b'{"endpoints":[' + b",".join(singles) + b"]}"
-    assert b'"aiHintIntervalMs":90000' in listed
-    assert b'"pausedUntil"' in listed
+    for field in (b'"aiHintIntervalMs":90000', b'"aiHintNextRunAt"', b'"pausedUntil"'):
+        assert field in listed
+    for field in (b'"aiHintExpiresAt"', b'"assertions"', b'"rules"', b'"retry"', b'"headersJson"'):
+        assert field in listed
     assert await _raw(a, f"/jobs/{seeded['empty']}/endpoints") == (200, b'{"endpoints":[]}')
 
 
@@ -166,6 +190,6 @@ async def test_the_job_list_is_the_models_json(
     async with engine.connect() as conn:
         rows = await job_store.list_with_counts(conn, a.user_id)
     want = JobList(jobs=[JobWithCount.counted(row, n) for row, n in rows])
-    assert {n for _, n in rows} >= {0, 2}
+    assert {n for _, n in rows} >= {0, 3}
     assert any(r.archived_at for r, _ in rows)
     assert await _raw(a, "/jobs") == (200, want.model_dump_json(by_alias=True).encode())

@@ -17,11 +17,11 @@ from cronicorn.dispatch import DispatchConfig, Dispatcher
 from cronicorn.dispatch.lazy import close_dispatcher_on, dispatcher_on
 from cronicorn.runtime import Runtime
 from cronicorn.schemas.endpoints import (
+    ENDPOINT_JSON,
     Endpoint,
     EndpointCreate,
     EndpointList,
     EndpointPatch,
-    endpoint_list_json,
 )
 from cronicorn.services import endpoints
 from cronicorn.store import endpoints as endpoint_store
@@ -82,9 +82,11 @@ async def list_endpoints(job: JobIdPath, read: ListingDep) -> Response:
 
 
 async def endpoints_json(pool: ReadPool, user_id: str, job_id: str) -> bytes:
-    """A job's endpoints: one statement on the read pool, serialized once (issue 17: a hot
-    list route, also served before the framework by `api.fast_lists`)."""
-    return endpoint_list_json(await endpoint_store.list_for_job_fast(pool, user_id, job_id))
+    """A job's endpoints: one statement on the read pool, each endpoint's JSON written by
+    PostgreSQL (issue 17: a hot list route, also served before the framework by
+    `api.fast_lists`)."""
+    items = await endpoint_store.list_for_job_json(pool, user_id, job_id, ENDPOINT_JSON)
+    return b'{"endpoints":[' + ",".join(items).encode() + b"]}"
 
 
 @router.get("/jobs/{jobId}/endpoints/{id}", response_model=Endpoint, summary="Get an endpoint")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -42,6 +41,7 @@ from cronicorn.schemas.common import (
     json_without_nul,
 )
 from cronicorn.store.endpoints import EndpointRow
+from cronicorn.store.json_sql import JsonField, Kind
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 AiMode = Literal["inherit", "off", "suggest", "auto"]
@@ -400,12 +400,53 @@ class EndpointList(Out):
     endpoints: list[Endpoint]
 
 
-def endpoint_list_json(rows: Sequence[EndpointRow]) -> bytes:
-    """The JSON FastAPI made of an `EndpointList` returned for `response_model=EndpointList`,
-    serialized once: returned as a `Response`, the models are not validated a second time
-    (tests/api/test_fast_lists.py compares the items with the single-endpoint route's)."""
-    models = EndpointList(endpoints=[Endpoint.of(row) for row in rows])
-    return models.model_dump_json(by_alias=True).encode()
+def _field(key: str, column: str, kind: Kind, optional: bool = True) -> JsonField:
+    return JsonField(key, column, kind, optional)
+
+
+# `Endpoint` as PostgreSQL writes it for the hot `GET /api/jobs/{jobId}/endpoints`
+# (`store.json_sql`), in the model's field order; tests/api/test_fast_lists.py compares it
+# with the single-endpoint route's JSON, which FastAPI serializes from the model.
+ENDPOINT_JSON = (
+    _field("id", "id", "text", False),
+    _field("jobId", "job_id", "text", False),
+    _field("name", "name", "text", False),
+    _field("description", "description", "text"),
+    _field("url", "url", "text", False),
+    _field("method", "method", "text", False),
+    _field("headersJson", "headers_json", "json"),
+    _field("bodyJson", "body_json", "json", False),
+    _field("timeoutMs", "timeout_ms", "int"),
+    _field("maxExecutionTimeMs", "max_execution_time_ms", "int"),
+    _field("maxResponseSizeKb", "max_response_size_kb", "int"),
+    _field("baselineCron", "baseline_cron", "text"),
+    _field("baselineIntervalMs", "baseline_interval_ms", "int"),
+    _field("timezone", "timezone", "text", False),
+    _field("minIntervalMs", "min_interval_ms", "int"),
+    _field("maxIntervalMs", "max_interval_ms", "int"),
+    _field("nextRunAt", "next_run_at", "time", False),
+    _field("nextRunSource", "next_run_source", "text", False),
+    _field("lastRunAt", "last_run_at", "time"),
+    _field("failureCount", "failure_count", "int", False),
+    _field("pausedUntil", "paused_until", "time"),
+    _field("archivedAt", "archived_at", "time"),
+    _field("aiHintIntervalMs", "hint_interval_ms", "int"),
+    _field("aiHintIntervalExpiresAt", "hint_interval_expires_at", "time"),
+    _field("aiHintNextRunAt", "hint_oneshot_at", "time"),
+    _field("aiHintNextRunExpiresAt", "hint_oneshot_expires_at", "time"),
+    _field("aiHintExpiresAt", "hint_expires_at", "time"),
+    _field("aiHintReason", "hint_reason", "text"),
+    _field("aiHintSource", "hint_source", "text"),
+    _field("aiMode", "ai_mode", "text", False),
+    _field("assertions", "assertions", "json"),
+    _field("rules", "rules", "json"),
+    _field("retry", "retry", "json"),
+    _field("overlap", "overlap", "text", False),
+    _field("maxConcurrent", "max_concurrent", "int"),
+    _field("version", "version", "int", False),
+    _field("createdAt", "created_at", "time", False),
+    _field("updatedAt", "updated_at", "time", False),
+)
 
 
 # -- steering -------------------------------------------------------------------------------

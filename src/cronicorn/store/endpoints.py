@@ -10,6 +10,7 @@ are woken (NOTIFY, delivered on commit).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -31,8 +32,9 @@ from cronicorn.domain.next_runs import next_runs, slot_notes
 from cronicorn.domain.rules_preview import Bounds, rule_notes, rule_targets
 from cronicorn.store import jobs as job_store
 from cronicorn.store.errors import Conflict, Invalid, NotFound
+from cronicorn.store.json_sql import JsonField, joined, json_parts
 from cronicorn.store.quotas import check_endpoint_room, open_meter
-from cronicorn.store.read_pool import ReadPool, compiled
+from cronicorn.store.read_pool import ReadPool, ReadStatement, compiled
 from cronicorn.store.tables import endpoints, jobs
 from cronicorn.store.wakeups import wake_schedulers
 
@@ -164,29 +166,43 @@ async def list_for_job(conn: AsyncConnection, user_id: str, job_id: str) -> list
     return [endpoint_from(r._mapping) for r in rows]
 
 
-# The same list for the API's hot route, on the driver (`store.read_pool`): the job's
+# A job's endpoints for the API's hot route, on the driver (`store.read_pool`): the job's
 # ownership and its endpoints in one statement (no row at all: not the caller's job; one
-# row of NULL endpoint columns: a job without endpoints), compiled once.
+# row of NULL endpoint columns: a job without endpoints), each endpoint's JSON written by
+# PostgreSQL (`store.json_sql`, from the columns of `EndpointRow` and `hint_expires_at`).
 _USER = bindparam("user_id", type_=Text)
-_LISTED_FOR_JOB = compiled(
-    select(jobs.c.id.label("owned"), *(endpoints.c[name] for name in _NAMES))
-    .select_from(
-        jobs.outerjoin(
-            endpoints,
-            and_(endpoints.c.job_id == jobs.c.id, endpoints.c.user_id == _USER),
+_COLUMNS = {
+    **{name: endpoints.c[name] for name in _NAMES},
+    "hint_expires_at": func.greatest(  # the later of the two hints' expiries (NULLs ignored)
+        endpoints.c.hint_interval_expires_at, endpoints.c.hint_oneshot_expires_at
+    ),
+}
+
+
+@functools.cache
+def _listed_for_job(fields: tuple[JsonField, ...]) -> ReadStatement:
+    return compiled(
+        select(jobs.c.id, endpoints.c.id, *json_parts(fields, _COLUMNS.__getitem__))
+        .select_from(
+            jobs.outerjoin(
+                endpoints,
+                and_(endpoints.c.job_id == jobs.c.id, endpoints.c.user_id == _USER),
+            )
         )
+        .where(jobs.c.id == bindparam("job_id", type_=Text), jobs.c.user_id == _USER)
+        .order_by(endpoints.c.created_at, endpoints.c.id)
     )
-    .where(jobs.c.id == bindparam("job_id", type_=Text), jobs.c.user_id == _USER)
-    .order_by(endpoints.c.created_at, endpoints.c.id)
-)
 
 
-async def list_for_job_fast(pool: ReadPool, user_id: str, job_id: str) -> list[EndpointRow]:
-    """`list_for_job` through the read pool (the API's `GET /api/jobs/{jobId}/endpoints`)."""
-    rows = await pool.fetch(_LISTED_FOR_JOB, {"user_id": user_id, "job_id": job_id})
+async def list_for_job_json(
+    pool: ReadPool, user_id: str, job_id: str, fields: tuple[JsonField, ...]
+) -> list[str]:
+    """`list_for_job` as one JSON object per endpoint (the API's
+    `GET /api/jobs/{jobId}/endpoints`)."""
+    rows = await pool.fetch(_listed_for_job(fields), {"user_id": user_id, "job_id": job_id})
     if not rows:
         raise NotFound("Job")
-    return [EndpointRow(*row[1:]) for row in rows if row[1] is not None]
+    return [joined(row[2:], fields) for row in rows if row[1] is not None]
 
 
 # -- validation that reads rows -----------------------------------------------------------

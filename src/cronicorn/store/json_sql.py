@@ -12,6 +12,9 @@ The text is what `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` wr
 characters as `\\u00XX`, everything else as is), integers are their decimal text, times are
 `toISOString()`'s (`schemas.common.iso_ms`: UTC, milliseconds truncated). An optional field
 is left out when NULL, as the models' `Absent` fields are, never written as `null`.
+A `json` field (a JSONB column holding any JSON value) is the one thing PostgreSQL does not
+write: its text spaces keys and values and spells numbers its own way, so `json_parts`
+selects it as a value between the text pieces and `joined` splices in pydantic's JSON of it.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic_core import to_json
 from sqlalchemy import Text, case, cast, func, literal_column, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
-Kind = Literal["text", "int", "time"]
+Kind = Literal["text", "int", "time", "json"]
 _KEY = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 # toISOString(): `to_char`'s MS is the milliseconds truncated, as `iso_ms`'s `// 1000`.
 _ISO_MS = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
@@ -46,20 +50,51 @@ def json_object(
 ) -> ColumnElement[str]:
     """One row's JSON object as text, from the columns `column` names (a statement's
     `selected_columns.__getitem__`, or `literal_column`s of a text statement)."""
-    parts: list[ColumnElement[str]] = []
+    if any(field.kind == "json" for field in fields):
+        raise ValueError("a json field is written by `joined`: use `json_parts`")
+    return json_parts(fields, column)[0]
+
+
+def json_parts(
+    fields: Sequence[JsonField], column: Callable[[str], ColumnElement[Any]]
+) -> list[ColumnElement[Any]]:
+    """The columns of one row's JSON object: text written by PostgreSQL, and between its
+    pieces each `json` field's own value, which `joined` serializes as pydantic does (the
+    server's JSON text is spaced and writes numbers its own way)."""
+    if not fields or fields[0].optional or fields[0].kind == "json":
+        raise ValueError("the first field must be required and not json (it opens the object)")
+    parts: list[ColumnElement[Any]] = []
+    pending: list[ColumnElement[str]] = []
     for i, field in enumerate(fields):
         if not _KEY.fullmatch(field.key):
             raise ValueError(f"not a plain JSON key: {field.key!r}")
-        head = _literal(("{" if i == 0 else ",") + json.dumps(field.key) + ":")
         value = column(field.column)
+        if field.kind == "json":
+            parts += [_joined_text(pending), value]
+            pending = []
+            continue
+        head = _literal(("{" if i == 0 else ",") + json.dumps(field.key) + ":")
         if field.optional:
-            parts.append(case((value.is_(None), _literal("")), else_=head + _value(value, field)))
+            pending.append(case((value.is_(None), _literal("")), else_=head + _value(value, field)))
         else:  # a required field is never NULL; if it were, `null` keeps the JSON whole
-            parts.append(head + func.coalesce(_value(value, field), _literal("null")))
-    if not parts or fields[0].optional:
-        raise ValueError("the first field must be required (it opens the object)")
-    parts.append(_literal("}"))
-    return functools.reduce(operator.add, parts)
+            pending.append(head + func.coalesce(_value(value, field), _literal("null")))
+    parts.append(_joined_text([*pending, _literal("}")]))
+    return parts
+
+
+def joined(row: Sequence[Any], fields: Sequence[JsonField]) -> str:
+    """The JSON object of one row of `json_parts`' columns."""
+    out = [row[0]]
+    for n, field in enumerate(f for f in fields if f.kind == "json"):
+        value = row[2 * n + 1]
+        if value is not None or not field.optional:
+            out.append(f",{json.dumps(field.key)}:{to_json(value).decode()}")
+        out.append(row[2 * n + 2])
+    return "".join(out)
+
+
+def _joined_text(pieces: list[ColumnElement[str]]) -> ColumnElement[str]:
+    return functools.reduce(operator.add, pieces) if pieces else _literal("")
 
 
 def _value(value: ColumnElement[Any], field: JsonField) -> ColumnElement[str]:
