@@ -1,11 +1,12 @@
 """JSON objects written by PostgreSQL, for the API's hottest lists (issue 17).
 
 Turning rows into Python values and those into JSON was about half of the API process's CPU
-for `GET /api/jobs` (a job's endpoints alike) and two thirds for a page of runs (`iso_ms` alone a quarter: three
-timestamps a run). PostgreSQL writes the same text in C for a fraction of that, so these
-lists select each item's JSON as one text column, built by `json_object` from a statement's
-own columns: the statement still decides which rows, in which order, and the response
-models keep deciding the shape (their tests compare the two byte for byte).
+for `GET /api/jobs` (a job's endpoints alike) and two thirds for a page of runs (`iso_ms`
+alone a quarter: three timestamps a run). PostgreSQL writes the same text in C for a
+fraction of that, so these lists select each item's JSON as one text column, built by
+`json_object` from a statement's own columns: the statement still decides which rows, in
+which order, and the response models keep deciding the shape (their tests compare the two
+byte for byte).
 
 The text is what `json.dumps(..., ensure_ascii=False, separators=(",", ":"))` writes:
 `to_json` escapes strings as Python does (`\\"`, `\\\\`, `\\b\\f\\n\\r\\t`, other control
