@@ -8,7 +8,7 @@ import itertools
 from datetime import timedelta
 
 from aiohttp import web
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cronicorn.dispatch.signing import (
@@ -21,6 +21,12 @@ from cronicorn.store.tables import endpoints
 from cronicorn.store.wakeups import wake_schedulers
 from scheduler.conftest import Rows, Target, running_scheduler, serve_target, utc
 from support import until
+
+LISTENING = (
+    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+    " AND application_name = 'cronicorn-scheduler:listen' AND state = 'idle'"
+    " AND query LIKE 'LISTEN %'"
+)
 
 
 async def test_runs_every_endpoint_on_its_grid_never_early_never_twice(
@@ -60,8 +66,17 @@ async def test_notify_wakes_an_idle_scheduler_at_once(
     rows: Rows, target: Target, database_url: str, engine: AsyncEngine
 ) -> None:
     endpoint = await rows.endpoint(target.url("/ok/late"), first_at=utc(hours=1))
-    async with running_scheduler(database_url, engine, idle_wake_s=60):
-        await asyncio.sleep(0.3)  # let it go idle until the far wake-up
+    async with running_scheduler(database_url, engine, idle_wake_s=60) as scheduler:
+
+        async def idle_and_listening() -> bool:
+            """Only then does the run below show that the NOTIFY woke it: after a fixed pause
+            on a busy machine, the first claim or the listener's connect could run it instead."""
+            far = scheduler._wake_at is not None and scheduler._wake_at > utc(seconds=30)
+            async with engine.connect() as c:
+                listening = await c.scalar(text(LISTENING))
+            return far and bool(listening) and not scheduler._wake.is_set()
+
+        await until(idle_and_listening, timeout=30, what="the loop idle until its far wake-up")
         async with engine.begin() as conn:
             now = utc()
             await conn.execute(
