@@ -401,6 +401,7 @@ class EndpointList(Out):
 
 
 def _field(key: str, column: str, kind: Kind, optional: bool = True) -> JsonField:
+    """Most of an endpoint's fields are `Absent` when unset: optional unless said."""
     return JsonField(key, column, kind, optional)
 
 

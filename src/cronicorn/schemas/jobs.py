@@ -93,7 +93,7 @@ class JobList(Out):
 
 
 # `JobWithCount` as PostgreSQL writes it for the hot `GET /api/jobs` (`store.json_sql`;
-# tests/api/test_fast_list.py compares it with the model's JSON), in the model's field order.
+# tests/api/test_fast_lists.py compares it with the model's JSON), in the model's field order.
 JOB_ITEM_JSON = (
     JsonField("id", "id", "text"),
     JsonField("userId", "user_id", "text"),
