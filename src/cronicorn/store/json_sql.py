@@ -83,15 +83,21 @@ def json_parts(
     return parts
 
 
-def joined(row: Sequence[Any], fields: Sequence[JsonField]) -> str:
+def joined(row: Sequence[Any], fields: tuple[JsonField, ...]) -> str:
     """The JSON object of one row of `json_parts`' columns."""
     out = [row[0]]
-    for n, field in enumerate(f for f in fields if f.kind == "json"):
+    for n, (head, optional) in enumerate(_json_heads(fields)):
         value = row[2 * n + 1]
-        if value is not None or not field.optional:
-            out.append(f",{json.dumps(field.key)}:{to_json(value).decode()}")
+        if value is not None or not optional:
+            out += (head, to_json(value).decode())
         out.append(row[2 * n + 2])
     return "".join(out)
+
+
+@functools.cache
+def _json_heads(fields: tuple[JsonField, ...]) -> tuple[tuple[str, bool], ...]:
+    """Each `json` field's `,"key":` and whether it is optional (once per field list)."""
+    return tuple((f",{json.dumps(f.key)}:", f.optional) for f in fields if f.kind == "json")
 
 
 def _joined_text(pieces: list[ColumnElement[str]]) -> ColumnElement[str]:

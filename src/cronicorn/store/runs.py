@@ -134,13 +134,9 @@ async def page_json_for_endpoint(
     statement, compiled once per combination of filters."""
     params, shape = _page_params(user_id, endpoint_id, status, since, until, limit, offset, cursor)
     rows = await pool.fetch(_json_statement(*shape, fields), params)
-    if not rows or rows[0][0] is None:
-        raise NotFound("Endpoint")
-    page = [row for row in rows if row[2] is not None]  # (owned, total, started_at, id, json)
-    more = len(page) > limit
-    page = page[:limit]
+    page, total, more = _page_rows(rows, limit)  # runs as (started_at, id, json)
     after = cursors.encode(page[-1][2], page[-1][3]) if more else None
-    return RunPageJson([row[4] for row in page], int(rows[0][1]), after)
+    return RunPageJson([row[4] for row in page], total, after)
 
 
 def _page_params(
@@ -181,13 +177,20 @@ def _json_statement(
 
 
 def _page_of(rows: Sequence[Sequence[Any]], limit: int) -> RunPage:
-    """Rows of `_LIST_SQL` (owned, total, then a run or NULLs) as a page."""
+    page, total, more = _page_rows(rows, limit)
+    items = [RunSummary(*row[2:]) for row in page]
+    return RunPage(items, total, encode_cursor(items[-1]) if more else None)
+
+
+def _page_rows(
+    rows: Sequence[Sequence[Any]], limit: int
+) -> tuple[Sequence[Sequence[Any]], int, bool]:
+    """Rows of `_LIST_SQL` (owned, total, then a run or NULLs): the page's rows, the total,
+    and whether a next page follows (the statement fetches one run more than the page)."""
     if not rows or rows[0][0] is None:
         raise NotFound("Endpoint")
-    items = [RunSummary(*row[2:]) for row in rows if row[2] is not None]
-    more = len(items) > limit
-    items = items[:limit]
-    return RunPage(items, int(rows[0][1]), encode_cursor(items[-1]) if more else None)
+    page = [row for row in rows if row[2] is not None]
+    return page[:limit], int(rows[0][1]), len(page) > limit
 
 
 _LIST_SQL = """
