@@ -108,10 +108,17 @@ async def test_three_workers_run_every_slot_once(
             await conn.execute(update(jobs).values(status="paused"))
         await _stop(*processes)
     runs = await rows.runs()
-    assert {r["status"] for r in runs} == {"success"}
+    # A slot that came due while its endpoint's previous run was still going (a call and
+    # its write over a second on a busy machine) is recorded `skipped`, as the overlap
+    # policy says, and not called (`ux_runs_endpoint_id_due_at` records each slot once).
+    executed = [r for r in runs if r["status"] != "skipped"]
+    assert {r["status"] for r in executed} == {"success"}
     slots = Counter((h.path, h.due_at) for h in target.hits)
     assert max(slots.values()) == 1, "no due slot ran twice"
-    assert len(target.hits) == len(runs)
+    path_of = {endpoint_id: f"/ok/{i}" for i, endpoint_id in enumerate(ids)}
+    assert Counter(path_of[r["endpoint_id"]] for r in executed) == Counter(
+        h.path for h in target.hits
+    ), "each endpoint called once per run, never for a skipped slot"
     by_path: dict[str, list[Any]] = defaultdict(list)
     for hit in target.hits:
         by_path[hit.path].append(hit)
@@ -122,7 +129,7 @@ async def test_three_workers_run_every_slot_once(
     window = [r for r in runs if start <= r["due_at"] < start + timedelta(seconds=7)]
     per_endpoint = Counter(r["endpoint_id"] for r in window)
     assert set(per_endpoint) == set(ids)
-    assert min(per_endpoint.values()) >= 6, f"each ran ~once a second: {per_endpoint}"
+    assert min(per_endpoint.values()) >= 6, f"a slot ~once a second, run or skipped: {per_endpoint}"
     assert sum(per_endpoint.values()) >= 0.95 * 7 * len(ids)
     assert len({r["worker"] for r in runs}) == 3, "the work spread over the workers"
 
