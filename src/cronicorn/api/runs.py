@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
@@ -19,6 +19,7 @@ from cronicorn.schemas.history import RUN_ITEM_JSON, Health, RunDetails, RunList
 from cronicorn.services import runs as services_runs
 from cronicorn.store import runs as run_store
 from cronicorn.store.read_pool import ReadPool
+from cronicorn.store.runs import RunStatus
 
 router = APIRouter(tags=["Execution"])
 
@@ -38,7 +39,7 @@ LIMIT_DEFAULT, LIMIT_MAX, OFFSET_MAX = 100, 1000, 1_000_000  # also `api.fast_li
 async def list_runs(
     id: str,
     read: ListingDep,  # one statement on the read pool (issue 17: a hot list route)
-    status: Annotated[Literal["running", "success", "failed", "skipped"] | None, Query()] = None,
+    status: Annotated[RunStatus | None, Query()] = None,
     since: Annotated[InDatetime | None, Query()] = None,
     until: Annotated[InDatetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=LIMIT_MAX)] = LIMIT_DEFAULT,

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import TextClause, insert, literal_column, select, text
 from sqlalchemy.dialects import postgresql
@@ -25,7 +25,8 @@ from cronicorn.store.tables import endpoints, runs
 from cronicorn.store.wakeups import endpoint_changed
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-RUN_STATUSES = ("running", "success", "failed", "skipped")  # skipped: overlap (0008)
+RunStatus = Literal["running", "success", "failed", "skipped"]  # skipped: overlap (0008)
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ never sent them)."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -15,15 +15,14 @@ from cronicorn.schemas.endpoints import TestResult
 from cronicorn.schemas.history import Health, RunDetails, RunList, RunListItem
 from cronicorn.services.runs import run_now
 from cronicorn.store import runs as run_store
+from cronicorn.store.runs import RunStatus
 
 ENDPOINT_ID = (PathId("id", "Endpoint", "The endpoint's id"),)
 RUN_ID = (PathId("id", "Run", "The run's id (runId in listEndpointRuns)"),)
 
 
 class RunQuery(In):
-    status: Literal["running", "success", "failed", "skipped"] | None = Field(
-        default=None, description="Only runs with this outcome"
-    )
+    status: RunStatus | None = Field(default=None, description="Only runs with this outcome")
     since: InDatetime | None = Field(
         default=None, description="Only runs started at or after this ISO-8601 instant"
     )
