@@ -10,6 +10,7 @@ import socket
 import pytest
 from yarl import URL
 
+from cronicorn.dispatch import ssrf
 from cronicorn.dispatch.ssrf import (
     GuardedResolver,
     UrlNotAllowed,
@@ -232,6 +233,21 @@ def test_zone_ids_are_refused_even_on_allowed_addresses() -> None:
 def test_normalisation_is_what_gets_requested(url: str, normalised: str) -> None:
     target = check_url_syntax(url, EVERYTHING)
     assert target.url == URL(normalised)
+
+
+def test_urls_of_one_host_share_its_reading_and_keep_their_own_paths() -> None:
+    """A scheduler calls thousands of URLs on a few hosts: past the per-URL cache, a URL
+    costs its own parse, not the host's (numeric IPv4 forms, policy) again."""
+    ssrf._normal_host.cache_clear()
+    ssrf._host_refusal.cache_clear()
+    urls = [f"http://0x7f.1:8080/t/{i}?q={i}" for i in range(50)]
+    targets = [check_url_syntax(url, (V4_LOOPBACK,)) for url in urls]
+    assert [t.url for t in targets] == [
+        URL(f"http://127.0.0.1:8080/t/{i}?q={i}") for i in range(50)
+    ]
+    assert ssrf._normal_host.cache_info().misses == 1
+    assert ssrf._host_refusal.cache_info().misses == 1
+    assert "loopback" in refusal("http://0x7f.1:8080/t/0?q=0", ())  # the allow list is key
 
 
 def test_ip_refusal_direct() -> None:
