@@ -17,7 +17,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from cronicorn.store.claims import LIVENESS_CLASS, WORKER_LOST
+from cronicorn.store.json_rows import json_rows
 from cronicorn.store.outbox import enqueue_facts
 from cronicorn.store.run_writes import RunOutcome, run_row
 
@@ -173,7 +173,7 @@ async def detach(
     their endpoints' next slots and adds them to `endpoints.running`."""
     if runs:
         rows = [{"id": i, "lease": lease} for i, lease in runs]
-        await conn.execute(DETACH_SQL, {"rows": json.dumps(rows), "lease_s": lease_s})
+        await conn.execute(DETACH_SQL, {"rows": json_rows(rows), "lease_s": lease_s})
 
 
 async def finish(
@@ -187,7 +187,7 @@ async def finish(
     if not runs:
         return []
     rows = [{**run_row(o), "lease": lease} for lease, o in runs]
-    cur = await conn.execute(FINISH_SQL, {"runs": json.dumps(rows)})
+    cur = await conn.execute(FINISH_SQL, {"runs": json_rows(rows)})
     found = await cur.fetchone()
     return list(found[0]) if found is not None else []
 
