@@ -80,6 +80,10 @@ async def _history_reads(engine: AsyncEngine, user: str, endpoint_id: str) -> No
             conn, user, endpoint_id, limit=25, cursor=run_store.encode_cursor(first.items[-1])
         )
         assert deep.items[0].started_at < first.items[-1].started_at
+        back = await run_store.page_for_endpoint(
+            conn, user, endpoint_id, limit=25, before=deep.prev_cursor
+        )
+        assert [run.id for run in back.items] == [run.id for run in first.items]
         for filters in (
             {"status": "failed"},
             {"since": NOW - timedelta(hours=10), "until": NOW - timedelta(hours=5)},
@@ -212,6 +216,16 @@ async def test_cursor_pages_walk_the_history_without_gaps(engine: AsyncEngine, a
             cursor = page.next_cursor
         assert walked == [run.id for run in everything.items]
         assert pages == 6  # 2+2+2+2+2+1: the last page has no cursor
+        back, before = [], page.prev_cursor  # from the last page up, through the ties
+        while before is not None:
+            newer = await run_store.page_for_endpoint(
+                conn, alice, endpoint_id, limit=2, before=before
+            )
+            assert newer.total == 11 and newer.next_cursor is not None
+            back = [run.id for run in newer.items] + back
+            before = newer.prev_cursor
+        assert back == walked[:-1]  # every newer page, each once, in order
+        assert everything.prev_cursor is None  # the newest page has none
         exact = await run_store.page_for_endpoint(conn, alice, endpoint_id, limit=11)
         assert exact.next_cursor is None  # a full last page says so too
         first = await run_store.page_for_endpoint(conn, alice, endpoint_id, limit=3)

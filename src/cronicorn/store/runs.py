@@ -78,6 +78,8 @@ class RunPage:
     items: list[RunSummary]
     total: int  # every run matching the filters, whatever the page
     next_cursor: str | None  # where the next page starts; None on the last page
+    # Where the page before (newer runs) ends, as `before`; None on the newest page.
+    prev_cursor: str | None = None
 
 
 def encode_cursor(run: RunSummary) -> str:
@@ -96,18 +98,26 @@ async def page_for_endpoint(
     limit: int = 100,
     offset: int = 0,
     cursor: str | None = None,
+    before: str | None = None,
 ) -> RunPage:
     """A page of the endpoint's runs, newest first, the total matching the filters, and the
-    cursor of the next page. With a `cursor` the page starts just after the run it names
-    (keyset on `ix_runs_endpoint_id_started_at`: a deep page costs what the first does;
-    `offset` then skips from there); without one, `offset` counts from the newest run.
+    cursors of the pages after and before it. With a `cursor` the page starts just after the
+    run it names (keyset on `ix_runs_endpoint_id_started_at`: a deep page costs what the
+    first does; `offset` then skips from there); without one, `offset` counts from the newest
+    run. With `before` (a page's `prev_cursor`) it is the `limit` runs just newer than the
+    run it names, read upwards from it: going back is as cheap as going on.
 
     One explicit statement (ownership, count and page in one round trip; this is the hottest
     read of the API, and as text it costs a third of the Core version's Python time). Runs
     are matched through the owned endpoint's id, never by `user_id`, so the count is an
     index-only scan of (endpoint_id, …)."""
-    params, shape = _page_params(user_id, endpoint_id, status, since, until, limit, offset, cursor)
-    return _page_of((await conn.execute(_list_statement(*shape), params)).all(), limit)
+    params, shape = _page_params(
+        user_id, endpoint_id, status, since, until, limit, offset, cursor, before
+    )
+    rows = (await conn.execute(_list_statement(*shape), params)).all()
+    if before is not None:
+        return _newer_page_of(rows, limit)
+    return _page_of(rows, limit, newer=cursor is not None or offset > 0)
 
 
 @dataclass(frozen=True)
@@ -149,9 +159,11 @@ def _page_params(
     limit: int,
     offset: int,
     cursor: str | None,
-) -> tuple[dict[str, Any], tuple[bool, bool, bool, bool]]:
+    before: str | None = None,
+) -> tuple[dict[str, Any], tuple[bool, bool, bool, bool, bool]]:
     """A page's parameters, and its statement's shape (which filters it has)."""
     after = cursors.decode(cursor) if cursor is not None else (None, None)
+    upto = cursors.decode(before) if before is not None else (None, None)
     params: dict[str, Any] = {
         "endpoint_id": endpoint_id,
         "user_id": user_id,
@@ -160,27 +172,52 @@ def _page_params(
         "until": until,
         "after_at": after[0],
         "after_id": after[1],
+        "before_at": upto[0],
+        "before_id": upto[1],
         "fetch": limit + 1,  # one more than the page: is there a next page?
         "offset": offset,
     }
-    shape = (status is not None, since is not None, until is not None, cursor is not None)
+    shape = (
+        status is not None,
+        since is not None,
+        until is not None,
+        cursor is not None,
+        before is not None,
+    )
     return params, shape
 
 
 @functools.cache
 def _json_statement(
-    by_status: bool, by_since: bool, by_until: bool, by_cursor: bool, fields: tuple[JsonField, ...]
+    by_status: bool,
+    by_since: bool,
+    by_until: bool,
+    by_cursor: bool,
+    by_before: bool,
+    fields: tuple[JsonField, ...],
 ) -> ReadStatement:
     run = json_object(fields, lambda name: literal_column(f"page.{name}"))
     run_sql = str(run.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
     page = f"page.started_at, page.id, {run_sql}"
-    return compiled(_list_statement(by_status, by_since, by_until, by_cursor, page))
+    return compiled(_list_statement(by_status, by_since, by_until, by_cursor, by_before, page))
 
 
-def _page_of(rows: Sequence[Sequence[Any]], limit: int) -> RunPage:
+def _page_of(rows: Sequence[Sequence[Any]], limit: int, *, newer: bool) -> RunPage:
     page, total, more = _page_rows(rows, limit)
     items = [RunSummary(*row[2:]) for row in page]
-    return RunPage(items, total, encode_cursor(items[-1]) if more else None)
+    after = encode_cursor(items[-1]) if more else None
+    return RunPage(items, total, after, encode_cursor(items[0]) if newer and items else None)
+
+
+def _newer_page_of(rows: Sequence[Sequence[Any]], limit: int) -> RunPage:
+    """A `before` page: the statement read `limit` + 1 runs upwards from the cursor, so the
+    extra one (is there a newer page?) is the newest, not the oldest. The runs the cursor
+    came from are older, so the page always has a next one."""
+    page, total, _ = _page_rows(rows, len(rows))  # every run read, newest first
+    more = len(page) > limit
+    items = [RunSummary(*row[2:]) for row in page[-limit:]]
+    after = encode_cursor(items[-1]) if items else None
+    return RunPage(items, total, after, encode_cursor(items[0]) if more and items else None)
 
 
 def _page_rows(
@@ -204,7 +241,7 @@ LEFT JOIN LATERAL (
     SELECT id, endpoint_id, status, source, attempt, due_at, started_at, finished_at,
            duration_ms, status_code, error_message
     FROM runs WHERE {where}{after}
-    ORDER BY started_at DESC, id DESC
+    {order}
     LIMIT :fetch OFFSET :offset
 ) AS page ON true
 ORDER BY page.started_at DESC, page.id DESC
@@ -212,11 +249,18 @@ ORDER BY page.started_at DESC, page.id DESC
 # Rows after a cursor's (started_at, id) in the newest-first order, spelt so that the first
 # condition is an index bound on (endpoint_id, started_at) and the second a cheap recheck.
 _AFTER = " AND started_at <= :after_at AND (started_at < :after_at OR id < :after_id)"
+# Rows before one (newer), read upwards from it: the same index, scanned forwards.
+_BEFORE = " AND started_at >= :before_at AND (started_at > :before_at OR id > :before_id)"
 
 
 @functools.cache
 def _list_statement(
-    by_status: bool, by_since: bool, by_until: bool, by_cursor: bool, page: str = "page.*"
+    by_status: bool,
+    by_since: bool,
+    by_until: bool,
+    by_cursor: bool,
+    by_before: bool = False,
+    page: str = "page.*",
 ) -> TextClause:
     """The list query for one combination of filters (static SQL fragments only), selecting
     `page` of each run."""
@@ -227,8 +271,9 @@ def _list_statement(
         where.append("started_at >= :since")
     if by_until:
         where.append("started_at < :until")
-    after = _AFTER if by_cursor else ""
-    return text(_LIST_SQL.format(where=" AND ".join(where), after=after, page=page))
+    after = (_AFTER if by_cursor else "") + (_BEFORE if by_before else "")
+    order = "ORDER BY started_at, id" if by_before else "ORDER BY started_at DESC, id DESC"
+    return text(_LIST_SQL.format(where=" AND ".join(where), after=after, order=order, page=page))
 
 
 async def get_detail(conn: AsyncConnection, user_id: str, run_id: str) -> RunDetail:
