@@ -283,6 +283,53 @@ async def test_run_history_filters_by_status_and_day(
         assert "No runs match these filters" in await resp.text()
 
 
+async def test_run_history_pages_go_back_and_forth_by_cursor(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    """Older and Newer both name a run, so a deep page costs what the first does either way;
+    Newer from page 3 shows page 2's runs, and from page 2 the newest runs again."""
+    email = await site.user("pages")
+    await sign_in(http, site, email)
+    start = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    async with site.engine.begin() as conn:
+        _, endpoint_id = await _owned_endpoint(conn, email)
+        user_id = await _id_of(conn, email)
+        for n in range(60):  # three pages of 25, 25 and 10
+            at = start + timedelta(minutes=n)  # ties by id: tests/store/test_runs_plans.py
+            await add_run(conn, user_id=user_id, endpoint_id=endpoint_id, started_at=at)
+
+    async def page(url: str) -> tuple[list[str], str]:
+        async with http.get(site.base + url.replace("&amp;", "&")) as resp:
+            assert resp.status == 200
+            html = (await resp.text()).split('id="runs"', 1)[1]
+        nav = html.split('aria-label="Run history pages"', 1)[1]
+        return re.findall(r'<a href="/runs/([^"]+)">', html), nav
+
+    def link(nav: str, label: str) -> str:
+        found = re.search(rf'<a href="([^"]+)">{label}</a>', nav)
+        assert found is not None, nav
+        return found.group(1)
+
+    first, nav1 = await page(f"/endpoints/{endpoint_id}")
+    second, nav2 = await page(link(nav1, "Older"))
+    third, nav3 = await page(link(nav2, "Older"))
+    assert [len(first), len(second), len(third)] == [25, 25, 10]
+    assert len(set(first + second + third)) == 60
+    assert "page 3 of 3" in nav3
+    newer = link(nav3, "Newer")
+    assert "before=" in newer
+    assert "page=2" in newer
+    again, nav2_again = await page(newer)
+    assert again == second
+    assert "page 2 of 3" in nav2_again
+    assert "before=" not in link(nav2_again, "Newer")  # page 1 is the newest runs
+    newest, _ = await page(link(nav2_again, "Newer"))
+    assert newest == first
+    stale, nav_stale = await page(f"/endpoints/{endpoint_id}?page=2&before=not-a-cursor")
+    assert stale == second  # a stale or hand-made cursor falls back to the number
+    assert "page 2 of 3" in nav_stale
+
+
 async def test_run_now_calls_the_target_once_and_never_an_archived_endpoint(
     site: Site, http: aiohttp.ClientSession
 ) -> None:

@@ -4,6 +4,7 @@ create and edit forms (with notifications) with a live preview of the next runs.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -63,6 +64,7 @@ async def endpoint_page(
     since: str = "",
     until: str = "",
     cursor: str = "",
+    before: str = "",
 ) -> Response:
     endpoint = await endpoints.get_endpoint(
         conn, viewer.user_id, require_id(endpoint_id, "Endpoint")
@@ -78,6 +80,7 @@ async def endpoint_page(
         since=since,
         until=until,
         cursor=cursor,
+        before=before,
     )
 
 
@@ -93,6 +96,7 @@ async def _page(
     since: str = "",
     until: str = "",
     cursor: str = "",
+    before: str = "",
     status_code: int = 200,
     errors: Errors | None = None,
     values: dict[str, str] | None = None,
@@ -102,33 +106,32 @@ async def _page(
     job = await jobs.get_job(conn, viewer.user_id, endpoint.job_id)
     wanted = status if status in RUN_FILTERS else None
     number = _page_number(page)
-    # "Older" links carry the cursor of the page they follow (a deep page costs what the
-    # first does); a hand-made or stale cursor falls back to the page number.
+    history = functools.partial(
+        run_store.page_for_endpoint,
+        conn,
+        viewer.user_id,
+        endpoint.id,
+        status=wanted,
+        since=since_at,
+        until=until_at,
+        limit=PAGE_SIZE,
+    )
+    # "Older" links carry the cursor of the page they follow, "Newer" the run the page before
+    # ends at (a deep page costs what the first does, either way); a hand-made or stale
+    # cursor falls back to the page number.
+    cursor, before = cursor[:200], "" if cursor else before[:200]
     try:
-        history = await run_store.page_for_endpoint(
-            conn,
-            viewer.user_id,
-            endpoint.id,
-            status=wanted,
-            since=since_at,
-            until=until_at,
-            limit=PAGE_SIZE,
-            offset=0 if cursor else (number - 1) * PAGE_SIZE,
-            cursor=cursor[:200] or None,
+        found = await history(
+            offset=0 if cursor or before else (number - 1) * PAGE_SIZE,
+            cursor=cursor or None,
+            before=before or None,
         )
     except Invalid:
-        cursor = ""
-        history = await run_store.page_for_endpoint(
-            conn,
-            viewer.user_id,
-            endpoint.id,
-            status=wanted,
-            since=since_at,
-            until=until_at,
-            limit=PAGE_SIZE,
-            offset=(number - 1) * PAGE_SIZE,
-        )
-    runs, total = history.items, history.total
+        cursor = before = ""
+        found = await history(offset=(number - 1) * PAGE_SIZE)
+    if before and found.prev_cursor is None:
+        number = 1  # back at the newest runs
+    runs, total = found.items, found.total
     planned = await endpoint_store.preview(conn, viewer.user_id, endpoint.id, now, 5)
     notify = (await notify_service.notify_of(conn, viewer.user_id, endpoint_id=endpoint.id)).notify
     inherited = notify is None
@@ -160,8 +163,10 @@ async def _page(
         ),
         page=number,
         pages=max(1, -(-total // PAGE_SIZE)),
-        cursor=cursor[:200],
-        next_cursor=history.next_cursor,
+        cursor=cursor,
+        before=before,
+        next_cursor=found.next_cursor,
+        prev_cursor=found.prev_cursor,
         run_filters=RUN_FILTERS,
         pauses=PAUSE_LABELS,
         flash=flash_text(request.query_params.get("done")),
