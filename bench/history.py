@@ -14,7 +14,8 @@ users), one call at a time, through the store functions the API, the web pages a
 
 - history first page: `store.runs.page_for_endpoint`, `--page` runs (and 100), newest first;
 - deep page by offset / by cursor: the page after the first 90 % of the endpoint's history,
-  by `offset` and by the `cursor` the page before hands out;
+  by `offset` and by the `cursor` the page before hands out; and back from there (`before`,
+  the web page's "Newer");
 - failed runs, first page: the same with `status="failed"` (its total reads each run's status);
 - endpoint health: `store.runs.health` over 24 hours and over 7 days;
 - dashboard stats: `store.stats.dashboard`, one user's 7 days.
@@ -127,6 +128,11 @@ async def measure(url: str, now: datetime, samples: int) -> dict[str, dict[str, 
                     conn, user_of(n), endpoint_id(n), limit=PAGE, cursor=cursors[n]
                 )
 
+            async def newer_by_cursor(n: int) -> None:  # "Newer" from the deep page
+                await run_store.page_for_endpoint(
+                    conn, user_of(n), endpoint_id(n), limit=PAGE, before=cursors[n]
+                )
+
             async def failed_first(n: int) -> None:  # the count reads each run's status
                 await run_store.page_for_endpoint(
                     conn, user_of(n), endpoint_id(n), limit=PAGE, status="failed"
@@ -159,6 +165,7 @@ async def measure(url: str, now: datetime, samples: int) -> dict[str, dict[str, 
                 "history first page (100)": lambda c, n: first_100(n),
                 f"deep page by offset ({depth})": lambda c, n: by_offset(n),
                 "deep page by cursor": lambda c, n: by_cursor(n),
+                "newer page by cursor (before)": lambda c, n: newer_by_cursor(n),
                 f"failed runs, first page ({PAGE})": lambda c, n: failed_first(n),
                 "endpoint health (24 h)": lambda c, n: health(n),
                 "endpoint health (7 d)": lambda c, n: health_7d(n),

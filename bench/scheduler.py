@@ -93,6 +93,46 @@ async def blast(url: str, seconds: float, concurrency: int) -> float:
         return done / (time.monotonic() - started)
 
 
+async def dispatch_alone(port: int, n: int, seconds: float, concurrency: int) -> str:
+    """Calls/s and CPU per call of our `Dispatcher` alone (SSRF guard, deadline, capped body,
+    no claim, no run task, no write), `concurrency` calls in flight over the N endpoints'
+    URLs, in a process set up as `cronicorn scheduler` sets up its own: the ceiling one
+    scheduler's HTTP side can reach against this target on this machine."""
+    import gc
+    import ipaddress
+
+    from cronicorn.dispatch import Dispatcher, HttpRequest
+    from cronicorn.dispatch.models import DispatchConfig
+    from cronicorn.scheduler.role import collect_less
+
+    gc.freeze()
+    collect_less()
+    urls = [f"http://127.0.0.1:{port}/t/{i}" for i in range(n)]
+    config = DispatchConfig(
+        allow_networks=(ipaddress.ip_network("127.0.0.0/8"),), max_connections=concurrency
+    )
+    done = 0
+    async with Dispatcher(config) as dispatcher:
+
+        async def worker(k: int) -> None:
+            nonlocal done
+            i = k
+            while time.monotonic() < deadline:
+                await dispatcher.execute(HttpRequest(url=urls[i % n], method="GET"))
+                done += 1
+                i += concurrency
+
+        deadline = time.monotonic() + 0.5  # warm the connections
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        done = 0
+        cpu = time.process_time()
+        started = time.monotonic()
+        deadline = started + seconds
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        elapsed, used = time.monotonic() - started, time.process_time() - cpu
+    return f"{done / elapsed:.0f} {used / done * 1e6:.0f}"
+
+
 def blast_process(url: str, seconds: float, concurrency: int) -> None:
     try:
         import uvloop
@@ -531,6 +571,12 @@ def main() -> None:
     if args.role == "blast":
         blast_process(f"http://127.0.0.1:{args.port}/t/0", 3.0, 64)
         return
+    if args.role == "dispatch":
+        import uvloop
+
+        n = int(args.endpoints.split(",")[0])
+        print(uvloop.run(dispatch_alone(args.port, n, 3.0, args.concurrency)))
+        return
     from cronicorn.embedded import EmbeddedPostgres
     from cronicorn.store.migrate import upgrade
 
@@ -550,6 +596,21 @@ def main() -> None:
                     check=True,
                 )
                 target_rate = float(out.stdout.strip())
+                alone = subprocess.run(
+                    [
+                        *(sys.executable, __file__, "--role", "dispatch", "--port", str(args.port)),
+                        *("--endpoints", args.endpoints, "--concurrency", str(args.concurrency)),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                rate, per_call = (float(x) for x in alone.stdout.split())
+                alone_line = (
+                    f"our Dispatcher alone ({args.concurrency} in flight, no claim or write):"
+                    f" {rate:,.0f} calls/s, {per_call:.0f} µs CPU per call"
+                )
+                print(alone_line, flush=True)
                 results = []
                 variants = {
                     "off": ["none"],
@@ -570,6 +631,7 @@ def main() -> None:
                 target.terminate()
                 target.wait(timeout=10)
     print_table(results, target_rate, load)
+    print(alone_line)
     rows = summary([r for r in results if r.tree == "this"])
     print_summary(rows)
     if args.compare:
@@ -578,6 +640,7 @@ def main() -> None:
         document = {
             "machine": {"cpus": os.cpu_count(), "loadBefore": load},
             "targetAloneRps": target_rate,
+            "dispatcherAlone": {"callsPerS": rate, "cpuUsPerCall": per_call},
             "results": [asdict(r) for r in results],
             "summary": rows,
         }
