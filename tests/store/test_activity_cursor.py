@@ -74,6 +74,18 @@ async def test_walking_by_cursor_gives_the_offsets_pages(engine: AsyncEngine) ->
                 cursor = page.next_cursor
             assert [_key(e) for e in walked] == [_key(e) for e in everything.events], kind
             assert len(walked) == {"all": 69, "runs": 60, "sessions": 9}[kind]
+            back: list[Any] = []  # and up again from the last page, through the ties
+            before = page.prev_cursor
+            while before is not None:
+                newer = await stats.activity(
+                    conn, stats.ActivityQuery(**{**query.__dict__, "before": before})
+                )
+                assert newer.next_cursor is not None
+                assert len(newer.events) == 7
+                back = newer.events + back
+                before = newer.prev_cursor
+            assert [_key(e) for e in back + page.events] == [_key(e) for e in walked], kind
+            assert everything.prev_cursor is None  # the newest page has none
 
 
 async def test_a_deep_page_by_cursor_reads_one_page(engine: AsyncEngine) -> None:
@@ -98,18 +110,29 @@ async def test_a_deep_page_by_cursor_reads_one_page(engine: AsyncEngine) -> None
                 conn, stats.ActivityQuery(**{**by_cursor.__dict__, "cursor": cursor})
             )
         assert [e.id for e in page.events] == [e.id for e in deep.events]
+        older = captured[0]
+        captured.clear()
+        back = await stats.activity(
+            conn, stats.ActivityQuery(**{**by_cursor.__dict__, "before": page.prev_cursor})
+        )
+        newer = captured[0]
+        ninth = await stats.activity(conn, stats.ActivityQuery(**{**query.__dict__, "offset": 40}))
+        assert [e.id for e in back.events] == [e.id for e in ninth.events]
+        assert back.prev_cursor is not None
         driver: Any = (await conn.get_raw_connection()).driver_connection
         await driver.execute("SET enable_seqscan = off")  # as on a big table: the index
-        statement, params = captured[0]
-        cur = await driver.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params)
-        plan = (await cur.fetchone())[0][0]["Plan"]
+        plans = []
+        for statement, params in (older, newer):
+            cur = await driver.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", params)
+            plans.append((await cur.fetchone())[0][0]["Plan"])
 
     def read(node: dict[str, Any]) -> int:
         own = node.get("Actual Rows", 0) if node.get("Relation Name") == "runs" else 0
         return own + sum(read(child) for child in node.get("Plans", []))
 
     event.remove(engine.sync_engine, "before_cursor_execute", capture)
-    assert 6 <= read(plan) <= 6 + 3  # the page, one more, the rows sharing the cursor's second
+    for plan in plans:  # either way: the page, one more, the rows sharing the cursor's second
+        assert 6 <= read(plan) <= 6 + 3
 
 
 @pytest.mark.parametrize("cursor", ["", "%%%", "bm90LWEtY3Vyc29y", "MTIz", "LTEuAA"])

@@ -847,6 +847,7 @@ class ActivityQuery:
     limit: int = 50
     offset: int = 0  # from the newest event, or from the cursor's position
     cursor: str | None = None  # `Activity.next_cursor` of the page before
+    before: str | None = None  # `Activity.prev_cursor` of the page after: the newer page
 
 
 def _runs_join() -> Any:
@@ -855,19 +856,23 @@ def _runs_join() -> Any:
 
 # The timeline's statements are built once per shape (event kinds, job filter, cursor) with
 # bound parameters: SQLAlchemy then neither rebuilds nor re-keys them on every page.
-def _before_cursor(at: Any, row_id: Any) -> Any:
-    """Rows after the cursor's in newest-first order (the index gives `at <= :before_at`)."""
-    return tuple_(at, row_id) < tuple_(bindparam("before_at"), bindparam("before_id"))
+Keyset = Literal["", "older", "newer"]  # no cursor; rows after it (older); before it (newer)
 
 
-def _run_events(with_job: bool, after_cursor: bool) -> Any:
+def _beyond_cursor(at: Any, row_id: Any, keyset: Keyset) -> Any:
+    """Rows past the cursor's in the page's direction (the index gives the bound on `at`)."""
+    mark = tuple_(bindparam("cursor_at"), bindparam("cursor_id"))
+    return tuple_(at, row_id) < mark if keyset == "older" else tuple_(at, row_id) > mark
+
+
+def _run_events(with_job: bool, keyset: Keyset) -> Any:
     conditions = [
         runs.c.user_id == bindparam("user"),
         runs.c.started_at >= bindparam("start"),
         runs.c.started_at < bindparam("end"),
     ]
-    if after_cursor:
-        conditions.append(_before_cursor(runs.c.started_at, runs.c.id))
+    if keyset:
+        conditions.append(_beyond_cursor(runs.c.started_at, runs.c.id, keyset))
     if with_job:
         conditions.append(endpoints.c.job_id == bindparam("job"))
     return (
@@ -890,14 +895,14 @@ def _run_events(with_job: bool, after_cursor: bool) -> Any:
     )
 
 
-def _session_events(with_job: bool, after_cursor: bool) -> Any:
+def _session_events(with_job: bool, keyset: Keyset) -> Any:
     conditions = [
         ai_sessions.c.user_id == bindparam("user"),
         ai_sessions.c.analyzed_at >= bindparam("start"),
         ai_sessions.c.analyzed_at < bindparam("end"),
     ]
-    if after_cursor:
-        conditions.append(_before_cursor(ai_sessions.c.analyzed_at, ai_sessions.c.id))
+    if keyset:
+        conditions.append(_beyond_cursor(ai_sessions.c.analyzed_at, ai_sessions.c.id, keyset))
     if with_job:
         conditions.append(endpoints.c.job_id == bindparam("job"))
     return (
@@ -950,37 +955,44 @@ Event = RunEvent | SessionEvent
 
 @dataclass(frozen=True)
 class Activity:
-    """One page of events, newest first, how many the range holds in all, and where the
-    next page starts (None on the last page)."""
+    """One page of events, newest first, how many the range holds in all, where the next
+    page starts (None on the last page) and where the newer page before it ends (None on
+    the newest page)."""
 
     events: list[Event]
     total: int
     next_cursor: str | None = None
+    prev_cursor: str | None = None
 
     @property
     def runs(self) -> list[RunEvent]:
         return [e for e in self.events if isinstance(e, RunEvent)]
 
 
-@functools.lru_cache(maxsize=16)
-def _timeline(event_type: str, with_job: bool, after_cursor: bool) -> Any:
+@functools.lru_cache(maxsize=24)
+def _timeline(event_type: str, with_job: bool, keyset: Keyset) -> Any:
     """Each kind's newest `depth` rows (after the cursor's) along its index, merged, one page
-    of them."""
+    of them; for the newer page, each kind's oldest rows before the cursor's, oldest first."""
     parts = []
     depth = bindparam("depth", type_=Integer)
+    up = keyset == "newer"
     if event_type in {"all", "runs"}:
-        newest = (runs.c.started_at.desc(), runs.c.id.desc())
-        parts.append(_run_events(with_job, after_cursor).order_by(*newest).limit(depth))
+        order = _order(up, runs.c.started_at, runs.c.id)
+        parts.append(_run_events(with_job, keyset).order_by(*order).limit(depth))
     if event_type in {"all", "sessions"}:
-        latest = (ai_sessions.c.analyzed_at.desc(), ai_sessions.c.id.desc())
-        parts.append(_session_events(with_job, after_cursor).order_by(*latest).limit(depth))
+        order = _order(up, ai_sessions.c.analyzed_at, ai_sessions.c.id)
+        parts.append(_session_events(with_job, keyset).order_by(*order).limit(depth))
     merged = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
     return (
         select(merged)
-        .order_by(merged.c.ts.desc(), merged.c.id.desc())
+        .order_by(*_order(up, merged.c.ts, merged.c.id))
         .limit(bindparam("limit", type_=Integer))
         .offset(bindparam("offset", type_=Integer))
     )
+
+
+def _order(up: bool, at: Any, row_id: Any) -> tuple[Any, Any]:
+    return (at.asc(), row_id.asc()) if up else (at.desc(), row_id.desc())
 
 
 @functools.lru_cache(maxsize=2)
@@ -1029,27 +1041,37 @@ async def activity(
 ) -> Activity:
     """Runs and AI sessions merged newest first, paged in SQL (one UNION ALL of each kind's
     newest `offset + limit + 1` after the cursor, read backwards along its index: with the
-    cursor a deep page costs what the first does); the total from the rollups, or from
-    `counted`, the dashboard of the same range and job, which has summed them."""
+    cursor a deep page costs what the first does; `before` reads forwards from its cursor,
+    as cheaply); the total from the rollups, or from `counted`, the dashboard of the same
+    range and job, which has summed them."""
     with_job = q.job_id is not None
-    before = cursors.decode(q.cursor) if q.cursor is not None else (None, None)
+    keyset: Keyset = "older" if q.cursor is not None else "newer" if q.before is not None else ""
+    mark = q.cursor if q.cursor is not None else q.before
+    at, row_id = cursors.decode(mark) if mark is not None else (None, None)
+    offset = 0 if keyset == "newer" else q.offset
     params = {
         "user": q.user_id,
         "start": q.start,
         "end": q.end,
         "job": q.job_id,
-        "before_at": before[0],
-        "before_id": before[1],
-        "depth": q.offset + q.limit + 1,  # one more than the page: is there a next page?
+        "cursor_at": at,
+        "cursor_id": row_id,
+        "depth": offset + q.limit + 1,  # one more than the page: is there a page beyond?
         "limit": q.limit + 1,
-        "offset": q.offset,
+        "offset": offset,
     }
-    statement = _timeline(q.event_type, with_job, q.cursor is not None)
+    statement = _timeline(q.event_type, with_job, keyset)
     events = [_event(r._mapping) for r in await conn.execute(statement, params)]
-    following = None
-    if len(events) > q.limit:
-        events = events[: q.limit]
-        following = cursors.encode(events[-1].at, events[-1].id)
+    beyond = len(events) > q.limit
+    events = events[: q.limit]
+    if keyset == "newer":  # read upwards from the cursor: the older events came before
+        events.reverse()
+        following = cursors.encode(events[-1].at, events[-1].id) if events else None
+        newer = beyond
+    else:
+        following = cursors.encode(events[-1].at, events[-1].id) if beyond else None
+        newer = keyset == "older" or offset > 0
+    preceding = cursors.encode(events[0].at, events[0].id) if newer and events else None
     total = 0
     if q.event_type in {"all", "runs"} and counted is not None:
         total += counted.all_runs
@@ -1060,7 +1082,7 @@ async def activity(
         total += sum(point.sessions for point in counted.session_totals)
     elif q.event_type in {"all", "sessions"}:
         total += int(await conn.scalar(_session_count(with_job), params) or 0)
-    return Activity(events, total, following)
+    return Activity(events, total, following, preceding)
 
 
 # -- usage ----------------------------------------------------------------------------------
