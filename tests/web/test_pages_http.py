@@ -330,6 +330,49 @@ async def test_run_history_pages_go_back_and_forth_by_cursor(
     assert "page 2 of 3" in nav_stale
 
 
+async def test_the_timeline_pages_back_by_cursor_too(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    """The dashboard's activity: Newer from page 3 names the run page 2 ends at (no offset
+    that reads every newer event again) and shows page 2's events; page 2's is the newest."""
+    email = await site.user("timeline")
+    await sign_in(http, site, email)
+    now = datetime.now(UTC)
+    async with site.engine.begin() as conn:
+        _, endpoint_id = await _owned_endpoint(conn, email)
+        user_id = await _id_of(conn, email)
+        for n in range(45):  # three pages of 20, 20 and 5, within the last day
+            at = now - timedelta(hours=1, minutes=n)
+            await add_run(conn, user_id=user_id, endpoint_id=endpoint_id, started_at=at)
+
+    async def page(url: str) -> tuple[list[str], str]:
+        async with http.get(site.base + url.replace("&amp;", "&")) as resp:
+            assert resp.status == 200
+            html = (await resp.text()).split('id="activity-list"', 1)[1]
+        return re.findall(r'<a href="/runs/([^"]+)">', html), html
+
+    def link(html: str, label: str) -> str:
+        found = re.search(rf'<a class="button" href="([^"]+)">{label}', html)
+        assert found is not None, html[-800:]
+        return found.group(1)
+
+    first, html1 = await page("/?range=24h")
+    second, html2 = await page(link(html1, "Older"))
+    third, html3 = await page(link(html2, "Older"))
+    assert [len(first), len(second), len(third)] == [20, 20, 5]
+    assert len(set(first + second + third)) == 45
+    newer = link(html3, "Newer")
+    assert "before=" in newer
+    assert "offset=" not in newer
+    again, html2_again = await page(newer)
+    assert again == second
+    assert "Older (5 more)" in html2_again  # the counts know where the page is
+    back = link(html2_again, "Newer")
+    assert "before=" not in back
+    newest, _ = await page(back)
+    assert newest == first
+
+
 async def test_run_now_calls_the_target_once_and_never_an_archived_endpoint(
     site: Site, http: aiohttp.ClientSession
 ) -> None:

@@ -187,9 +187,12 @@ async def dashboard(
             limit=PAGE,
             offset=page_at.offset,
             cursor=page_at.cursor,
+            before=page_at.before,
         ),
         counted=data,  # same range and job: its totals are summed already
     )
+    # Reading up from `before` ended at the newest event: this is the first page.
+    position = 0 if page_at.before and activity.prev_cursor is None else page_at.position
     tokens, token_total = token_chart(data)
     return render(
         request,
@@ -210,8 +213,7 @@ async def dashboard(
         token_chart=tokens,
         token_total=token_total,
         activity=activity,
-        position=page_at.position,
-        newer=page_at.newer,
+        position=position,
         page=PAGE,
         base_query=_query(chosen, job_id),
         day=timedelta(days=1),
@@ -220,32 +222,29 @@ async def dashboard(
 
 @dataclass(frozen=True)
 class ActivityPage:
-    """Which page of the timeline: "Older" follows the cursor the last page handed out (a
-    deep page costs what the first does) and carries how many events came before, for the
-    counts; "Newer" is the offset of the page before (None: back to the newest, when that
-    offset would be deeper than offsets are read)."""
+    """Which page of the timeline: "Older" follows the cursor the last page handed out and
+    "Newer" the one it names as the page before (a deep page costs what the first does,
+    either way); both carry how many events come before the page, for the counts. An
+    `offset` (links of earlier versions) still counts from the newest event."""
 
     cursor: str | None = None
+    before: str | None = None
     offset: int = 0
     position: int = 0  # events before this page
-
-    @property
-    def newer(self) -> int | None:
-        back = max(self.position - PAGE, 0)
-        return back if back <= MAX_OFFSET else None
 
 
 MAX_OFFSET = 10_000
 
 
 def _activity_page(params: dict[str, str]) -> ActivityPage:
-    cursor = params.get("cursor", "")
-    if cursor:
+    cursor, before = params.get("cursor", ""), params.get("before", "")
+    if cursor or before:
         try:
-            cursors.decode(cursor)
+            cursors.decode(cursor or before)
         except Invalid:  # not one we handed out: the newest page
             return ActivityPage()
-        return ActivityPage(cursor=cursor, position=count_param(params.get("at", ""), 10**9))
+        position = count_param(params.get("at", ""), 10**9)
+        return ActivityPage(cursor or None, None if cursor else before, position=position)
     offset = count_param(params.get("offset", "0"), MAX_OFFSET)
     return ActivityPage(offset=offset, position=offset)
 
