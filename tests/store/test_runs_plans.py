@@ -221,7 +221,8 @@ async def test_cursor_pages_walk_the_history_without_gaps(engine: AsyncEngine, a
             newer = await run_store.page_for_endpoint(
                 conn, alice, endpoint_id, limit=2, before=before
             )
-            assert newer.total == 11 and newer.next_cursor is not None
+            assert newer.total == 11
+            assert newer.next_cursor is not None
             back = [run.id for run in newer.items] + back
             before = newer.prev_cursor
         assert back == walked[:-1]  # every newer page, each once, in order
