@@ -259,20 +259,30 @@ async def test_recent_outcomes_read_each_endpoint_by_index(site: Site) -> None:
     assert on_index & {"Index Scan", "Index Scan Backward", "Index Only Scan"}, scans
 
 
-async def test_run_history_filters_by_status_and_day(
-    site: Site, http: aiohttp.ClientSession
-) -> None:
-    email = await site.user("history")
+async def _signed_in_with_runs(
+    site: Site, http: aiohttp.ClientSession, name: str, runs: list[tuple[datetime, str]]
+) -> str:
+    """A new user, signed in, with one endpoint that has these (start, status) runs: its id."""
+    email = await site.user(name)
     await sign_in(http, site, email)
-    day1 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
     async with site.engine.begin() as conn:
         _, endpoint_id = await _owned_endpoint(conn, email)
         user_id = await _id_of(conn, email)
-        for at, status in ((day1, "success"), (day1, "failed"), (day1 + timedelta(1), "success")):
-            at += timedelta(minutes=len(status))  # distinct instants
+        for at, status in runs:
             await add_run(
                 conn, user_id=user_id, endpoint_id=endpoint_id, started_at=at, status=status
             )
+    return endpoint_id
+
+
+async def test_run_history_filters_by_status_and_day(
+    site: Site, http: aiohttp.ClientSession
+) -> None:
+    day1 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    history = ((day1, "success"), (day1, "failed"), (day1 + timedelta(1), "success"))
+    # distinct instants
+    runs = [(at + timedelta(minutes=len(status)), status) for at, status in history]
+    endpoint_id = await _signed_in_with_runs(site, http, "history", runs)
     base = f"{site.base}/endpoints/{endpoint_id}"
     expected = {"": 3, "?status=failed": 1, "?since=2025-03-11": 1, "?until=2025-03-10": 2}
     for query, rows in expected.items():
@@ -288,15 +298,10 @@ async def test_run_history_pages_go_back_and_forth_by_cursor(
 ) -> None:
     """Older and Newer both name a run, so a deep page costs what the first does either way;
     Newer from page 3 shows page 2's runs, and from page 2 the newest runs again."""
-    email = await site.user("pages")
-    await sign_in(http, site, email)
     start = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-    async with site.engine.begin() as conn:
-        _, endpoint_id = await _owned_endpoint(conn, email)
-        user_id = await _id_of(conn, email)
-        for n in range(60):  # three pages of 25, 25 and 10
-            at = start + timedelta(minutes=n)  # ties by id: tests/store/test_runs_plans.py
-            await add_run(conn, user_id=user_id, endpoint_id=endpoint_id, started_at=at)
+    # three pages of 25, 25 and 10 (ties by id: tests/store/test_runs_plans.py)
+    runs = [(start + timedelta(minutes=n), "success") for n in range(60)]
+    endpoint_id = await _signed_in_with_runs(site, http, "pages", runs)
 
     async def page(url: str) -> tuple[list[str], str]:
         async with http.get(site.base + url.replace("&amp;", "&")) as resp:
@@ -335,15 +340,10 @@ async def test_the_timeline_pages_back_by_cursor_too(
 ) -> None:
     """The dashboard's activity: Newer from page 3 names the run page 2 ends at (no offset
     that reads every newer event again) and shows page 2's events; page 2's is the newest."""
-    email = await site.user("timeline")
-    await sign_in(http, site, email)
     now = datetime.now(UTC)
-    async with site.engine.begin() as conn:
-        _, endpoint_id = await _owned_endpoint(conn, email)
-        user_id = await _id_of(conn, email)
-        for n in range(45):  # three pages of 20, 20 and 5, within the last day
-            at = now - timedelta(hours=1, minutes=n)
-            await add_run(conn, user_id=user_id, endpoint_id=endpoint_id, started_at=at)
+    # three pages of 20, 20 and 5, within the last day
+    runs = [(now - timedelta(hours=1, minutes=n), "success") for n in range(45)]
+    await _signed_in_with_runs(site, http, "timeline", runs)
 
     async def page(url: str) -> tuple[list[str], str]:
         async with http.get(site.base + url.replace("&amp;", "&")) as resp:
