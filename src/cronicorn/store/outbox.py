@@ -28,6 +28,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cronicorn.store.channels import ACCOUNT_KEY
+from cronicorn.store.json_rows import json_rows
 from cronicorn.store.run_writes import EndpointUpdate, Leased, RunOutcome
 from cronicorn.store.tables import notify_deliveries, notify_outbox
 
@@ -119,7 +120,7 @@ async def enqueue_facts(
     """The run events of runs already written, from their facts (`run_facts`' shape, e.g.
     from `detached_runs.finish`); call inside the transaction that wrote them."""
     if facts:
-        await conn.execute(ENQUEUE_SQL, {"facts": json.dumps(facts), "now": now})
+        await conn.execute(ENQUEUE_SQL, {"facts": json_rows(facts), "now": now})
 
 
 ENQUEUE_ADMIN_SQL = text(

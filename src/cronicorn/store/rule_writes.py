@@ -15,7 +15,6 @@ schedulers are woken if it moved earlier.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
@@ -26,6 +25,7 @@ from psycopg.rows import dict_row
 
 from cronicorn.domain import ScheduleState, plan_on_change
 from cronicorn.domain.rules import Effect, apply_effect
+from cronicorn.store.json_rows import json_rows
 from cronicorn.store.wakeups import WAKEUP_CHANNEL
 
 _STATE = tuple(f.name for f in fields(ScheduleState))
@@ -98,7 +98,7 @@ async def queue_effects(conn: AsyncConnection[Any], effects: Sequence[tuple[str,
         for source, e in effects
     ]
     if rows:
-        await conn.execute(QUEUE_SQL, {"rows": json.dumps(rows)})
+        await conn.execute(QUEUE_SQL, {"rows": json_rows(rows)})
     return len(rows)
 
 
@@ -148,7 +148,7 @@ async def _apply(
             source = "rule"
         rows.append(_row(target, state, at, source, reasons.get(target)))
     if rows:
-        await conn.execute(WRITE_SQL, {"rows": json.dumps(rows)})
+        await conn.execute(WRITE_SQL, {"rows": json_rows(rows)})
     if earliest is not None:
         await conn.execute("SELECT pg_notify(%s, %s)", (WAKEUP_CHANNEL, earliest.isoformat()))
     return len(rows)
